@@ -1,0 +1,2 @@
+"""genrec: event-driven generative recommender platform."""
+__version__ = "0.1.0"

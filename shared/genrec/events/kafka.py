@@ -1,0 +1,91 @@
+"""Kafka clients configured from settings (confluent-kafka / librdkafka).
+
+The same settings reach a production cluster (SASL/TLS) or the local tansu broker.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from confluent_kafka import Consumer, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from genrec.config import Settings
+
+
+def _common(s: Settings) -> dict[str, Any]:
+    conf: dict[str, Any] = {
+        "bootstrap.servers": s.kafka.bootstrap_servers,
+        "security.protocol": s.kafka.security_protocol,
+    }
+    if s.kafka.sasl_mechanism:
+        conf["sasl.mechanism"] = s.kafka.sasl_mechanism
+        conf["sasl.username"] = s.kafka.sasl_username
+        conf["sasl.password"] = s.kafka.sasl_password.get_secret_value() if s.kafka.sasl_password else ""
+    return conf
+
+
+def admin_client(s: Settings) -> AdminClient:
+    return AdminClient(_common(s))
+
+
+def producer(s: Settings, **overrides: Any) -> Producer:
+    """An idempotent producer: acks=all, so an acknowledged record is durable on the broker."""
+    return Producer(
+        {
+            **_common(s),
+            "enable.idempotence": True,
+            "acks": "all",
+            "linger.ms": 2,
+            "message.timeout.ms": 10_000,
+            **overrides,
+        }
+    )
+
+
+def consumer(s: Settings, group_id: str, **overrides: Any) -> Consumer:
+    """A consumer that commits only what the caller says it has processed."""
+    return Consumer(
+        {
+            **_common(s),
+            "group.id": group_id,
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "session.timeout.ms": s.kafka.session_timeout_ms,
+            "heartbeat.interval.ms": s.kafka.heartbeat_interval_ms,
+            "fetch.wait.max.ms": s.kafka.fetch_wait_max_ms,
+            **overrides,
+        }
+    )
+
+
+def all_topics(s: Settings) -> dict[str, int]:
+    """Every topic the system uses (source topics and their dead-letter topics) → partitions."""
+    topics = {}
+    for key, t in s.kafka.topics.items():
+        topics[t.name] = t.partitions
+        topics[s.kafka.dead_letter_topic(key)] = 1
+    return topics
+
+
+def ensure_topics(s: Settings, timeout_s: float = 10.0) -> list[str]:
+    """Create missing topics with configured partitions; returns the names created."""
+    admin = admin_client(s)  # kept in a variable: a temporary client fails with "Handle is terminating"
+    existing = set(admin.list_topics(timeout=timeout_s).topics)
+    missing = [
+        NewTopic(name, num_partitions=partitions, replication_factor=1)
+        for name, partitions in all_topics(s).items()
+        if name not in existing
+    ]
+    if not missing:
+        return []
+    futures = admin.create_topics(missing, operation_timeout=timeout_s, request_timeout=timeout_s)
+    created = []
+    for name, fut in futures.items():
+        try:
+            fut.result()
+            created.append(name)
+        except Exception as exc:  # a concurrent creator won the race: fine
+            if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                raise
+    return created

@@ -1,0 +1,89 @@
+"""Versioned PostgreSQL schema migrations, applied in order by `genrec db migrate`.
+
+Append new migrations; never edit one that has shipped. `{dim}` is the embedding dimension.
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: list[tuple[int, str, str]] = [
+    (
+        1,
+        "extensions and items",
+        """
+        CREATE EXTENSION IF NOT EXISTS vector;
+        CREATE EXTENSION IF NOT EXISTS pg_trgm;
+        CREATE TABLE IF NOT EXISTS items (
+            item_id        text PRIMARY KEY,
+            title          text NOT NULL DEFAULT '',
+            description    text NOT NULL DEFAULT '',
+            category_path  text NOT NULL DEFAULT '',
+            attributes     jsonb NOT NULL DEFAULT '{{}}'::jsonb,
+            embedding      vector({dim}),
+            semantic_ids   integer[],
+            status         text NOT NULL DEFAULT 'active'
+                           CHECK (status IN ('active', 'inactive', 'deleted')),
+            created_at     timestamptz NOT NULL DEFAULT now(),
+            updated_at     timestamptz NOT NULL DEFAULT now()
+        );
+        CREATE INDEX IF NOT EXISTS items_category_idx ON items (category_path text_pattern_ops);
+        CREATE INDEX IF NOT EXISTS items_status_idx ON items (status);
+        CREATE INDEX IF NOT EXISTS items_title_trgm_idx ON items USING gin (title gin_trgm_ops);
+        CREATE INDEX IF NOT EXISTS items_embedding_hnsw_idx
+            ON items USING hnsw (embedding vector_cosine_ops);
+        """,
+    ),
+    (
+        2,
+        "users",
+        """
+        CREATE TABLE IF NOT EXISTS users (
+            user_id         text PRIMARY KEY,
+            profile         jsonb NOT NULL DEFAULT '{{}}'::jsonb,
+            preferences     jsonb NOT NULL DEFAULT '{{}}'::jsonb,
+            embedding       vector({dim}),
+            created_at      timestamptz NOT NULL DEFAULT now(),
+            last_active_at  timestamptz
+        );
+        """,
+    ),
+    (
+        3,
+        "user_events partitioned by month",
+        """
+        CREATE TABLE IF NOT EXISTS user_events (
+            event_id    text NOT NULL,
+            source      text NOT NULL,
+            user_id     text NOT NULL,
+            item_id     text NOT NULL,
+            event_type  text NOT NULL,
+            value       double precision,
+            ts          timestamptz NOT NULL,
+            context     jsonb NOT NULL DEFAULT '{{}}'::jsonb,
+            received_at timestamptz NOT NULL DEFAULT now(),
+            -- the partition key must be part of every unique constraint
+            PRIMARY KEY (source, event_id, ts)
+        ) PARTITION BY RANGE (ts);
+        CREATE INDEX IF NOT EXISTS user_events_user_ts_idx ON user_events (user_id, ts);
+        """,
+    ),
+    (
+        4,
+        "model_versions",
+        """
+        CREATE TABLE IF NOT EXISTS model_versions (
+            version         text PRIMARY KEY,
+            artifact_uri    text NOT NULL,
+            serving_uri     text,
+            metrics         jsonb NOT NULL DEFAULT '{{}}'::jsonb,
+            status          text NOT NULL DEFAULT 'candidate'
+                            CHECK (status IN ('candidate', 'canary', 'production', 'retired')),
+            traffic_weight  real NOT NULL DEFAULT 0 CHECK (traffic_weight >= 0 AND traffic_weight <= 1),
+            created_at      timestamptz NOT NULL DEFAULT now(),
+            updated_at      timestamptz NOT NULL DEFAULT now()
+        );
+        -- at most one production model at a time
+        CREATE UNIQUE INDEX IF NOT EXISTS model_versions_one_production
+            ON model_versions (status) WHERE status = 'production';
+        """,
+    ),
+]
