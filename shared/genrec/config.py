@@ -36,7 +36,7 @@ PORT_OFFSETS: dict[str, int] = {
     "redis": 30,
     "milvus": 40,
     "model_server": 50,
-    "analytics": 60,
+    "analytics_sink": 60,
     "event_capture": 70,
     "feature_update": 71,
     "cold_start_embedding": 72,
@@ -81,6 +81,7 @@ class KafkaSettings(BaseModel):
     bootstrap_servers: str | None = None
     topics: dict[str, TopicSettings] = Field(default_factory=_default_topics)
     dead_letter_suffix: str = ".dlq"
+    publish_timeout_s: float = 5.0
     # Fast local group joins (tansu waits ~session.timeout/2 on join).
     session_timeout_ms: int = 6000
     heartbeat_interval_ms: int = 500

@@ -68,6 +68,9 @@ class Service:
     def env(self, s: Settings) -> dict[str, str]:
         return {}
 
+    def cwd(self, s: Settings) -> Path | None:
+        return None
+
     def healthy(self, s: Settings) -> bool:
         """True once the server answers a real client operation."""
         raise NotImplementedError
@@ -287,6 +290,53 @@ class Milvus(Service):
         return str(s.milvus.uri)
 
 
+def child_env(s: Settings) -> dict[str, str]:
+    """Environment that makes a child process resolve the same settings as this one."""
+    env = {
+        "GENREC_STACK__HOST": s.stack.host,
+        "GENREC_STACK__PORT_BASE": str(s.stack.port_base),
+        "GENREC_STACK__STATE_DIR": str(s.stack.state_dir.resolve()),
+        "GENREC_MODEL__ARTIFACTS_DIR": str(s.model.artifacts_dir.resolve()),
+        "HF_HUB_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+    }
+    config_file = Path(os.environ.get("GENREC_CONFIG", "genrec.toml"))
+    if config_file.exists():
+        env["GENREC_CONFIG"] = str(config_file.resolve())
+    return env
+
+
+FUNCTIONS_DIR = Path(__file__).resolve().parents[3] / "functions"
+
+
+class KnativeFunction(Service):
+    """A function from functions/NAME run by the Knative func Python runtime (func-python)."""
+
+    def __init__(self, name: str, description: str, depends_on: tuple[str, ...] = ("kafka", "redis", "postgres")):
+        super().__init__(name, description, f"Knative Service {name}", depends_on=depends_on)
+        self.port_key = name.replace("-", "_")
+
+    def ports(self, s: Settings) -> list[int]:
+        return [s.stack.port(self.port_key)]
+
+    def cwd(self, s: Settings) -> Path:
+        return FUNCTIONS_DIR / self.name
+
+    def argv(self, s: Settings, paths: StackPaths) -> list[str]:
+        return [sys.executable, "-c", "from func_python.http import serve; from function import new; serve(new)"]
+
+    def env(self, s: Settings) -> dict[str, str]:
+        return {**child_env(s), "LISTEN_ADDRESS": f"{s.stack.host}:{self.ports(s)[0]}"}
+
+    def healthy(self, s: Settings) -> bool:
+        import httpx
+
+        return httpx.get(f"{s.function_url(self.port_key)}/health/readiness", timeout=2).status_code == 200
+
+    def endpoint(self, s: Settings) -> str:
+        return s.function_url(self.port_key)
+
+
 # Ordered so that dependencies come first. Later parts of the system (model server,
 # functions, eventing bridge, analytics sink) register themselves with `register`.
 SERVICES: dict[str, Service] = {}
@@ -296,5 +346,10 @@ def register(service: Service) -> None:
     SERVICES[service.name] = service
 
 
-for _svc in (ObjectStore(), KafkaBroker(), Postgres(), Redis(), Milvus()):
+INFRA = ("s3", "kafka", "postgres", "redis", "milvus")
+
+for _svc in (
+    ObjectStore(), KafkaBroker(), Postgres(), Redis(), Milvus(),
+    KnativeFunction("event-capture", "event-capture function (HTTP CloudEvents → Kafka)"),
+):
     register(_svc)

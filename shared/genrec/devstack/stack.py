@@ -62,7 +62,7 @@ def _start(svc: Service, s: Settings, paths: StackPaths) -> None:
     svc.prepare(s, paths)
     spawn(
         svc.argv(s, paths), log_file=paths.log(svc.name), pid_file=paths.pid(svc.name),
-        env=svc.env(s), user=svc.run_as,
+        env=svc.env(s), user=svc.run_as, cwd=svc.cwd(s),
     )
 
 

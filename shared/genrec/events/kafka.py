@@ -5,6 +5,7 @@ The same settings reach a production cluster (SASL/TLS) or the local tansu broke
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from confluent_kafka import Consumer, Producer
@@ -12,11 +13,14 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from genrec.config import Settings
 
+_rdkafka_log = logging.getLogger("genrec.kafka.client")
+
 
 def _common(s: Settings) -> dict[str, Any]:
     conf: dict[str, Any] = {
         "bootstrap.servers": s.kafka.bootstrap_servers,
         "security.protocol": s.kafka.security_protocol,
+        "logger": _rdkafka_log,  # librdkafka's own log lines go through Python logging
     }
     if s.kafka.sasl_mechanism:
         conf["sasl.mechanism"] = s.kafka.sasl_mechanism

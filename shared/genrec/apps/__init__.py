@@ -1,0 +1,1 @@
+"""HTTP applications behind the Knative functions (each function folder wraps one of these)."""

@@ -1,0 +1,25 @@
+"""Bearer-token / API-key checks shared by the HTTP apps."""
+
+from __future__ import annotations
+
+import hmac
+
+from fastapi import Request
+from pydantic import SecretStr
+
+
+def presented_key(request: Request) -> str | None:
+    auth = request.headers.get("authorization", "")
+    if auth.lower().startswith("bearer "):
+        return auth[7:].strip()
+    return request.headers.get("x-api-key")
+
+
+def match_key(presented: str | None, keys: dict[str, SecretStr]) -> str | None:
+    """The name of the key that matches (constant-time compare), or None."""
+    if not presented:
+        return None
+    for name, secret in keys.items():
+        if hmac.compare_digest(presented.encode(), secret.get_secret_value().encode()):
+            return name
+    return None

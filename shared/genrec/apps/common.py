@@ -1,0 +1,99 @@
+"""What every genrec HTTP app shares: health, metrics, request ids, JSON errors, size limits."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+
+log = logging.getLogger("genrec.http")
+
+MAX_BODY_BYTES = 4 * 1024 * 1024
+
+
+def error_body(field: str, message: str, error: str = "invalid_request") -> dict[str, str]:
+    return {"error": error, "field": field, "message": message}
+
+
+def create_base_app(name: str, *, title: str, version: str = "0.1.0",
+                    ready: Callable[[], bool] = lambda: True, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        # func-python drives start/stop itself (AsgiFunction); uvicorn and tests come through here.
+        if on_start := getattr(app.state, "on_start", None):
+            on_start()
+        yield
+        if on_stop := getattr(app.state, "on_stop", None):
+            on_stop()
+
+    app = FastAPI(title=title, version=version, lifespan=lifespan)
+    registry = CollectorRegistry()
+    requests = Counter("http_requests", "HTTP requests", ["service", "route", "status"], registry=registry)
+    latency = Histogram("http_request_duration_seconds", "HTTP request latency", ["service", "route"],
+                        registry=registry, buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5))
+    app.state.registry = registry
+    app.state.service_name = name
+
+    @app.middleware("http")
+    async def observe(request: Request, call_next):
+        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        request.state.request_id = request_id
+        length = request.headers.get("content-length")
+        if length and length.isdigit() and int(length) > max_body_bytes:
+            return JSONResponse(
+                error_body("body", f"request body exceeds {max_body_bytes} bytes", "payload_too_large"),
+                status_code=413, headers={"x-request-id": request_id},
+            )
+        start = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        path = getattr(route, "path", "unmatched")
+        latency.labels(name, path).observe(time.perf_counter() - start)
+        requests.labels(name, path, str(response.status_code)).inc()
+        response.headers["x-request-id"] = request_id
+        return response
+
+    @app.exception_handler(RequestValidationError)
+    async def on_validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        err = exc.errors()[0]
+        loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path")]
+        return JSONResponse(error_body(".".join(loc) or "body", err.get("msg", "invalid")), status_code=422)
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz() -> Response:
+        ok = ready()
+        return JSONResponse({"status": "ready" if ok else "not ready"}, status_code=200 if ok else 503)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+async def read_body_limited(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
+    """Read the body, refusing more than `limit` bytes even without a Content-Length header."""
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+class PayloadTooLarge(Exception):
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"request body exceeds {limit} bytes")
+        self.limit = limit

@@ -1,0 +1,90 @@
+"""event-capture: the front door for upstream systems' CloudEvents.
+
+Validates each event against its contract, drops (source, id) duplicates, publishes to Kafka
+with an idempotent acks=all producer and answers 202 only once the broker has every event.
+400 names the bad field; 503 means "retry": nothing was silently dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import redis
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from genrec.apps.auth import match_key, presented_key
+from genrec.apps.common import PayloadTooLarge, create_base_app, error_body, read_body_limited
+from genrec.config import Settings, get_settings
+from genrec.events.codec import BATCH_CONTENT_TYPE, EventError, parse_http
+from genrec.events.dedup import EventDeduplicator
+from genrec.events.publisher import BrokerUnavailable, EventPublisher
+
+log = logging.getLogger("genrec.event_capture")
+
+_REQUEST_BODY = {
+    "required": True,
+    "description": "A CloudEvent in binary mode (ce-* headers, JSON data), structured mode "
+    "(application/cloudevents+json) or a batch (" + BATCH_CONTENT_TYPE + "). "
+    "Schemas per type: genrec/schemas/*.json.",
+    "content": {
+        "application/json": {"schema": {"type": "object"}},
+        "application/cloudevents+json": {"schema": {"type": "object"}},
+        BATCH_CONTENT_TYPE: {"schema": {"type": "array", "items": {"type": "object"}}},
+    },
+}
+
+
+def create_app(s: Settings | None = None) -> FastAPI:
+    s = s or get_settings()
+    app = create_base_app("event-capture", title="genrec event capture")
+    resources: dict[str, object] = {}
+
+    def publisher() -> EventPublisher:
+        if "publisher" not in resources:
+            resources["publisher"] = EventPublisher(s, timeout_s=s.kafka.publish_timeout_s)
+        return resources["publisher"]  # type: ignore[return-value]
+
+    dedup = EventDeduplicator(
+        redis.Redis.from_url(s.redis.url.get_secret_value(), socket_timeout=0.5, socket_connect_timeout=0.5),
+        ttl_s=s.redis.idempotency_ttl_s,
+    )
+
+    def on_stop() -> None:
+        if "publisher" in resources:
+            publisher().close()
+
+    app.state.on_start = publisher
+    app.state.on_stop = on_stop
+
+    @app.post("/", status_code=202, openapi_extra={"requestBody": _REQUEST_BODY}, include_in_schema=False)
+    @app.post("/api/v1/events", status_code=202, openapi_extra={"requestBody": _REQUEST_BODY},
+              summary="Accept CloudEvents (single or batch)")
+    async def ingest(request: Request) -> JSONResponse:
+        if s.auth.ingest_api_keys and match_key(presented_key(request), s.auth.ingest_api_keys) is None:
+            return JSONResponse(error_body("authorization", "missing or invalid API key", "unauthorized"),
+                                status_code=401)
+        try:
+            events = parse_http(request.headers, await read_body_limited(request))
+        except PayloadTooLarge as exc:
+            return JSONResponse(error_body("body", str(exc), "payload_too_large"), status_code=413)
+        except EventError as exc:
+            return JSONResponse(exc.to_json(), status_code=400)
+
+        unique = list({(ev.source, ev.id): ev for ev in events}.values())
+        fresh = [ev for ev, dup in zip(unique, dedup.seen(unique), strict=True) if not dup]
+        try:
+            await publisher().publish(fresh)
+        except BrokerUnavailable as exc:
+            log.error("broker unavailable, %d events refused: %s", len(fresh), exc)
+            return JSONResponse(
+                {"error": "broker_unavailable", "field": "", "message": f"{exc}; retry the request"},
+                status_code=503, headers={"retry-after": "1"},
+            )
+        dedup.mark(fresh)
+        return JSONResponse(
+            {"accepted": len(fresh), "duplicates": len(events) - len(fresh), "ids": [ev.id for ev in fresh]},
+            status_code=202,
+        )
+
+    return app

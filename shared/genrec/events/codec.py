@@ -1,0 +1,201 @@
+"""CloudEvents in and out: HTTP (binary, structured, batch) → validated events → Kafka and back.
+
+Validation errors name the offending field (``type``, ``data.user_id``, ``[3].data.value``)
+so that an upstream system can fix its payload from the 400 response alone.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from cloudevents.core.bindings import http as ce_http
+from cloudevents.core.bindings import kafka as ce_kafka
+from cloudevents.core.exceptions import CloudEventValidationError
+from cloudevents.core.formats.json import JSONFormat
+from cloudevents.core.v1.event import CloudEvent
+from pydantic import BaseModel, ValidationError
+
+from genrec.config import Settings
+from genrec.events.contracts import EVENT_TYPES, EventType, now_utc
+
+BATCH_CONTENT_TYPE = "application/cloudevents-batch+json"
+STRUCTURED_CONTENT_TYPE = "application/cloudevents+json"
+MAX_BATCH = 1000
+_FORMAT = JSONFormat()
+
+
+class EventError(ValueError):
+    """An event that breaks the contract; `field` says where."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+    def at(self, index: int) -> EventError:
+        return EventError(f"[{index}].{self.field}", self.message)
+
+    def to_json(self) -> dict[str, str]:
+        return {"error": "invalid_event", "field": self.field, "message": self.message}
+
+
+@dataclass(frozen=True)
+class ValidEvent:
+    """A CloudEvent whose envelope and data satisfy the contract of its type."""
+
+    event: CloudEvent
+    spec: EventType
+    data: BaseModel
+
+    @property
+    def id(self) -> str:
+        return self.event.get_id()
+
+    @property
+    def source(self) -> str:
+        return self.event.get_source()
+
+    @property
+    def type(self) -> str:
+        return self.event.get_type()
+
+    @property
+    def time(self) -> datetime:
+        return self.event.get_time() or now_utc()
+
+    @property
+    def partition_key(self) -> str:
+        return str(getattr(self.data, self.spec.partition_field))
+
+
+def validate(event: CloudEvent) -> ValidEvent:
+    """Check an event's type and data against the contract."""
+    event_type = event.get_type()
+    spec = EVENT_TYPES.get(event_type)
+    if spec is None:
+        raise EventError("type", f"unknown event type {event_type!r}; known: {sorted(EVENT_TYPES)}")
+    content_type = event.get_datacontenttype()
+    if content_type and not content_type.startswith("application/json"):
+        raise EventError("datacontenttype", f"must be application/json, got {content_type!r}")
+    raw = event.get_data()
+    if isinstance(raw, bytes | str):
+        try:
+            raw = json.loads(raw)
+        except ValueError as exc:
+            raise EventError("data", f"not valid JSON: {exc}") from None
+    if not isinstance(raw, dict):
+        raise EventError("data", "must be a JSON object")
+    try:
+        data = spec.data_model.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"])
+        raise EventError(f"data.{loc}" if loc else "data", err["msg"]) from None
+    return ValidEvent(event=event, spec=spec, data=data)
+
+
+def _from_attributes(obj: Any) -> CloudEvent:
+    """A structured-mode JSON object → CloudEvent, mapping SDK errors to field names."""
+    if not isinstance(obj, dict):
+        raise EventError("body", "each event must be a JSON object")
+    for attr in ("specversion", "id", "source", "type"):
+        if not obj.get(attr):
+            raise EventError(attr, f"missing required attribute {attr!r}")
+    try:
+        return _FORMAT.read(CloudEvent, json.dumps(obj).encode())
+    except CloudEventValidationError as exc:
+        raise _attribute_error(exc) from None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise EventError("body", f"not a CloudEvent: {exc}") from None
+
+
+def _attribute_error(exc: CloudEventValidationError) -> EventError:
+    errors = getattr(exc, "errors", None) or {}
+    if errors:
+        name, problems = next(iter(errors.items()))
+        return EventError(str(name), str(problems[0]) if problems else "invalid")
+    return EventError("body", str(exc))
+
+
+def parse_http(headers: Mapping[str, str], body: bytes) -> list[ValidEvent]:
+    """Parse one HTTP request into validated events (binary, structured or batch mode)."""
+    lowered = {k.lower(): v for k, v in headers.items()}
+    content_type = lowered.get("content-type", "").split(";")[0].strip().lower()
+    if content_type == BATCH_CONTENT_TYPE:
+        try:
+            items = json.loads(body)
+        except ValueError as exc:
+            raise EventError("body", f"not valid JSON: {exc}") from None
+        if not isinstance(items, list) or not items:
+            raise EventError("body", "a batch must be a non-empty JSON array of CloudEvents")
+        if len(items) > MAX_BATCH:
+            raise EventError("body", f"a batch holds at most {MAX_BATCH} events, got {len(items)}")
+        out = []
+        for i, item in enumerate(items):
+            try:
+                out.append(validate(_from_attributes(item)))
+            except EventError as exc:
+                raise exc.at(i) from None
+        return out
+    if content_type == STRUCTURED_CONTENT_TYPE:
+        try:
+            obj = json.loads(body)
+        except ValueError as exc:
+            raise EventError("body", f"not valid JSON: {exc}") from None
+        return [validate(_from_attributes(obj))]
+    if not any(k.startswith("ce-") for k in lowered):
+        raise EventError(
+            "content-type",
+            "send a CloudEvent: binary mode (ce-* headers), structured mode "
+            f"({STRUCTURED_CONTENT_TYPE}) or a batch ({BATCH_CONTENT_TYPE})",
+        )
+    for attr in ("ce-id", "ce-source", "ce-type", "ce-specversion"):
+        if not lowered.get(attr):
+            raise EventError(attr.removeprefix("ce-"), f"missing required header {attr}")
+    try:
+        event = ce_http.from_binary(ce_http.HTTPMessage(headers=dict(lowered), body=body), _FORMAT, CloudEvent)
+    except CloudEventValidationError as exc:
+        raise _attribute_error(exc) from None
+    except (ValueError, TypeError) as exc:
+        raise EventError("body", f"not valid JSON: {exc}") from None
+    return [validate(event)]
+
+
+def new_event(event_type: str, data: BaseModel | Mapping[str, Any], *, source: str,
+              event_id: str | None = None, time: datetime | None = None) -> ValidEvent:
+    """Build and validate an event produced inside genrec (served logs, enrichment, feedback)."""
+    payload = data.model_dump(mode="json") if isinstance(data, BaseModel) else dict(data)
+    attributes: dict[str, Any] = {"type": event_type, "source": source, "datacontenttype": "application/json"}
+    if event_id:
+        attributes["id"] = event_id
+    if time:
+        attributes["time"] = time
+    return validate(CloudEvent(attributes=attributes, data=payload))
+
+
+def to_kafka(ev: ValidEvent, s: Settings) -> tuple[str, ce_kafka.KafkaMessage]:
+    """Kafka binary content mode (ce_ headers), keyed so that per-key order holds."""
+    message = ce_kafka.to_binary(ev.event, _FORMAT, key_mapper=lambda _e: ev.partition_key)
+    return s.kafka.topic(ev.spec.topic_key), message
+
+
+def to_http_binary(ev: ValidEvent) -> tuple[dict[str, str], bytes]:
+    """HTTP binary content mode, as Knative's KafkaSource delivers a record to a function."""
+    message = ce_http.to_binary(ev.event, _FORMAT)
+    return dict(message.headers), message.body
+
+
+def from_kafka(headers: list[tuple[str, bytes]] | None, key: bytes | None, value: bytes) -> ValidEvent:
+    """A Kafka record (binary or structured mode) → validated event."""
+    message = ce_kafka.KafkaMessage(headers=dict(headers or []), key=key, value=value)
+    try:
+        event = ce_kafka.from_kafka(message, _FORMAT, CloudEvent)
+    except CloudEventValidationError as exc:
+        raise _attribute_error(exc) from None
+    except (ValueError, TypeError, KeyError) as exc:
+        raise EventError("record", f"not a CloudEvent: {exc}") from None
+    return validate(event)

@@ -1,0 +1,77 @@
+"""Publish validated events to Kafka and wait until the broker has them (acks=all).
+
+A background thread serves librdkafka's delivery callbacks, so async request handlers can
+await durability without blocking the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Sequence
+
+from genrec.config import Settings
+from genrec.events.codec import ValidEvent, to_kafka
+from genrec.events.kafka import producer
+
+
+class BrokerUnavailable(RuntimeError):
+    """The broker did not acknowledge every event in time; nothing may be assumed durable."""
+
+
+class EventPublisher:
+    def __init__(self, s: Settings, *, timeout_s: float = 5.0) -> None:
+        self.s = s
+        self.timeout_s = timeout_s
+        self._producer = producer(s)
+        self._stop = threading.Event()
+        self._poller = threading.Thread(target=self._poll, name="kafka-delivery", daemon=True)
+        self._poller.start()
+
+    def _poll(self) -> None:
+        while not self._stop.is_set():
+            self._producer.poll(0.05)
+
+    async def publish(self, events: Sequence[ValidEvent]) -> None:
+        """Return once every event is acknowledged by the broker, else raise BrokerUnavailable."""
+        loop = asyncio.get_running_loop()
+        futures = []
+        for ev in events:
+            fut: asyncio.Future[None] = loop.create_future()
+            topic, msg = to_kafka(ev, self.s)
+
+            def on_delivery(err, _msg, fut=fut) -> None:
+                def settle() -> None:
+                    if fut.done():
+                        return
+                    if err is None:
+                        fut.set_result(None)
+                    else:
+                        fut.set_exception(BrokerUnavailable(str(err)))
+                loop.call_soon_threadsafe(settle)
+
+            try:
+                self._producer.produce(topic, key=msg.key, value=msg.value,
+                                       headers=list(msg.headers.items()), on_delivery=on_delivery)
+            except BufferError as exc:
+                raise BrokerUnavailable(f"producer queue full: {exc}") from None
+            futures.append(fut)
+        try:
+            await asyncio.wait_for(asyncio.gather(*futures), self.timeout_s)
+        except TimeoutError:
+            raise BrokerUnavailable(f"broker did not acknowledge within {self.timeout_s:.1f}s") from None
+
+    def publish_sync(self, events: Sequence[ValidEvent]) -> None:
+        """Blocking variant for scripts and workers."""
+        errors: list[str] = []
+        for ev in events:
+            topic, msg = to_kafka(ev, self.s)
+            self._producer.produce(topic, key=msg.key, value=msg.value, headers=list(msg.headers.items()),
+                                   on_delivery=lambda err, _m: errors.append(str(err)) if err else None)
+        if self._producer.flush(self.timeout_s) > 0 or errors:
+            raise BrokerUnavailable(errors[0] if errors else "broker did not acknowledge in time")
+
+    def close(self) -> None:
+        self._producer.flush(self.timeout_s)
+        self._stop.set()
+        self._poller.join(1)

@@ -1,0 +1,37 @@
+"""Small helpers shared by tests that talk to the real broker."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+from genrec.config import Settings
+from genrec.events.codec import ValidEvent, from_kafka
+from genrec.events.kafka import consumer
+
+
+def read_topic(s: Settings, topic: str, *, until: int | None = None, timeout_s: float = 10.0,
+               match=lambda ev: True) -> list[ValidEvent]:
+    """Every CloudEvent on a topic (from the start) that `match` accepts; a fresh consumer group."""
+    cons = consumer(s, group_id=f"test-reader-{uuid.uuid4().hex}")
+    cons.subscribe([topic])
+    found: list[ValidEvent] = []
+    deadline = time.monotonic() + timeout_s
+    idle_since = None
+    try:
+        while time.monotonic() < deadline:
+            msg = cons.poll(0.2)
+            if msg is None or msg.error():
+                # stop early once we have what we waited for and the topic went quiet
+                if until is not None and len(found) >= until:
+                    idle_since = idle_since or time.monotonic()
+                    if time.monotonic() - idle_since > 1.0:
+                        break
+                continue
+            idle_since = None
+            ev = from_kafka(msg.headers(), msg.key(), msg.value())
+            if match(ev):
+                found.append(ev)
+    finally:
+        cons.close()
+    return found
