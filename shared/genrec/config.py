@@ -37,6 +37,7 @@ PORT_OFFSETS: dict[str, int] = {
     "milvus": 40,
     "model_server": 50,
     "analytics_sink": 60,
+    "bridge": 61,
     "event_capture": 70,
     "feature_update": 71,
     "cold_start_embedding": 72,

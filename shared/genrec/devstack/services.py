@@ -337,6 +337,29 @@ class KnativeFunction(Service):
         return s.function_url(self.port_key)
 
 
+class EventingBridge(Service):
+    """Local stand-in for Knative Eventing's KafkaSource (see genrec.events.bridge)."""
+
+    def __init__(self) -> None:
+        super().__init__("bridge", "eventing bridge (Kafka → functions)", "Knative KafkaSource",
+                         depends_on=("kafka",))
+
+    def ports(self, s: Settings) -> list[int]:
+        return [s.stack.port("bridge")]
+
+    def argv(self, s: Settings, paths: StackPaths) -> list[str]:
+        return [sys.executable, "-m", "genrec.cli", "events", "bridge"]
+
+    def env(self, s: Settings) -> dict[str, str]:
+        return child_env(s)
+
+    def healthy(self, s: Settings) -> bool:
+        import httpx
+
+        resp = httpx.get(f"http://{s.stack.host}:{self.ports(s)[0]}/metrics", timeout=2)
+        return resp.status_code == 200 and b"genrec_bridge_delivered" in resp.content
+
+
 # Ordered so that dependencies come first. Later parts of the system (model server,
 # functions, eventing bridge, analytics sink) register themselves with `register`.
 SERVICES: dict[str, Service] = {}
@@ -351,5 +374,6 @@ INFRA = ("s3", "kafka", "postgres", "redis", "milvus")
 for _svc in (
     ObjectStore(), KafkaBroker(), Postgres(), Redis(), Milvus(),
     KnativeFunction("event-capture", "event-capture function (HTTP CloudEvents → Kafka)"),
+    EventingBridge(),
 ):
     register(_svc)

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 
 import httpx
 from confluent_kafka import KafkaError, Message
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 
 from genrec.config import Settings
 from genrec.events.kafka import consumer, producer
@@ -42,6 +44,18 @@ class BridgeStats:
         with self.lock:
             for name, n in counts.items():
                 setattr(self, name, getattr(self, name) + n)
+
+    def collector(self) -> Collector:
+        """Prometheus view of these counters (served by the bridge's /metrics)."""
+        stats = self
+
+        class _Collector(Collector):
+            def collect(self):
+                for name in ("delivered", "dead_lettered", "retries"):
+                    yield CounterMetricFamily(f"genrec_bridge_{name}", f"records {name.replace('_', ' ')}",
+                                              value=getattr(stats, name))
+
+        return _Collector()
 
 
 def _kafka_to_http_headers(msg: Message) -> dict[str, str]:

@@ -1,0 +1,3 @@
+from genrec.cli import app
+
+app()
