@@ -25,7 +25,7 @@ def test_published_schemas_are_generated_from_the_contract() -> None:
 def test_valid_event_satisfies_its_published_schema() -> None:
     ev = codec.new_event(INTERACTION, {"user_id": "u1", "item_id": "i1", "event_type": "rating", "value": 4.5},
                          source="shop", event_id="e1")
-    headers, body = codec.to_http_binary(ev)
+    _headers, body = codec.to_http_binary(ev)
     document = {"specversion": "1.0", "id": "e1", "source": "shop", "type": INTERACTION,
                 "data": json.loads(body)}
     schema = json.loads((SCHEMA_DIR / f"{INTERACTION}.json").read_text())

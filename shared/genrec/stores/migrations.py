@@ -86,4 +86,27 @@ MIGRATIONS: list[tuple[int, str, str]] = [
             ON model_versions (status) WHERE status = 'production';
         """,
     ),
+    (
+        5,
+        "updated_at triggers, users.updated_at, model_versions.promoted_at",
+        """
+        -- now() is the transaction start: every row touched by one statement shares it.
+        CREATE OR REPLACE FUNCTION genrec_touch_updated_at() RETURNS trigger
+        LANGUAGE plpgsql AS $$
+        BEGIN
+            NEW.updated_at := now();
+            RETURN NEW;
+        END
+        $$;
+        ALTER TABLE users ADD COLUMN IF NOT EXISTS updated_at timestamptz NOT NULL DEFAULT now();
+        -- the registry's rollback target is the most recently promoted retired version
+        ALTER TABLE model_versions ADD COLUMN IF NOT EXISTS promoted_at timestamptz;
+        CREATE OR REPLACE TRIGGER items_touch_updated_at BEFORE UPDATE ON items
+            FOR EACH ROW EXECUTE FUNCTION genrec_touch_updated_at();
+        CREATE OR REPLACE TRIGGER users_touch_updated_at BEFORE UPDATE ON users
+            FOR EACH ROW EXECUTE FUNCTION genrec_touch_updated_at();
+        CREATE OR REPLACE TRIGGER model_versions_touch_updated_at BEFORE UPDATE ON model_versions
+            FOR EACH ROW EXECUTE FUNCTION genrec_touch_updated_at();
+        """,
+    ),
 ]

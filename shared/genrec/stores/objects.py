@@ -5,27 +5,44 @@ Every place that takes a path also takes an ``s3://bucket/key`` URI.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
+from functools import lru_cache
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 import boto3
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
+from botocore.exceptions import ClientError
 
 from genrec.config import Settings, get_settings
 
 
 def s3_client(s: Settings | None = None):
     s = s or get_settings()
+    return _cached_client(s.s3.endpoint_url, s.s3.region, s.s3.access_key_id,
+                          s.s3.secret_access_key.get_secret_value())
+
+
+@lru_cache(maxsize=8)
+def _cached_client(endpoint_url: str | None, region: str, key_id: str, secret: str):
+    # Building a boto3 client costs tens of milliseconds; clients are thread-safe, so share one.
     return boto3.client(
         "s3",
-        endpoint_url=s.s3.endpoint_url,
-        region_name=s.s3.region,
-        aws_access_key_id=s.s3.access_key_id,
-        aws_secret_access_key=s.s3.secret_access_key.get_secret_value(),
+        endpoint_url=endpoint_url,
+        region_name=region,
+        aws_access_key_id=key_id,
+        aws_secret_access_key=secret,
         config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 3, "mode": "standard"},
                       connect_timeout=3, read_timeout=30),
     )
+
+
+def object_uri(key: str, s: Settings | None = None) -> str:
+    """``s3://<settings.s3.bucket>/<key>``."""
+    return f"s3://{(s or get_settings()).s3.bucket}/{key.lstrip('/')}"
 
 
 def is_s3_uri(path: str | Path) -> bool:
@@ -82,3 +99,63 @@ def download_dir(uri: str, local_dir: Path, s: Settings | None = None) -> Path:
             if rel:
                 download_file(f"s3://{bucket}/{obj['Key']}", local_dir / rel, s)
     return local_dir
+
+
+def put_bytes(uri: str, data: bytes, s: Settings | None = None, *, content_type: str | None = None) -> str:
+    bucket, key = split_uri(uri)
+    extra = {"ContentType": content_type} if content_type else {}
+    s3_client(s).put_object(Bucket=bucket, Key=key, Body=data, **extra)
+    return uri
+
+
+def get_bytes(uri: str, s: Settings | None = None) -> bytes:
+    bucket, key = split_uri(uri)
+    return s3_client(s).get_object(Bucket=bucket, Key=key)["Body"].read()
+
+
+def put_json(uri: str, obj: Any, s: Settings | None = None) -> str:
+    return put_bytes(uri, json.dumps(obj, default=str).encode(), s, content_type="application/json")
+
+
+def get_json(uri: str, s: Settings | None = None) -> Any:
+    return json.loads(get_bytes(uri, s))
+
+
+def exists(uri: str, s: Settings | None = None) -> bool:
+    bucket, key = split_uri(uri)
+    try:
+        s3_client(s).head_object(Bucket=bucket, Key=key)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            return False
+        raise
+    return True
+
+
+def iter_uris(prefix_uri: str, s: Settings | None = None) -> Iterator[str]:
+    """Every object URI under an ``s3://bucket/prefix`` (plain key prefix, not only "folders")."""
+    bucket, prefix = split_uri(prefix_uri)
+    for page in s3_client(s).get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for obj in page.get("Contents", []):
+            yield f"s3://{bucket}/{obj['Key']}"
+
+
+def list_uris(prefix_uri: str, s: Settings | None = None) -> list[str]:
+    return list(iter_uris(prefix_uri, s))
+
+
+def delete(uri: str, s: Settings | None = None) -> None:
+    """Delete one object (no error when it does not exist, as S3 itself)."""
+    bucket, key = split_uri(uri)
+    s3_client(s).delete_object(Bucket=bucket, Key=key)
+
+
+def delete_prefix(prefix_uri: str, s: Settings | None = None) -> int:
+    """Delete every object under a prefix, 1,000 per request; returns how many were deleted."""
+    client, uris, n = s3_client(s), list_uris(prefix_uri, s), 0
+    for start in range(0, len(uris), 1000):
+        chunk = [split_uri(u) for u in uris[start:start + 1000]]
+        client.delete_objects(Bucket=chunk[0][0], Delete={"Objects": [{"Key": k} for _, k in chunk],
+                                                          "Quiet": True})
+        n += len(chunk)
+    return n
