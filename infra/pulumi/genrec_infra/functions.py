@@ -1,0 +1,144 @@
+"""genrec's workloads as Knative Services: the five functions, the admin API and the analytics sink.
+
+All of them run the one genrec image (deploy/Dockerfile); its entrypoint takes
+`function NAME` (func-python, health on /health/*) or `service MODULE:FACTORY` (uvicorn,
+health on /healthz and /readyz). Settings arrive as GENREC_* variables from the ConfigMap,
+secrets through secretKeyRef.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import pulumi
+from pulumi_kubernetes.apiextensions import CustomResource
+
+from genrec.events.subscriptions import SUBSCRIPTIONS
+from genrec_infra.appconfig import SERVICE_ACCOUNT, AppConfig
+from genrec_infra.config import StackConfig, Workload
+from genrec_infra.k8s import custom, digest, http_probe, labels
+
+KNATIVE_API = "serving.knative.dev/v1"
+PORT = 8080
+
+
+@dataclass(frozen=True)
+class Spec:
+    name: str
+    kind: Literal["function", "service"]
+    target: str  # the function folder, or the ASGI factory `module:callable`
+    public: bool = False  # False: cluster-local only (reached through KafkaSources or the mesh)
+
+    @property
+    def args(self) -> list[str]:
+        return [self.kind, self.target]
+
+    @property
+    def health(self) -> tuple[str, str]:
+        """(readiness, liveness) paths: func-python answers /health/*, genrec's HTTP apps /readyz, /healthz."""
+        return ("/health/readiness", "/health/liveness") if self.kind == "function" else ("/readyz", "/healthz")
+
+
+CATALOGUE: tuple[Spec, ...] = (
+    Spec("event-capture", "function", "event-capture", public=True),  # upstream systems post here
+    Spec("feature-update", "function", "feature-update"),
+    Spec("cold-start-embedding", "function", "cold-start-embedding"),
+    Spec("llm-enrichment", "function", "llm-enrichment"),
+    Spec("recommend", "function", "recommend"),  # public through the Istio VirtualService (routing.py)
+    Spec("admin-api", "service", "genrec.apps.admin:create_app", public=True),
+    Spec("analytics-sink", "service", "genrec.apps.analytics_sink:create_app"),
+)
+
+
+def check_catalogue(cfg: StackConfig) -> None:
+    names = {s.name for s in CATALOGUE}
+    missing = {sub.function for sub in SUBSCRIPTIONS} - names
+    if missing:
+        raise ValueError(f"subscriptions name workloads that are not deployed: {sorted(missing)}")
+    unconfigured = names - set(cfg.workloads)
+    if unconfigured:
+        raise ValueError(f"no workload config for {sorted(unconfigured)}")
+
+
+def container(spec: Spec, w: Workload, cfg: StackConfig, app: AppConfig) -> dict[str, Any]:
+    ready, live = spec.health
+    return {
+        "name": "app",
+        "image": cfg.image_for(spec.name),
+        "imagePullPolicy": cfg.image_pull_policy,
+        "args": spec.args,
+        "ports": [{"name": "http1", "containerPort": PORT}],
+        "envFrom": app.env_from(),
+        "env": [{"name": "OTEL_SERVICE_NAME", "value": spec.name}, *app.secret_env()],
+        "resources": w.resources.to_k8s(),
+        "readinessProbe": http_probe(ready, period_s=5),
+        # Generous: a function loads models at start; restarting it mid-load helps no one.
+        "livenessProbe": http_probe(live, initial_delay_s=30, period_s=10, failure_threshold=6),
+        "securityContext": {"runAsNonRoot": True, "allowPrivilegeEscalation": False,
+                            "capabilities": {"drop": ["ALL"]}},
+    }
+
+
+def template(spec: Spec, w: Workload, cfg: StackConfig, app: AppConfig) -> dict[str, Any]:
+    return {
+        "metadata": {
+            "labels": labels(spec.name, spec.kind),
+            "annotations": {
+                "autoscaling.knative.dev/min-scale": str(w.min_scale),
+                "autoscaling.knative.dev/max-scale": str(w.max_scale),
+                "autoscaling.knative.dev/metric": "concurrency",
+                "autoscaling.knative.dev/target": str(w.target),
+                # Knative does not watch ConfigMaps: a new hash makes a new revision.
+                "genrec.dev/config-hash": app.config_hash,
+            },
+        },
+        "spec": {
+            "containerConcurrency": w.container_concurrency,
+            "timeoutSeconds": w.timeout_s,
+            "serviceAccountName": SERVICE_ACCOUNT,
+            "containers": [container(spec, w, cfg, app)],
+        },
+    }
+
+
+def recommend_traffic(revision: str, stable: str | None) -> list[dict[str, Any]]:
+    """Tags the Istio VirtualService routes to (Knative-Serving-Tag); weights live in the VirtualService.
+
+    The Knative route itself sends everything to the stable revision; `canary` is the newest one.
+    """
+    return [
+        {"tag": "stable", "revisionName": stable or revision, "percent": 100},
+        {"tag": "canary", "revisionName": revision, "percent": 0},
+    ]
+
+
+@dataclass(frozen=True)
+class Functions:
+    services: dict[str, CustomResource]
+    recommend_revision: str
+
+
+def create(cfg: StackConfig, app: AppConfig, opts: pulumi.ResourceOptions) -> Functions:
+    check_catalogue(cfg)
+    ns = cfg.namespaces.app
+    svc_opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(
+        depends_on=[app.service_account, app.config_map, app.secret]))
+    services: dict[str, CustomResource] = {}
+    recommend_revision = ""
+    for spec in CATALOGUE:
+        w = cfg.workloads[spec.name]
+        tmpl = template(spec, w, cfg, app)
+        body: dict[str, Any] = {"template": tmpl}
+        if spec.name == "recommend":
+            # A revision named after its template: every change gets a new, predictable name,
+            # which the stack config can pin as `recommend.stableRevision`.
+            recommend_revision = f"recommend-{digest(tmpl, 8)}"
+            tmpl["metadata"]["name"] = recommend_revision
+            body["traffic"] = recommend_traffic(recommend_revision, cfg.recommend.stable_revision)
+        meta_labels = labels(spec.name, spec.kind)
+        if not spec.public:
+            meta_labels["networking.knative.dev/visibility"] = "cluster-local"
+        services[spec.name] = custom(f"ksvc-{spec.name}", KNATIVE_API, "Service",
+                                     {"name": spec.name, "namespace": ns, "labels": meta_labels}, body, svc_opts)
+    return Functions(services=services, recommend_revision=recommend_revision)

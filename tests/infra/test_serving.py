@@ -1,0 +1,71 @@
+"""The KServe InferenceService (Triton, S3 on MinIO, GPU in prod only) and the recommend route."""
+
+from __future__ import annotations
+
+
+def _isvc(run) -> dict:
+    (isvc,) = [r["inputs"] for r in run.of("serving.kserve.io/v1beta1:InferenceService")]
+    return isvc
+
+
+def _gpu(resources: dict) -> set[str]:
+    return {k for part in ("requests", "limits") for k in resources.get(part, {}) if k == "nvidia.com/gpu"}
+
+
+def test_gpu_in_prod_only(runs):
+    prod = _isvc(runs["prod"])["spec"]["predictor"]["model"]["resources"]
+    assert prod["limits"]["nvidia.com/gpu"] == "1"
+    assert prod["requests"]["nvidia.com/gpu"] == "1"
+    dev = _isvc(runs["dev"])["spec"]["predictor"]["model"]["resources"]
+    assert not _gpu(dev)
+
+
+def test_triton_predictor(run):
+    predictor = _isvc(run)["spec"]["predictor"]
+    assert predictor["model"]["modelFormat"]["name"] == "triton"
+    assert predictor["model"]["storageUri"].startswith("s3://")
+    assert predictor["minReplicas"] >= 1
+    assert predictor["maxReplicas"] >= predictor["minReplicas"]
+    assert predictor["scaleMetric"] == "concurrency"
+    assert predictor["model"]["resources"]["requests"]["cpu"]
+
+
+def test_prod_rolls_out_models_as_canary(runs):
+    assert 0 < _isvc(runs["prod"])["spec"]["predictor"]["canaryTrafficPercent"] < 100
+
+
+def test_s3_credentials_through_service_account(run):
+    predictor = _isvc(run)["spec"]["predictor"]
+    sa = run.named("core/v1:ServiceAccount", predictor["serviceAccountName"])
+    (secret_ref,) = sa["secrets"]
+    secret = run.named("core/v1:Secret", secret_ref["name"])
+    annotations = secret["metadata"]["annotations"]
+    assert annotations["serving.kserve.io/s3-endpoint"].startswith("minio.storage.")
+    assert annotations["serving.kserve.io/s3-usehttps"] == "0"
+    assert set(secret["stringData"]) == {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
+
+
+def test_recommend_virtual_service(runs):
+    for stack, run in runs.items():
+        vs = run.named("networking.istio.io/v1:VirtualService", "recommend")["spec"]
+        header, weighted = vs["http"]
+        (match,) = header["match"]
+        assert match["headers"]["x-genrec-canary"] == {"exact": "true"}
+        assert [d["headers"]["request"]["set"]["Knative-Serving-Tag"] for d in header["route"]] == ["canary"]
+        weights = {d["headers"]["request"]["set"]["Knative-Serving-Tag"]: d["weight"] for d in weighted["route"]}
+        assert sum(weights.values()) == 100, stack
+        for rule in (header, weighted):
+            assert rule["rewrite"]["authority"].startswith("recommend.genrec.svc")
+    prod = runs["prod"].named("networking.istio.io/v1:VirtualService", "recommend")["spec"]
+    weights = {d["headers"]["request"]["set"]["Knative-Serving-Tag"]: d["weight"] for d in prod["http"][1]["route"]}
+    assert weights == {"stable": 95, "canary": 5}
+
+
+def test_recommend_revisions_are_tagged(run):
+    recommend = run.knative_services()["recommend"]
+    revision = recommend["spec"]["template"]["metadata"]["name"]
+    tags = {t["tag"]: t for t in recommend["spec"]["traffic"]}
+    assert set(tags) == {"stable", "canary"}
+    assert tags["canary"]["revisionName"] == revision
+    assert sum(t["percent"] for t in tags.values()) == 100
+    assert recommend["metadata"]["labels"]["networking.knative.dev/visibility"] == "cluster-local"

@@ -1,0 +1,101 @@
+"""Every workload declares resource requests and health probes; the synchronous path never scales to zero."""
+
+from __future__ import annotations
+
+from genrec.events.subscriptions import SUBSCRIPTIONS
+
+FUNCTIONS = {"event-capture", "feature-update", "cold-start-embedding", "llm-enrichment", "recommend"}
+ALWAYS_WARM = {"recommend", "admin-api", "event-capture"}
+POD_WORKLOADS = ("apps/v1:Deployment", "apps/v1:StatefulSet", "apps/v1:DaemonSet")
+
+
+def _requests_ok(resources: dict) -> bool:
+    requests = resources.get("requests", {})
+    limits = resources.get("limits", {})
+    return bool(requests.get("cpu")) and bool(requests.get("memory")) and bool(limits.get("memory"))
+
+
+def _containers(svc: dict) -> list[dict]:
+    return svc["spec"]["template"]["spec"]["containers"]
+
+
+def test_all_services_deployed(run):
+    services = run.knative_services()
+    assert FUNCTIONS | {"admin-api"} <= set(services)
+    assert {s.function for s in SUBSCRIPTIONS} <= set(services)
+
+
+def test_knative_services_have_requests_and_probes(run):
+    for name, svc in run.knative_services().items():
+        for c in _containers(svc):
+            assert _requests_ok(c["resources"]), name
+            ready, live = c["readinessProbe"]["httpGet"]["path"], c["livenessProbe"]["httpGet"]["path"]
+            if name in FUNCTIONS:  # func-python answers its own health endpoints
+                assert (ready, live) == ("/health/readiness", "/health/liveness"), name
+            else:
+                assert (ready, live) == ("/readyz", "/healthz"), name
+            assert c["securityContext"]["runAsNonRoot"] is True
+
+
+def test_plain_pod_workloads_have_requests_and_probes(run):
+    for kind in POD_WORKLOADS:
+        for r in run.of(kind):
+            for c in r["inputs"]["spec"]["template"]["spec"]["containers"]:
+                assert _requests_ok(c["resources"]) and c.get("readinessProbe") and c.get("livenessProbe"), r["name"]
+
+
+def test_operator_workloads_have_requests(run):
+    for pool in run.of("KafkaNodePool"):
+        assert _requests_ok(pool["inputs"]["spec"]["resources"])
+    for pg in run.of("postgresql.cnpg.io/v1:Cluster"):
+        assert _requests_ok(pg["inputs"]["spec"]["resources"])  # probes: managed by CloudNativePG
+    for chi in run.of("ClickHouseInstallation") + run.of("ClickHouseKeeperInstallation"):
+        for tmpl in chi["inputs"]["spec"]["templates"]["podTemplates"]:
+            for c in tmpl["spec"]["containers"]:
+                assert _requests_ok(c["resources"])
+    for release in run.of("helm.sh/v3:Release"):
+        values = release["inputs"]["values"]
+        found = [v for v in _find(values, "resources") if isinstance(v, dict) and v.get("requests")]
+        assert found and all(_requests_ok(v) for v in found), release["inputs"]["name"]
+
+
+def _find(value, key):
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if k == key:
+                yield v
+            yield from _find(v, key)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _find(v, key)
+
+
+def test_min_scale(run):
+    for name, svc in run.knative_services().items():
+        annotations = svc["spec"]["template"]["metadata"]["annotations"]
+        low = int(annotations["autoscaling.knative.dev/min-scale"])
+        high = int(annotations["autoscaling.knative.dev/max-scale"])
+        assert high >= max(low, 1), name
+        if name in ALWAYS_WARM:
+            assert low >= 1, f"{name} is on the synchronous path and must not scale to zero"
+        assert annotations["autoscaling.knative.dev/metric"] == "concurrency"
+
+
+def test_nightly_pipeline(run):
+    (job,) = [r["inputs"] for r in run.of("batch/v1:CronJob")]
+    spec = job["spec"]
+    assert spec["concurrencyPolicy"] == "Forbid"
+    (c,) = spec["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+    assert c["args"] == ["pipeline", "nightly"]
+    assert c["image"] == run.stack_config()["genrec:image"]
+    assert _requests_ok(c["resources"])
+
+
+def test_schema_migration_runs_before_the_services(run):
+    (job,) = [r["inputs"] for r in run.of("batch/v1:Job")]
+    (c,) = job["spec"]["template"]["spec"]["containers"]
+    assert c["args"] == ["db", "migrate"]
+    assert _requests_ok(c["resources"])
+    assert job["spec"]["template"]["spec"]["serviceAccountName"] == "genrec"
+    sa = run.named("core/v1:ServiceAccount", "genrec")
+    assert sa["automountServiceAccountToken"] is False
