@@ -9,17 +9,50 @@ GENREC := $(VENV)/bin/genrec
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install up down status demo test bench lint clean
+.PHONY: install up down status demo test test-frontend frontend chromium bench lint clean
 
-install: $(VENV)/.installed
+SERVING_VENV ?= .venv-serving
+SPY := $(SERVING_VENV)/bin/python
+
+install: $(VENV)/.installed $(SERVING_VENV)/.installed frontend chromium
 
 # torch first, pinned to the cached CPU wheel: any other spec would pull GBs of CUDA.
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[dev,spark,infra]'
+	$(PY) -m pip install -q -e '.[dev,spark,infra,export]'
 	touch $@
+
+# The model server's own environment: Triton (from the nvidia-pytriton wheel) needs numpy<2,
+# which the main environment cannot have. genrec goes in without its heavy dependencies;
+# only what genrec.model / genrec.serving import is added (the `serving` extra).
+$(SERVING_VENV)/.installed: pyproject.toml
+	test -x $(SPY) || $(PYTHON) -m venv $(SERVING_VENV)
+	$(SPY) -m pip install -q --upgrade pip
+	$(SPY) -m pip install -q torch==2.13.0
+	$(SPY) -m pip install -q 'nvidia-pytriton==0.7.0' 'numpy<2' 'tritonclient[http]>=2.50,<3'
+	$(SPY) -m pip install -q --no-deps -e .
+	$(SPY) -m pip install -q 'pydantic>=2.7,<3' 'pydantic-settings>=2.4,<3' 'redis>=5,<7' 'boto3>=1.34'
+	touch $@
+
+# Front end (admin app + shopper demo): npm ci when the lockfile changes, vite build when a source does.
+FRONTEND := frontend
+FRONTEND_SRC := $(shell find $(FRONTEND)/src -type f 2>/dev/null) $(FRONTEND)/index.html $(FRONTEND)/vite.config.js
+frontend: $(FRONTEND)/dist/index.html
+
+$(FRONTEND)/node_modules/.installed: $(FRONTEND)/package.json $(FRONTEND)/package-lock.json
+	cd $(FRONTEND) && npm ci --no-audit --no-fund
+	touch $@
+
+$(FRONTEND)/dist/index.html: $(FRONTEND)/node_modules/.installed $(FRONTEND_SRC)
+	cd $(FRONTEND) && node node_modules/vite/bin/vite.js build
+
+# The browser tests drive Debian's chromium (playwright-core never downloads a browser).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+chromium:
+	@command -v chromium >/dev/null || { $(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium; }
 
 up: install
 	$(GENREC) dev up
@@ -32,10 +65,15 @@ status: install
 
 demo: install
 	$(GENREC) demo
+	@echo "Admin app and shopper demo: $$($(PY) -c "from genrec.config import get_settings as g; print(g().function_url('admin_api'))")/  (local operator token: dev-admin-token; shopper page: #/shop)"
 
 # pytest exits 5 when it collects no test: that is not a failure of the suite.
 test: install
 	$(PY) -m pytest; rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 0; fi; exit $$rc
+
+# Vitest + the browser end-to-end tests against a fresh local stack (both also run in `make test`).
+test-frontend: install
+	$(PY) -m pytest tests/frontend
 
 bench: install
 	$(GENREC) bench quality --dataset $(or $(DATASET),../shared/datasets/amazon-beauty) --budget cpu

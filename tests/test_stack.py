@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import socket
+import time
 import uuid
 
 import numpy as np
@@ -46,8 +47,9 @@ def test_kafka_produce_consume(stack: Settings) -> None:
     cons = consumer(stack, group_id=f"test-{marker}")
     cons.subscribe([topic])
     seen: list[str] = []
+    deadline = time.monotonic() + 30
     try:
-        for _ in range(200):
+        while time.monotonic() < deadline:  # the shared topic may hold many earlier records
             msg = cons.poll(0.2)
             if msg is None or msg.error():
                 continue
@@ -83,9 +85,9 @@ def test_redis_set_get(stack: Settings) -> None:
 
 
 def test_milvus_insert_search(stack: Settings) -> None:
-    from pymilvus import MilvusClient
+    from genrec.stores.milvus import milvus_client
 
-    client = MilvusClient(uri=stack.milvus.uri)
+    client = milvus_client(stack)
     name = f"t_{uuid.uuid4().hex[:8]}"
     client.create_collection(name, dimension=4, metric_type="IP", auto_id=False)
     vectors = np.eye(4, dtype=np.float32)

@@ -43,7 +43,7 @@ PORT_OFFSETS: dict[str, int] = {
     "cold_start_embedding": 72,
     "llm_enrichment": 73,
     "recommend": 74,
-    "admin": 75,
+    "admin_api": 75,
 }
 
 
@@ -86,7 +86,7 @@ class KafkaSettings(BaseModel):
     # Fast local group joins (tansu waits ~session.timeout/2 on join).
     session_timeout_ms: int = 6000
     heartbeat_interval_ms: int = 500
-    fetch_wait_max_ms: int = 10
+    fetch_wait_max_ms: int = 50  # the broker holds an empty fetch this long: latency vs idle load
     security_protocol: str = "PLAINTEXT"
     sasl_mechanism: str | None = None
     sasl_username: str | None = None
@@ -170,11 +170,17 @@ class ModelSettings(BaseModel):
 class AuthSettings(BaseModel):
     # Bearer tokens: name -> secret. Local defaults are development-only values.
     admin_tokens: dict[str, SecretStr] = Field(
-        default_factory=lambda: {"admin": SecretStr("dev-admin-token")}
+        default_factory=lambda: {"admin": SecretStr("dev-admin-token"), "viewer": SecretStr("dev-viewer-token")}
     )
+    # Admin API role per token name ("viewer" reads, "operator" also changes); unlisted names are viewers.
+    # HS256 JWTs signed with jwt_secret carry their own "role" claim.
+    admin_roles: dict[str, Literal["viewer", "operator"]] = Field(default_factory=lambda: {"admin": "operator"})
     ingest_api_keys: dict[str, SecretStr] = Field(default_factory=dict)
     jwt_secret: SecretStr = SecretStr("dev-jwt-secret-change-me")
-    rate_limit_per_s: float = 200.0
+    # Per client (API key, bearer token, else IP) and per replica, on public endpoints.
+    rate_limit_per_s: float = 1000.0
+    # Browser origins allowed to call the APIs cross-origin (the admin app is same-origin).
+    cors_origins: list[str] = Field(default_factory=list)
 
 
 class Settings(BaseSettings):

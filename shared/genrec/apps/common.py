@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 import uuid
@@ -10,8 +11,11 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+
+from genrec.apps.ratelimit import TokenBuckets
 
 log = logging.getLogger("genrec.http")
 
@@ -23,7 +27,10 @@ def error_body(field: str, message: str, error: str = "invalid_request") -> dict
 
 
 def create_base_app(name: str, *, title: str, version: str = "0.1.0",
-                    ready: Callable[[], bool] = lambda: True, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
+                    ready: Callable[[], bool] = lambda: True, max_body_bytes: int = MAX_BODY_BYTES,
+                    rate_limit_per_s: float | None = None, cors_origins: list[str] | None = None) -> FastAPI:
+    """The common app. `rate_limit_per_s` turns on per-client limits (public endpoints only:
+    event deliveries from Kafka must never be throttled into redelivery storms)."""
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         # func-python drives start/stop itself (AsgiFunction); uvicorn and tests come through here.
@@ -40,6 +47,12 @@ def create_base_app(name: str, *, title: str, version: str = "0.1.0",
                         registry=registry, buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5))
     app.state.registry = registry
     app.state.service_name = name
+    buckets = TokenBuckets(rate_limit_per_s) if rate_limit_per_s else None
+    exempt = {"/healthz", "/readyz", "/metrics", "/health/liveness", "/health/readiness"}
+    if cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=cors_origins, allow_methods=["GET", "POST", "PUT", "DELETE"],
+                           allow_headers=["authorization", "content-type", "x-api-key", "x-request-id", "ce-*"],
+                           max_age=600)
 
     @app.middleware("http")
     async def observe(request: Request, call_next):
@@ -51,6 +64,11 @@ def create_base_app(name: str, *, title: str, version: str = "0.1.0",
                 error_body("body", f"request body exceeds {max_body_bytes} bytes", "payload_too_large"),
                 status_code=413, headers={"x-request-id": request_id},
             )
+        if buckets is not None and request.url.path not in exempt:
+            wait_s = buckets.take(_client_key(request))
+            if wait_s > 0:
+                return JSONResponse(error_body("", "rate limit exceeded; slow down", "rate_limited"), status_code=429,
+                                    headers={"retry-after": str(max(1, round(wait_s))), "x-request-id": request_id})
         start = time.perf_counter()
         response = await call_next(request)
         route = request.scope.get("route")
@@ -80,6 +98,14 @@ def create_base_app(name: str, *, title: str, version: str = "0.1.0",
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+def _client_key(request: Request) -> str:
+    """Who is asking: the presented credential if any (hashed), else the peer address."""
+    presented = request.headers.get("authorization") or request.headers.get("x-api-key")
+    if presented:
+        return "k:" + hashlib.blake2b(presented.encode(), digest_size=8).hexdigest()
+    return "ip:" + (request.client.host if request.client else "unknown")
 
 
 async def read_body_limited(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:

@@ -37,7 +37,8 @@ _REQUEST_BODY = {
 
 def create_app(s: Settings | None = None) -> FastAPI:
     s = s or get_settings()
-    app = create_base_app("event-capture", title="genrec event capture")
+    app = create_base_app("event-capture", title="genrec event capture", rate_limit_per_s=s.auth.rate_limit_per_s,
+                          cors_origins=s.auth.cors_origins)
     resources: dict[str, object] = {}
 
     def publisher() -> EventPublisher:

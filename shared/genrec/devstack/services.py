@@ -277,9 +277,9 @@ class Milvus(Service):
         ]
 
     def healthy(self, s: Settings) -> bool:
-        from pymilvus import MilvusClient
+        from genrec.stores.milvus import milvus_client
 
-        client = MilvusClient(uri=s.milvus.uri, timeout=3)
+        client = milvus_client(s, timeout=3)
         try:
             client.list_collections()
         finally:
@@ -374,6 +374,49 @@ INFRA = ("s3", "kafka", "postgres", "redis", "milvus")
 for _svc in (
     ObjectStore(), KafkaBroker(), Postgres(), Redis(), Milvus(),
     KnativeFunction("event-capture", "event-capture function (HTTP CloudEvents → Kafka)"),
+    KnativeFunction("feature-update", "feature-update function (interactions → Redis, PostgreSQL)"),
+    KnativeFunction("llm-enrichment", "llm-enrichment function (items → LLM tags → item.enriched)",
+                    depends_on=("kafka", "redis")),
+    KnativeFunction("recommend", "recommend function (the recommendation API)",
+                    depends_on=("kafka", "redis", "postgres", "milvus")),
+    KnativeFunction("analytics-sink", "analytics sink (events → chDB, analytics queries)", depends_on=("kafka",)),
+    KnativeFunction("admin-api", "admin API and admin app (frontend/dist)", depends_on=("postgres", "redis")),
     EventingBridge(),
 ):
     register(_svc)
+
+
+class ModelServer(Service):
+    """Triton 2.51 (the binary in the nvidia-pytriton wheel) serving the genrec Python-backend
+    model from its own virtualenv (.venv-serving); see genrec.serving.launch."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "model-server", "Triton (Python backend), Open Inference Protocol v2", "KServe InferenceService (Triton)",
+            depends_on=("redis", "s3"),
+        )
+
+    def ports(self, s: Settings) -> list[int]:
+        from genrec.serving.launch import ports
+
+        return list(ports(s).values())
+
+    def argv(self, s: Settings, paths: StackPaths) -> list[str]:
+        from genrec.serving.launch import serving_python
+
+        return [str(serving_python()), "-m", "genrec.serving.launch", "--workdir", str(paths.data / "model-server")]
+
+    def env(self, s: Settings) -> dict[str, str]:
+        return child_env(s)
+
+    def healthy(self, s: Settings) -> bool:
+        # Server and model loaded; without a promoted artifact inference answers 503.
+        import httpx
+
+        return httpx.get(f"{self.endpoint(s)}/v2/health/ready", timeout=2).status_code == 200
+
+    def endpoint(self, s: Settings) -> str:
+        return f"http://{s.stack.host}:{s.stack.port('model_server')}"
+
+
+register(ModelServer())

@@ -79,7 +79,7 @@ class ItemUpsertedData(_Data):
     item_id: Identifier
     title: ShortText
     description: LongText = ""
-    category_path: ShortText = Field(default="", description="e.g. 'Beauty > Skin Care > Face'")
+    category_path: ShortText = Field(default="", description="Levels joined by '|', e.g. 'Beauty|Skin Care|Face'")
     brand: ShortText = ""
     price: Annotated[float | None, AfterValidator(_finite)] = Field(default=None, ge=0)
     image_url: ShortText = ""

@@ -7,12 +7,20 @@ await durability without blocking the event loop.
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections.abc import Sequence
 
 from genrec.config import Settings
 from genrec.events.codec import ValidEvent, to_kafka
 from genrec.events.kafka import producer
+
+log = logging.getLogger("genrec.publisher")
+
+
+def _log_failure(err, msg) -> None:
+    if err is not None:
+        log.error("event to %s not delivered: %s", msg.topic(), err)
 
 
 class BrokerUnavailable(RuntimeError):
@@ -60,6 +68,13 @@ class EventPublisher:
             await asyncio.wait_for(asyncio.gather(*futures), self.timeout_s)
         except TimeoutError:
             raise BrokerUnavailable(f"broker did not acknowledge within {self.timeout_s:.1f}s") from None
+
+    def publish_nowait(self, events: Sequence[ValidEvent]) -> None:
+        """Hand events to the producer and return; failures are logged, not raised (analytics)."""
+        for ev in events:
+            topic, msg = to_kafka(ev, self.s)
+            self._producer.produce(topic, key=msg.key, value=msg.value, headers=list(msg.headers.items()),
+                                   on_delivery=_log_failure)
 
     def publish_sync(self, events: Sequence[ValidEvent]) -> None:
         """Blocking variant for scripts and workers."""

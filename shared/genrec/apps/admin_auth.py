@@ -1,0 +1,125 @@
+"""Admin API authentication: static bearer tokens or HS256 JWTs, and two roles.
+
+viewer reads everything; operator may also change things (canary weights, promotion,
+item upserts, test interactions). A JWT carries ``sub`` and ``role`` (and optional ``exp``)
+and is signed with ``settings.auth.jwt_secret``; the HS256 check is a few lines of stdlib,
+which avoids a dependency and leaves no room for "alg: none" style confusion.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from fastapi import Request
+
+from genrec.apps.auth import match_key, presented_key
+from genrec.config import Settings
+
+Role = Literal["viewer", "operator"]
+ROLE_RANK: dict[str, int] = {"viewer": 0, "operator": 1}
+CLOCK_SKEW_S = 30
+
+
+class ApiError(Exception):
+    """An error the admin API answers with ``{"error", "field", "message"}``."""
+
+    def __init__(self, status: int, field: str, message: str, error: str = "invalid_request") -> None:
+        super().__init__(message)
+        self.status, self.field, self.message, self.error = status, field, message, error
+
+    def body(self) -> dict[str, str]:
+        return {"error": self.error, "field": self.field, "message": self.message}
+
+
+@dataclass(frozen=True)
+class Principal:
+    name: str
+    role: Role
+    via: Literal["token", "jwt"]
+
+    def can(self, role: Role) -> bool:
+        return ROLE_RANK[self.role] >= ROLE_RANK[role]
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64url(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def encode_jwt(claims: dict[str, Any], secret: str) -> str:
+    """An HS256 JWT (used by tests and `genrec` tooling to mint short-lived admin tokens)."""
+    header = _b64url(json.dumps({"alg": "HS256", "typ": "JWT"}, separators=(",", ":")).encode())
+    payload = _b64url(json.dumps(claims, separators=(",", ":")).encode())
+    signing_input = f"{header}.{payload}".encode()
+    sig = hmac.new(secret.encode(), signing_input, hashlib.sha256).digest()
+    return f"{header}.{payload}.{_b64url(sig)}"
+
+
+def decode_jwt(token: str, secret: str, *, now: float | None = None) -> dict[str, Any]:
+    """Verified claims of an HS256 JWT; ValueError says why it was refused."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        raise ValueError("malformed token")
+    try:
+        header = json.loads(_unb64url(parts[0]))
+        claims = json.loads(_unb64url(parts[1]))
+        sig = _unb64url(parts[2])
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValueError("malformed token") from exc
+    # Only HS256: the algorithm is fixed by the server, never chosen by the token.
+    if not isinstance(header, dict) or header.get("alg") != "HS256":
+        raise ValueError("unsupported token algorithm")
+    expected = hmac.new(secret.encode(), f"{parts[0]}.{parts[1]}".encode(), hashlib.sha256).digest()
+    if not hmac.compare_digest(sig, expected):
+        raise ValueError("bad token signature")
+    if not isinstance(claims, dict):
+        raise ValueError("malformed token")
+    t = time.time() if now is None else now
+    exp, nbf = claims.get("exp"), claims.get("nbf")
+    if exp is not None and (not isinstance(exp, int | float) or t > exp + CLOCK_SKEW_S):
+        raise ValueError("token expired")
+    if nbf is not None and (not isinstance(nbf, int | float) or t < nbf - CLOCK_SKEW_S):
+        raise ValueError("token not yet valid")
+    return claims
+
+
+def authenticate(request: Request, s: Settings) -> Principal:
+    """Who is calling; raises 401 ApiError when no valid credential was presented."""
+    presented = presented_key(request)
+    if not presented:
+        raise ApiError(401, "authorization", "missing bearer token", "unauthorized")
+    name = match_key(presented, s.auth.admin_tokens)
+    if name is not None:
+        return Principal(name, s.auth.admin_roles.get(name, "viewer"), "token")
+    if presented.count(".") == 2:
+        try:
+            claims = decode_jwt(presented, s.auth.jwt_secret.get_secret_value())
+        except ValueError as exc:
+            raise ApiError(401, "authorization", str(exc), "unauthorized") from None
+        role = claims.get("role", "viewer")
+        if role not in ROLE_RANK:
+            raise ApiError(401, "authorization", f"unknown role {role!r} in token", "unauthorized")
+        return Principal(str(claims.get("sub", "jwt")), role, "jwt")
+    raise ApiError(401, "authorization", "invalid token", "unauthorized")
+
+
+def require(role: Role):
+    """A FastAPI dependency: the caller, who must hold at least ``role`` (else 401/403)."""
+
+    def dependency(request: Request) -> Principal:
+        principal = authenticate(request, request.app.state.settings)
+        if not principal.can(role):
+            raise ApiError(403, "authorization", f"role {principal.role!r} may not do this; needs {role!r}",
+                           "forbidden")
+        return principal
+
+    return dependency

@@ -1,0 +1,49 @@
+"""feature-update: one interaction event → the user's hot state, popularity, and the record.
+
+Idempotent under redelivery: the user's Redis state changes in one script together with a
+claim on (source, id), so it is applied exactly once even across crashes; the PostgreSQL
+insert is itself idempotent (ON CONFLICT DO NOTHING), so it is simply retried. ClickHouse gets the same events from the
+analytics sink, which consumes the same topic.
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from genrec import signals
+from genrec.apps.event_function import create_event_app
+from genrec.apps.resources import Resources, TTLCache
+from genrec.config import Settings, get_settings
+from genrec.events.codec import ValidEvent
+from genrec.events.contracts import INTERACTION, InteractionData
+from genrec.stores.categories import category_levels
+from genrec.stores.events_repo import UserEvent
+
+
+def create_app(s: Settings | None = None) -> FastAPI:
+    s = s or get_settings()
+    res = Resources(s)
+    categories = TTLCache(ttl_s=60)
+
+    def category_of(item_id: str) -> str:
+        item = res.catalog.get(item_id)
+        return item.category_path if item else ""
+
+    def on_interaction(ev: ValidEvent) -> dict:
+        d: InteractionData = ev.data  # type: ignore[assignment]
+        ts = d.timestamp or ev.time
+        positive = signals.is_positive(d.event_type, d.value)
+        applied = res.hot.apply_interaction_once(
+            ev.source, ev.id, d.user_id, d.item_id, event_type=d.event_type, ts=ts, append=positive,
+            weight=signals.weight(d.event_type, d.value) if positive else 0.0,
+            categories=category_levels(categories.get(d.item_id, category_of)) if positive else (),
+        )
+        stored = res.events.insert(UserEvent(
+            event_id=ev.id, source=ev.source, user_id=d.user_id, item_id=d.item_id, event_type=d.event_type,
+            ts=ts, value=d.value, context=d.context,
+        ))
+        return {"id": ev.id, "hot_state_applied": applied, "stored": stored}
+
+    app = create_event_app("feature-update", "genrec feature update", {INTERACTION: on_interaction})
+    app.state.on_stop = res.close
+    return app

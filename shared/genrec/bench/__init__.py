@@ -1,0 +1,1 @@
+"""Benchmarks (quality now; serving and load later)."""

@@ -1,0 +1,257 @@
+"""Offline quality benchmark: genrec vs SASRec (full CE) vs MostPopular.
+
+All three models see the identical leave-one-out split (histories truncated to
+``max_history``, 20 for Amazon) and are scored by full ranking over the catalogue.
+Writes ``quality-<dataset>.json``, ``.md`` and ``.png`` into the output folder.
+
+Budgets (``--budget``):
+* ``cpu``: fits a 2-core CPU in about an hour on Amazon Beauty (few epochs, small
+  transformer, validation on a 2,000-user subset; the test set is always complete).
+* ``gpu``: bigger models and more epochs, for a CUDA machine.
+* ``smoke``: minutes-scale sanity run (CI, tiny synthetic data).
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from genrec.data.loaders import load_dataset
+from genrec.data.splits import leave_one_out, pad_histories
+from genrec.evaluation.evaluate import evaluate_recommender
+from genrec.model.sasrec import MostPopular
+from genrec.training.config import TrainConfig, read_config_file
+from genrec.training.generative import evaluate_bundle, setup_torch, train_generative
+from genrec.training.sasrec import train_sasrec
+
+BUDGETS: dict[str, dict[str, Any]] = {
+    "cpu": {
+        "threads": 2,
+        "val_beam_width": 20,
+        "test_beam_width": 50,
+        "tokenizer": {"steps": 600},
+        "model": {"d_model": 128, "n_heads": 4, "encoder_layers": 2, "decoder_layers": 2, "d_ff": 256,
+                  "dropout": 0.1},
+        "optim": {"epochs": 8, "batch_size": 256, "lr": 2e-3, "warmup_steps": 300, "patience": 3,
+                  "eval_users": 2000},
+        "sasrec": {"d_model": 64, "layers": 2, "n_heads": 2, "d_ff": 256, "dropout": 0.3},
+        "sasrec_optim": {"epochs": 20, "batch_size": 128, "lr": 2e-3, "warmup_steps": 100, "patience": 4,
+                         "eval_users": 4000},
+    },
+    "gpu": {
+        "val_beam_width": 50,
+        "test_beam_width": 100,
+        "tokenizer": {"steps": 10000},
+        "model": {"d_model": 256, "n_heads": 4, "encoder_layers": 4, "decoder_layers": 4, "d_ff": 1024,
+                  "dropout": 0.15},
+        "optim": {"epochs": 200, "batch_size": 256, "lr": 1e-3, "warmup_steps": 1000, "patience": 10},
+        "sasrec": {"d_model": 64, "layers": 2, "n_heads": 2, "d_ff": 256, "dropout": 0.3},
+        "sasrec_optim": {"epochs": 300, "batch_size": 128, "lr": 1e-3, "patience": 20},
+    },
+    "smoke": {
+        "threads": 2,
+        "val_beam_width": 10,
+        "test_beam_width": 20,
+        "embeddings": {"mode": "interactions", "collab_dim": 32},
+        "tokenizer": {"levels": 2, "codebook_size": 16, "latent_dim": 16, "hidden_dims": [64], "steps": 200,
+                      "disambiguation_size": 64},
+        "model": {"d_model": 64, "n_heads": 2, "encoder_layers": 1, "decoder_layers": 1, "d_ff": 128},
+        "optim": {"epochs": 2, "batch_size": 128, "lr": 3e-3, "warmup_steps": 20},
+        "sasrec": {"d_model": 32, "layers": 1, "n_heads": 1, "d_ff": 64},
+        "sasrec_optim": {"epochs": 2, "batch_size": 128, "lr": 3e-3, "warmup_steps": 20},
+    },
+}
+
+# Published Amazon Beauty numbers (leave-one-out, full ranking) for the report.
+REFERENCE = {
+    "amazon-beauty": {
+        "TIGER (Rajput et al. 2023)": {"recall@5": 0.0454, "ndcg@5": 0.0321, "recall@10": 0.0648, "ndcg@10": 0.0384},
+        "SASRec BCE (as reported by TIGER)": {"recall@5": 0.0387, "ndcg@5": 0.0249, "recall@10": 0.0605,
+                                              "ndcg@10": 0.0318},
+        "SASRec full CE (literature, approx.)": {"recall@10": 0.092, "ndcg@10": 0.053},
+    }
+}
+COLUMNS = ("recall@5", "ndcg@5", "recall@10", "ndcg@10")
+
+
+def budget_config(
+    budget: str, config_path: str | Path | None = None, seed: int = 0, threads: int | None = None
+) -> TrainConfig:
+    """The budget's settings, overridden by only the keys present in ``config_path``."""
+    if budget not in BUDGETS:
+        raise ValueError(f"unknown budget {budget!r}; choose {', '.join(BUDGETS)}")
+    merged = _deep_merge(BUDGETS[budget], read_config_file(config_path) if config_path else {})
+    merged["seed"] = seed
+    if threads:
+        merged["threads"] = threads
+    return TrainConfig.model_validate(merged)
+
+
+def _deep_merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def run_quality(
+    dataset_path: str | Path,
+    budget: str = "cpu",
+    out_dir: str | Path = "bench/results",
+    config_path: str | Path | None = None,
+    seed: int = 0,
+    models: tuple[str, ...] = ("genrec", "sasrec", "mostpop"),
+    progress: bool = True,
+    artifacts_dir: str | Path | None = None,
+    threads: int | None = None,
+) -> dict[str, Any]:
+    """Train and evaluate the models on one split; write json/md/png; return the results."""
+    t_start = time.perf_counter()
+    cfg = budget_config(budget, config_path, seed, threads)
+    if cfg.embeddings.cache_dir is None:
+        from genrec.config import get_settings
+
+        cfg.embeddings.cache_dir = str(Path(get_settings().model.artifacts_dir) / "cache" / "embeddings")
+    device = setup_torch(cfg)
+    dataset = load_dataset(dataset_path)
+    split = leave_one_out(dataset, cfg.max_history)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    cfg.metrics_path = str(out / f"quality-{dataset.name}-metrics.jsonl")
+    Path(cfg.metrics_path).unlink(missing_ok=True)
+    results: dict[str, Any] = {
+        "dataset": dataset.name,
+        "dataset_path": str(dataset_path),
+        "budget": budget,
+        "device": _device_name(device),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "host": platform.node(),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "split": {
+            "users": len(split.user_ids), "items": split.n_items, "max_history": cfg.max_history,
+            "protocol": "leave-one-out (last=test, second-last=valid), full ranking, history excluded",
+        },
+        "config": cfg.model_dump(mode="json"),
+        "models": {},
+    }
+    test_hist = pad_histories(split.test_histories, cfg.max_history)
+    if "mostpop" in models:
+        t = time.perf_counter()
+        pop = MostPopular(torch.as_tensor(split.item_popularity()))
+        test = evaluate_recommender(lambda h, u: pop(h, top_k=10), test_hist, split.test_targets)
+        results["models"]["MostPopular"] = {"test": test, "train_seconds": round(time.perf_counter() - t, 1)}
+        _write(results, out, t_start, final=False)
+    if "genrec" in models:
+        t = time.perf_counter()
+        bundle = train_generative(dataset, cfg, split=split, progress=progress, evaluate_test=False,
+                                  out_dir=artifacts_dir)
+        train_s = time.perf_counter() - t
+        te = time.perf_counter()
+        test = evaluate_bundle(bundle, split, device=device, progress=progress)
+        rep = bundle.report
+        results["models"]["genrec (generative retrieval)"] = {
+            "test": test, "validation": rep["validation"], "best_epoch": rep["best_epoch"],
+            "epochs_run": len(rep["history"]), "train_seconds": round(train_s, 1),
+            "test_seconds": round(time.perf_counter() - te, 1), "test_beam_width": cfg.test_beam_width,
+            "embeddings": rep["embeddings"], "tokenizer": rep["tokenizer"], "stage_seconds": rep["seconds"],
+            "train_examples": rep["train_examples"],
+        }
+        _write(results, out, t_start, final=False)
+    if "sasrec" in models:
+        t = time.perf_counter()
+        sas, fit_res = train_sasrec(split, cfg, progress=progress)
+        train_s = time.perf_counter() - t
+        sas = sas.to(device)
+        test = evaluate_recommender(lambda h, u: sas(h, top_k=10), test_hist, split.test_targets, device=device)
+        results["models"]["SASRec (full CE)"] = {
+            "test": test, "validation": fit_res.best_metrics, "best_epoch": fit_res.best_epoch,
+            "epochs_run": len(fit_res.history), "train_seconds": round(train_s, 1),
+        }
+    _write(results, out, t_start, final=True)
+    return results
+
+
+def _write(results: dict[str, Any], out: Path, t_start: float, final: bool) -> None:
+    """(Re)write json/md/png; called after every model so a cut-short run still leaves results."""
+    results["reference"] = REFERENCE.get(results["dataset"], {})
+    results["wall_seconds"] = round(time.perf_counter() - t_start, 1)
+    results["complete"] = final
+    stem = out / f"quality-{results['dataset']}"
+    stem.with_suffix(".json").write_text(json.dumps(results, indent=2, default=_json_default))
+    stem.with_suffix(".md").write_text(markdown_report(results))
+    plot_results(results, stem.with_suffix(".png"))
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, np.integer | np.floating):
+        return o.item()
+    if isinstance(o, np.bool_):
+        return bool(o)
+    return str(o)
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def markdown_report(results: dict[str, Any]) -> str:
+    lines = [
+        f"# Quality: {results['dataset']}" + ("" if results.get("complete", True) else " (partial: run in progress)"),
+        "",
+        f"Budget `{results['budget']}` on {results['device']}, torch {results['torch']}; "
+        f"wall time {results['wall_seconds'] / 60:.1f} min; {results['split']['users']} users, "
+        f"{results['split']['items']} items, histories <= {results['split']['max_history']}.",
+        f"Protocol: {results['split']['protocol']}.",
+        "",
+        "| model | " + " | ".join(c.replace("recall", "R").replace("ndcg", "N") for c in COLUMNS) + " | train s |",
+        "| --- | " + " | ".join("---:" for _ in COLUMNS) + " | ---: |",
+    ]
+    for name, r in results["models"].items():
+        vals = " | ".join(f"{r['test'].get(c, float('nan')):.4f}" for c in COLUMNS)
+        lines.append(f"| {name} | {vals} | {r.get('train_seconds', 0):.0f} |")
+    for name, r in results.get("reference", {}).items():
+        vals = " | ".join(f"{r[c]:.4f}" if c in r else "-" for c in COLUMNS)
+        lines.append(f"| *{name}, published* | {vals} | - |")
+    gen = results["models"].get("genrec (generative retrieval)")
+    if gen:
+        tok = gen["tokenizer"]
+        lines += [
+            "",
+            f"genrec: item vectors `{gen['embeddings'].get('mode')}` ({gen['embeddings'].get('dim')}-d), "
+            f"Semantic-ID collision rate {tok.get('collision_rate', 0):.3f}, codebook usage "
+            f"{', '.join(f'{u:.2f}' for u in tok.get('codebook_usage', []))}, best epoch {gen['best_epoch']} of "
+            f"{gen['epochs_run']}, test beam width {gen['test_beam_width']}.",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def plot_results(results: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = {n: r["test"] for n, r in results["models"].items()}
+    rows.update({f"{n} (pub.)": r for n, r in results.get("reference", {}).items()})
+    names = list(rows)
+    metrics = ("recall@10", "ndcg@10")
+    x = np.arange(len(names))
+    fig, ax = plt.subplots(figsize=(max(6, 1.4 * len(names)), 4))
+    for i, m in enumerate(metrics):
+        ax.bar(x + (i - 0.5) * 0.38, [rows[n].get(m, 0.0) for n in names], 0.38, label=m.replace("@", "@"))
+    ax.set_xticks(x, [n.replace(" (", "\n(") for n in names], fontsize=7)
+    ax.set_ylabel("score")
+    ax.set_title(f"{results['dataset']}: leave-one-out full ranking ({results['budget']} budget)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

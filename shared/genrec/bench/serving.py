@@ -1,0 +1,349 @@
+"""`genrec bench serving`: the model server alone (real Triton, real HTTP, tritonclient).
+
+For each catalogue size a synthetic artifact is written (random unique codes over the
+production code layout 4 x 256, and an *untrained* TigerModel of the production size:
+``GenerativeConfig`` defaults; latency depends on shapes, not weight values). One server
+serves it twice: ``genrec`` (dynamic batching) and ``genrec_nobatch`` (none). Measured:
+
+* batch sweep: one client, sequential requests of B users (B = 1..64) -> latency
+  p50/p95/p99 per request and users/s;
+* concurrency: C clients sending single-user requests at once, with and without dynamic
+  batching -> latency percentiles, users/s, and the mean batch Triton actually executed.
+
+The client runs on the same machine as the server (they share its cores): on a small
+box the numbers are a floor for what a dedicated replica does. End-to-end numbers of the
+recommend API come from ``end_to_end`` (hook for the recommend function's benchmark).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from genrec.serving.launch import UNBATCHED_TWIN, serving_python
+from genrec.serving.synthetic import PRODUCTION_LEVELS, make_artifact
+
+BUDGETS: dict[str, dict[str, Any]] = {
+    # ~1 min: does it run at all
+    "smoke": {"sizes": [2_000], "batches": [1, 8], "point_s": 1.0, "min_requests": 3, "concurrency": 4},
+    # ~10 min on 2 CPU cores
+    "cpu": {"sizes": [10_000, 100_000, 1_000_000], "batches": [1, 8, 16, 32, 64], "point_s": 4.0,
+            "min_requests": 5, "concurrency": 16},
+    "gpu": {"sizes": [10_000, 100_000, 1_000_000], "batches": [1, 8, 16, 32, 64], "point_s": 15.0,
+            "min_requests": 50, "concurrency": 64},
+}
+
+
+def end_to_end(**_: Any) -> dict[str, Any]:
+    """Hook: latency of the recommend API (client -> recommend function -> model server).
+
+    Filled in with the recommend function; ``run_serving_bench(end_to_end=...)`` stores
+    whatever it returns under ``"end_to_end"`` in the results.
+    """
+    raise NotImplementedError("the recommend-API benchmark is added together with the recommend function")
+
+
+# ------------------------------------------------------------------ machine
+def machine_info() -> dict[str, Any]:
+    import torch
+
+    cpu = platform.processor()
+    with contextlib.suppress(OSError, StopIteration):
+        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                   if line.startswith("model name"))
+    try:
+        import psutil
+
+        mem_gb = round(psutil.virtual_memory().total / 2**30, 1)
+    except ImportError:
+        mem_gb = None
+    return {
+        "platform": platform.platform(), "python": sys.version.split()[0], "cpu": cpu, "cores": os.cpu_count(),
+        "memory_gb": mem_gb, "torch": torch.__version__,
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "load_average_at_start": [round(v, 2) for v in os.getloadavg()],
+    }
+
+
+# ------------------------------------------------------------------ server
+class LocalServer:
+    """Triton from .venv-serving on a free port, serving one pinned artifact."""
+
+    def __init__(self, artifact: Path, workdir: Path, threads: int = 0) -> None:
+        self.port = _free_port_triplet()
+        self.url = f"127.0.0.1:{self.port}"
+        self.log = workdir / "server.log"
+        argv = [str(serving_python()), "-m", "genrec.serving.launch", "--artifact", str(artifact),
+                "--http-port", str(self.port), "--no-feed", "--blocking-load", "--with-unbatched-twin",
+                "--threads", str(threads), "--workdir", str(workdir)]
+        workdir.mkdir(parents=True, exist_ok=True)
+        with self.log.open("wb") as log:
+            self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def wait_ready(self, timeout_s: float = 900.0) -> None:
+        import httpx
+
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"model server exited; see {self.log}")
+            try:
+                ok = [httpx.get(f"http://{self.url}/v2/models/{m}/ready", timeout=2).status_code == 200
+                      for m in ("genrec", UNBATCHED_TWIN)]
+                if all(ok):
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(1.0)
+        raise TimeoutError(f"model server not ready after {timeout_s}s; see {self.log}")
+
+    def stats(self, model: str) -> tuple[int, int]:
+        """(inference_count, execution_count): their ratio is the mean executed batch."""
+        import httpx
+
+        s = httpx.get(f"http://{self.url}/v2/models/{model}/stats", timeout=5).json()["model_stats"][0]
+        return int(s["inference_count"]), int(s["execution_count"])
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(10)
+
+
+def _free_port_triplet() -> int:
+    from genrec.devstack.process import port_is_free
+
+    for _ in range(100):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        if port < 65000 and all(port_is_free("127.0.0.1", port + i) for i in (1, 2)):
+            return port
+    raise RuntimeError("no three consecutive free ports")
+
+
+# ------------------------------------------------------------------ load
+def _client(url: str, model: str):
+    from genrec.serving.breaker import CircuitBreaker
+    from genrec.serving.client import ModelClient
+
+    return ModelClient(url=url, model_name=model, timeout_s=120.0, breaker=CircuitBreaker(1_000_000, 0.0))
+
+
+def _histories(rng: np.random.Generator, n_items: int, batch: int, length: int) -> np.ndarray:
+    return rng.integers(0, n_items, size=(batch, length), dtype=np.int64)
+
+
+def _summary(latencies: list[float], users: int, seconds: float) -> dict[str, Any]:
+    lat = np.asarray(latencies) * 1000
+    return {
+        "requests": len(lat), "p50_ms": round(float(np.percentile(lat, 50)), 2),
+        "p95_ms": round(float(np.percentile(lat, 95)), 2), "p99_ms": round(float(np.percentile(lat, 99)), 2),
+        "mean_ms": round(float(lat.mean()), 2), "users_per_s": round(users / seconds, 1),
+        "requests_per_s": round(len(lat) / seconds, 2), "seconds": round(seconds, 2),
+    }
+
+
+def sweep_point(url: str, n_items: int, batch: int, length: int, point_s: float, min_requests: int,
+                seed: int = 0) -> dict[str, Any]:
+    client, rng = _client(url, "genrec"), np.random.default_rng(seed)
+    lat: list[float] = []
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < point_s or len(lat) < min_requests:
+        seq = _histories(rng, n_items, batch, length)
+        t = time.perf_counter()
+        client.infer(seq)
+        lat.append(time.perf_counter() - t)
+    return _summary(lat, batch * len(lat), time.perf_counter() - t0)
+
+
+def concurrency_point(server: LocalServer, model: str, n_items: int, clients: int, length: int, point_s: float,
+                      min_requests: int) -> dict[str, Any]:
+    lat: list[float] = []
+    lock = threading.Lock()
+    stop_at = time.perf_counter() + point_s
+
+    def worker(seed: int) -> None:
+        client, rng = _client(server.url, model), np.random.default_rng(seed)
+        done = 0
+        while time.perf_counter() < stop_at or done < min_requests:
+            seq = _histories(rng, n_items, 1, length)
+            t = time.perf_counter()
+            client.infer(seq)
+            with lock:
+                lat.append(time.perf_counter() - t)
+            done += 1
+
+    before = server.stats(model)
+    t0 = time.perf_counter()
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(clients)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    seconds = time.perf_counter() - t0
+    after = server.stats(model)
+    out = _summary(lat, len(lat), seconds)
+    executions = max(after[1] - before[1], 1)
+    out.update(clients=clients, mean_executed_batch=round((after[0] - before[0]) / executions, 2))
+    return out
+
+
+# ------------------------------------------------------------------ driver
+def run_serving_bench(
+    out_dir: Path = Path("bench/results"),
+    *,
+    budget: str = "cpu",
+    sizes: list[int] | None = None,
+    batches: list[int] | None = None,
+    length: int = 20,
+    threads: int = 0,
+    workdir: Path | None = None,
+    log: Callable[[str], None] = print,
+    end_to_end_fn: Callable[[], dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    cfg = dict(BUDGETS[budget])
+    cfg["sizes"] = sizes or cfg["sizes"]
+    cfg["batches"] = batches or cfg["batches"]
+    work = workdir or Path(tempfile.mkdtemp(prefix="genrec-bench-serving-"))
+    results: dict[str, Any] = {
+        "benchmark": "serving", "budget": budget, "machine": machine_info(),
+        "config": {**cfg, "history_length": length, "torch_threads": threads or "all cores"},
+        "model": {"kind": "untrained TigerModel, production size (GenerativeConfig defaults)",
+                  "level_sizes": list(PRODUCTION_LEVELS), "top_k": 50, "beam_width": 50},
+        "sweep": [], "concurrency": [], "end_to_end": None,
+    }
+    started = time.perf_counter()
+    for n in cfg["sizes"]:
+        log(f"catalogue {n:,} items: writing a synthetic artifact")
+        art = make_artifact(work / f"artifact-{n}", n, level_sizes=PRODUCTION_LEVELS, seed=n % 9973)
+        server = LocalServer(art, work / f"server-{n}", threads)
+        try:
+            t = time.perf_counter()
+            server.wait_ready()
+            log(f"  server ready in {time.perf_counter() - t:.0f}s; warming up")
+            for model in ("genrec", UNBATCHED_TWIN):
+                for b in (1, 64):
+                    _client(server.url, model).infer(_histories(np.random.default_rng(0), n, b, length))
+            for b in cfg["batches"]:
+                point = sweep_point(server.url, n, b, length, cfg["point_s"], cfg["min_requests"])
+                results["sweep"].append({"catalog": n, "batch": b, **point})
+                log(f"  batch {b:>2}: p50 {point['p50_ms']} ms, p99 {point['p99_ms']} ms, "
+                    f"{point['users_per_s']} users/s")
+            for model, label in (("genrec", "on"), (UNBATCHED_TWIN, "off")):
+                point = concurrency_point(server, model, n, cfg["concurrency"], length, 2 * cfg["point_s"],
+                                          cfg["min_requests"])
+                results["concurrency"].append({"catalog": n, "dynamic_batching": label, **point})
+                log(f"  {cfg['concurrency']} clients x batch 1, dynamic batching {label}: p50 {point['p50_ms']} ms, "
+                    f"p99 {point['p99_ms']} ms, {point['users_per_s']} users/s, "
+                    f"executed batch {point['mean_executed_batch']}")
+        finally:
+            server.stop()
+    if end_to_end_fn is not None:
+        results["end_to_end"] = end_to_end_fn()
+    results["seconds"] = round(time.perf_counter() - started, 1)
+    results["machine"]["load_average_at_end"] = [round(v, 2) for v in os.getloadavg()]
+    write_results(results, out_dir)
+    return results
+
+
+# ------------------------------------------------------------------ report
+def result_stem(results: dict[str, Any]) -> str:
+    return f"serving-{results['budget']}"
+
+
+def markdown_report(results: dict[str, Any]) -> str:
+    m = results["machine"]
+    lines = [
+        f"# Model server benchmark ({results['budget']})", "",
+        f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GiB, GPU: {m['gpu'] or 'none'}; "
+        f"torch {m['torch']}; load average {m['load_average_at_start']} at start, "
+        f"{m.get('load_average_at_end')} at end. Client and server share the machine.", "",
+        f"Model: {results['model']['kind']}, codes {results['model']['level_sizes']}, top-50, beam 50; "
+        f"history length {results['config']['history_length']}.", "",
+        "## Latency by batch size (one client, sequential requests)", "",
+        "| catalogue | batch | requests | p50 ms | p95 ms | p99 ms | users/s |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results["sweep"]:
+        lines.append(f"| {r['catalog']:,} | {r['batch']} | {r['requests']} | {r['p50_ms']} | {r['p95_ms']} | "
+                     f"{r['p99_ms']} | {r['users_per_s']} |")
+    lines += [
+        "", f"## {results['config']['concurrency']} concurrent clients, single-user requests", "",
+        "| catalogue | dynamic batching | requests | p50 ms | p95 ms | p99 ms | users/s | executed batch |",
+        "|---:|:---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results["concurrency"]:
+        lines.append(f"| {r['catalog']:,} | {r['dynamic_batching']} | {r['requests']} | {r['p50_ms']} | "
+                     f"{r['p95_ms']} | {r['p99_ms']} | {r['users_per_s']} | {r['mean_executed_batch']} |")
+    if results.get("end_to_end"):
+        lines += ["", "## End to end (recommend API)", "", "```", json.dumps(results["end_to_end"], indent=2), "```"]
+    return "\n".join(lines) + "\n"
+
+
+def plot(results: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    sizes = sorted({r["catalog"] for r in results["sweep"]})
+    for n in sizes:
+        rows = [r for r in results["sweep"] if r["catalog"] == n]
+        b = [r["batch"] for r in rows]
+        axes[0].plot(b, [r["p50_ms"] for r in rows], marker="o", label=f"{n:,} p50")
+        axes[0].plot(b, [r["p99_ms"] for r in rows], marker="x", linestyle="--", label=f"{n:,} p99")
+        axes[1].plot(b, [r["users_per_s"] for r in rows], marker="o", label=f"{n:,} items")
+    batches = sorted({r["batch"] for r in results["sweep"]})
+    axes[0].set(xlabel="batch size (users per request)", ylabel="latency (ms)", title="latency per request",
+                yscale="log")
+    axes[1].set(xlabel="batch size", ylabel="users / s", title="throughput, one client")
+    for ax in axes[:2]:
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(batches, [str(b) for b in batches])
+        ax.minorticks_off()
+    conc = results["concurrency"]
+    x = np.arange(len(sizes))
+    for k, label in enumerate(("on", "off")):
+        vals = [next((r["users_per_s"] for r in conc if r["catalog"] == n and r["dynamic_batching"] == label), 0)
+                for n in sizes]
+        axes[2].bar(x + (k - 0.5) * 0.38, vals, width=0.38, label=f"dynamic batching {label}")
+    axes[2].set_xticks(x, [f"{n:,}" for n in sizes])
+    axes[2].set(xlabel="catalogue items", ylabel="users / s",
+                title=f"{results['config']['concurrency']} concurrent single-user clients")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(f"genrec model server (Triton, CPU: {results['machine']['cores']} cores)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_results(results: dict[str, Any], out_dir: Path) -> Path:
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = out_dir / result_stem(results)
+    stem.with_suffix(".json").write_text(json.dumps(results, indent=2))
+    stem.with_suffix(".md").write_text(markdown_report(results))
+    plot(results, stem.with_suffix(".png"))
+    return stem

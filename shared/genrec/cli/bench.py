@@ -1,0 +1,57 @@
+"""`genrec bench`: benchmarks. `quality` now; `serving` and `load` join this group later."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(help="Benchmarks: offline quality (serving and load later).", no_args_is_help=True)
+console = Console()
+
+
+@app.callback()
+def _group() -> None:
+    """Benchmarks: offline quality (serving and load later)."""
+
+
+@app.command("quality")
+def quality(
+    dataset: str = typer.Option(..., "--dataset", help="Dataset folder (interactions.csv + items.csv)."),
+    budget: str = typer.Option("cpu", "--budget", help="cpu (~1 h on 2 cores) | gpu | smoke"),
+    out: Path = typer.Option(Path("bench/results"), "--out", help="Where the json/md/png go."),
+    config: Path | None = typer.Option(None, "--config", help="TOML/YAML overriding the budget."),
+    seed: int = typer.Option(0, "--seed"),
+    models: str = typer.Option("genrec,sasrec,mostpop", "--models", help="Comma-separated subset."),
+    artifacts: Path | None = typer.Option(None, "--artifacts", help="Also save the genrec bundle here."),
+    threads: int | None = typer.Option(None, "--threads", help="torch CPU threads (1 is faster on a busy box)."),
+) -> None:
+    """Train + evaluate genrec, SASRec and MostPopular on identical leave-one-out splits."""
+    from genrec.bench.quality import markdown_report, run_quality
+
+    chosen = tuple(m.strip() for m in models.split(",") if m.strip())
+    results = run_quality(dataset, budget=budget, out_dir=out, config_path=config, seed=seed, models=chosen,
+                          artifacts_dir=artifacts, threads=threads)
+    console.print(markdown_report(results))
+    console.print(f"results in {out}/quality-{results['dataset']}.{{json,md,png}}")
+
+
+@app.command("serving")
+def serving(
+    budget: str = typer.Option("cpu", "--budget", help="smoke | cpu (~10 min on 2 cores) | gpu"),
+    out: Path = typer.Option(Path("bench/results"), "--out", help="Where the json/md/png go."),
+    sizes: str | None = typer.Option(None, "--sizes", help="Catalogue sizes, e.g. 10000,100000."),
+    batches: str | None = typer.Option(None, "--batches", help="Batch sizes, e.g. 1,8,64."),
+    threads: int = typer.Option(0, "--threads", help="torch threads in the server (0 = all cores)."),
+) -> None:
+    """Model server alone: latency/throughput by batch size and catalogue size, dynamic batching on/off."""
+    from genrec.bench.serving import markdown_report, result_stem, run_serving_bench
+
+    def ints(text: str | None) -> list[int] | None:
+        return [int(v) for v in text.split(",")] if text else None
+
+    results = run_serving_bench(out, budget=budget, sizes=ints(sizes), batches=ints(batches), threads=threads,
+                                log=lambda m: console.print(f"[cyan]•[/] {m}"))
+    console.print(markdown_report(results))
+    console.print(f"results in {out}/{result_stem(results)}.{{json,md,png}}")

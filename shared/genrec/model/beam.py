@@ -1,0 +1,103 @@
+"""Constrained beam search over code tuples, vectorised over batch and beams.
+
+Only the loop over code levels (a handful, static) is in Python. At each level every
+(beam, next code) candidate is checked against the sorted key table with two
+``searchsorted`` calls: the number of catalogue items under the extended prefix, minus
+the number of excluded items (the user's history) under it, must be positive. So the
+search can only ever reach real, non-excluded items, and never wastes a beam on a
+prefix whose items are all excluded. Ties are broken by a stable sort, making the
+result deterministic and the same on CPU and CUDA for the same scores.
+
+There is no data-dependent Python control flow: shapes depend only on (batch, beam
+width, level sizes), which keeps the function traceable by torch.export / ONNX.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+
+# (prefix codes [B, W, t], level) -> logits [B, W, level_size]
+StepFn = Callable[[torch.Tensor, int], torch.Tensor]
+
+
+def exclusion_keys(items: torch.Tensor, item_keys: torch.Tensor, sentinel: int) -> torch.Tensor:
+    """Sorted, de-duplicated keys of ``items [B, H]`` (pad < 0), padded with ``sentinel``."""
+    valid = items >= 0
+    keys = torch.where(valid, item_keys[items.clamp(min=0)], torch.full_like(items, sentinel))
+    keys, _ = torch.sort(keys, dim=1)
+    dup = torch.zeros_like(valid)
+    dup[:, 1:] = keys[:, 1:] == keys[:, :-1]
+    keys = torch.where(dup, torch.full_like(keys, sentinel), keys)
+    keys, _ = torch.sort(keys, dim=1)
+    return keys.contiguous()
+
+
+def constrained_beam_search(
+    step_fn: StepFn,
+    batch_size: int,
+    level_sizes: Sequence[int],
+    base: int,
+    sorted_keys: torch.Tensor,
+    sorted_items: torch.Tensor,
+    exclude_keys: torch.Tensor | None,
+    beam_width: int,
+    top_k: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-``top_k`` item indices ``[B, K]`` and their log-probabilities (descending).
+
+    Slots that cannot be filled (catalogue smaller than K after exclusions) get item -1
+    and score -inf. ``beam_width`` beams are kept between levels.
+    """
+    if beam_width < top_k:
+        raise ValueError("beam_width must be >= top_k")
+    device = sorted_keys.device
+    n_levels = len(level_sizes)
+    B = batch_size
+    neg_inf = torch.tensor(float("-inf"), device=device)
+    # One live beam at the first level; the beam count at each level is a static number.
+    scores = torch.zeros((B, 1), device=device)
+    prefix = torch.zeros((B, 1, 0), dtype=torch.long, device=device)
+    prefix_key = torch.zeros((B, 1), dtype=torch.long, device=device)
+    for level, size in enumerate(level_sizes):
+        beams = prefix.shape[1]
+        logp = torch.log_softmax(step_fn(prefix, level).float(), dim=-1)  # [B, beams, V]
+        cand_key = prefix_key[..., None] * base + torch.arange(size, device=device)  # [B, beams, V]
+        span = base ** (n_levels - 1 - level)
+        # Item counts under each extended prefix: code c spans keys [lo_c, lo_c + span), and
+        # lo_{c+1} = lo_c + span, so one searchsorted over V+1 boundaries gives all V counts.
+        edges = (prefix_key[..., None] * base + torch.arange(size + 1, device=device)) * span
+        count = _range_counts(sorted_keys, edges.reshape(B, -1), beams, size)
+        if exclude_keys is not None:
+            count = count - _range_counts(exclude_keys, edges.reshape(B, -1), beams, size)
+        total = (scores[..., None] + logp).reshape(B, -1)
+        total = torch.where(count.reshape(B, -1) > 0, total, neg_inf)
+        keep = min(top_k if level == n_levels - 1 else beam_width, beams * size)
+        ordered, order = torch.sort(total, dim=1, descending=True, stable=True)
+        scores, pick = ordered[:, :keep], order[:, :keep]
+        beam = torch.div(pick, size, rounding_mode="floor")
+        code = pick - beam * size
+        prefix = torch.cat(
+            [torch.gather(prefix, 1, beam[..., None].expand(-1, -1, prefix.shape[2])), code[..., None]], dim=2
+        )
+        prefix_key = torch.gather(cand_key.reshape(B, -1), 1, pick)
+    pos = torch.searchsorted(sorted_keys, prefix_key).clamp(max=sorted_keys.shape[0] - 1)
+    found = (sorted_keys[pos] == prefix_key) & torch.isfinite(scores)
+    items = torch.where(found, sorted_items[pos], torch.full_like(pos, -1))
+    scores = torch.where(found, scores, neg_inf)
+    if items.shape[1] < top_k:  # tiny code spaces: pad to the promised width
+        pad = top_k - items.shape[1]
+        items = torch.cat([items, items.new_full((B, pad), -1)], dim=1)
+        scores = torch.cat([scores, scores.new_full((B, pad), float("-inf"))], dim=1)
+    return items, scores
+
+
+def _range_counts(sorted_seq: torch.Tensor, edges: torch.Tensor, beams: int, size: int) -> torch.Tensor:
+    """How many keys of ``sorted_seq`` fall between consecutive ``edges``: ``[B, beams, size]``.
+
+    ``sorted_seq`` is 1-D (shared catalogue) or ``[B, H]`` (per-row exclusions).
+    """
+    b = edges.shape[0]
+    pos = torch.searchsorted(sorted_seq, edges.contiguous()).reshape(b, beams, size + 1)
+    return pos[..., 1:] - pos[..., :-1]

@@ -1,0 +1,169 @@
+"""TIGER-style generative retrieval: an encoder-decoder over Semantic-ID tokens.
+
+Encoder input: one hashed user token, then the user's last N items, each represented by
+the sum of the embeddings of its code tokens (one position per item keeps the cost
+linear in N up to 1024 rather than N x levels) plus a position-from-the-end embedding.
+Decoder: BOS then the target item's codes; a separate head per level predicts the next
+code. Item vectors are built from codes only, so new items work without retraining.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, Field
+from torch import nn
+
+from genrec.model.beam import constrained_beam_search, exclusion_keys
+from genrec.model.code_table import CodeTable
+from genrec.model.layers import DecoderLayer, EncoderLayer
+
+
+class GenerativeConfig(BaseModel):
+    d_model: int = 128
+    n_heads: int = 4
+    encoder_layers: int = 2
+    decoder_layers: int = 2
+    d_ff: int = 512
+    dropout: float = 0.1
+    max_history: int = Field(default=20, ge=1, le=1024)
+    user_buckets: int = 2000  # hashed user tokens; bucket 0 is "anonymous"
+    user_dropout: float = 0.1  # train-time chance of the anonymous token (serving may omit users)
+    label_smoothing: float = 0.1
+
+
+def user_bucket(user_id: str, buckets: int) -> int:
+    """Stable hash of a user id into ``1..buckets-1`` (0 is reserved for anonymous)."""
+    if buckets <= 1:
+        return 0
+    return 1 + zlib.crc32(user_id.encode()) % (buckets - 1)
+
+
+class TigerModel(nn.Module):
+    def __init__(self, config: GenerativeConfig, level_sizes: Sequence[int]) -> None:
+        super().__init__()
+        self.config = config
+        self.level_sizes = [int(v) for v in level_sizes]
+        d = config.d_model
+        offsets = torch.tensor([0, *torch.tensor(self.level_sizes).cumsum(0).tolist()[:-1]], dtype=torch.long)
+        self.register_buffer("offsets", offsets, persistent=False)
+        self.code_emb = nn.Embedding(sum(self.level_sizes), d)
+        self.user_emb = nn.Embedding(max(config.user_buckets, 1), d)
+        self.pos_emb = nn.Embedding(config.max_history + 1, d)
+        self.dec_pos = nn.Embedding(len(self.level_sizes), d)
+        self.bos = nn.Parameter(torch.zeros(d))
+        self.encoder = nn.ModuleList(
+            EncoderLayer(d, config.n_heads, config.d_ff, config.dropout) for _ in range(config.encoder_layers)
+        )
+        self.decoder = nn.ModuleList(
+            DecoderLayer(d, config.n_heads, config.d_ff, config.dropout) for _ in range(config.decoder_layers)
+        )
+        self.enc_ln, self.dec_ln = nn.LayerNorm(d), nn.LayerNorm(d)
+        self.heads = nn.ModuleList(nn.Linear(d, v) for v in self.level_sizes)
+        self.drop = nn.Dropout(config.dropout)
+        nn.init.normal_(self.code_emb.weight, std=0.02)
+        nn.init.normal_(self.bos, std=0.02)
+
+    # ----------------------------------------------------------------- encoder
+    def encode(
+        self, history: torch.Tensor, item_codes: torch.Tensor, users: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``history [B, L]`` item indices (pad < 0, left-padded) -> memory, memory mask."""
+        b, length = history.shape
+        valid = history >= 0
+        codes = item_codes[history.clamp(min=0)]  # [B, L, C]
+        items = self.code_emb(codes + self.offsets).sum(2)
+        # Position counted from the most recent item, so left padding never shifts it.
+        pos = torch.arange(length - 1, -1, -1, device=history.device).clamp(max=self.config.max_history)
+        items = items + self.pos_emb(pos)[None]
+        if users is None:
+            users = torch.zeros(b, dtype=torch.long, device=history.device)
+        x = torch.cat([self.user_emb(users)[:, None], items], dim=1)
+        mask = torch.cat([torch.ones_like(valid[:, :1]), valid], dim=1)  # user token always visible
+        attn_mask = mask[:, None, None, :]
+        x = self.drop(x)
+        for layer in self.encoder:
+            x = layer(x, attn_mask)
+        return self.enc_ln(x), attn_mask
+
+    # ----------------------------------------------------------------- decoder
+    def decode(self, prefix: torch.Tensor, memory: torch.Tensor, mem_mask: torch.Tensor) -> torch.Tensor:
+        """``prefix [B, W, t]`` codes -> last hidden state ``[B, W, d]`` (predicts level t)."""
+        b, w, t = prefix.shape
+        x = self.bos.expand(b, w, 1, -1)
+        if t:  # t is a static shape (the level), not data
+            x = torch.cat([x, self.code_emb(prefix + self.offsets[:t])], dim=2)
+        x = x + self.dec_pos.weight[: t + 1]
+        x = self.drop(x.reshape(b * w, t + 1, -1))
+        causal = torch.ones(t + 1, t + 1, dtype=torch.bool, device=x.device).tril()
+        for layer in self.decoder:
+            x = layer(x, memory, mem_mask, causal)
+        return self.dec_ln(x).reshape(b, w, t + 1, -1)
+
+    def loss(
+        self, history: torch.Tensor, target_codes: torch.Tensor, item_codes: torch.Tensor,
+        users: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Teacher-forced cross-entropy summed over code levels (mean over the batch)."""
+        memory, mask = self.encode(history, item_codes, users)
+        n = len(self.level_sizes)
+        h = self.decode(target_codes[:, None, : n - 1], memory, mask)[:, 0]  # [B, n, d]
+        total = history.new_zeros((), dtype=torch.float32)
+        for lvl, head in enumerate(self.heads):
+            logits = head(h[:, lvl]).float()
+            total = total + F.cross_entropy(logits, target_codes[:, lvl], label_smoothing=self.config.label_smoothing)
+        return total
+
+    def step_logits(self, prefix: torch.Tensor, level: int, memory: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        h = self.decode(prefix, memory, mask)[:, :, -1]
+        return self.heads[level](h)
+
+
+class GenerativeRecommender(nn.Module):
+    """Encoder + decoder + constrained beam search: ``user_sequence -> (items, scores)``.
+
+    The code table lives in non-persistent buffers (``item_codes``, ``item_keys``,
+    ``sorted_keys``, ``sorted_items``) that :meth:`set_code_table` replaces at runtime, so
+    a new item is generatable at once. ``forward`` has static shapes given (B, L) and no
+    data-dependent Python branching, with a view to a single exported graph.
+    """
+
+    def __init__(
+        self, model: TigerModel, table: CodeTable, top_k: int = 50, beam_width: int | None = None,
+        exclude_history: bool = True,
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.top_k = top_k
+        self.beam_width = max(beam_width or top_k, top_k)
+        self.exclude_history = exclude_history
+        self.level_sizes = list(table.level_sizes)
+        self.base = table.base
+        self.sentinel = table.sentinel
+        for name, t in table.tensors().items():
+            self.register_buffer(name, t.clone(), persistent=False)
+
+    def set_code_table(self, table: CodeTable) -> None:
+        if list(table.level_sizes) != self.level_sizes:
+            raise ValueError("code table has a different level layout")
+        device = self.sorted_keys.device
+        for name, t in table.tensors().items():
+            setattr(self, name, t.to(device))
+
+    def forward(
+        self, user_sequence: torch.Tensor, users: torch.Tensor | None = None, exclude: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``user_sequence int64 [B, L]`` (pad -1) -> ``(items int64 [B, K], scores fp32 [B, K])``."""
+        memory, mask = self.model.encode(user_sequence, self.item_codes, users)
+        excl = None
+        if self.exclude_history or exclude is not None:
+            parts = ([user_sequence] if self.exclude_history else []) + ([exclude] if exclude is not None else [])
+            excl = exclusion_keys(torch.cat(parts, dim=1), self.item_keys, self.sentinel)
+        return constrained_beam_search(
+            lambda prefix, level: self.model.step_logits(prefix, level, memory, mask),
+            user_sequence.shape[0], self.level_sizes, self.base, self.sorted_keys, self.sorted_items,
+            excl, self.beam_width, self.top_k,
+        )

@@ -1,0 +1,76 @@
+"""Small pre-LayerNorm transformer blocks built on ``scaled_dot_product_attention``.
+
+Written out (rather than ``nn.Transformer``) so that cross-attention can serve W beams
+per user without copying the encoder memory W times, and so that the graph stays simple
+for torch.export / ONNX.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class Attention(nn.Module):
+    def __init__(self, d_model: int, n_heads: int, dropout: float) -> None:
+        super().__init__()
+        if d_model % n_heads:
+            raise ValueError("d_model must be divisible by n_heads")
+        self.h = n_heads
+        self.q = nn.Linear(d_model, d_model)
+        self.kv = nn.Linear(d_model, 2 * d_model)
+        self.out = nn.Linear(d_model, d_model)
+        self.dropout = dropout
+
+    def forward(self, x: torch.Tensor, mem: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """``x [B, T, d]`` attends to ``mem [B, S, d]``; ``mask`` bool, True = may attend."""
+        b, t, d = x.shape
+        s = mem.shape[1]
+        q = self.q(x).view(b, t, self.h, d // self.h).transpose(1, 2)
+        k, v = self.kv(mem).view(b, s, 2, self.h, d // self.h).permute(2, 0, 3, 1, 4)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0)
+        return self.out(y.transpose(1, 2).reshape(b, t, d))
+
+
+class FeedForward(nn.Sequential):
+    def __init__(self, d_model: int, d_ff: int, dropout: float) -> None:
+        super().__init__(nn.Linear(d_model, d_ff), nn.GELU(), nn.Dropout(dropout), nn.Linear(d_ff, d_model))
+
+
+class EncoderLayer(nn.Module):
+    def __init__(self, d_model: int, n_heads: int, d_ff: int, dropout: float) -> None:
+        super().__init__()
+        self.ln1, self.ln2 = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
+        self.attn = Attention(d_model, n_heads, dropout)
+        self.ff = FeedForward(d_model, d_ff, dropout)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        h = self.ln1(x)
+        x = x + self.drop(self.attn(h, h, mask))
+        return x + self.drop(self.ff(self.ln2(x)))
+
+
+class DecoderLayer(nn.Module):
+    def __init__(self, d_model: int, n_heads: int, d_ff: int, dropout: float) -> None:
+        super().__init__()
+        self.ln1, self.ln2, self.ln3 = nn.LayerNorm(d_model), nn.LayerNorm(d_model), nn.LayerNorm(d_model)
+        self.self_attn = Attention(d_model, n_heads, dropout)
+        self.cross_attn = Attention(d_model, n_heads, dropout)
+        self.ff = FeedForward(d_model, d_ff, dropout)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(
+        self, x: torch.Tensor, mem: torch.Tensor, mem_mask: torch.Tensor, causal: torch.Tensor
+    ) -> torch.Tensor:
+        """``x [B*W, T, d]`` (W beams per user), ``mem [B, S, d]``, ``mem_mask [B, 1, 1, S]``."""
+        h = self.ln1(x)
+        x = x + self.drop(self.self_attn(h, h, causal))
+        # Cross-attention does not mix query positions, so the W beams of a user can be
+        # folded into the query length and share one copy of that user's memory.
+        bw, t, d = x.shape
+        b = mem.shape[0]
+        h = self.ln2(x).reshape(b, -1, d)
+        x = x + self.drop(self.cross_attn(h, mem, mem_mask)).reshape(bw, t, d)
+        return x + self.drop(self.ff(self.ln3(x)))

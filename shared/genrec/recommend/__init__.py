@@ -1,0 +1,1 @@
+"""Serving recommendations: the model path, its fallbacks, filters, pages and reasons."""

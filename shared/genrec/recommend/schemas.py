@@ -1,0 +1,69 @@
+"""Request and response bodies of the recommend API."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from genrec.events.contracts import FreeForm, Identifier
+
+ServedBy = Literal["cache", "model", "vector", "popularity", "session"]
+FeedbackType = Literal["like", "skip", "click", "add_to_cart", "purchase", "view"]
+
+
+class Filters(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    category: str | None = Field(
+        default=None, max_length=512, description="A category path ('Beauty|Skin Care'): it or any sub-category."
+    )
+    attributes: dict[str, str | int | float | bool] = Field(
+        default_factory=dict, description="Every listed attribute must equal the item's."
+    )
+
+
+class GenerateRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    user_id: Identifier
+    count: int = Field(default=10, ge=1, le=50)
+    context: FreeForm = Field(default_factory=dict)
+    exclude: list[Identifier] = Field(default_factory=list, max_length=1000)
+    filters: Filters = Field(default_factory=Filters)
+    page_token: str | None = Field(default=None, max_length=200)
+
+
+class SessionRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    items: list[Identifier] = Field(min_length=1, max_length=1024)
+    count: int = Field(default=10, ge=1, le=50)
+    filters: Filters = Field(default_factory=Filters)
+
+
+class FeedbackRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    user_id: Identifier
+    item_id: Identifier
+    feedback: FeedbackType
+    request_id: str | None = Field(default=None, max_length=64)
+
+
+class RecommendedItem(BaseModel):
+    item_id: str
+    score: float
+    semantic_ids: list[int] | None = None
+    title: str = ""
+    description: str = ""
+    category_path: str = ""
+    image_url: str = ""
+    reason: str = ""
+    is_new: bool = False
+
+
+class RecommendationList(BaseModel):
+    request_id: str
+    user_id: str | None = None
+    served_by: ServedBy
+    algorithm_version: str
+    items: list[RecommendedItem]
+    next_page_token: str | None = None
+    debug: dict[str, Any] = Field(default_factory=dict)

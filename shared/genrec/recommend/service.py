@@ -1,0 +1,257 @@
+"""The recommend path: cache → generative model → vector retrieval → popularity.
+
+Each request is answered by the first path that can: a user with history goes to the model
+server; when it is down (or the user has no history) a user vector (declared interests, or the
+mean of recently seen items) retrieves from Milvus; with nothing else, decayed popularity.
+The response says which path served it. Filters and pages apply to the ranked list, which is
+kept per request so that paging never repeats an item.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+
+import numpy as np
+
+from genrec.apps.resources import Resources
+from genrec.config import Settings
+from genrec.recommend import reasons
+from genrec.recommend.pages import PageStore, RankedList
+from genrec.recommend.schemas import Filters, RecommendationList, RecommendedItem, ServedBy
+from genrec.stores.catalog_repo import Item
+from genrec.stores.categories import category_levels
+
+log = logging.getLogger("genrec.recommend")
+
+NEW_ITEM_AGE = timedelta(days=1)
+FALLBACK_VERSION = "fallback"
+
+
+class ModelUnavailable(RuntimeError):
+    """The model server cannot answer now (down, slow, circuit open, or no model loaded)."""
+
+
+@dataclass(frozen=True)
+class Candidate:
+    item_id: str
+    score: float
+
+
+class ModelBackend(Protocol):
+    """Generative retrieval behind the model server (see genrec.serving)."""
+
+    @property
+    def version(self) -> str: ...
+
+    def generate(self, history: Sequence[str], user_id: str | None, k: int) -> list[Candidate]: ...
+
+
+@dataclass
+class Ranked:
+    served_by: ServedBy
+    version: str
+    candidates: list[Candidate]
+    debug: dict = field(default_factory=dict)
+
+
+class RecommendService:
+    def __init__(self, s: Settings, res: Resources, model: ModelBackend | None) -> None:
+        self.s = s
+        self.res = res
+        self.model = model
+        self.pages = PageStore(res.hot.r)
+        self.top_k = s.model.top_k
+
+    # ------------------------------------------------------------------ public API
+    def for_user(self, user_id: str, count: int, *, exclude: Sequence[str] = (), filters: Filters | None = None,
+                 page_token: str | None = None) -> RecommendationList:
+        if page_token:
+            return self._page(page_token, count, user_id)
+        ranked = self._ranked_for_user(user_id)
+        history = self._history(user_id)
+        return self._first_page(ranked, count, user_id=user_id, history=history, exclude=exclude,
+                                filters=filters or Filters())
+
+    def for_session(self, items: Sequence[str], count: int, *, filters: Filters | None = None) -> RecommendationList:
+        """Anonymous session: its item list is the history; nothing is cached per user."""
+        history = list(items)[-self.s.model.max_history:]
+        ranked = self._generate(history, None) or self._vector_for(history, None, set(history))
+        if ranked is None:
+            ranked = self._popular("", set(history))
+        ranked.served_by = "session" if ranked.served_by == "model" else ranked.served_by
+        return self._first_page(ranked, count, user_id=None, history=history, exclude=(), filters=filters or Filters())
+
+    def similar(self, item_id: str, count: int) -> RecommendationList | None:
+        item = self.res.catalog.get(item_id)
+        if item is None:
+            return None
+        vec = self._item_vectors([item_id])
+        if vec is None:
+            neighbours = [Candidate(n.item_id, n.score) for n in self.res.catalog.similar_to(item_id, k=count)]
+        else:
+            hits = self.res.vectors.search(vec, k=count + 1, exclude=[item_id])
+            neighbours = [Candidate(h.item_id, h.score) for h in hits]
+        ranked = Ranked("vector", FALLBACK_VERSION, neighbours[:count])
+        return self._first_page(ranked, count, user_id=None, history=[item_id], exclude=(), filters=Filters())
+
+    def popular(self, category: str, count: int, page_token: str | None = None) -> RecommendationList:
+        if page_token:
+            return self._page(page_token, count, None)
+        ranked = self._popular(category, set(), size=max(self.top_k, 200))
+        return self._first_page(ranked, count, user_id=None, history=[], exclude=(),
+                                filters=Filters(category=category or None))
+
+    # ------------------------------------------------------------------ ranking paths
+    def _history(self, user_id: str) -> list[str]:
+        try:
+            return self.res.hot.recent_items(user_id, self.s.model.max_history)
+        except Exception as exc:  # Redis down: serve without history rather than fail
+            log.warning("no history for %s: %s", user_id, exc)
+            return []
+
+    def _ranked_for_user(self, user_id: str) -> Ranked:
+        try:
+            cached = self.res.hot.cached_recommendations(user_id)
+        except Exception:
+            cached = None
+        if cached:
+            return Ranked("cache", cached["version"], [Candidate(i, s) for i, s in cached["items"]],
+                          {"cached_from": cached["served_by"]})
+        history = self._history(user_id)
+        seen = set(history)
+        ranked = (self._generate(history, user_id) if history else None) \
+            or self._vector_for(history, user_id, seen) or self._popular("", seen)
+        if ranked.candidates:
+            try:
+                self.res.hot.cache_recommendations(user_id, {
+                    "served_by": ranked.served_by, "version": ranked.version,
+                    "items": [[c.item_id, c.score] for c in ranked.candidates]})
+            except Exception as exc:
+                log.warning("could not cache recommendations: %s", exc)
+        return ranked
+
+    def _generate(self, history: list[str], user_id: str | None) -> Ranked | None:
+        if self.model is None or not history:
+            return None
+        try:
+            return Ranked("model", self.model.version, self.model.generate(history, user_id, self.top_k))
+        except ModelUnavailable as exc:
+            log.info("model unavailable, falling back: %s", exc)
+            return None
+
+    def _user_vector(self, user_id: str | None, history: list[str]) -> np.ndarray | None:
+        if user_id:
+            try:
+                user = self.res.users.get(user_id)
+            except Exception:
+                user = None
+            if user is not None and user.embedding is not None and not history:
+                return user.embedding
+        return self._item_vectors(history[-10:]) if history else None
+
+    def _item_vectors(self, item_ids: list[str]) -> np.ndarray | None:
+        try:
+            found = self.res.vectors.get(item_ids)
+        except Exception as exc:
+            log.warning("vector store unavailable: %s", exc)
+            return None
+        if not found:
+            return None
+        vec = np.mean([v.embedding for v in found], axis=0)
+        norm = float(np.linalg.norm(vec))
+        return vec / norm if norm > 0 else None
+
+    def _vector_for(self, history: list[str], user_id: str | None, seen: set[str]) -> Ranked | None:
+        vec = self._user_vector(user_id, history)
+        if vec is None:
+            return None
+        try:
+            hits = self.res.vectors.search(vec, k=self.top_k, exclude=sorted(seen))
+        except Exception as exc:
+            log.warning("vector retrieval failed: %s", exc)
+            return None
+        if not hits:
+            return None
+        return Ranked("vector", FALLBACK_VERSION, [Candidate(h.item_id, h.score) for h in hits])
+
+    def _popular(self, category: str, seen: set[str], size: int | None = None) -> Ranked:
+        """The category's board, topped up from the global board (filtered to the category later)
+        when the category board is short, e.g. for a category nobody has interacted with yet."""
+        size = size or self.top_k
+        try:
+            board = self.res.hot.popular_items(category, size + len(seen))
+            if category and len(board) < size + len(seen):
+                have = {i for i, _ in board}
+                board += [(i, s) for i, s in self.res.hot.popular_items("", 4 * (size + len(seen)))
+                          if i not in have]
+        except Exception as exc:
+            log.warning("popularity unavailable: %s", exc)
+            board = []
+        return Ranked("popularity", FALLBACK_VERSION, [Candidate(i, s) for i, s in board if i not in seen])
+
+    # ------------------------------------------------------------------ lists and pages
+    def _first_page(self, ranked: Ranked, count: int, *, user_id: str | None, history: list[str],
+                    exclude: Sequence[str], filters: Filters) -> RecommendationList:
+        request_id = uuid.uuid4().hex
+        drop = set(exclude)
+        ids = [c.item_id for c in ranked.candidates if c.item_id not in drop]
+        items = {i.item_id: i for i in self._items(ids + history)}
+        kept = [c for c in ranked.candidates
+                if c.item_id in items and c.item_id not in drop and _passes(items[c.item_id], filters)]
+        hist_items = [items[h] for h in history if h in items]
+        rows = [self._row(c, items[c.item_id], ranked.served_by, hist_items, filters) for c in kept]
+        stored = RankedList(request_id=request_id, user_id=user_id, served_by=ranked.served_by,
+                            version=ranked.version, rows=[r.model_dump() for r in rows], debug=ranked.debug)
+        if len(rows) > count:
+            self.pages.save(stored)
+        return _to_page(stored, 0, count)
+
+    def _page(self, token: str, count: int, user_id: str | None) -> RecommendationList:
+        stored, offset = self.pages.load(token)
+        if user_id is not None and stored.user_id not in (None, user_id):
+            raise PageTokenError("page_token belongs to another user")
+        return _to_page(stored, offset, count)
+
+    def _items(self, ids: list[str]) -> list[Item]:
+        if not ids:
+            return []
+        return self.res.catalog.get_many(list(dict.fromkeys(ids)))
+
+    def _row(self, c: Candidate, item: Item, served_by: ServedBy, history: list[Item],
+             filters: Filters) -> RecommendedItem:
+        created = item.created_at
+        is_new = created is not None and datetime.now(UTC) - created < NEW_ITEM_AGE
+        return RecommendedItem(
+            item_id=item.item_id, score=float(c.score), semantic_ids=item.semantic_ids, title=item.title,
+            description=item.description[:500], category_path=item.category_path,
+            image_url=str(item.attributes.get("image_url", "")),
+            reason=reasons.explain(item, served_by, history, filters.category), is_new=is_new,
+        )
+
+
+class PageTokenError(ValueError):
+    """A page token that is unknown, expired or not the caller's."""
+
+
+def _passes(item: Item, filters: Filters) -> bool:
+    if item.status != "active":
+        return False
+    if filters.category and filters.category not in category_levels(item.category_path):
+        return False
+    return all(item.attributes.get(k) == v for k, v in filters.attributes.items())
+
+
+def _to_page(stored: RankedList, offset: int, count: int) -> RecommendationList:
+    rows = stored.rows[offset:offset + count]
+    nxt = offset + count
+    return RecommendationList(
+        request_id=stored.request_id, user_id=stored.user_id, served_by=stored.served_by,
+        algorithm_version=stored.version, items=[RecommendedItem(**r) for r in rows],
+        next_page_token=PageStore.token(stored.request_id, nxt) if nxt < len(stored.rows) else None,
+        debug=stored.debug,
+    )

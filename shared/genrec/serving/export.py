@@ -1,0 +1,251 @@
+"""``genrec export``: a Triton model repository with the one-graph model and a parity check.
+
+The graph (encoder + decoder + constrained beam search) takes the user inputs *and* the
+code-table tensors, so the table stays data that the Python backend passes on each call.
+Parity is checked against eager PyTorch on several batch sizes / lengths, on the trained
+table and on a table extended with synthetic extra items (proving the table is not baked
+in). Items must match exactly (modulo near-ties for float-reordering formats); scores
+within ``atol``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from genrec.config import Settings
+from genrec.model.code_table import CodeTable
+from genrec.serving.artifact import REQUIRED_FILES, ServingArtifact
+from genrec.serving.graph import (
+    INPUT_NAMES,
+    OUTPUT_NAMES,
+    ServingGraph,
+    TableTensors,
+    base_table,
+    build_graph,
+    example_inputs,
+    extend_table,
+)
+from genrec.serving.repository import MAX_BATCH_SIZE, write_repository
+from genrec.serving.runners import GRAPH_FILES, Runner, make_runner
+
+FORMATS = ("torchscript", "onnx", "tensorrt")
+PARITY_CASES = ((1, 1, 1), (3, 7, 2), (8, 20, 5), (MAX_BATCH_SIZE, 33, 1))  # (batch, length, excluded)
+
+
+@dataclass
+class ParityCase:
+    batch: int
+    length: int
+    excluded: int
+    n_items: int
+    item_match: float
+    max_abs_diff: float
+    inf_mismatch: int
+
+
+@dataclass
+class ExportReport:
+    format: str
+    repository: str
+    graph_file: str
+    seconds: float
+    cases: list[ParityCase] = field(default_factory=list)
+    checked: bool = False
+    note: str = ""
+
+    @property
+    def item_match(self) -> float:
+        return min((c.item_match for c in self.cases), default=float("nan"))
+
+    @property
+    def max_abs_diff(self) -> float:
+        return max((c.max_abs_diff for c in self.cases), default=float("nan"))
+
+    def ok(self, min_item_match: float = 0.98, atol: float = 1e-3) -> bool:
+        return (not self.checked) or (
+            self.item_match >= min_item_match and self.max_abs_diff <= atol
+            and all(c.inf_mismatch == 0 for c in self.cases)
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "item_match": self.item_match, "max_abs_diff": self.max_abs_diff, "ok": self.ok()}
+
+
+# ------------------------------------------------------------------ graph export
+def trace_torchscript(graph: ServingGraph, example: tuple[torch.Tensor, ...], path: Path) -> Path:
+    # The tracer warns about every Python int/bool it sees; those are static here (level
+    # sizes, beam counts), and shapes stay symbolic, which the parity check verifies.
+    # torch 2.13 also flags TorchScript as deprecated: it is still what Triton's PyTorch
+    # backend loads, and the ONNX path is the forward-looking one.
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        traced = torch.jit.trace(graph, example, check_trace=False)
+    traced.save(str(path))
+    return path
+
+
+def export_onnx(
+    graph: ServingGraph, example: tuple[torch.Tensor, ...], path: Path, *, max_items: int = 2**24,
+    max_excluded: int = 8192,
+) -> Path:
+    """``torch.onnx.export(dynamo=True)`` with dynamic batch, length, exclusions and table size.
+
+    ``max_items`` / ``max_excluded`` (history + exclude columns) are the graph's capacity:
+    the unrolled binary search has ``log2`` of them steps. Written to ``graph.json``.
+    """
+    from genrec.serving.onnx_ops import onnx_compatible_ops
+
+    dim = torch.export.Dim
+    batch, length = dim("batch", min=1, max=MAX_BATCH_SIZE), dim("length", min=1, max=1024)
+    excluded, items = dim("excluded", min=1, max=max_excluded), dim("items", min=2, max=max_items)
+    shapes = {
+        "user_sequence": {0: batch, 1: length}, "user_token": {0: batch}, "exclude": {0: batch, 1: excluded},
+        "item_codes": {0: items}, "item_keys": {0: items}, "sorted_keys": {0: items}, "sorted_items": {0: items},
+    }
+    # optimize=False then constant folding only: the full onnxscript optimiser spends minutes
+    # pattern-matching the unrolled searches; folding (about a second) is what ONNX Runtime
+    # needs for its shape inference, and ORT / TensorRT optimise the graph when they load it.
+    with torch.no_grad(), onnx_compatible_ops(max_items, max_excluded), warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        program = torch.onnx.export(
+            graph, example, dynamo=True, dynamic_shapes=shapes, input_names=list(INPUT_NAMES),
+            output_names=list(OUTPUT_NAMES), optimize=False, verbose=False,
+        )
+    try:
+        from onnxscript.optimizer import fold_constants
+
+        fold_constants(program.model)
+    except ImportError:  # an onnxscript without it: the full (slow) optimiser instead
+        program.optimize()
+    program.save(str(path))
+    write_capacity(path, max_items=max_items, max_excluded=max_excluded)
+    return path
+
+
+def write_capacity(graph_path: Path, **capacity: int) -> None:
+    graph_path.with_suffix(".json").write_text(json.dumps(capacity))
+
+
+# ------------------------------------------------------------------ parity
+def synthetic_extra_items(table: CodeTable, n: int, seed: int = 0) -> np.ndarray:
+    """``n`` random code tuples not in ``table`` (stand-ins for cold-start items)."""
+    rng = np.random.default_rng(seed)
+    taken = set(table.item_keys.tolist())
+    weights = table.base ** np.arange(table.n_levels - 1, -1, -1)
+    out: list[np.ndarray] = []
+    space = math.prod(table.level_sizes)
+    n = min(n, space - table.n_items)
+    while len(out) < n:
+        codes = np.stack([rng.integers(0, v) for v in table.level_sizes])
+        key = int((codes * weights).sum())
+        if key not in taken:
+            taken.add(key)
+            out.append(codes)
+    return np.asarray(out, dtype=np.int64).reshape(-1, table.n_levels)
+
+
+def check_parity(
+    eager: Callable[..., tuple[torch.Tensor, torch.Tensor]], exported: Runner, table: CodeTable,
+    cases: tuple[tuple[int, int, int], ...] = PARITY_CASES, extra_items: int = 16,
+) -> list[ParityCase]:
+    tables = [table, extend_table(table, synthetic_extra_items(table, extra_items))]
+    out = []
+    for t_i, tab in enumerate(tables):
+        tensors = TableTensors.from_table(tab)
+        for c_i, (b, length, e) in enumerate(cases):
+            inputs = example_inputs(tensors, b, length, e, seed=100 * t_i + c_i)
+            with torch.inference_mode():
+                want_items, want_scores = (x.cpu().numpy() for x in eager(*inputs))
+                got_items, got_scores = (np.asarray(x.cpu().numpy()) for x in exported(*inputs))
+            finite = np.isfinite(want_scores) & np.isfinite(got_scores)
+            diff = float(np.abs(want_scores[finite] - got_scores[finite]).max()) if finite.any() else 0.0
+            out.append(ParityCase(
+                b, length, e, tab.n_items, float((want_items == got_items).mean()), diff,
+                int((np.isfinite(want_scores) != np.isfinite(got_scores)).sum()),
+            ))
+    return out
+
+
+# ------------------------------------------------------------------ repository
+def export_repository(
+    artifact: str | Path,
+    fmt: str,
+    out: Path,
+    *,
+    top_k: int = 50,
+    beam_width: int | None = None,
+    instances: int = 1,
+    check: bool = True,
+    max_items: int = 2**24,
+    settings: Settings | None = None,
+    log: Callable[[str], None] = print,
+) -> ExportReport:
+    """Write ``out/genrec/{config.pbtxt, 1/model.py, 1/graph.*, 1/artifact/}``.
+
+    ``max_items`` bounds the catalogue (trained + fed) an ONNX / TensorRT graph can serve.
+    """
+    if fmt not in FORMATS:
+        raise ValueError(f"format must be one of {FORMATS}")
+    t0 = time.perf_counter()
+    art = ServingArtifact.open(artifact, settings)
+    kind = "gpu" if fmt == "tensorrt" else "cpu"
+    version_dir = write_repository(out, artifact="bundled", runner=fmt, top_k=top_k, instances=instances,
+                                   kind=kind, extra_parameters={"beam_width": str(beam_width or top_k)})
+    bundled = version_dir / "artifact"
+    bundled.mkdir(exist_ok=True)
+    for name in REQUIRED_FILES:
+        shutil.copy2(art.root / name, bundled / name)
+
+    graph = build_graph(art, top_k, beam_width, "cpu")
+    table = base_table(art)
+    example = example_inputs(TableTensors.from_table(table), batch=2, length=8, excluded=2)
+    log(f"exporting {fmt} graph for artifact {art.uri} (version {art.version}, {table.n_items} items)")
+    onnx_path = version_dir / GRAPH_FILES["onnx"]
+    if fmt == "torchscript":
+        trace_torchscript(graph, example, version_dir / GRAPH_FILES["torchscript"])
+    else:
+        if table.n_items > max_items:
+            raise ValueError(f"the catalogue has {table.n_items} items, more than --max-items {max_items}")
+        export_onnx(graph, example, onnx_path, max_items=max_items)
+    if fmt == "tensorrt":
+        from genrec.serving.tensorrt import build_engine
+
+        plan = version_dir / GRAPH_FILES["tensorrt"]
+        build_engine(onnx_path, plan, fp16=True, max_items=max_items, log=log)
+        write_capacity(plan, max_items=max_items, max_excluded=8192)
+    report = ExportReport(fmt, str(out), str(version_dir / GRAPH_FILES[fmt]), 0.0)
+    if check:
+        report.cases, report.checked, report.note = _parity(art, version_dir, fmt, top_k, beam_width, graph, table)
+    report.seconds = round(time.perf_counter() - t0, 1)
+    return report
+
+
+def _parity(
+    art: ServingArtifact, version_dir: Path, fmt: str, top_k: int, beam_width: int | None,
+    graph: ServingGraph, table: CodeTable,
+) -> tuple[list[ParityCase], bool, str]:
+    device = torch.device("cuda" if fmt == "tensorrt" else "cpu")
+    try:
+        runner = make_runner(art, version_dir, fmt, top_k, beam_width, device)
+    except ImportError as exc:
+        return [], False, f"parity not checked: {exc} (install the `export` extra)"
+    if fmt == "tensorrt":  # compare against eager on the same device; FP16 moves scores a little
+        graph = graph.to(device)
+
+        def eager(*xs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            return graph(*(x.to(device) for x in xs))
+
+        return check_parity(eager, runner, table), True, "FP16 engine"
+    return check_parity(graph, runner, table), True, ""

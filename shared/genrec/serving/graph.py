@@ -1,0 +1,120 @@
+"""The one serving graph: encoder + decoder + constrained beam search, table as inputs.
+
+``GenerativeRecommender`` keeps the valid-code table in buffers; for serving the table is
+*data* passed on every call instead, so that (a) an exported graph never bakes in the
+catalogue and items fed after export are generatable, and (b) swapping in a bigger table
+is one reference assignment in the server (no half-updated buffers under concurrency).
+
+Inputs (all int64): ``user_sequence [B, L]`` (pad -1), ``user_token [B, 1]`` (hashed user
+bucket, 0 = anonymous), ``exclude [B, E]`` (pad -1), then the four ``CodeTable`` tensors.
+Outputs: ``recommendations int64 [B, K]``, ``scores fp32 [B, K]`` (log-probabilities,
+descending; -1 / -inf where fewer than K items remain).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from genrec.model.beam import constrained_beam_search, exclusion_keys
+from genrec.model.code_table import CodeTable
+from genrec.model.generative import GenerativeConfig, TigerModel
+from genrec.serving.artifact import ServingArtifact
+
+TABLE_INPUTS = ("item_codes", "item_keys", "sorted_keys", "sorted_items")
+INPUT_NAMES = ("user_sequence", "user_token", "exclude", *TABLE_INPUTS)
+OUTPUT_NAMES = ("recommendations", "scores")
+
+
+@dataclass(frozen=True)
+class TableTensors:
+    """An immutable snapshot of the code table as the graph's four table inputs."""
+
+    item_codes: torch.Tensor
+    item_keys: torch.Tensor
+    sorted_keys: torch.Tensor
+    sorted_items: torch.Tensor
+
+    @classmethod
+    def from_table(cls, table: CodeTable, device: torch.device | str = "cpu") -> TableTensors:
+        t = table.tensors()
+        return cls(*(t[name].to(device).contiguous() for name in TABLE_INPUTS))
+
+    @property
+    def n_items(self) -> int:
+        return int(self.item_codes.shape[0])
+
+    def as_tuple(self) -> tuple[torch.Tensor, ...]:
+        return (self.item_codes, self.item_keys, self.sorted_keys, self.sorted_items)
+
+
+class ServingGraph(nn.Module):
+    def __init__(self, model: TigerModel, level_sizes: list[int], top_k: int = 50, beam_width: int | None = None):
+        super().__init__()
+        self.model = model.eval()
+        self.level_sizes = [int(v) for v in level_sizes]
+        self.base = max(self.level_sizes)
+        self.sentinel = self.base ** len(self.level_sizes)
+        self.top_k = int(top_k)
+        self.beam_width = max(int(beam_width or top_k), self.top_k)
+
+    def forward(
+        self,
+        user_sequence: torch.Tensor,
+        user_token: torch.Tensor,
+        exclude: torch.Tensor,
+        item_codes: torch.Tensor,
+        item_keys: torch.Tensor,
+        sorted_keys: torch.Tensor,
+        sorted_items: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        memory, mask = self.model.encode(user_sequence, item_codes, user_token.reshape(-1))
+        # History is always excluded; `exclude` adds more (pad -1 adds nothing).
+        excl = exclusion_keys(torch.cat([user_sequence, exclude], dim=1), item_keys, self.sentinel)
+        items, scores = constrained_beam_search(
+            lambda prefix, level: self.model.step_logits(prefix, level, memory, mask),
+            user_sequence.shape[0], self.level_sizes, self.base, sorted_keys, sorted_items,
+            excl, self.beam_width, self.top_k,
+        )
+        return items, scores.float()
+
+
+def build_model(art: ServingArtifact, device: torch.device | str = "cpu") -> TigerModel:
+    model = TigerModel(GenerativeConfig.model_validate(art.model_config), art.level_sizes)
+    state = torch.load(art.weights_path, map_location="cpu", weights_only=True)
+    model.load_state_dict(state)
+    return model.to(device).eval()
+
+
+def build_graph(
+    art: ServingArtifact, top_k: int = 50, beam_width: int | None = None, device: torch.device | str = "cpu"
+) -> ServingGraph:
+    return ServingGraph(build_model(art, device), art.level_sizes, top_k, beam_width).eval()
+
+
+def base_table(art: ServingArtifact) -> CodeTable:
+    return CodeTable(torch.as_tensor(art.item_codes), art.level_sizes)
+
+
+def extend_table(table: CodeTable, codes: np.ndarray | torch.Tensor) -> CodeTable:
+    """A *new* table with ``codes`` appended (the old one stays valid for in-flight calls)."""
+    extra = torch.as_tensor(np.asarray(codes), dtype=torch.int64).reshape(-1, table.n_levels)
+    return CodeTable(torch.cat([table.item_codes.cpu(), extra]), table.level_sizes)
+
+
+def example_inputs(
+    table: TableTensors, batch: int = 2, length: int = 8, excluded: int = 2, seed: int = 0
+) -> tuple[torch.Tensor, ...]:
+    """Random valid inputs (for tracing, warm-up and parity checks)."""
+    g = torch.Generator().manual_seed(seed)
+    n = table.n_items
+    seq = torch.randint(0, n, (batch, length), generator=g)
+    if length > 1:
+        seq[0, : length // 2] = -1  # a short, left-padded history
+    tok = torch.zeros(batch, 1, dtype=torch.int64)
+    excl = torch.full((batch, excluded), -1, dtype=torch.int64)
+    excl[:, 0] = torch.randint(0, n, (batch,), generator=g)
+    return (seq, tok, excl, *table.as_tuple())

@@ -1,0 +1,96 @@
+"""Write a Triton model repository for the ``genrec`` model (the serving contract).
+
+::
+
+    <repo>/genrec/config.pbtxt     contract, dynamic batching, instances, parameters
+    <repo>/genrec/1/model.py       Python backend: re-exports genrec.serving.triton_model
+    <repo>/genrec/1/graph.{pt,onnx,plan}   exported graph (optional; eager without one)
+    <repo>/genrec/1/artifact/      the trained artifact (``artifact: bundled``)
+
+Contract: ``user_sequence`` INT64 [-1, L] (L <= 1024, pad -1), optional ``user_token``
+INT64 [-1, 1] and ``exclude`` INT64 [-1, E]; outputs ``recommendations`` INT64 [-1, K]
+and ``scores`` FP32 [-1, K], plus ``artifact_version`` BYTES [-1, 1] (which trained
+artifact answered: the client maps indices with its catalogue). Both variable-length inputs allow ragged batches: the
+backend left-pads the requests of a dynamic batch itself, so requests of different
+lengths still share one graph call.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+MODEL_NAME = "genrec"
+MAX_BATCH_SIZE = 64
+PREFERRED_BATCH_SIZES = (8, 16, 32, 64)
+MAX_QUEUE_DELAY_US = 100
+
+MODEL_PY = '''"""Triton Python backend entry point of the genrec model (logic: genrec.serving.triton_model)."""
+
+from genrec.serving.triton_model import TritonPythonModel
+
+__all__ = ["TritonPythonModel"]
+'''
+
+
+def config_pbtxt(
+    *,
+    name: str = MODEL_NAME,
+    top_k: int = 50,
+    dynamic_batching: bool = True,
+    instances: int = 1,
+    kind: str = "cpu",
+    parameters: dict[str, str] | None = None,
+) -> str:
+    params = "\n".join(
+        f'parameters: {{ key: "{k}" value: {{ string_value: "{v}" }} }}' for k, v in (parameters or {}).items()
+    )
+    batching = (
+        "dynamic_batching {\n"
+        f"  preferred_batch_size: [ {', '.join(map(str, PREFERRED_BATCH_SIZES))} ]\n"
+        f"  max_queue_delay_microseconds: {MAX_QUEUE_DELAY_US}\n"
+        "}\n"
+        if dynamic_batching
+        else ""
+    )
+    kind_name = {"cpu": "KIND_CPU", "gpu": "KIND_GPU"}[kind]
+    return f"""name: "{name}"
+backend: "python"
+max_batch_size: {MAX_BATCH_SIZE}
+input [
+  {{ name: "user_sequence" data_type: TYPE_INT64 dims: [ -1 ] allow_ragged_batch: true }},
+  {{ name: "user_token" data_type: TYPE_INT64 dims: [ 1 ] optional: true }},
+  {{ name: "exclude" data_type: TYPE_INT64 dims: [ -1 ] optional: true allow_ragged_batch: true }}
+]
+output [
+  {{ name: "recommendations" data_type: TYPE_INT64 dims: [ {top_k} ] }},
+  {{ name: "scores" data_type: TYPE_FP32 dims: [ {top_k} ] }},
+  {{ name: "artifact_version" data_type: TYPE_STRING dims: [ 1 ] }}
+]
+{batching}instance_group [ {{ count: {instances} kind: {kind_name} }} ]
+{params}
+"""
+
+
+def write_repository(
+    repo: Path,
+    *,
+    name: str = MODEL_NAME,
+    artifact: str = "current",
+    runner: str = "auto",
+    top_k: int = 50,
+    dynamic_batching: bool = True,
+    instances: int = 1,
+    kind: str = "cpu",
+    extra_parameters: dict[str, str] | None = None,
+) -> Path:
+    """Write (or refresh) ``repo/<name>``; returns the version folder ``repo/<name>/1``."""
+    model_dir = Path(repo) / name
+    version_dir = model_dir / "1"
+    version_dir.mkdir(parents=True, exist_ok=True)
+    params = {"artifact": artifact, "runner": runner, **(extra_parameters or {})}
+    (model_dir / "config.pbtxt").write_text(
+        config_pbtxt(name=name, top_k=top_k, dynamic_batching=dynamic_batching, instances=instances, kind=kind,
+                     parameters=params)
+    )
+    (version_dir / "model.py").write_text(MODEL_PY)
+    return version_dir

@@ -1,0 +1,116 @@
+"""Ways to run the serving graph: eager PyTorch, TorchScript, ONNX Runtime, TensorRT.
+
+Each runner is a callable ``(user_sequence, user_token, exclude, *table) -> (items, scores)``
+on torch tensors, so the engine does not care which one it holds. The exported graph
+files live in a Triton version folder next to the artifact they were exported from.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from genrec.serving.artifact import ServingArtifact
+from genrec.serving.graph import INPUT_NAMES, build_graph
+
+Runner = Callable[..., tuple[torch.Tensor, torch.Tensor]]
+
+GRAPH_FILES = {"torchscript": "graph.pt", "onnx": "graph.onnx", "tensorrt": "graph.plan"}
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+class EagerRunner:
+    kind = "eager"
+
+    def __init__(self, art: ServingArtifact, top_k: int, beam_width: int | None, device: torch.device) -> None:
+        self.graph = build_graph(art, top_k, beam_width, device)
+
+    @torch.inference_mode()
+    def __call__(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.graph(*inputs)
+
+
+class TorchScriptRunner:
+    kind = "torchscript"
+
+    def __init__(self, path: Path, device: torch.device) -> None:
+        with warnings.catch_warnings():  # TorchScript is deprecated in torch 2.13 (see export.py)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            self.graph = torch.jit.load(str(path), map_location=device).eval()
+
+    @torch.inference_mode()
+    def __call__(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.graph(*inputs)
+
+
+def check_capacity(path: Path, inputs: tuple[torch.Tensor, ...]) -> None:
+    """ONNX / TensorRT graphs search tables of a bounded size (see ``onnx_ops``)."""
+    meta = path.with_suffix(".json")
+    if not meta.exists():
+        return
+    cap = json.loads(meta.read_text())
+    n_items = int(inputs[INPUT_NAMES.index("item_codes")].shape[0])
+    width = int(inputs[0].shape[1] + inputs[2].shape[1])
+    if n_items > cap["max_items"] or width > cap["max_excluded"]:
+        raise RuntimeError(
+            f"{path.name} was exported for at most {cap['max_items']} items and {cap['max_excluded']} history + "
+            f"exclude columns, got {n_items} and {width}: re-export with a larger --max-items"
+        )
+
+
+class OnnxRunner:
+    kind = "onnx"
+
+    def __init__(self, path: Path, device: torch.device) -> None:
+        import onnxruntime as ort  # the `export` extra; not in the slim serving venv
+
+        providers = ["CPUExecutionProvider"]
+        if device.type == "cuda":
+            providers.insert(0, "CUDAExecutionProvider")
+        self.path = path
+        options = ort.SessionOptions()
+        options.log_severity_level = 3  # errors only: it lists every folded initializer otherwise
+        self.session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
+
+    def __call__(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        check_capacity(self.path, inputs)
+        feed = {name: t.cpu().numpy() for name, t in zip(INPUT_NAMES, inputs, strict=True)}
+        items, scores = self.session.run(None, feed)
+        return torch.from_numpy(np.asarray(items)), torch.from_numpy(np.asarray(scores))
+
+
+def make_runner(
+    art: ServingArtifact, graph_dir: Path | None = None, kind: str = "auto", top_k: int = 50,
+    beam_width: int | None = None, device: torch.device | None = None,
+) -> Runner:
+    """The runner for ``kind``; ``auto`` takes the first graph file found in ``graph_dir``
+    (TensorRT on GPU, then TorchScript, then ONNX) and falls back to eager PyTorch."""
+    device = device or pick_device()
+    if kind == "auto":
+        order = (["tensorrt"] if device.type == "cuda" else []) + ["torchscript", "onnx"]
+        found = [k for k in order if graph_dir is not None and (graph_dir / GRAPH_FILES[k]).exists()]
+        kind = found[0] if found else "eager"
+    if kind == "eager":
+        return EagerRunner(art, top_k, beam_width, device)
+    if graph_dir is None or not (graph_dir / GRAPH_FILES[kind]).exists():
+        raise FileNotFoundError(f"no {kind} graph ({GRAPH_FILES.get(kind)}) in {graph_dir}")
+    path = graph_dir / GRAPH_FILES[kind]
+    if kind == "torchscript":
+        return TorchScriptRunner(path, device)
+    if kind == "onnx":
+        return OnnxRunner(path, device)
+    if kind == "tensorrt":
+        from genrec.serving.tensorrt import TensorRTRunner
+
+        return TensorRTRunner(path, device)
+    raise ValueError(f"unknown runner kind {kind!r}")

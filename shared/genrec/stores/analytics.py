@@ -1,0 +1,296 @@
+"""Analytics in ClickHouse: served recommendations and every interaction, and the admin queries.
+
+One SQL dialect, two engines, one client library: clickhouse-connect talks to a ClickHouse
+server when ``settings.clickhouse.url`` is set, and otherwise to chDB, the same engine
+in-process, at ``settings.clickhouse.chdb_path``. chDB allows one engine per path per
+process, so locally exactly one process (the analytics sink) should own the store and
+serve the query methods to others; every method returns plain dataclasses for that
+reason, and calls are serialised by a lock so one instance can back a threaded server.
+
+Tables are ReplacingMergeTree (MergeTree that also drops exact re-deliveries at merge
+time, keyed by the ORDER BY), partitioned by month, with a TTL of
+``settings.clickhouse.log_ttl_days``. All timestamps are DateTime64(3, 'UTC').
+
+Latency quantiles use ``quantilesExactInclusive``: exact, linearly interpolated between
+order statistics at position (n - 1) * q (the R-7 / numpy ``linear`` definition).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import clickhouse_connect
+
+from genrec.config import Settings, get_settings
+
+QUANTILES = (0.5, 0.95, 0.99)
+ALL_VERSIONS = "*"  # algorithm_version label of the all-versions row in coverage()
+
+_RECOMMENDATION_LOGS = """
+CREATE TABLE IF NOT EXISTS {db}.recommendation_logs (
+    request_id         String,
+    user_id            String,
+    items              Array(String),
+    scores             Array(Float32),
+    algorithm_version  LowCardinality(String),
+    served_by          LowCardinality(String),
+    latency_ms         Float32,
+    timestamp          DateTime64(3, 'UTC')
+) ENGINE = ReplacingMergeTree
+PARTITION BY toYYYYMM(timestamp)
+ORDER BY (algorithm_version, toStartOfHour(timestamp), request_id)
+TTL toDateTime(timestamp) + toIntervalDay({ttl_days})
+"""
+
+_EVENTS = """
+CREATE TABLE IF NOT EXISTS {db}.events (
+    event_id     String,
+    source       LowCardinality(String),
+    user_id      String,
+    item_id      String,
+    event_type   LowCardinality(String),
+    value        Float64,
+    request_id   String,
+    timestamp    DateTime64(3, 'UTC'),
+    ingested_at  DateTime64(3, 'UTC') DEFAULT now64(3)
+) ENGINE = ReplacingMergeTree
+PARTITION BY toYYYYMM(timestamp)
+ORDER BY (event_type, user_id, item_id, timestamp, source, event_id)
+TTL toDateTime(timestamp) + toIntervalDay({ttl_days})
+"""
+
+# Time range as epoch milliseconds: unambiguous whatever the client or server timezone.
+_RANGE = ("timestamp >= fromUnixTimestamp64Milli({since_ms:Int64}, 'UTC')"
+          " AND timestamp < fromUnixTimestamp64Milli({until_ms:Int64}, 'UTC')")
+
+
+@dataclass
+class RecommendationLog:
+    request_id: str
+    user_id: str
+    items: list[str]
+    scores: list[float]
+    algorithm_version: str
+    served_by: str
+    latency_ms: float
+    timestamp: datetime
+
+
+@dataclass
+class AnalyticsEvent:
+    event_id: str
+    user_id: str
+    item_id: str
+    event_type: str
+    timestamp: datetime
+    value: float = 1.0
+    source: str = ""
+    request_id: str = ""  # the recommendation request the interaction came from, when known
+
+
+@dataclass(frozen=True)
+class LatencyRow:
+    hour: datetime
+    requests: int
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+
+
+@dataclass(frozen=True)
+class CtrRow:
+    algorithm_version: str
+    impressions: int  # (request, position) pairs served
+    clicks: int  # of those, clicked by the same user within the window after serving
+    ctr: float
+
+
+@dataclass(frozen=True)
+class CoverageRow:
+    algorithm_version: str  # ALL_VERSIONS for the row over every version
+    distinct_items: int
+    catalog_size: int
+    coverage: float
+
+
+@dataclass(frozen=True)
+class VersionRow:
+    algorithm_version: str
+    requests: int
+    users: int
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    impressions: int
+    clicks: int
+    ctr: float
+    distinct_items: int
+    coverage: float | None  # None when no catalogue size was given
+    served_by: dict[str, int] = field(default_factory=dict)
+
+
+def _utc(ts: datetime) -> datetime:
+    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
+
+
+def _ms(ts: datetime) -> int:
+    return round(_utc(ts).timestamp() * 1000)
+
+
+def analytics_client(s: Settings) -> Any:
+    """A clickhouse-connect client for the server URL, or for chDB at chdb_path."""
+    ch = s.clickhouse
+    if ch.url is not None:
+        return clickhouse_connect.get_client(dsn=ch.url.get_secret_value(), tz_mode="aware")
+    path = Path(ch.chdb_path)
+    path.mkdir(parents=True, exist_ok=True)
+    return clickhouse_connect.get_client(interface="chdb", path=str(path), tz_mode="aware")
+
+
+class AnalyticsStore:
+    def __init__(self, s: Settings | None = None, *, client: Any = None, database: str | None = None,
+                 create_schema: bool = True) -> None:
+        self.s = s or get_settings()
+        self.db = database or self.s.clickhouse.database
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", self.db):
+            raise ValueError(f"invalid ClickHouse database name {self.db!r}")
+        self.client = client or analytics_client(self.s)
+        self._lock = threading.Lock()  # chDB and HTTP sessions take one query at a time
+        if create_schema:
+            self.ensure_schema()
+
+    def close(self) -> None:
+        self.client.close()
+
+    def ensure_schema(self) -> None:
+        ttl = int(self.s.clickhouse.log_ttl_days)
+        with self._lock:
+            self.client.command(f"CREATE DATABASE IF NOT EXISTS {self.db}")
+            for ddl in (_RECOMMENDATION_LOGS, _EVENTS):
+                self.client.command(ddl.format(db=self.db, ttl_days=ttl))
+
+    def _query(self, sql: str, params: dict[str, Any]) -> list[tuple]:
+        with self._lock:
+            return self.client.query(sql.replace("{db}", self.db), parameters=params).result_rows
+
+    # -- writes -------------------------------------------------------------------------------
+    def insert_recommendation_logs(self, rows: Iterable[RecommendationLog], batch_size: int = 50_000) -> int:
+        """Insert in blocks of ``batch_size`` rows (ClickHouse wants few, large inserts)."""
+        data = [(r.request_id, r.user_id, list(r.items), [float(x) for x in r.scores], r.algorithm_version,
+                 r.served_by, float(r.latency_ms), _utc(r.timestamp)) for r in rows]
+        columns = ["request_id", "user_id", "items", "scores", "algorithm_version", "served_by", "latency_ms",
+                   "timestamp"]
+        return self._insert("recommendation_logs", data, columns, batch_size)
+
+    def insert_events(self, rows: Iterable[AnalyticsEvent], batch_size: int = 50_000) -> int:
+        data = [(e.event_id, e.source, e.user_id, e.item_id, e.event_type, float(e.value), e.request_id,
+                 _utc(e.timestamp)) for e in rows]
+        columns = ["event_id", "source", "user_id", "item_id", "event_type", "value", "request_id", "timestamp"]
+        return self._insert("events", data, columns, batch_size)
+
+    def _insert(self, table: str, data: list[tuple], columns: list[str], batch_size: int) -> int:
+        with self._lock:
+            for start in range(0, len(data), batch_size):
+                self.client.insert(table, data[start:start + batch_size], column_names=columns, database=self.db)
+        return len(data)
+
+    # -- admin queries ------------------------------------------------------------------------
+    def latency_by_hour(self, since: datetime, until: datetime, *, algorithm_version: str = "",
+                        ) -> list[LatencyRow]:
+        """Requests and p50/p95/p99 latency per hour in [since, until); '' means every version."""
+        rows = self._query(
+            f"""
+            SELECT toStartOfHour(timestamp) AS hour, count(),
+                   quantilesExactInclusive({", ".join(map(str, QUANTILES))})(latency_ms)
+            FROM {{db}}.recommendation_logs
+            WHERE {_RANGE} AND ({{version:String}} = '' OR algorithm_version = {{version:String}})
+            GROUP BY hour ORDER BY hour
+            """,
+            {"since_ms": _ms(since), "until_ms": _ms(until), "version": algorithm_version},
+        )
+        return [LatencyRow(_utc(h), int(n), *map(float, q)) for h, n, q in rows]
+
+    def click_through(self, since: datetime, until: datetime, *, window_s: int = 1800,
+                      click_types: Sequence[str] = ("click",)) -> list[CtrRow]:
+        """Per version: served (request, position) pairs in [since, until) and how many of them the
+        same user clicked (an event of ``click_types`` on that item) within ``window_s`` after
+        serving. Clicks up to ``window_s`` past ``until`` count for requests served before it."""
+        rows = self._query(
+            f"""
+            WITH served AS (
+                SELECT request_id, user_id, algorithm_version, timestamp AS served_at, item_id, position
+                FROM {{db}}.recommendation_logs
+                ARRAY JOIN items AS item_id, arrayEnumerate(items) AS position
+                WHERE {_RANGE}
+            ),
+            clicks AS (
+                SELECT user_id, item_id, timestamp AS clicked_at FROM {{db}}.events
+                WHERE has({{click_types:Array(String)}}, event_type)
+                  AND timestamp > fromUnixTimestamp64Milli({{since_ms:Int64}}, 'UTC')
+                  AND timestamp <= fromUnixTimestamp64Milli({{until_ms:Int64}}, 'UTC')
+                                   + toIntervalSecond({{window_s:UInt32}})
+            )
+            SELECT algorithm_version, count() AS impressions, sum(clicked) AS clicks
+            FROM (
+                -- one row per served slot; a re-delivered log row collapses here too
+                SELECT s.request_id, s.position, any(s.algorithm_version) AS algorithm_version,
+                       max(c.clicked_at > s.served_at
+                           AND c.clicked_at <= s.served_at + toIntervalSecond({{window_s:UInt32}})) AS clicked
+                FROM served AS s LEFT JOIN clicks AS c ON s.user_id = c.user_id AND s.item_id = c.item_id
+                GROUP BY s.request_id, s.position
+            )
+            GROUP BY algorithm_version ORDER BY algorithm_version
+            """,
+            {"since_ms": _ms(since), "until_ms": _ms(until), "window_s": int(window_s),
+             "click_types": list(click_types)},
+        )
+        return [CtrRow(v, int(n), int(c), (c / n) if n else 0.0) for v, n, c in rows]
+
+    def coverage(self, since: datetime, until: datetime, catalog_size: int) -> list[CoverageRow]:
+        """Distinct recommended items / catalogue size, over all versions (first row) and per version."""
+        rows = self._query(
+            f"""
+            SELECT if(grouping(algorithm_version) = 1, {{all:String}}, algorithm_version) AS version,
+                   uniqExact(item_id)
+            FROM {{db}}.recommendation_logs ARRAY JOIN items AS item_id
+            WHERE {_RANGE}
+            GROUP BY GROUPING SETS ((), (algorithm_version))
+            ORDER BY grouping(algorithm_version) DESC, version
+            """,
+            {"since_ms": _ms(since), "until_ms": _ms(until), "all": ALL_VERSIONS},
+        )
+        return [CoverageRow(v, int(d), catalog_size, d / catalog_size if catalog_size else 0.0) for v, d in rows]
+
+    def compare_versions(self, since: datetime, until: datetime, *, catalog_size: int | None = None,
+                         window_s: int = 1800, click_types: Sequence[str] = ("click",)) -> list[VersionRow]:
+        """Side by side per algorithm version: traffic, latency, CTR, coverage, who served it."""
+        base = self._query(
+            f"""
+            SELECT algorithm_version, count(), uniqExact(user_id),
+                   quantilesExactInclusive({", ".join(map(str, QUANTILES))})(latency_ms),
+                   sumMap(map(served_by, toUInt64(1)))
+            FROM {{db}}.recommendation_logs WHERE {_RANGE}
+            GROUP BY algorithm_version ORDER BY algorithm_version
+            """,
+            {"since_ms": _ms(since), "until_ms": _ms(until)},
+        )
+        ctr = {r.algorithm_version: r for r in self.click_through(since, until, window_s=window_s,
+                                                                   click_types=click_types)}
+        cov = {r.algorithm_version: r for r in self.coverage(since, until, catalog_size or 0)}
+        out = []
+        for version, n, users, q, served in base:
+            c, v = ctr.get(version), cov.get(version)
+            out.append(VersionRow(
+                version, int(n), int(users), *map(float, q),
+                impressions=c.impressions if c else 0, clicks=c.clicks if c else 0, ctr=c.ctr if c else 0.0,
+                distinct_items=v.distinct_items if v else 0,
+                coverage=(v.coverage if v else 0.0) if catalog_size else None,
+                served_by={k: int(x) for k, x in dict(served).items()},
+            ))
+        return out

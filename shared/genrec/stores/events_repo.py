@@ -1,0 +1,103 @@
+"""User interaction events in PostgreSQL, range-partitioned by month on ``ts``.
+
+Inserts are idempotent on (source, event_id, ts): a redelivered event is a no-op. The month
+partition for any timestamp (1999, 2031, ...) is created on demand before the insert.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from psycopg import errors
+from psycopg.rows import class_row
+from psycopg.types.json import Jsonb
+
+from genrec.stores.postgres import Db, ensure_event_partitions, forget_known_partitions, transaction
+
+
+@dataclass
+class UserEvent:
+    event_id: str
+    source: str
+    user_id: str
+    item_id: str
+    event_type: str
+    ts: datetime  # naive values are taken as UTC
+    value: float | None = None
+    context: dict[str, Any] = field(default_factory=dict)
+    received_at: datetime | None = None
+
+    def __post_init__(self) -> None:
+        if self.ts.tzinfo is None:
+            self.ts = self.ts.replace(tzinfo=UTC)
+
+
+_INSERT = """
+INSERT INTO user_events (event_id, source, user_id, item_id, event_type, value, ts, context)
+SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::float8[],
+                     %s::timestamptz[], %s::jsonb[])
+ON CONFLICT (source, event_id, ts) DO NOTHING
+"""
+
+
+class EventRepo:
+    def __init__(self, db: Db) -> None:
+        self.db = db
+
+    def insert(self, event: UserEvent) -> bool:
+        """True when the event is new, False when it was already stored."""
+        return self.insert_many([event]) == 1
+
+    def insert_many(self, events: Iterable[UserEvent]) -> int:
+        """Insert a batch in one statement; returns how many were new (duplicates are skipped)."""
+        batch = list(events)
+        if not batch:
+            return 0
+        columns = list(zip(*(
+            (e.event_id, e.source, e.user_id, e.item_id, e.event_type, e.value, e.ts, Jsonb(e.context))
+            for e in batch
+        ), strict=True))
+        with transaction(self.db) as conn:
+            for attempt in (0, 1):
+                ensure_event_partitions(conn, (e.ts for e in batch))
+                try:
+                    with conn.transaction():  # savepoint: a failed try leaves the caller's transaction usable
+                        return conn.execute(_INSERT, [list(c) for c in columns]).rowcount
+                except errors.CheckViolation:
+                    # "no partition of relation found": a cached partition was dropped or its
+                    # creating transaction rolled back. Forget the cache and create it again.
+                    if attempt:
+                        raise
+                    forget_known_partitions()
+        raise AssertionError("unreachable")
+
+    def recent(self, user_id: str, limit: int = 50, *, event_types: Sequence[str] | None = None,
+               since: datetime | None = None) -> list[UserEvent]:
+        """The user's latest events, newest first."""
+        with transaction(self.db) as conn, conn.cursor(row_factory=class_row(UserEvent)) as cur:
+            return cur.execute(
+                """
+                SELECT event_id, source, user_id, item_id, event_type, ts, value, context, received_at
+                FROM user_events
+                WHERE user_id = %s AND (%s::text[] IS NULL OR event_type = ANY(%s::text[]))
+                  AND (%s::timestamptz IS NULL OR ts >= %s)
+                ORDER BY ts DESC, event_id DESC LIMIT %s
+                """,
+                (user_id, event_types, event_types, since, since, limit),
+            ).fetchall()
+
+    def ensure_partitions(self, timestamps: Iterable[datetime]) -> list[str]:
+        """Pre-create month partitions (e.g. next month's, from a maintenance job)."""
+        with transaction(self.db) as conn:
+            return ensure_event_partitions(conn, [t if t.tzinfo else t.replace(tzinfo=UTC) for t in timestamps])
+
+    def partitions(self) -> list[str]:
+        with transaction(self.db) as conn:
+            rows = conn.execute(
+                "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+                " WHERE i.inhparent = 'user_events'::regclass ORDER BY c.relname"
+            ).fetchall()
+        return [r[0] for r in rows]

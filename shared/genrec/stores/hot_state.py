@@ -1,0 +1,264 @@
+"""Hot per-user and per-item state in Redis: what the online path reads in a millisecond.
+
+Key names and TTLs live in ``redis_keys``. Writes for one interaction go out in one
+pipeline (``record_interaction``); the pipeline is non-transactional, so on Redis Cluster
+it splits per slot, and each user's keys share one slot.
+
+Popularity with exponential time decay, without rescanning: an event of weight w at time
+t adds ``w * 2^((t - epoch) / half_life)`` to the item's score on a board. Every stored
+score then carries the same factor ``2^((now - epoch) / half_life)``, so the decayed value
+is ``score * 2^((epoch - now) / half_life)`` and ranking needs no decay at all. The
+factor grows without bound, so each board keeps its own epoch and a Lua script moves it
+forward (one server-side rescale, plus pruning of negligible items) once it is
+``REBASE_AFTER_HALF_LIVES`` old, long before doubles overflow. Ordering is unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import redis
+from redis.cluster import RedisCluster
+from redis.exceptions import NoScriptError
+
+from genrec.config import Settings, get_settings
+from genrec.stores import redis_keys as keys
+
+RedisClient = redis.Redis | RedisCluster
+
+REBASE_AFTER_HALF_LIVES = 128.0  # factor <= 2^128 ~ 3e38: far from overflow, even summed
+PRUNE_BELOW = 1e-9  # at a rebase, drop items whose decayed score is below this
+
+# One interaction applied at most once, atomically with its claim (all keys in the user's slot),
+# so a crash can never leave the claim without the update or the update without the claim.
+# KEYS: claim, seq, feat, rec. ARGV: claim_ttl, item, cap, state_ttl, event_type, ts, append(0/1).
+_APPLY_ONCE_LUA = """
+if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then return 0 end
+if ARGV[7] == '1' then
+  redis.call('RPUSH', KEYS[2], ARGV[2])
+  redis.call('LTRIM', KEYS[2], -tonumber(ARGV[3]), -1)
+  redis.call('EXPIRE', KEYS[2], ARGV[4])
+end
+redis.call('HINCRBY', KEYS[3], 'events', 1)
+redis.call('HINCRBY', KEYS[3], 'events:' .. ARGV[5], 1)
+redis.call('HSET', KEYS[3], 'last_item', ARGV[2], 'last_ts', ARGV[6])
+redis.call('EXPIRE', KEYS[3], ARGV[4])
+redis.call('DEL', KEYS[4])
+return 1
+"""
+
+# KEYS: board, epoch. ARGV: now, half_life_s, rebase_after, prune_below, then (member, weight, t)*.
+_BUMP_LUA = """
+local now = tonumber(ARGV[1])
+local half_life = tonumber(ARGV[2])
+local epoch = tonumber(redis.call('GET', KEYS[2]))
+if not epoch then
+  epoch = now
+  redis.call('SET', KEYS[2], ARGV[1])
+end
+local halves = (now - epoch) / half_life
+if halves > tonumber(ARGV[3]) then
+  redis.call('ZUNIONSTORE', KEYS[1], 1, KEYS[1], 'WEIGHTS', 2 ^ (-halves))
+  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[4])
+  redis.call('SET', KEYS[2], ARGV[1])
+  epoch = now
+end
+for i = 5, #ARGV, 3 do
+  local t = math.min(tonumber(ARGV[i + 2]), now)
+  redis.call('ZINCRBY', KEYS[1], tonumber(ARGV[i + 1]) * 2 ^ ((t - epoch) / half_life), ARGV[i])
+end
+return 1
+"""
+
+
+def redis_client(s: Settings | None = None) -> RedisClient:
+    """A client for ``settings.redis.url``: RedisCluster when ``settings.redis.cluster``."""
+    s = s or get_settings()
+    url = s.redis.url.get_secret_value()
+    opts: dict[str, Any] = {"decode_responses": True, "socket_timeout": 2.0, "socket_connect_timeout": 2.0}
+    if s.redis.cluster:
+        return RedisCluster.from_url(url, **opts)
+    return redis.Redis.from_url(url, health_check_interval=30, **opts)
+
+
+def _seconds(ts: float | datetime | None, clock: Callable[[], float]) -> float:
+    """Unix seconds; naive datetimes are UTC, as everywhere in genrec's stores."""
+    if ts is None:
+        return clock()
+    if isinstance(ts, datetime):
+        return (ts if ts.tzinfo else ts.replace(tzinfo=UTC)).timestamp()
+    return float(ts)
+
+
+class HotState:
+    def __init__(self, s: Settings | None = None, *, client: RedisClient | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.s = s or get_settings()
+        self.r = client or redis_client(self.s)
+        self.clock = clock  # injectable: tests drive time to check the decay math
+        self._bump = self.r.register_script(_BUMP_LUA)
+        self._apply_once = self.r.register_script(_APPLY_ONCE_LUA)
+
+    # -- the online write path ---------------------------------------------------------------
+    def record_interaction(self, user_id: str, item_id: str, *, event_type: str = "view",
+                           categories: Sequence[str] = (), weight: float = 1.0,
+                           ts: float | datetime | None = None) -> None:
+        """One interaction, one round trip on plain Redis: append to the sequence, update the
+        counters, drop the cached recommendations, and bump the item on the global board and on
+        each category board (pass every level: ``genrec.stores.categories.category_levels``)."""
+        t = _seconds(ts, self.clock)
+        cap = self.s.redis.recent_sequence_cap
+        pipe = self.r.pipeline(transaction=False)
+        seq, feat = keys.recent_items(user_id), keys.user_features(user_id)
+        pipe.rpush(seq, item_id)
+        pipe.ltrim(seq, -cap, -1)
+        pipe.expire(seq, keys.USER_STATE_TTL_S)
+        pipe.hincrby(feat, "events", 1)
+        pipe.hincrby(feat, f"events:{event_type}", 1)
+        pipe.hset(feat, mapping={"last_item": item_id, "last_ts": repr(t)})
+        pipe.expire(feat, keys.USER_STATE_TTL_S)
+        pipe.delete(keys.recommendations(user_id))
+        boards = [keys.GLOBAL_CATEGORY, *categories]
+        self._execute_with_bumps(pipe, [self._bump_args(c, [(item_id, weight, t)]) for c in dict.fromkeys(boards)])
+
+    def apply_interaction_once(self, source: str, event_id: str, user_id: str, item_id: str, *,
+                               event_type: str = "view", append: bool = True, categories: Sequence[str] = (),
+                               weight: float = 1.0, ts: float | datetime | None = None) -> bool:
+        """Apply one delivered event exactly once per (source, event_id): False for a redelivery.
+
+        The claim and the user's sequence/counters/cache change in one script (one slot), so a
+        crash between them is impossible. Popularity boards live on other slots and follow; a
+        crash in between leaves the boards one event short, never double-counted.
+        """
+        t = _seconds(ts, self.clock)
+        applied = self._apply_once(
+            keys=[keys.user_claim(user_id, source, event_id), keys.recent_items(user_id),
+                  keys.user_features(user_id), keys.recommendations(user_id)],
+            args=[self.s.redis.idempotency_ttl_s, item_id, self.s.redis.recent_sequence_cap, keys.USER_STATE_TTL_S,
+                  event_type, repr(t), "1" if append else "0"],
+        )
+        if applied and weight > 0:
+            self.bump_popularity([(item_id, weight, t)], categories)
+        return bool(applied)
+
+    def _execute_with_bumps(self, pipe: Any, bumps: list[tuple[list[str], list[Any]]]) -> None:
+        """Run ``pipe`` plus one popularity script call per board.
+
+        Plain Redis: the calls ride in the same pipeline as EVALSHA (one round trip); if the
+        server's script cache is empty, the Script object loads the script and runs only the
+        failed calls again, so nothing is applied twice. Redis Cluster: redis-py refuses
+        EVALSHA in cluster pipelines, so the calls follow the pipeline, each routed to its
+        board's shard.
+        """
+        if isinstance(self.r, RedisCluster):
+            pipe.execute()
+            for board_keys, args in bumps:
+                self._bump(keys=board_keys, args=args)
+            return
+        first = len(pipe)
+        for board_keys, args in bumps:
+            pipe.evalsha(self._bump.sha, len(board_keys), *board_keys, *args)
+        for i, result in enumerate(pipe.execute(raise_on_error=False)):
+            if isinstance(result, NoScriptError) and i >= first:
+                board_keys, args = bumps[i - first]
+                self._bump(keys=board_keys, args=args)
+            elif isinstance(result, Exception):
+                raise result
+
+    # -- popularity ------------------------------------------------------------------------
+    def _bump_args(self, category: str, events: Iterable[tuple[str, float, float]],
+                   ) -> tuple[list[str], list[Any]]:
+        args: list[Any] = [repr(self.clock()), repr(float(self.s.redis.popularity_half_life_s)),
+                           repr(REBASE_AFTER_HALF_LIVES), repr(PRUNE_BELOW)]
+        for member, weight, t in events:
+            args += [member, repr(float(weight)), repr(float(t))]
+        return [keys.popularity(category), keys.popularity_epoch(category)], args
+
+    def bump_popularity(self, events: Iterable[tuple[str, float, float | datetime | None]],
+                        categories: Sequence[str] = ()) -> None:
+        """Add (item_id, weight, ts) events to the global board and each category board."""
+        batch = [(item, w, _seconds(ts, self.clock)) for item, w, ts in events]
+        if not batch:
+            return
+        boards = dict.fromkeys([keys.GLOBAL_CATEGORY, *categories])
+        self._execute_with_bumps(self.r.pipeline(transaction=False), [self._bump_args(c, batch) for c in boards])
+
+    def _decay(self, epoch: str | None) -> float:
+        if epoch is None:
+            return 0.0
+        # A reader whose clock is behind the board's epoch (skew) reads values as of the epoch.
+        return 2.0 ** (min(0.0, float(epoch) - self.clock()) / self.s.redis.popularity_half_life_s)
+
+    def _read_board(self, category: str, read: Callable[[Any], None]) -> tuple[Any, float]:
+        """Run ``read`` on a board between two reads of its epoch: equal epochs mean no rebase
+        happened in between (a rebase is atomic and moves the epoch forward), else read again."""
+        epoch_key = keys.popularity_epoch(category)
+        while True:
+            pipe = self.r.pipeline(transaction=False)
+            pipe.get(epoch_key)
+            read(pipe)
+            pipe.get(epoch_key)
+            before, result, after = pipe.execute()
+            if before == after:
+                return result, self._decay(before)
+
+    def popular_items(self, category: str = keys.GLOBAL_CATEGORY, n: int = 50) -> list[tuple[str, float]]:
+        """Top-n items on a board with their decayed scores (weight units as of now)."""
+        top, factor = self._read_board(
+            category, lambda p: p.zrevrange(keys.popularity(category), 0, n - 1, withscores=True))
+        return [(item, score * factor) for item, score in top]
+
+    def popularity(self, item_id: str, category: str = keys.GLOBAL_CATEGORY) -> float:
+        score, factor = self._read_board(category, lambda p: p.zscore(keys.popularity(category), item_id))
+        return (score or 0.0) * factor
+
+    # -- recent sequence and features ---------------------------------------------------------
+    def recent_items(self, user_id: str, n: int | None = None) -> list[str]:
+        """The user's recent item ids, oldest first and newest last (the model's input order)."""
+        return self.r.lrange(keys.recent_items(user_id), -n if n else 0, -1)
+
+    def append_recent_items(self, user_id: str, item_ids: Sequence[str]) -> None:
+        if not item_ids:
+            return
+        seq = keys.recent_items(user_id)
+        pipe = self.r.pipeline(transaction=False)
+        pipe.rpush(seq, *item_ids)
+        pipe.ltrim(seq, -self.s.redis.recent_sequence_cap, -1)
+        pipe.expire(seq, keys.USER_STATE_TTL_S)
+        pipe.execute()
+
+    def user_features(self, user_id: str) -> dict[str, str]:
+        return self.r.hgetall(keys.user_features(user_id))
+
+    def set_user_features(self, user_id: str, values: Mapping[str, str | int | float]) -> None:
+        feat = keys.user_features(user_id)
+        pipe = self.r.pipeline(transaction=False)
+        pipe.hset(feat, mapping=dict(values))
+        pipe.expire(feat, keys.USER_STATE_TTL_S)
+        pipe.execute()
+
+    # -- cached recommendations ---------------------------------------------------------------
+    def cache_recommendations(self, user_id: str, payload: Any, ttl_s: int | None = None) -> None:
+        self.r.set(keys.recommendations(user_id), json.dumps(payload),
+                   ex=ttl_s or self.s.redis.recommendation_ttl_s)
+
+    def cached_recommendations(self, user_id: str) -> Any | None:
+        raw = self.r.get(keys.recommendations(user_id))
+        return None if raw is None else json.loads(raw)
+
+    def invalidate_recommendations(self, user_id: str) -> None:
+        self.r.delete(keys.recommendations(user_id))
+
+    # -- idempotency ----------------------------------------------------------------------------
+    def claim_event(self, source: str, event_id: str, ttl_s: int | None = None) -> bool:
+        """True exactly once per (source, event_id) within the TTL: process the event then."""
+        return bool(self.r.set(keys.idempotency(source, event_id), "1", nx=True,
+                               ex=ttl_s or self.s.redis.idempotency_ttl_s))
+
+    def release_event(self, source: str, event_id: str) -> None:
+        """Undo a claim when processing failed, so a redelivery is processed again."""
+        self.r.delete(keys.idempotency(source, event_id))

@@ -1,0 +1,77 @@
+"""Training configuration: one pydantic model, loadable from TOML or YAML."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import torch
+from pydantic import BaseModel, Field, model_validator
+
+from genrec.embeddings.build import EmbeddingConfig
+from genrec.model.generative import GenerativeConfig
+from genrec.model.sasrec import SASRecConfig
+from genrec.semantic.tokenizer import TokenizerConfig
+
+
+class OptimConfig(BaseModel):
+    epochs: int = 20
+    batch_size: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    warmup_steps: int = 200
+    min_lr_ratio: float = 0.05  # cosine decay floor, as a fraction of lr
+    grad_clip: float = 1.0
+    patience: int = 3  # epochs without a better validation NDCG@10 before stopping
+    max_steps_per_epoch: int | None = None
+    eval_users: int | None = None  # evaluate validation on a fixed random subset (speed)
+    eval_batch_size: int = 256
+
+
+class TrainConfig(BaseModel):
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    threads: int | None = None  # torch intra-op threads (CPU)
+    max_history: int = Field(default=20, ge=1, le=1024)
+    top_k: int = Field(default=50, ge=1)
+    val_beam_width: int = 20
+    test_beam_width: int = 100
+    checkpoint_dir: str | None = None  # local folder or s3:// URI; enables resume
+    metrics_path: str | None = None  # JSONL, one line per epoch
+    embeddings: EmbeddingConfig = Field(default_factory=EmbeddingConfig)
+    tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig)
+    model: GenerativeConfig = Field(default_factory=GenerativeConfig)
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    sasrec: SASRecConfig = Field(default_factory=SASRecConfig)
+    sasrec_optim: OptimConfig = Field(default_factory=lambda: OptimConfig(epochs=50, lr=1e-3, patience=5))
+
+    @model_validator(mode="after")
+    def _sync_history(self) -> TrainConfig:
+        # One knob for history length: the models must agree with the split.
+        self.model.max_history = self.max_history
+        self.sasrec.max_history = self.max_history
+        return self
+
+    def torch_device(self) -> torch.device:
+        if self.device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device(self.device)
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The raw mapping in a TOML (``.toml``) or YAML (``.yaml``/``.yml``) file."""
+    p = Path(path)
+    text = p.read_text()
+    if p.suffix.lower() in (".yaml", ".yml"):
+        import yaml
+
+        return yaml.safe_load(text) or {}
+    return tomllib.loads(text)
+
+
+def load_config(path: str | Path | None, **overrides: Any) -> TrainConfig:
+    """Read TOML or YAML into a validated config; ``None`` gives the defaults."""
+    data: dict[str, Any] = read_config_file(path) if path is not None else {}
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    return TrainConfig.model_validate(data)

@@ -1,0 +1,195 @@
+"""A generic epoch loop: AdamW + warmup/cosine, bf16 autocast on GPU, per-epoch
+validation, early stopping on NDCG@10, resumable checkpoints and JSONL metrics."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from genrec.training.config import OptimConfig
+from genrec.training.storage import download_dir, upload_dir
+
+MONITOR = "ndcg@10"
+
+
+@dataclass
+class FitResult:
+    best_epoch: int
+    best_metrics: dict[str, float]
+    history: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _lr_lambda(cfg: OptimConfig, total_steps: int) -> Callable[[int], float]:
+    def f(step: int) -> float:
+        if step < cfg.warmup_steps:
+            return (step + 1) / max(1, cfg.warmup_steps)
+        progress = min(1.0, (step - cfg.warmup_steps) / max(1, total_steps - cfg.warmup_steps))
+        return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return f
+
+
+class _Checkpoints:
+    """Latest + best checkpoints in a local folder, mirrored to S3 when given an s3:// URI."""
+
+    def __init__(self, target: str | None) -> None:
+        self.uri = target if target and target.startswith("s3://") else None
+        if self.uri:
+            self.dir = Path(tempfile.mkdtemp(prefix="genrec-ckpt-"))
+            download_dir(self.uri, self.dir)
+        else:
+            self.dir = Path(target) if target else None
+        if self.dir:
+            self.dir.mkdir(parents=True, exist_ok=True)
+
+    def load(self) -> dict[str, Any] | None:
+        if self.dir and (self.dir / "last.pt").is_file():
+            return torch.load(self.dir / "last.pt", map_location="cpu", weights_only=False)
+        return None
+
+    def save(self, state: dict[str, Any], best: bool) -> None:
+        if not self.dir:
+            return
+        tmp = self.dir / "last.pt.tmp"
+        torch.save(state, tmp)
+        tmp.replace(self.dir / "last.pt")
+        if best:
+            shutil.copyfile(self.dir / "last.pt", self.dir / "best.pt")
+        if self.uri:
+            upload_dir(self.dir, self.uri)
+
+    def best_model(self) -> dict[str, Any] | None:
+        if self.dir and (self.dir / "best.pt").is_file():
+            return torch.load(self.dir / "best.pt", map_location="cpu", weights_only=False)["model"]
+        return None
+
+
+def fit(
+    model: nn.Module,
+    batches: Callable[[int], Iterator[tuple[torch.Tensor, ...]]],
+    steps_per_epoch: int,
+    loss_fn: Callable[[nn.Module, tuple[torch.Tensor, ...]], torch.Tensor],
+    validate: Callable[[], dict[str, float]],
+    cfg: OptimConfig,
+    device: torch.device,
+    checkpoint_dir: str | None = None,
+    metrics_path: str | Path | None = None,
+    name: str = "model",
+    progress: bool = True,
+) -> FitResult:
+    """Train ``model`` in place and leave it holding the best validation weights.
+
+    ``batches(epoch)`` yields the batches of one epoch (already on ``device``); it must be
+    deterministic given the epoch so a resumed run sees the same data order.
+    """
+    steps_per_epoch = min(steps_per_epoch, cfg.max_steps_per_epoch or steps_per_epoch)
+    decay, no_decay = [], []
+    for pname, p in model.named_parameters():
+        (no_decay if p.ndim < 2 or "emb" in pname or "bos" in pname else decay).append(p)
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=cfg.lr,
+    )
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg, cfg.epochs * steps_per_epoch))
+    ckpt = _Checkpoints(checkpoint_dir)
+    start_epoch, best, best_epoch, bad = 0, -1.0, -1, 0
+    best_metrics: dict[str, float] = {}
+    best_state: dict[str, Any] | None = None
+    history: list[dict[str, Any]] = []
+    state = ckpt.load()
+    if state is not None:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        start_epoch, best, best_epoch, bad = state["epoch"] + 1, state["best"], state["best_epoch"], state["bad"]
+        best_metrics, history = state["best_metrics"], state["history"]
+        best_state = ckpt.best_model()
+        if progress:
+            tqdm.write(f"[{name}] resumed after epoch {state['epoch'] + 1} (best {MONITOR}={best:.4f})")
+    use_amp = device.type == "cuda"
+    t0 = time.perf_counter()
+    metrics_file = Path(metrics_path) if metrics_path else None
+    if metrics_file:
+        metrics_file.parent.mkdir(parents=True, exist_ok=True)
+    for epoch in range(start_epoch, cfg.epochs):
+        if bad >= cfg.patience:
+            break
+        model.train()
+        te = time.perf_counter()
+        total, n = 0.0, 0
+        bar = tqdm(total=steps_per_epoch, desc=f"[{name}] epoch {epoch + 1}/{cfg.epochs}", disable=not progress,
+                   mininterval=2.0, leave=False)
+        for step, batch in enumerate(batches(epoch)):
+            if step >= steps_per_epoch:
+                break
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+                loss = loss_fn(model, batch)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip:
+                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            opt.step()
+            sched.step()
+            total += float(loss.detach())
+            n += 1
+            bar.update(1)
+            if step % 20 == 0:
+                bar.set_postfix(loss=f"{total / n:.4f}")
+        bar.close()
+        train_s = time.perf_counter() - te
+        model.eval()
+        with torch.no_grad():
+            val = validate()
+        score = val.get(MONITOR, 0.0)
+        improved = score > best
+        if improved:
+            best, best_epoch, bad, best_metrics = score, epoch, 0, dict(val)
+            best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        else:
+            bad += 1
+        record = {
+            "model": name, "epoch": epoch + 1, "loss": total / max(n, 1), "lr": sched.get_last_lr()[0],
+            "train_seconds": round(train_s, 2), "eval_seconds": round(time.perf_counter() - te - train_s, 2),
+            **{f"val_{k}": v for k, v in val.items()}, "best": improved,
+        }
+        history.append(record)
+        if metrics_file:
+            with metrics_file.open("a") as fh:
+                fh.write(json.dumps(record) + "\n")
+        if progress:
+            tqdm.write(
+                f"[{name}] epoch {epoch + 1}: loss {record['loss']:.4f} val {MONITOR} {score:.4f} "
+                f"R@10 {val.get('recall@10', 0):.4f} ({train_s:.0f}s train){' *' if improved else ''}"
+            )
+        ckpt.save(
+            {
+                "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                "epoch": epoch, "best": best, "best_epoch": best_epoch, "bad": bad,
+                "best_metrics": best_metrics, "history": history,
+            },
+            best=improved,
+        )
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    return FitResult(best_epoch + 1, best_metrics, history, time.perf_counter() - t0)

@@ -1,0 +1,78 @@
+"""Item text rendering, collaborative vectors, the on-disk cache and the auto choice."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from genrec.embeddings import EmbeddingConfig, build_item_embeddings, cooccurrence_embeddings, item_texts
+from genrec.embeddings.build import choose_mode
+from genrec.embeddings.text import EmbeddingCache, TextEmbedder, item_text
+
+
+def test_item_text_rendering() -> None:
+    row = {"title": "Silk Serum", "categories": "Beauty|Skin Care|Serums", "brand": "Lumo", "price": "12.5",
+           "description": float("nan"), "tags": "vegan|gift"}
+    assert item_text(row) == (
+        "title: Silk Serum; category: Beauty > Skin Care > Serums; brand: Lumo; price: $12.5; tags: vegan, gift"
+    )
+    assert item_text({"title": "", "brand": "nan"}) == ""
+    frame = pd.DataFrame({"item_id": ["a", "b"], "title": ["A", ""], "genres": ["Drama|War", ""]})
+    assert item_texts(frame) == ["title: A; genres: Drama, War", ""]
+
+
+def test_cooccurrence_vectors_capture_sequence_neighbours() -> None:
+    rng = np.random.default_rng(0)
+    # Items 0-9 and 10-19 form two communities that never mix; 20-24 never occur.
+    seqs = [rng.choice(10, 6) + (10 if u % 2 else 0) for u in range(300)]
+    vec = cooccurrence_embeddings(seqs, 25, dim=8, seed=0)
+    assert vec.shape == (25, 8)
+    assert np.allclose(np.linalg.norm(vec[:20], axis=1), 1, atol=1e-5)
+    assert np.allclose(vec[20:], 0)
+    sim = vec @ vec.T
+    within = np.mean([sim[i, j] for i in range(10) for j in range(10) if i != j])
+    across = np.mean([sim[i, j] for i in range(10) for j in range(10, 20)])
+    assert within > across + 0.5
+    assert np.array_equal(vec, cooccurrence_embeddings(seqs, 25, dim=8, seed=0))
+
+
+def test_cache_round_trip(tmp_path: Path) -> None:
+    cache = EmbeddingCache(tmp_path)
+    cache.put_many(["x", "y"], np.eye(2, 384, dtype=np.float32))
+    again = EmbeddingCache(tmp_path)
+    assert np.array_equal(again.get("y"), np.eye(2, 384, dtype=np.float32)[1])
+    assert again.get("z") is None
+    assert EmbeddingCache(tmp_path, model_name="other").get("x") is None
+
+
+def test_minilm_text_embeddings_are_semantic_and_cached(tmp_path: Path) -> None:
+    emb = TextEmbedder("cpu", cache_dir=tmp_path)
+    texts = ["red lipstick, matte finish", "matte red lip colour", "stainless steel chef knife", ""]
+    vec = emb.encode(texts, progress=False)
+    assert vec.shape == (4, 384)
+    assert np.allclose(np.linalg.norm(vec[:3], axis=1), 1, atol=1e-4) and not vec[3].any()
+    assert vec[0] @ vec[1] > vec[0] @ vec[2] + 0.2
+    cached = TextEmbedder("cpu", cache_dir=tmp_path)
+    out = cached.encode(texts[:3], progress=False)
+    assert cached._model is None  # served from the disk cache, model never loaded
+    assert np.allclose(out, vec[:3])
+
+
+def test_auto_mode_choice_and_hybrid_layout(tmp_path: Path) -> None:
+    cfg = EmbeddingConfig()
+    assert choose_mode(1.0, 10.0, cfg) == "hybrid"
+    assert choose_mode(0.1, 10.0, cfg) == "interactions"
+    assert choose_mode(1.0, 0.5, cfg) == "text"
+    assert choose_mode(0.1, 10.0, EmbeddingConfig(mode="text")) == "text"
+    items = pd.DataFrame({"item_id": list("abcd"), "title": ["", "", "", "x"]})
+    seqs = [np.array([0, 1, 2, 0, 1])] * 5
+    out = build_item_embeddings(items, seqs, EmbeddingConfig(collab_dim=4, cache_dir=str(tmp_path)), progress=False)
+    assert out.source == "interactions" and out.report["mode"] == "interactions"
+    assert out.vectors.shape == (4, 4) and out.report["zero_vectors"] == 1
+    items["title"] = ["lipstick", "lip gloss", "knife", "fork"]
+    hyb = build_item_embeddings(items, seqs, EmbeddingConfig(collab_dim=4, cache_dir=str(tmp_path)), progress=False)
+    assert hyb.source == "hybrid" and hyb.vectors.shape == (4, 388)
+    assert np.allclose(np.linalg.norm(hyb.vectors, axis=1), 1, atol=1e-5)
+    assert not hyb.vectors[3, 384:].any()  # item 3 never interacted: collaborative part is zero

@@ -1,0 +1,115 @@
+"""llm-enrichment against the real Redis and broker. The LLM provider is external: a small
+OpenAI-compatible HTTP stand-in (below) plays it, so the real `openai` client is exercised."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+from fastapi import FastAPI, Request
+from fastapi.testclient import TestClient
+
+from genrec.apps.llm_enrichment import create_app
+from genrec.config import Settings
+from genrec.events.codec import new_event, to_http_binary
+from genrec.events.contracts import ITEM_UPSERTED
+from tests.helpers import ThreadedServer, read_topic
+
+pytestmark = pytest.mark.stack
+
+
+class Provider:
+    """Answers /v1/chat/completions with a scripted message content and records the calls."""
+
+    def __init__(self) -> None:
+        self.calls: list[dict] = []
+        self.content = json.dumps({"tags": ["Toner", "rose", "toner", " "], "summary": "A rose water toner.",
+                                   "attributes": {"size": "200ml", "colour": None}})
+        self.app = FastAPI()
+
+        @self.app.post("/v1/chat/completions")
+        async def complete(request: Request) -> dict:
+            body = await request.json()
+            self.calls.append(body)
+            return {"id": "c1", "object": "chat.completion", "created": 0, "model": body["model"],
+                    "choices": [{"index": 0, "finish_reason": "stop",
+                                 "message": {"role": "assistant", "content": self.content}}],
+                    "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}
+
+
+def _settings(stack: Settings, base_url: str | None, budget: int = 100) -> Settings:
+    s = stack.model_copy(deep=True)
+    s.llm.base_url = base_url
+    s.llm.max_retries = 0
+    s.llm.timeout_s = 2
+    s.llm.daily_budget_requests = budget
+    s.llm.quality_model = "quality-model"
+    return s
+
+
+def _item_event(title: str):
+    return new_event(ITEM_UPSERTED, {"item_id": f"sku-{uuid.uuid4().hex[:8]}", "title": title,
+                                     "category_path": "Beauty|Skin Care"}, source="catalogue")
+
+
+def _post(client: TestClient, ev):
+    headers, body = to_http_binary(ev)
+    return client.post("/", headers=headers, content=body)
+
+
+def test_enrichment_is_validated_cached_and_emitted(stack: Settings) -> None:
+    provider = Provider()
+    with ThreadedServer(provider.app) as server:
+        s = _settings(stack, server.url + "/v1")
+        with TestClient(create_app(s)) as client:
+            title = f"Rose water toner {uuid.uuid4().hex}"
+            first = _post(client, _item_event(title))
+            second = _post(client, _item_event(title))  # same content, another item id: cache hit
+            status = client.get("/status").json()
+    assert first.status_code == 200, first.text
+    result = first.json()["results"][0]
+    assert result["enriched"] and not result["cached"]
+    assert result["tags"] == ["toner", "rose"]  # cleaned: lower-cased, de-duplicated, blanks dropped
+    assert second.json()["results"][0]["cached"] is True
+    assert len(provider.calls) == 1
+    assert provider.calls[0]["model"] == s.llm.quality_model  # cold start → quality model
+    assert provider.calls[0]["response_format"] == {"type": "json_object"}
+    assert status["llm"] == "enabled" and status["models"]["batch_extraction"] == s.llm.cheap_model
+    found = read_topic(stack, stack.kafka.topic("item_enriched"), until=1,
+                       match=lambda ev: ev.data.summary == "A rose water toner." and ev.id.startswith("enriched-"))
+    assert found and found[0].data.attributes == {"size": "200ml"}
+
+
+def test_budget_exhausted_skips_without_calling(stack: Settings) -> None:
+    provider = Provider()
+    with ThreadedServer(provider.app) as server:
+        s = _settings(stack, server.url + "/v1", budget=0)
+        with TestClient(create_app(s)) as client:
+            resp = _post(client, _item_event(f"Serum {uuid.uuid4().hex}"))
+    assert resp.json()["results"][0] == {"id": resp.json()["results"][0]["id"], "enriched": False,
+                                         "reason": "daily LLM budget exhausted"}
+    assert provider.calls == []
+
+
+def test_output_that_is_not_the_schema_is_refused_for_dead_letter(stack: Settings) -> None:
+    provider = Provider()
+    provider.content = "Sure! Here are some tags: toner, rose"
+    with ThreadedServer(provider.app) as server, TestClient(create_app(_settings(stack, server.url + "/v1"))) as client:
+        resp = _post(client, _item_event(f"Mask {uuid.uuid4().hex}"))
+    assert resp.status_code == 422 and "Enrichment" in resp.json()["message"]
+
+
+def test_unreachable_provider_is_retryable(stack: Settings) -> None:
+    with TestClient(create_app(_settings(stack, "http://127.0.0.1:9/v1"))) as client:
+        resp = _post(client, _item_event(f"Cream {uuid.uuid4().hex}"))
+    assert resp.status_code == 503
+
+
+def test_without_llm_items_pass_through_and_status_says_so(stack: Settings) -> None:
+    with TestClient(create_app(_settings(stack, None))) as client:
+        resp = _post(client, _item_event("Lip balm"))
+        status = client.get("/status").json()
+    assert resp.status_code == 200
+    assert resp.json()["results"][0]["enriched"] is False
+    assert status["llm"] == "disabled" and "GENREC_LLM__BASE_URL" in status["reason"]

@@ -1,0 +1,115 @@
+"""Export: one graph (encoder + decoder + constrained beam search) with the code table
+as input; parity with eager PyTorch; the Triton repository layout and contract."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from genrec.config import Settings
+from genrec.serving.artifact import ServingArtifact
+from genrec.serving.engine import ServingEngine
+from genrec.serving.export import check_parity, export_repository
+from genrec.serving.graph import TableTensors, base_table, build_graph, example_inputs
+from genrec.serving.repository import config_pbtxt
+from genrec.serving.runners import make_runner
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_serving_graph_matches_the_bundle_recommender(bundle_dir: Path) -> None:
+    """The slim artifact loader + table-as-input graph answer exactly like TrainedBundle."""
+    from genrec.training import TrainedBundle
+
+    bundle = TrainedBundle.load(bundle_dir)
+    art = ServingArtifact.open(bundle_dir)
+    graph = build_graph(art)
+    tensors = TableTensors.from_table(base_table(art))
+    seq, tok, excl, *table = example_inputs(tensors, batch=5, length=8, excluded=3)
+    tok = torch.randint(0, art.user_buckets, (5, 1))
+    with torch.inference_mode():
+        got = graph(seq, tok, excl, *table)
+        want = bundle.recommender(top_k=50)(seq, tok.reshape(-1), excl)
+    assert torch.equal(got[0], want[0])
+    torch.testing.assert_close(got[1], want[1])
+
+
+def test_torchscript_export_parity_and_repository(bundle_dir: Path, tmp_path: Path) -> None:
+    report = export_repository(bundle_dir, "torchscript", tmp_path / "repo", log=lambda _m: None)
+    assert report.checked and report.ok(min_item_match=1.0, atol=1e-5), report.as_dict()
+    assert {c.n_items for c in report.cases} == {150, 166}, "parity also on a table grown after export"
+    version = tmp_path / "repo" / "genrec" / "1"
+    assert (version / "graph.pt").exists() and (version / "model.py").exists()
+    assert (version / "artifact" / "item_codes.npy").exists()
+    cfg = (tmp_path / "repo" / "genrec" / "config.pbtxt").read_text()
+    assert 'string_value: "bundled"' in cfg and 'string_value: "torchscript"' in cfg
+    assert "max_batch_size: 64" in cfg and "max_queue_delay_microseconds: 100" in cfg
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("onnxruntime") is None, reason="needs the `export` extra")
+def test_onnx_export_parity(bundle_dir: Path, tmp_path: Path) -> None:
+    """ONNX has no searchsorted: the export path swaps in an unrolled binary search."""
+    # A small capacity keeps the unrolled search (and the export) short; production uses 2**24.
+    report = export_repository(bundle_dir, "onnx", tmp_path / "repo", max_items=1024, log=lambda _m: None)
+    assert report.checked and report.ok(min_item_match=0.99, atol=1e-4), report.as_dict()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="TensorRT needs a CUDA GPU")
+def test_tensorrt_export_parity(bundle_dir: Path, tmp_path: Path) -> None:
+    pytest.importorskip("tensorrt")
+    report = export_repository(bundle_dir, "tensorrt", tmp_path / "repo", log=lambda _m: None)
+    assert report.checked and report.ok(min_item_match=0.9, atol=5e-2), report.as_dict()
+
+
+def test_unrolled_searchsorted_matches_torch() -> None:
+    from genrec.serving.onnx_ops import topk_sort, unrolled_searchsorted
+
+    g = torch.Generator().manual_seed(0)
+    seq = torch.sort(torch.randint(0, 1000, (517,), generator=g)).values
+    vals = torch.randint(-5, 1005, (4, 99), generator=g)
+    for right in (False, True):
+        assert torch.equal(unrolled_searchsorted(seq, vals, right=right), torch.searchsorted(seq, vals, right=right))
+    rows = torch.sort(torch.randint(0, 1000, (4, 33), generator=g), dim=1).values
+    assert torch.equal(unrolled_searchsorted(rows, vals), torch.searchsorted(rows, vals))
+    x = torch.tensor([[3.0, 1.0, 3.0, 2.0]])
+    assert topk_sort(x, dim=1, descending=True)[1].tolist() == [[0, 2, 3, 1]]  # ties keep index order
+
+
+def test_parity_check_catches_a_wrong_graph(bundle_dir: Path) -> None:
+    art = ServingArtifact.open(bundle_dir)
+    graph = build_graph(art)
+
+    def broken(*inputs):
+        items, scores = graph(*inputs)
+        return items.flip(1), scores
+
+    cases = check_parity(graph, broken, base_table(art), cases=((2, 4, 1),), extra_items=4)
+    assert min(c.item_match for c in cases) < 0.5
+
+
+def test_kserve_template_matches_the_generator() -> None:
+    template = REPO_ROOT / "inference" / "kserve" / "model-repository" / "genrec"
+    want = config_pbtxt(kind="gpu", parameters={"artifact": "bundled", "runner": "auto", "load": "blocking"})
+    assert (template / "config.pbtxt").read_text() == want
+    assert "genrec.serving.triton_model import TritonPythonModel" in (template / "1" / "model.py").read_text()
+
+
+def test_auto_runner_prefers_the_exported_graph(bundle_dir: Path, tmp_path: Path) -> None:
+    export_repository(bundle_dir, "torchscript", tmp_path / "repo", check=False, log=lambda _m: None)
+    version = tmp_path / "repo" / "genrec" / "1"
+    art = ServingArtifact.open(version / "artifact")
+    assert make_runner(art, version, "auto").kind == "torchscript"
+    assert make_runner(art, None, "auto").kind == "eager"
+    # The engine uses an exported graph only for the artifact bundled next to it.
+    bundled = ServingEngine(artifact=str(version / "artifact"), graph_dir=version, settings=Settings())
+    bundled._check_pointer()
+    assert bundled.state.runner.kind == "torchscript"
+    other = ServingEngine(artifact=str(bundle_dir), graph_dir=version, settings=Settings())
+    other._check_pointer()
+    assert other.state.runner.kind == "eager"
+    assert json.loads((version / "artifact" / "manifest.json").read_text())["n_items"] == 150

