@@ -28,8 +28,14 @@ def test_data_download_unknown_name_fails_cleanly(tmp_path: Path) -> None:
     assert res.exit_code == 1 and "unknown dataset" in res.output
 
 
-def test_train_and_bench_quality_smoke(tmp_path: Path) -> None:
+def test_train_and_bench_quality_smoke(tmp_path: Path, monkeypatch) -> None:
     import typer
+
+    from genrec.config import get_settings
+
+    # Checkpoints and caches go under the settings' artifacts_dir: keep them in tmp.
+    monkeypatch.setenv("GENREC_MODEL__ARTIFACTS_DIR", str(tmp_path / "artifacts"))
+    get_settings.cache_clear()
 
     res = runner.invoke(data.app, ["synth", "--out", str(tmp_path / "d"), "--items", "80", "--users", "120",
                                    "--seed", "2"])
@@ -59,3 +65,6 @@ def test_train_and_bench_quality_smoke(tmp_path: Path) -> None:
         assert 0 <= r["test"]["ndcg@10"] <= r["test"]["recall@10"] <= 1
     assert "| MostPopular |" in (tmp_path / "r" / "quality-d.md").read_text()
     assert (tmp_path / "r" / "quality-d.png").stat().st_size > 1000
+    ckpt = tmp_path / "artifacts" / "checkpoints" / "quality-d-smoke-seed0"
+    assert (ckpt / "last.pt").is_file() and (ckpt / "tokenizer" / "tokenizer.pt").is_file()
+    get_settings.cache_clear()

@@ -80,9 +80,8 @@ def _embedding_of(bundle: TrainedBundle, ds, item_id: str) -> np.ndarray:
 
 
 def test_training_resumes_from_checkpoint(planted, tmp_path: Path) -> None:
-    from tests.core.conftest import PLANTED_CONFIG
-
     from genrec.training import train_generative
+    from tests.core.conftest import PLANTED_CONFIG
 
     _, ds = planted
     small = {**PLANTED_CONFIG, "checkpoint_dir": str(tmp_path / "ckpt"), "metrics_path": str(tmp_path / "m.jsonl")}
@@ -111,11 +110,10 @@ def test_config_from_toml_and_yaml(tmp_path: Path) -> None:
 
 
 def test_baselines_on_planted_rule(planted) -> None:
-    from tests.core.conftest import PLANTED_CONFIG
-
     from genrec.evaluation import evaluate_recommender
     from genrec.model import MostPopular
     from genrec.training import train_sasrec
+    from tests.core.conftest import PLANTED_CONFIG
 
     _, ds = planted
     cfg = TrainConfig.model_validate(

@@ -24,11 +24,8 @@ def spark():
 
     torch.set_num_threads(2)
     # Tiny data: one shuffle partition and no adaptive re-planning is ~2x faster per job.
-    conf = {"spark.sql.shuffle.partitions": "1", "spark.sql.adaptive.enabled": "false"}
-    if os.environ.get("GENREC_TEST_FAST_JIT", "1") == "1":
-        # Short jobs: the C1 compiler alone warms up faster than waiting for C2.
-        conf["spark.driver.extraJavaOptions"] = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
-    session = get_spark("genrec-tests", extra_conf=conf)
+    session = get_spark("genrec-tests", extra_conf={"spark.sql.shuffle.partitions": "1",
+                                                    "spark.sql.adaptive.enabled": "false"})
     yield session
     session.stop()
 

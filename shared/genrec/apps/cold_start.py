@@ -61,7 +61,7 @@ class SemanticIds:
 
     def _current(self):
         from genrec.serving.artifact import ServingArtifact, resolve_current
-        from genrec.serving.feed import CodeFeed
+        from genrec.serving.feed import feed_for
         from genrec.training.bundle import TrainedBundle
 
         uri = resolve_current(self.s, self.r)
@@ -71,29 +71,27 @@ class SemanticIds:
             if uri != self._uri:
                 art = ServingArtifact.open(uri, self.s)
                 self._bundle = TrainedBundle.load(art.root)
-                self._feed = CodeFeed(art, self.r)
+                self._feed = feed_for(art, self.r)
                 self._uri = uri
             return self._bundle, self._feed
 
     def assign(self, item_id: str, text_vector: np.ndarray) -> list[int] | None:
         """The item's code tuple (existing if already known), or None when no model is in production."""
-        from genrec.serving.feed import CodesTaken
+        from genrec.serving.feed import assign_and_append
 
         bundle, feed = self._current()
         if bundle is None:
             return None
         known = feed.codes_of(item_id)
-        if known is not None:
-            return list(known)
-        tok_input = bundle.tokenizer_input(text_vector[None, :])
-        for _ in range(3):  # another replica may take the same disambiguation slot first
-            codes = bundle.tokenizer.assign(tok_input, existing=feed.all_codes())
-            try:
-                feed.append([item_id], codes)
-                return [int(c) for c in codes[0]]
-            except CodesTaken:
-                continue
-        raise RuntimeError(f"could not give {item_id} unique codes")
+        if known is None:
+            if bundle.embedding_source == "interactions":
+                # The tokenizer was fitted on interaction vectors: content cannot place a new item.
+                log.info("no Semantic ID for %s: the production tokenizer has no text input", item_id)
+                return None
+            assign_and_append(bundle.tokenizer, [item_id], bundle.tokenizer_input(text_vector[None, :]),
+                              artifact=feed.art, settings=self.s, client=self.r)
+            known = feed.codes_of(item_id)
+        return [int(c) for c in known]
 
 
 class ColdStart:

@@ -9,6 +9,10 @@ Budgets (``--budget``):
   transformer, validation on a 2,000-user subset; the test set is always complete).
 * ``gpu``: bigger models and more epochs, for a CUDA machine.
 * ``smoke``: minutes-scale sanity run (CI, tiny synthetic data).
+
+Checkpoints go to ``<artifacts_dir>/checkpoints/quality-<dataset>-<budget>-seed<seed>``
+(and ``...-sasrec``): re-running an interrupted command resumes it. Delete that folder
+(or pass ``--fresh``) to start over.
 """
 
 from __future__ import annotations
@@ -110,6 +114,7 @@ def run_quality(
     progress: bool = True,
     artifacts_dir: str | Path | None = None,
     threads: int | None = None,
+    fresh: bool = False,
 ) -> dict[str, Any]:
     """Train and evaluate the models on one split; write json/md/png; return the results."""
     t_start = time.perf_counter()
@@ -120,6 +125,18 @@ def run_quality(
         cfg.embeddings.cache_dir = str(Path(get_settings().model.artifacts_dir) / "cache" / "embeddings")
     device = setup_torch(cfg)
     dataset = load_dataset(dataset_path)
+    if cfg.checkpoint_dir is None:
+        # Resumable: re-running the same command after an interruption continues training.
+        from genrec.config import get_settings
+
+        cfg.checkpoint_dir = str(
+            Path(get_settings().model.artifacts_dir) / "checkpoints" / f"quality-{dataset.name}-{budget}-seed{seed}"
+        )
+    if fresh:
+        import shutil
+
+        for d in (cfg.checkpoint_dir, f"{cfg.checkpoint_dir}-sasrec"):
+            shutil.rmtree(d, ignore_errors=True)
     split = leave_one_out(dataset, cfg.max_history)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -166,7 +183,7 @@ def run_quality(
         _write(results, out, t_start, final=False)
     if "sasrec" in models:
         t = time.perf_counter()
-        sas, fit_res = train_sasrec(split, cfg, progress=progress)
+        sas, fit_res = train_sasrec(split, cfg, progress=progress, checkpoint_dir=f"{cfg.checkpoint_dir}-sasrec")
         train_s = time.perf_counter() - t
         sas = sas.to(device)
         test = evaluate_recommender(lambda h, u: sas(h, top_k=10), test_hist, split.test_targets, device=device)

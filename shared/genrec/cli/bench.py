@@ -26,13 +26,14 @@ def quality(
     models: str = typer.Option("genrec,sasrec,mostpop", "--models", help="Comma-separated subset."),
     artifacts: Path | None = typer.Option(None, "--artifacts", help="Also save the genrec bundle here."),
     threads: int | None = typer.Option(None, "--threads", help="torch CPU threads (1 is faster on a busy box)."),
+    fresh: bool = typer.Option(False, "--fresh", help="Ignore checkpoints of an earlier interrupted run."),
 ) -> None:
     """Train + evaluate genrec, SASRec and MostPopular on identical leave-one-out splits."""
     from genrec.bench.quality import markdown_report, run_quality
 
     chosen = tuple(m.strip() for m in models.split(",") if m.strip())
     results = run_quality(dataset, budget=budget, out_dir=out, config_path=config, seed=seed, models=chosen,
-                          artifacts_dir=artifacts, threads=threads)
+                          artifacts_dir=artifacts, threads=threads, fresh=fresh)
     console.print(markdown_report(results))
     console.print(f"results in {out}/quality-{results['dataset']}.{{json,md,png}}")
 

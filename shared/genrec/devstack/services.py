@@ -375,6 +375,8 @@ for _svc in (
     ObjectStore(), KafkaBroker(), Postgres(), Redis(), Milvus(),
     KnativeFunction("event-capture", "event-capture function (HTTP CloudEvents → Kafka)"),
     KnativeFunction("feature-update", "feature-update function (interactions → Redis, PostgreSQL)"),
+    KnativeFunction("cold-start-embedding", "cold-start-embedding function (items/users → vectors, Semantic IDs)",
+                    depends_on=("kafka", "redis", "postgres", "milvus")),
     KnativeFunction("llm-enrichment", "llm-enrichment function (items → LLM tags → item.enriched)",
                     depends_on=("kafka", "redis")),
     KnativeFunction("recommend", "recommend function (the recommendation API)",

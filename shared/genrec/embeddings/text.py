@@ -120,7 +120,8 @@ class TextEmbedder:
             for s in range(0, len(uniq), self.batch_size):
                 batch = uniq[s : s + self.batch_size]
                 vecs[s : s + len(batch)] = model.encode(
-                    batch, batch_size=len(batch), normalize_embeddings=True, convert_to_numpy=True
+                    batch, batch_size=len(batch), normalize_embeddings=True, convert_to_numpy=True,
+                    show_progress_bar=False,
                 )
                 bar.update(len(batch))
             bar.close()

@@ -152,15 +152,16 @@ class Bridge:
     """Runs one worker per subscription whose function has a URL."""
 
     def __init__(self, s: Settings, url_for: Callable[[str], str | None] | None = None,
-                 subscriptions: tuple[Subscription, ...] = SUBSCRIPTIONS, consumers_per_subscription: int = 1):
+                 subscriptions: tuple[Subscription, ...] = SUBSCRIPTIONS, max_consumers_per_subscription: int = 4):
         self.stats = BridgeStats()
         self.stop_event = threading.Event()
         url_for = url_for or (lambda name: s.function_url(name.replace("-", "_")))
+        # One consumer per partition (up to a cap): partitions are delivered in parallel, each in order.
         self.workers = [
             SubscriptionWorker(s, sub, url, self.stats, self.stop_event)
             for sub in subscriptions
             if (url := url_for(sub.function))
-            for _ in range(consumers_per_subscription)
+            for _ in range(min(s.kafka.topics[sub.topic_key].partitions, max_consumers_per_subscription))
         ]
         self.threads: list[threading.Thread] = []
 

@@ -119,6 +119,7 @@ def export_onnx(
     # needs for its shape inference, and ORT / TensorRT optimise the graph when they load it.
     with torch.no_grad(), onnx_compatible_ops(max_items, max_excluded), warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
+        warnings.simplefilter("ignore", FutureWarning)  # torch-internal pytree deprecations
         program = torch.onnx.export(
             graph, example, dynamo=True, dynamic_shapes=shapes, input_names=list(INPUT_NAMES),
             output_names=list(OUTPUT_NAMES), optimize=False, verbose=False,

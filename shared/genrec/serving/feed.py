@@ -99,6 +99,17 @@ class CodeFeed:
         entries = self.read()
         return np.asarray([e.codes for e in entries], dtype=np.int64).reshape(-1, len(self.level_sizes))
 
+    def codes_of(self, item_id: str) -> tuple[int, ...] | None:
+        """The codes an item already has (trained or fed), so re-delivered upserts keep them."""
+        base_index, _ = self._base()
+        if item_id in base_index:
+            return tuple(int(c) for c in self.art.item_codes[base_index[item_id]])
+        idx = self.client.hget(keys.feed_ids(self.version), item_id)
+        if idx is None:
+            return None
+        raw = self.client.lindex(keys.feed(self.version), int(idx) - self.n_base)
+        return decode_entry(raw).codes if raw is not None else None
+
     def all_codes(self) -> np.ndarray:
         """Trained + fed codes: the ``existing`` table to pass to ``tokenizer.assign``."""
         return np.concatenate([self.art.item_codes, self.codes()])

@@ -79,6 +79,11 @@ class TrainedBundle:
     def embed_items(self, items: pd.DataFrame) -> np.ndarray:
         """Tokenizer-input vectors for new items from their text (collaborative part = 0)."""
         text = TextEmbedder(self.config.embeddings.device).encode(item_texts(items), progress=False)
+        return self.tokenizer_input(text)
+
+    def tokenizer_input(self, text: np.ndarray) -> np.ndarray:
+        """Tokenizer-input vectors from text embeddings ``[M, 384]`` (collaborative part = 0),
+        for callers that keep their own embedder loaded (the cold-start function)."""
         dim = self.tokenizer.input_dim or text.shape[1]
         if self.embedding_source == "interactions":
             raise ValueError("this bundle's tokenizer was fitted on interaction vectors only; pass embeddings")

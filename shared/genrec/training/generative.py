@@ -56,6 +56,27 @@ def _batches(
     return make
 
 
+def _fit_or_resume_tokenizer(
+    cfg: TrainConfig, vectors: np.ndarray, progress: bool
+) -> tuple[SemanticIdTokenizer, np.ndarray]:
+    """Fit the tokenizer, or reload it from a local checkpoint dir when resuming.
+
+    A resumed model must see exactly the codes it was trained with; re-fitting could
+    differ in the last float bit (thread counts), so the fitted tokenizer is checkpointed.
+    """
+    ckpt = cfg.checkpoint_dir
+    tok_dir = Path(ckpt) / "tokenizer" if ckpt and not ckpt.startswith("s3://") else None
+    if tok_dir is not None and (tok_dir / "tokenizer.pt").is_file():
+        tokenizer = SemanticIdTokenizer.load(tok_dir)
+        if tokenizer.codes is not None and len(tokenizer.codes) == len(vectors):
+            return tokenizer, tokenizer.codes
+    tokenizer = SemanticIdTokenizer(cfg.tokenizer)
+    codes = tokenizer.fit(vectors, progress=progress)
+    if tok_dir is not None:
+        tokenizer.save(tok_dir)
+    return tokenizer, codes
+
+
 def train_generative(
     dataset: InteractionDataset,
     cfg: TrainConfig | None = None,
@@ -76,8 +97,7 @@ def train_generative(
     train_seqs = split.train
     emb = build_item_embeddings(dataset.items, train_seqs, cfg.embeddings, progress=progress)
     t_emb = time.perf_counter()
-    tokenizer = SemanticIdTokenizer(cfg.tokenizer)
-    codes = tokenizer.fit(emb.vectors, progress=progress)
+    tokenizer, codes = _fit_or_resume_tokenizer(cfg, emb.vectors, progress)
     t_tok = time.perf_counter()
     table = CodeTable(torch.as_tensor(codes), tokenizer.level_sizes)
     torch.manual_seed(cfg.seed)
