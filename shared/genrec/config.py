@@ -53,7 +53,7 @@ class StackSettings(BaseModel):
     host: str = "127.0.0.1"
     port_base: int = Field(default=17000, ge=1024, le=60000)
     state_dir: Path = Path(".genrec")
-    start_timeout_s: float = 60.0
+    start_timeout_s: float = 180.0  # generous: a loaded 2-core CI box starts a dozen processes
 
     def port(self, name: str) -> int:
         return self.port_base + PORT_OFFSETS[name]

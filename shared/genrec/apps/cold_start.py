@@ -155,6 +155,8 @@ def create_app(s: Settings | None = None) -> FastAPI:
     app = create_event_app("cold-start-embedding", "genrec cold-start embedding", {
         ITEM_UPSERTED: cold.on_item, ITEM_ENRICHED: cold.on_enriched, USER_UPSERTED: cold.on_user,
     })
-    app.state.on_start = lambda: cold.embedder._load()  # pay the model load before the first event
+    # Load the embedding model in the background: the function answers health checks at once,
+    # and the first event waits for the load instead of the whole start-up.
+    app.state.on_start = lambda: threading.Thread(target=cold.embedder._load, daemon=True).start()
     app.state.on_stop = res.close
     return app
