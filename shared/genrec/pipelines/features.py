@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
 
 _MIN_LENGTH = 3  # leave_one_out's own floor: train, validation and test need one item each
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MAX_SIGNAL_PAIRS = 200_000  # distinct (event_type, value) pairs evaluated on the driver
 _DATA_FIELDS = "user_id string, item_id string, event_type string, value double, timestamp string"
 
@@ -169,8 +171,8 @@ def positive_flag(df: DataFrame, max_pairs: int = MAX_SIGNAL_PAIRS) -> DataFrame
     return df.join(F.broadcast(lookup), cond, "left").drop("_t", "_v")
 
 
-def clean_events(raw: DataFrame, params: FeatureParams) -> tuple[DataFrame, dict[str, int], dict[str, Any]]:
-    """Valid, deduplicated, positive events; counters and the event-time range in one pass."""
+def clean_events(raw: DataFrame) -> tuple[DataFrame, dict[str, int], dict[str, Any], str]:
+    """Valid, deduplicated, positive events; counters, event-time range and hash in one pass."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
@@ -178,8 +180,10 @@ def clean_events(raw: DataFrame, params: FeatureParams) -> tuple[DataFrame, dict
     for c in ("event_id", "source", "user_id", "item_id", "event_type"):
         valid = valid & F.col(c).isNotNull() & (F.length(c) > 0)
     valid = valid & F.col("ts").isNotNull()
+    # The first-received valid copy wins (a broken copy cannot shadow a good one).
     first = Window.partitionBy("source", "event_id").orderBy(
-        F.col("received_at").asc_nulls_last(), F.col("ts").asc(), F.col("user_id"), F.col("item_id"))
+        F.col("_valid").desc(), F.col("received_at").asc_nulls_last(), F.col("ts").asc(), F.col("user_id"),
+        F.col("item_id"))
     marked = (
         positive_flag(raw)
         .withColumn("_valid", valid)
@@ -200,16 +204,16 @@ def clean_events(raw: DataFrame, params: FeatureParams) -> tuple[DataFrame, dict
         F.sum((kept & F.col("_positive")).cast("long")).alias("positive_events"),
         F.sum((kept & F.col("_positive") & F.coalesce(F.col("_late"), F.lit(False))).cast("long"))
         .alias("late_events"),
-        F.min(F.when(kept & F.col("_positive"), F.col("ts"))).alias("min_ts"),
-        F.max(F.when(kept & F.col("_positive"), F.col("ts"))).alias("max_ts"),
+        # As integer microseconds: collecting a timestamp would render it in the driver's zone.
+        F.unix_micros(F.min(F.when(kept & F.col("_positive"), F.col("ts")))).alias("min_ts"),
+        F.unix_micros(F.max(F.when(kept & F.col("_positive"), F.col("ts")))).alias("max_ts"),
         F.bit_xor(F.when(kept & F.col("_positive"), F.xxhash64("source", "event_id"))).alias("events_hash"),
     ).first()
     counts = {k: int(row[k] or 0) for k in ("raw_events", "invalid_events", "duplicate_events",
                                             "non_positive_events", "positive_events", "late_events")}
-    time_range = {k: (row[k].isoformat() if row[k] is not None else None) for k in ("min_ts", "max_ts")}
-    time_range["events_hash"] = _hex(row["events_hash"])
+    time_range: dict[str, Any] = {k: (_iso(row[k]) if row[k] is not None else None) for k in ("min_ts", "max_ts")}
     clean = marked.where(kept & F.col("_positive")).drop("_valid", "_copy", "_positive", "_late")
-    return clean, counts, time_range
+    return clean, counts, time_range, _hex(row["events_hash"])
 
 
 def item_index(clean: DataFrame, catalog: DataFrame) -> DataFrame:
@@ -292,6 +296,10 @@ def item_statistics(clean: DataFrame, catalog: DataFrame, index: DataFrame) -> D
     )
 
 
+def _iso(micros: int) -> str:
+    return (_EPOCH + timedelta(microseconds=int(micros))).isoformat()  # exact, unlike float seconds
+
+
 def _hex(value: int | None) -> str:
     return f"{(value or 0) & 0xFFFF_FFFF_FFFF_FFFF:016x}"
 
@@ -306,8 +314,7 @@ def _xor_hash(*cols: str) -> Column:
 def build_features(raw_events: DataFrame, raw_items: DataFrame | None, params: FeatureParams) -> FeatureFrames:
     """The whole job as DataFrames; counters and hashes come from three small aggregations."""
     spark = raw_events.sparkSession
-    clean, counts, time_range = clean_events(normalise_events(raw_events), params)
-    events_hash = str(time_range.pop("events_hash"))
+    clean, counts, time_range, events_hash = clean_events(normalise_events(raw_events))
     catalog = normalise_items(raw_items, spark)
     index = item_index(clean, catalog).cache()
     sequences = user_sequences(clean, index, params).cache()
