@@ -123,3 +123,15 @@ class PayloadTooLarge(Exception):
     def __init__(self, limit: int) -> None:
         super().__init__(f"request body exceeds {limit} bytes")
         self.limit = limit
+
+
+async def read_events(request: Request):
+    """The request's CloudEvents, or the 4xx response that says why there are none."""
+    from genrec.events.codec import EventError, parse_http
+
+    try:
+        return parse_http(request.headers, await read_body_limited(request))
+    except PayloadTooLarge as exc:
+        return JSONResponse(error_body("body", str(exc), "payload_too_large"), status_code=413)
+    except EventError as exc:
+        return JSONResponse(exc.to_json(), status_code=400)

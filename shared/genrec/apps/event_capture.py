@@ -14,9 +14,9 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from genrec.apps.auth import match_key, presented_key
-from genrec.apps.common import PayloadTooLarge, create_base_app, error_body, read_body_limited
+from genrec.apps.common import create_base_app, error_body, read_events
 from genrec.config import Settings, get_settings
-from genrec.events.codec import BATCH_CONTENT_TYPE, EventError, parse_http
+from genrec.events.codec import BATCH_CONTENT_TYPE
 from genrec.events.dedup import EventDeduplicator
 from genrec.events.publisher import BrokerUnavailable, EventPublisher
 
@@ -65,12 +65,9 @@ def create_app(s: Settings | None = None) -> FastAPI:
         if s.auth.ingest_api_keys and match_key(presented_key(request), s.auth.ingest_api_keys) is None:
             return JSONResponse(error_body("authorization", "missing or invalid API key", "unauthorized"),
                                 status_code=401)
-        try:
-            events = parse_http(request.headers, await read_body_limited(request))
-        except PayloadTooLarge as exc:
-            return JSONResponse(error_body("body", str(exc), "payload_too_large"), status_code=413)
-        except EventError as exc:
-            return JSONResponse(exc.to_json(), status_code=400)
+        events = await read_events(request)
+        if isinstance(events, JSONResponse):
+            return events
 
         unique = list({(ev.source, ev.id): ev for ev in events}.values())
         fresh = [ev for ev, dup in zip(unique, dedup.seen(unique), strict=True) if not dup]

@@ -16,8 +16,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from genrec.apps.common import PayloadTooLarge, create_base_app, error_body, read_body_limited
-from genrec.events.codec import EventError, ValidEvent, parse_http
+from genrec.apps.common import create_base_app, error_body, read_events
+from genrec.events.codec import EventError, ValidEvent
 
 log = logging.getLogger("genrec.functions")
 
@@ -40,12 +40,9 @@ def create_event_app(name: str, title: str, handlers: Mapping[str, Handler], *, 
 
     @app.post(path, summary="Receive one CloudEvent (binary or structured mode)")
     async def receive(request: Request) -> JSONResponse:
-        try:
-            events = parse_http(request.headers, await read_body_limited(request))
-        except PayloadTooLarge as exc:
-            return JSONResponse(error_body("body", str(exc), "payload_too_large"), status_code=413)
-        except EventError as exc:
-            return JSONResponse(exc.to_json(), status_code=400)
+        events = await read_events(request)
+        if isinstance(events, JSONResponse):
+            return events
         results = []
         for ev in events:
             handler = handlers.get(ev.type)
