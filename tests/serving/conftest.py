@@ -73,16 +73,22 @@ def wait_ready(client, version: str | None = None, timeout_s: float = SERVER_REA
 def model_server(stack_env: dict[str, str], bundle_dir: Path) -> Iterator[dict]:
     """The stack's model server (plus its Redis and S3), first probed *without* an artifact,
     then pointed at ``bundle_dir``. Yields settings and the probe answer."""
-    from genrec.serving.artifact import set_current
+    from genrec.serving import keys
+    from genrec.serving.artifact import pointer_file, set_current
     from genrec.serving.client import ModelClient
     from genrec.stores.hot_state import redis_client
 
     s: Settings = get_settings()
     s.stack.start_timeout_s = max(s.stack.start_timeout_s, 180.0)
+    devstack.up(s, ["redis", "s3"], on_progress=lambda _m: None)
+    r = redis_client(s)
+    # Earlier tests in this session may have promoted a model, and a running server keeps
+    # serving its last model: clear both pointers and start the server afresh.
+    r.delete(keys.CURRENT)
+    pointer_file(s).unlink(missing_ok=True)
+    devstack.down(s, ["model-server"], on_progress=lambda _m: None)
     devstack.up(s, ["model-server"], on_progress=lambda _m: None)
     client = ModelClient(s, timeout_s=30.0)
-    r = redis_client(s)
-    r.delete("serving:current")
     # Without a promoted artifact the server is up but answers 503 with a reason.
     deadline = time.monotonic() + SERVER_READY_TIMEOUT_S
     before = client.status()

@@ -16,19 +16,13 @@ class TritonModelBackend:
 
     def __init__(self, s: Settings) -> None:
         self.client = serving.ModelClient(s)
-        self._version = "unknown"
 
-    @property
-    def version(self) -> str:
-        return self._version
-
-    def generate(self, history: Sequence[str], user_id: str | None, k: int) -> list[Candidate]:
+    def generate(self, history: Sequence[str], user_id: str | None, k: int) -> tuple[str, list[Candidate]]:
         try:
-            rows = self.client.recommend([list(history)], user_ids=[user_id], k=k)
-            self._version = self.client.catalogs().get().version
+            version, rows = self.client.recommend_versioned([list(history)], user_ids=[user_id], k=k)
         except (serving.ModelUnavailable, serving.InvalidModelRequest) as exc:
             raise ModelUnavailable(str(exc)) from exc
         except (LookupError, RuntimeError, OSError, RedisError) as exc:
             # no artifact promoted yet, or the id map (Redis) is unreachable: use the fallbacks
             raise ModelUnavailable(str(exc)) from exc
-        return [Candidate(item_id, score) for item_id, score in rows[0]]
+        return version, [Candidate(item_id, score) for item_id, score in rows[0]]

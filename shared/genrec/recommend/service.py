@@ -45,10 +45,9 @@ class Candidate:
 class ModelBackend(Protocol):
     """Generative retrieval behind the model server (see genrec.serving)."""
 
-    @property
-    def version(self) -> str: ...
-
-    def generate(self, history: Sequence[str], user_id: str | None, k: int) -> list[Candidate]: ...
+    def generate(self, history: Sequence[str], user_id: str | None, k: int) -> tuple[str, list[Candidate]]:
+        """The answering artifact version and its top-k (raises ModelUnavailable)."""
+        ...
 
 
 @dataclass
@@ -139,7 +138,8 @@ class RecommendService:
         if self.model is None or not history:
             return None
         try:
-            return Ranked("model", self.model.version, self.model.generate(history, user_id, self.top_k))
+            version, candidates = self.model.generate(history, user_id, self.top_k)
+            return Ranked("model", version, candidates)
         except ModelUnavailable as exc:
             log.info("model unavailable, falling back: %s", exc)
             return None

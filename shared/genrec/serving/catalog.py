@@ -75,33 +75,56 @@ class ItemCatalog:
 
 
 class CatalogCache:
-    """One ``ItemCatalog`` per artifact version, opened on first use and refreshed lazily."""
+    """One ``ItemCatalog`` per artifact version, opened on first use and refreshed lazily.
+
+    ``get()`` follows the production pointer: it is re-read at most every
+    ``refresh_interval_s`` (one Redis GET), so a promotion or rollback reaches every
+    client within that interval without a restart.
+    """
 
     def __init__(self, client: Any, settings: Settings | None = None, refresh_interval_s: float = 0.5) -> None:
         self.client = client
         self.settings = settings
         self.refresh_interval_s = refresh_interval_s
-        self._catalogs: dict[str, ItemCatalog] = {}
+        self._catalogs: dict[str, ItemCatalog] = {}  # by version
+        self._by_uri: dict[str, str] = {}  # artifact URI -> version
+        self._current: str | None = None
+        self._pointer_checked_at = float("-inf")
         self._lock = threading.Lock()
 
     def get(self, version: str | None = None) -> ItemCatalog:
         """The catalogue of ``version`` (default: the production artifact), kept fresh."""
-        key = version or "__current__"
-        cat = self._catalogs.get(key)
+        cat = self._catalogs.get(version or self._current_version())
         if cat is None:
             with self._lock:
-                cat = self._catalogs.get(key) or self._open(version)
-                self._catalogs[key] = self._catalogs[cat.version] = cat
+                cat = self._catalogs.get(version) if version else None
+                if cat is None:
+                    uri = uri_for_version(self.client, version) if version else None
+                    if uri is None:
+                        raise LookupError(f"no artifact known for version {version!r}")
+                    cat = self._open(uri)
         cat.refresh(self.client, self.refresh_interval_s)
         return cat
 
     def current(self) -> ItemCatalog:
-        """Re-resolve the production pointer (call after a promotion)."""
-        self._catalogs.pop("__current__", None)
+        """Re-read the production pointer now (e.g. right after a promotion)."""
+        self._pointer_checked_at = float("-inf")
         return self.get()
 
-    def _open(self, version: str | None) -> ItemCatalog:
-        uri = uri_for_version(self.client, version) if version else resolve_current(self.settings, self.client)
+    def _current_version(self) -> str:
+        now = time.monotonic()
+        if self._current is not None and now - self._pointer_checked_at < self.refresh_interval_s:
+            return self._current
+        uri = resolve_current(self.settings, self.client)
         if uri is None:
-            raise LookupError(f"no artifact known for version {version!r}" if version else "no production artifact")
-        return ItemCatalog(ServingArtifact.open(uri, self.settings))
+            raise LookupError("no production artifact")
+        with self._lock:
+            version = self._by_uri.get(uri) or self._open(uri).version
+            self._current, self._pointer_checked_at = version, now
+        return version
+
+    def _open(self, uri: str) -> ItemCatalog:
+        cat = ItemCatalog(ServingArtifact.open(uri, self.settings))
+        self._catalogs.setdefault(cat.version, cat)
+        self._by_uri[uri] = cat.version
+        return self._catalogs[cat.version]

@@ -130,7 +130,35 @@ class ModelClient:
         The most recent ``max_history`` known items feed the model; every known history
         item (and ``exclude``) is excluded from the results. Unknown ids are ignored.
         """
+        return self.recommend_versioned(histories, user_ids=user_ids, exclude=exclude, k=k)[1]
+
+    def recommend_versioned(
+        self,
+        histories: Sequence[Sequence[str]],
+        *,
+        user_ids: Sequence[str | None] | None = None,
+        exclude: Sequence[Sequence[str]] | None = None,
+        k: int | None = None,
+    ) -> tuple[str, list[list[tuple[str, float]]]]:
+        """``recommend`` plus the artifact version whose model produced the answer."""
         catalog = self.catalogs().get()
+        rec = self._infer_ids(catalog, histories, user_ids, exclude)
+        if rec.version and rec.version != catalog.version:
+            # A replica still (or already) serves another version: its dense indices differ,
+            # so encode the request again with that version's catalogue.
+            catalog = self.catalogs().get(rec.version)
+            rec = self._infer_ids(catalog, histories, user_ids, exclude)
+            if rec.version and rec.version != catalog.version:
+                catalog = self.catalogs().get(rec.version)  # switched again mid-request: label by the answer
+        k = k or self.settings.model.top_k
+        out = []
+        for items, scores in zip(rec.items, rec.scores, strict=True):
+            row = [(catalog.item_id(int(i)), float(s)) for i, s in zip(items, scores, strict=True) if i >= 0]
+            out.append([(iid, s) for iid, s in row if iid is not None][:k])
+        return catalog.version, out
+
+    def _infer_ids(self, catalog: Any, histories: Sequence[Sequence[str]],
+                   user_ids: Sequence[str | None] | None, exclude: Sequence[Sequence[str]] | None) -> Recommendations:
         seqs, excls = [], []
         for row, hist in enumerate(histories):
             idx = catalog.indices(list(hist))
@@ -139,15 +167,7 @@ class ModelClient:
             extra = catalog.indices(list(exclude[row])) if exclude is not None else np.empty(0, np.int64)
             excls.append(np.concatenate([idx[: -catalog.art.max_history], extra[extra >= 0]]))
         tokens = np.asarray([[catalog.user_token(u)] for u in (user_ids or [None] * len(histories))], np.int64)
-        rec = self.infer(_left_pad(seqs), tokens, _left_pad(excls))
-        if rec.version and rec.version != catalog.version:
-            catalog = self.catalogs().get(rec.version)  # another replica / version answered
-        k = k or self.settings.model.top_k
-        out = []
-        for items, scores in zip(rec.items, rec.scores, strict=True):
-            row = [(catalog.item_id(int(i)), float(s)) for i, s in zip(items, scores, strict=True) if i >= 0]
-            out.append([(iid, s) for iid, s in row if iid is not None][:k])
-        return out
+        return self.infer(_left_pad(seqs), tokens, _left_pad(excls))
 
     def catalogs(self):  # -> CatalogCache (import kept lazy: Redis only when ids are mapped)
         if self._catalogs is None:
