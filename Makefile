@@ -9,7 +9,7 @@ GENREC := $(VENV)/bin/genrec
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install up down status demo test test-frontend frontend chromium bench lint clean
+.PHONY: install up down status demo test test-frontend frontend chromium bench bench-serving bench-load lint clean
 
 SERVING_VENV ?= .venv-serving
 SPY := $(SERVING_VENV)/bin/python
@@ -75,8 +75,17 @@ test: install
 test-frontend: install
 	$(PY) -m pytest tests/frontend
 
+# Results (json + md + png) land in bench/results/. `bench` is the offline quality run (about
+# 1.5 h on 2 CPU cores); the others measure serving and the running system.
 bench: install
 	$(GENREC) bench quality --dataset $(or $(DATASET),../shared/datasets/amazon-beauty) --budget cpu
+
+bench-serving: install
+	$(GENREC) bench serving --budget cpu
+
+# Needs the stack and a model in production: `make demo` leaves both.
+bench-load: install
+	$(GENREC) bench load --duration $(or $(DURATION),60)
 
 lint: install
 	$(VENV)/bin/ruff check shared tests functions pipelines inference infra

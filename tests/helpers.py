@@ -69,3 +69,40 @@ class ThreadedServer:
     def __exit__(self, *exc) -> None:
         self.server.should_exit = True
         self.thread.join(5)
+
+
+def wait_for(cond, timeout_s: float = 30.0, interval_s: float = 0.1) -> bool:
+    """Poll ``cond`` until it is truthy (True) or ``timeout_s`` passes (False)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(interval_s)
+    return False
+
+
+# A model that trains in seconds on a 2-core CPU: enough to exercise every serving path.
+QUICK_TRAIN = {
+    "max_history": 8, "top_k": 50, "val_beam_width": 10, "test_beam_width": 10, "threads": 2,
+    "embeddings": {"mode": "text"},
+    "tokenizer": {"method": "rqkmeans", "levels": 2, "codebook_size": 8, "latent_dim": 16,
+                  "disambiguation_size": 64, "kmeans_iters": 5},
+    "model": {"d_model": 32, "n_heads": 2, "encoder_layers": 1, "decoder_layers": 1, "d_ff": 64, "user_buckets": 7},
+    "optim": {"epochs": 1, "batch_size": 64, "warmup_steps": 5},
+}
+
+
+def train_and_promote(s: Settings, ds, out_dir):
+    """Train ``QUICK_TRAIN`` on ``ds``, promote it on the stack and wait until the model
+    server answers with it. Returns the promoted ``ServingArtifact``."""
+    from genrec.serving.artifact import set_current
+    from genrec.serving.client import ModelClient
+    from genrec.stores.hot_state import redis_client
+    from genrec.training import TrainConfig, train_generative
+    from tests.serving.conftest import wait_ready
+
+    train_generative(ds, TrainConfig.model_validate(QUICK_TRAIN), out_dir=out_dir, progress=False,
+                     evaluate_test=False)
+    art = set_current(out_dir, s, redis_client(s))
+    wait_ready(ModelClient(s), art.version)
+    return art

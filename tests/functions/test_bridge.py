@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 import uuid
 from collections import defaultdict
 
@@ -15,9 +14,10 @@ from genrec.config import Settings
 from genrec.events.bridge import Bridge
 from genrec.events.codec import new_event
 from genrec.events.contracts import INTERACTION
+from genrec.events.kafka import consumer_lag
 from genrec.events.publisher import EventPublisher
 from genrec.events.subscriptions import Subscription
-from tests.helpers import ThreadedServer, read_topic
+from tests.helpers import ThreadedServer, read_topic, wait_for
 
 pytestmark = pytest.mark.stack
 
@@ -64,13 +64,6 @@ def _events(marker: str, users: int, per_user: int, poison_at: int | None = None
     return out
 
 
-def _wait(cond, timeout_s: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.1)
-    return False
 
 
 def _distinct(a: Subscriber, b: Subscriber, marker: str) -> int:
@@ -92,7 +85,7 @@ def test_delivers_in_order_dead_letters_poison_and_continues(stack: Settings) ->
     with ThreadedServer(subscriber.app) as server:
         bridge = _bridge(stack, sub, server.url).start()
         try:
-            assert _wait(lambda: subscriber.count() == 14), subscriber.received
+            assert wait_for(lambda: subscriber.count() == 14), subscriber.received
         finally:
             bridge.stop()
     # per-user order is preserved, and the stream went on past the poison record
@@ -116,7 +109,7 @@ def test_unavailable_function_is_retried_without_loss_or_dead_letter(stack: Sett
     with ThreadedServer(subscriber.app) as server:
         bridge = _bridge(stack, sub, server.url).start()
         try:
-            assert _wait(lambda: subscriber.count() == 6), subscriber.received
+            assert wait_for(lambda: subscriber.count() == 6), subscriber.received
         finally:
             bridge.stop()
     assert bridge.stats.dead_lettered == 0 and bridge.stats.retries >= 6
@@ -130,16 +123,23 @@ def test_offsets_committed_only_after_success_survive_a_restart(stack: Settings)
     pub = EventPublisher(stack)
     pub.publish_sync(events)
     pub.close()
+    topic = sub.topic(stack)
+
+    def lag() -> int:  # what genrec_bridge_consumer_lag reports for this subscription
+        return consumer_lag(stack, {sub.group_id: [topic]})[(sub.group_id, topic)]
+
+    assert lag() >= 40  # a group that never committed lags by the whole topic
     with ThreadedServer(first.app) as server:
         bridge = _bridge(stack, sub, server.url).start()
-        _wait(lambda: first.count() >= 10)
+        wait_for(lambda: first.count() >= 10)
         bridge.stop()  # mid-stream
     delivered_first = first.count()
     second = Subscriber(marker)
     with ThreadedServer(second.app) as server:
         bridge = _bridge(stack, sub, server.url).start()
         try:
-            assert _wait(lambda: _distinct(first, second, marker) == 40)
+            assert wait_for(lambda: _distinct(first, second, marker) == 40)
+            assert wait_for(lambda: lag() == 0, 30), lag()  # everything delivered is committed
         finally:
             bridge.stop()
     # at-least-once: every event arrives; the restart resumes from the committed offset,

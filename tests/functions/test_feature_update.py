@@ -18,6 +18,7 @@ from genrec.events.contracts import INTERACTION
 from genrec.events.publisher import EventPublisher
 from genrec.stores.hot_state import HotState
 from genrec.stores.postgres import connect
+from tests.helpers import wait_for
 
 pytestmark = pytest.mark.stack
 
@@ -27,13 +28,6 @@ def _count_events(s: Settings, user_id: str) -> int:
         return conn.execute("SELECT count(*) FROM user_events WHERE user_id = %s", (user_id,)).fetchone()[0]
 
 
-def _wait(cond, timeout_s: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.1)
-    return False
 
 
 def _interaction(user: str, item: str, event_type: str = "click", event_id: str | None = None):
@@ -48,9 +42,9 @@ def test_interactions_through_event_capture_update_sequence_popularity_and_recor
         headers, body = to_http_binary(_interaction(user, f"{user}-{item}", kind))
         assert httpx.post(url, headers=headers, content=body).status_code == 202
     hot = HotState(stack)
-    assert _wait(lambda: _count_events(stack, user) == 4)
+    assert wait_for(lambda: _count_events(stack, user) == 4)
     # the skip is recorded but is not part of the sequence the model reads
-    assert _wait(lambda: hot.recent_items(user) == [f"{user}-a", f"{user}-b", f"{user}-d"])
+    assert wait_for(lambda: hot.recent_items(user) == [f"{user}-a", f"{user}-b", f"{user}-d"])
     assert hot.user_features(user)["events:purchase"] == "1"
     assert hot.popularity(f"{user}-b") > hot.popularity(f"{user}-a") > 0
 
@@ -82,13 +76,13 @@ def test_killing_feature_update_mid_stream_loses_no_event(stack: Settings) -> No
     pub = EventPublisher(stack)
     pub.publish_sync(events)
     pub.close()
-    assert _wait(lambda: sum(_count_events(stack, u) for u in users) >= 20)
+    assert wait_for(lambda: sum(_count_events(stack, u) for u in users) >= 20)
     record = read_record(devstack.paths_for(stack).pid("feature-update"))
     os.kill(record.pid, signal.SIGKILL)  # no graceful shutdown
     time.sleep(0.5)
     devstack.up(stack, ["feature-update"], on_progress=lambda _m: None)
     total = len(users) * n_per_user
-    assert _wait(lambda: sum(_count_events(stack, u) for u in users) == total, timeout_s=90)
+    assert wait_for(lambda: sum(_count_events(stack, u) for u in users) == total, timeout_s=90)
     hot = HotState(stack)
     for u in users:  # per-user order survives the crash and the redelivery
         assert hot.recent_items(u) == [f"item-{k}" for k in range(n_per_user)]

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 
 from fastapi import FastAPI, HTTPException, Path, Query
 from fastapi.responses import JSONResponse
+from prometheus_client import Counter, Gauge
 
 from genrec.apps.common import create_base_app, error_body
 from genrec.apps.resources import Resources
@@ -46,6 +47,7 @@ def create_app(s: Settings | None = None, model: ModelBackend | None = None) -> 
     s = s or get_settings()
     res = Resources(s)
     state: dict[str, object] = {}
+    seen_versions: set[str] = set()
 
     def service() -> RecommendService:
         if "service" not in state:
@@ -66,9 +68,21 @@ def create_app(s: Settings | None = None, model: ModelBackend | None = None) -> 
                           cors_origins=s.auth.cors_origins)
     app.state.on_start = lambda: (service(), publisher())
     app.state.on_stop = on_stop
+    # Which path served each list (model / cache / vector / popularity / session): the
+    # fallback rate and the cache hit ratio are ratios of this counter.
+    served_by = Counter("recommendations_served", "Recommendation lists served, by path", ["served_by"],
+                        registry=app.state.registry)
+    model_version = Gauge("recommend_model_version_info", "Artifact version of the last model-served list",
+                          ["version"], registry=app.state.registry)
 
     def served(result: RecommendationList, started: float) -> RecommendationList:
         latency_ms = (time.perf_counter() - started) * 1000
+        served_by.labels(result.served_by).inc()
+        if result.served_by in ("model", "session") and result.algorithm_version not in seen_versions:
+            model_version.clear()  # one series: the version now answering
+            model_version.labels(result.algorithm_version).set(1)
+            seen_versions.clear()
+            seen_versions.add(result.algorithm_version)
         result.debug["latency_ms"] = round(latency_ms, 2)
         try:
             ev = new_event(RECOMMENDATION_SERVED, {

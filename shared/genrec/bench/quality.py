@@ -156,14 +156,14 @@ def run_quality(
             "protocol": "leave-one-out (last=test, second-last=valid), full ranking, history excluded",
         },
         "config": cfg.model_dump(mode="json"),
-        "models": {},
+        "models": _kept_results(out / f"quality-{dataset.name}.json", budget, models),
     }
     test_hist = pad_histories(split.test_histories, cfg.max_history)
     if "mostpop" in models:
         t = time.perf_counter()
         pop = MostPopular(torch.as_tensor(split.item_popularity()))
         test = evaluate_recommender(lambda h, u: pop(h, top_k=10), test_hist, split.test_targets)
-        results["models"]["MostPopular"] = {"test": test, "train_seconds": round(time.perf_counter() - t, 1)}
+        results["models"][MODEL_KEYS["mostpop"]] = {"test": test, "train_seconds": round(time.perf_counter() - t, 1)}
         _write(results, out, t_start, final=False)
     if "genrec" in models:
         t = time.perf_counter()
@@ -173,7 +173,7 @@ def run_quality(
         te = time.perf_counter()
         test = evaluate_bundle(bundle, split, device=device, progress=progress)
         rep = bundle.report
-        results["models"]["genrec (generative retrieval)"] = {
+        results["models"][MODEL_KEYS["genrec"]] = {
             "test": test, "validation": rep["validation"], "best_epoch": rep["best_epoch"],
             "epochs_run": len(rep["history"]), "train_seconds": round(train_s, 1),
             "test_seconds": round(time.perf_counter() - te, 1), "test_beam_width": cfg.test_beam_width,
@@ -187,12 +187,31 @@ def run_quality(
         train_s = time.perf_counter() - t
         sas = sas.to(device)
         test = evaluate_recommender(lambda h, u: sas(h, top_k=10), test_hist, split.test_targets, device=device)
-        results["models"]["SASRec (full CE)"] = {
+        results["models"][MODEL_KEYS["sasrec"]] = {
             "test": test, "validation": fit_res.best_metrics, "best_epoch": fit_res.best_epoch,
             "epochs_run": len(fit_res.history), "train_seconds": round(train_s, 1),
         }
     _write(results, out, t_start, final=True)
     return results
+
+
+MODEL_KEYS = {"mostpop": "MostPopular", "genrec": "genrec (generative retrieval)", "sasrec": "SASRec (full CE)"}
+
+
+def _kept_results(previous: Path, budget: str, models: tuple[str, ...]) -> dict[str, Any]:
+    """Results of models *not* re-run this time, from an earlier run with the same budget,
+    so re-running one model (``--models genrec``) keeps the table complete."""
+    if not previous.exists():
+        return {}
+    try:
+        old = json.loads(previous.read_text())
+    except (OSError, ValueError):
+        return {}
+    if old.get("budget") != budget:
+        return {}
+    rerun = {MODEL_KEYS[m] for m in models if m in MODEL_KEYS}
+    return {name: {**r, "from_run": old.get("started")} for name, r in old.get("models", {}).items()
+            if name not in rerun}
 
 
 def _write(results: dict[str, Any], out: Path, t_start: float, final: bool) -> None:

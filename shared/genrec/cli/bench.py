@@ -1,4 +1,4 @@
-"""`genrec bench`: benchmarks. `quality` now; `serving` and `load` join this group later."""
+"""`genrec bench`: offline quality, the model server alone, and the running system under load."""
 
 from __future__ import annotations
 
@@ -56,3 +56,38 @@ def serving(
                                 log=lambda m: console.print(f"[cyan]•[/] {m}"))
     console.print(markdown_report(results))
     console.print(f"results in {out}/{result_stem(results)}.{{json,md,png}}")
+
+
+@app.command("load")
+def load(
+    duration: float = typer.Option(60.0, "--duration", help="Seconds of sustained load."),
+    recommend_clients: str = typer.Option("2x4", "--recommend-clients", help="PROCESSESxTHREADS, closed loop."),
+    event_clients: str = typer.Option("1x2", "--event-clients", help="PROCESSESxTHREADS posting event batches."),
+    event_batch: int = typer.Option(100, "--event-batch", help="CloudEvents per batch."),
+    probes: int = typer.Option(20, "--probes", help="Freshness probes (new-item probes: a quarter of it)."),
+    out: Path = typer.Option(Path("bench/results"), "--out", help="Where the json/md/png go."),
+) -> None:
+    """Mixed traffic against the running stack (`genrec dev up` + a model in production)."""
+    from genrec.bench.load import LoadConfig, LoadError, markdown_report, run_load, write_results
+
+    def pair(text: str, option: str) -> tuple[int, int]:
+        try:
+            procs, threads = (int(v) for v in text.lower().split("x"))
+        except ValueError:
+            raise typer.BadParameter(f"expected PROCESSESxTHREADS such as 2x4, got {text!r}",
+                                     param_hint=option) from None
+        return procs, threads
+
+    rp, rt = pair(recommend_clients, "--recommend-clients")
+    ep, et = pair(event_clients, "--event-clients")
+    cfg = LoadConfig(duration_s=duration, recommend_processes=rp, recommend_threads=rt, event_processes=ep,
+                     event_threads=et, event_batch=event_batch, freshness_probes=probes,
+                     new_item_probes=max(1, probes // 4))
+    try:
+        results = run_load(cfg, progress=lambda m: console.print(f"[cyan]•[/] {m}"))
+    except LoadError as exc:
+        console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+    stem = write_results(results, out)
+    console.print(markdown_report(results))
+    console.print(f"results in {stem}.{{json,md,png}}")

@@ -61,13 +61,14 @@ def bridge() -> None:
     from prometheus_client import CollectorRegistry, start_http_server
 
     from genrec.devstack.services import SERVICES
-    from genrec.events.bridge import Bridge
+    from genrec.events.bridge import Bridge, ConsumerLagCollector
 
     s = get_settings()
     # Deliver only to functions this stack runs; records for the others wait in Kafka.
     running = Bridge(s, url_for=lambda name: s.function_url(name.replace("-", "_")) if name in SERVICES else None)
     registry = CollectorRegistry()
     registry.register(running.stats.collector())
+    registry.register(ConsumerLagCollector(s).start())
     start_http_server(s.stack.port("bridge"), addr=s.stack.host, registry=registry)
     running.start()
     console.print(f"bridge: {len(running.workers)} subscription workers running")

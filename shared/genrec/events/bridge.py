@@ -21,11 +21,11 @@ from dataclasses import dataclass, field
 
 import httpx
 from confluent_kafka import KafkaError, Message
-from prometheus_client.core import CounterMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from genrec.config import Settings
-from genrec.events.kafka import consumer, producer
+from genrec.events.kafka import consumer, consumer_lag, producer
 from genrec.events.subscriptions import SUBSCRIPTIONS, Subscription
 
 log = logging.getLogger("genrec.bridge")
@@ -56,6 +56,42 @@ class BridgeStats:
                                               value=getattr(stats, name))
 
         return _Collector()
+
+
+class ConsumerLagCollector(Collector):
+    """``genrec_bridge_consumer_lag{group,topic}``. A background thread reads it from the broker
+    every ``interval_s``, so a scrape (and the health check on /metrics) never waits on Kafka."""
+
+    def __init__(self, s: Settings, subscriptions: tuple[Subscription, ...] = SUBSCRIPTIONS,
+                 interval_s: float = 5.0) -> None:
+        self.s, self.interval_s = s, interval_s
+        self.groups: dict[str, list[str]] = {}
+        for sub in subscriptions:
+            self.groups.setdefault(sub.group_id, []).append(sub.topic(s))
+        self.latest: dict[tuple[str, str], int] = {}
+        self._stop = threading.Event()
+
+    def start(self) -> ConsumerLagCollector:
+        threading.Thread(target=self._run, name="bridge-lag", daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.latest = consumer_lag(self.s, self.groups)
+            except Exception as exc:  # the broker may be away for a while: keep the last reading
+                log.warning("consumer lag unavailable: %s", exc)
+            self._stop.wait(self.interval_s)
+
+    def collect(self):
+        family = GaugeMetricFamily("genrec_bridge_consumer_lag", "records not yet delivered and committed",
+                                   labels=["group", "topic"])
+        for (group, topic), lag in sorted(self.latest.items()):
+            family.add_metric([group, topic], lag)
+        yield family
 
 
 def _kafka_to_http_headers(msg: Message) -> dict[str, str]:

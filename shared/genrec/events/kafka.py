@@ -93,3 +93,28 @@ def ensure_topics(s: Settings, timeout_s: float = 10.0) -> list[str]:
             if "TOPIC_ALREADY_EXISTS" not in str(exc):
                 raise
     return created
+
+
+def consumer_lag(s: Settings, groups: dict[str, list[str]], timeout_s: float = 5.0) -> dict[tuple[str, str], int]:
+    """Records not yet committed, per (consumer group, topic): the sum over partitions of the
+    high watermark minus the group's committed offset (uncommitted partitions count in full)."""
+    from confluent_kafka import TopicPartition
+
+    lag: dict[tuple[str, str], int] = {}
+    meta = admin_client(s).list_topics(timeout=timeout_s).topics
+    for group, topics in groups.items():
+        probe = consumer(s, group_id=group)  # never subscribes: it only reads the group's offsets
+        try:
+            for topic in topics:
+                if topic not in meta:
+                    continue
+                parts = [TopicPartition(topic, p) for p in meta[topic].partitions]
+                committed = probe.committed(parts, timeout=timeout_s)
+                total = 0
+                for tp in committed:
+                    low, high = probe.get_watermark_offsets(TopicPartition(topic, tp.partition), timeout=timeout_s)
+                    total += high - (tp.offset if tp.offset >= 0 else low)
+                lag[(group, topic)] = max(total, 0)
+        finally:
+            probe.close()
+    return lag

@@ -77,8 +77,11 @@ class RecommendService:
                                 filters=filters or Filters())
 
     def for_session(self, items: Sequence[str], count: int, *, filters: Filters | None = None) -> RecommendationList:
-        """Anonymous session: its item list is the history; nothing is cached per user."""
-        history = list(items)[-self.s.model.max_history:]
+        """Anonymous session: its item list is the history; nothing is cached per user.
+
+        The model reads the most recent items it was trained to read; every item of the
+        session is excluded from the results, however long the session."""
+        history = list(reversed(dict.fromkeys(reversed(items))))  # a repeated item counts where last seen
         ranked = self._generate(history, None) or self._vector_for(history, None, set(history))
         if ranked is None:
             ranked = self._popular("", set(history))

@@ -1,0 +1,428 @@
+"""`genrec bench load`: sustained mixed traffic against a running stack, from separate processes.
+
+Recommendation requests (top-50, every request a cache miss: each goes to a user nobody has
+asked about yet, whose history was just written to Redis) and interaction events (batched
+CloudEvents into event-capture) run closed-loop for a fixed time. Meanwhile probes measure:
+
+* freshness: a user clicks the top item of their list; how long until their next list no
+  longer shows it (event-capture → Kafka → bridge → feature-update → cache invalidated);
+* new item: an item is upserted; how long until it has a Semantic ID in the production
+  model's code feed (cold-start-embedding); model servers pick the feed up within
+  ``feed_poll_s`` (0.5 s) after that;
+* consumer lag of every subscription, sampled during the run, and the time to drain after.
+
+Needs `genrec dev up` and a model in production (`make demo` leaves both).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+import time
+import uuid
+from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+from genrec.bench.serving import machine_info
+from genrec.config import Settings, get_settings
+from genrec.events.codec import BATCH_CONTENT_TYPE
+from genrec.events.contracts import INTERACTION, ITEM_UPSERTED
+
+SOURCE = "genrec-bench-load"
+
+
+@dataclass
+class LoadConfig:
+    duration_s: float = 60.0
+    recommend_processes: int = 2
+    recommend_threads: int = 4  # closed-loop clients per process
+    event_processes: int = 1
+    event_threads: int = 2
+    event_batch: int = 100
+    history_len: int = 20
+    count: int = 50  # the design's top-50 per request
+    freshness_probes: int = 20
+    new_item_probes: int = 5
+    seed: int = 0
+
+
+class LoadError(RuntimeError):
+    """The stack is not ready for a load run (message says what to do)."""
+
+
+# ------------------------------------------------------------------ load processes
+def _percentiles(values: list[float]) -> dict[str, float | None]:
+    if not values:
+        return {"p50": None, "p95": None, "p99": None, "max": None, "mean": None}
+    arr = np.asarray(values)
+    return {"p50": float(np.percentile(arr, 50)), "p95": float(np.percentile(arr, 95)),
+            "p99": float(np.percentile(arr, 99)), "max": float(arr.max()), "mean": float(arr.mean())}
+
+
+def _recommend_process(args: tuple[dict, list[str], LoadConfig, int, float]) -> dict[str, Any]:
+    """One load process: ``recommend_threads`` closed-loop clients until ``deadline`` (wall clock)."""
+    settings_json, item_ids, cfg, proc, deadline = args
+    s = Settings.model_validate(settings_json)
+    from genrec.stores.hot_state import HotState
+
+    hot = HotState(s)
+    url = s.function_url("recommend") + "/api/v1/recommend/user/"
+    lock = threading.Lock()
+    latencies: list[float] = []
+    statuses: Counter[str] = Counter()
+    served_by: Counter[str] = Counter()
+
+    def client(thread: int) -> None:
+        rng = np.random.default_rng((cfg.seed, proc, thread))
+        http = httpx.Client(timeout=30)
+        n = 0
+        while time.time() < deadline:
+            user = f"load-{proc}-{thread}-{n}-{uuid.uuid4().hex[:6]}"
+            n += 1
+            hot.append_recent_items(user, [item_ids[i] for i in rng.integers(0, len(item_ids), cfg.history_len)])
+            started = time.perf_counter()
+            try:
+                resp = http.get(url + user, params={"count": cfg.count})
+                status, body = str(resp.status_code), resp.json() if resp.status_code == 200 else {}
+            except httpx.HTTPError as exc:
+                status, body = type(exc).__name__, {}
+            elapsed_ms = (time.perf_counter() - started) * 1000
+            with lock:
+                latencies.append(elapsed_ms)
+                statuses[status] += 1
+                served_by[body.get("served_by", "error")] += 1
+        http.close()
+
+    threads = [threading.Thread(target=client, args=(t,)) for t in range(cfg.recommend_threads)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return {"latencies_ms": latencies, "statuses": dict(statuses), "served_by": dict(served_by)}
+
+
+def _event_process(args: tuple[dict, list[str], LoadConfig, int, float]) -> dict[str, Any]:
+    """Batches of interaction events into event-capture until ``deadline``."""
+    settings_json, item_ids, cfg, proc, deadline = args
+    s = Settings.model_validate(settings_json)
+    url = s.function_url("event_capture") + "/api/v1/events"
+    lock = threading.Lock()
+    out: dict[str, Any] = {"accepted": 0, "refused": 0, "errors": 0, "batch_ms": []}
+
+    def client(thread: int) -> None:
+        rng = np.random.default_rng((cfg.seed, 1000 + proc, thread))
+        http = httpx.Client(timeout=30)
+        while time.time() < deadline:
+            batch = [{"specversion": "1.0", "id": uuid.uuid4().hex, "source": SOURCE, "type": INTERACTION,
+                      "data": {"user_id": f"load-ev-{int(rng.integers(0, 50_000))}",
+                               "item_id": item_ids[int(rng.integers(0, len(item_ids)))], "event_type": "view"}}
+                     for _ in range(cfg.event_batch)]
+            started = time.perf_counter()
+            try:
+                resp = http.post(url, content=json.dumps(batch), headers={"content-type": BATCH_CONTENT_TYPE})
+                ok = resp.status_code == 202
+            except httpx.HTTPError:
+                ok = None
+            elapsed = (time.perf_counter() - started) * 1000
+            with lock:
+                out["batch_ms"].append(elapsed)
+                if ok:
+                    out["accepted"] += len(batch)
+                elif ok is None:
+                    out["errors"] += 1
+                else:
+                    out["refused"] += 1
+        http.close()
+
+    threads = [threading.Thread(target=client, args=(t,)) for t in range(cfg.event_threads)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return out
+
+
+# ------------------------------------------------------------------ probes (main process)
+class Probes:
+    def __init__(self, s: Settings, item_ids: list[str], cfg: LoadConfig, catalogs: Any) -> None:
+        from genrec.stores.hot_state import HotState
+
+        self.s, self.item_ids, self.cfg, self.catalogs = s, item_ids, cfg, catalogs
+        self.hot = HotState(s)
+        self.http = httpx.Client(timeout=30)
+        self.rng = np.random.default_rng(cfg.seed + 7)
+        self.freshness_ms: list[float] = []
+        self.new_item_ms: list[float] = []
+        self.timeouts = Counter()
+
+    def _post(self, ev: dict) -> None:
+        resp = self.http.post(self.s.function_url("event_capture") + "/api/v1/events", content=json.dumps(ev),
+                              headers={"content-type": "application/cloudevents+json"})
+        resp.raise_for_status()
+
+    def _list(self, user: str) -> list[str]:
+        resp = self.http.get(self.s.function_url("recommend") + f"/api/v1/recommend/user/{user}",
+                             params={"count": 10})
+        return [i["item_id"] for i in resp.json().get("items", [])] if resp.status_code == 200 else []
+
+    def freshness(self, timeout_s: float = 10.0) -> None:
+        user = f"load-probe-{uuid.uuid4().hex[:8]}"
+        self.hot.append_recent_items(user, list(self.rng.choice(self.item_ids, self.cfg.history_len)))
+        top = self._list(user)
+        if not top:
+            self.timeouts["freshness_no_list"] += 1
+            return
+        self._post({"specversion": "1.0", "id": uuid.uuid4().hex, "source": SOURCE, "type": INTERACTION,
+                    "data": {"user_id": user, "item_id": top[0], "event_type": "click"}})
+        accepted = time.perf_counter()
+        while time.perf_counter() - accepted < timeout_s:
+            if top[0] not in self._list(user):
+                self.freshness_ms.append((time.perf_counter() - accepted) * 1000)
+                return
+            time.sleep(0.02)
+        self.timeouts["freshness"] += 1
+
+    def new_item(self, timeout_s: float = 30.0) -> None:
+        item = f"load-new-{uuid.uuid4().hex[:8]}"
+        self._post({"specversion": "1.0", "id": uuid.uuid4().hex, "source": SOURCE, "type": ITEM_UPSERTED,
+                    "data": {"item_id": item, "title": "Hydrating rose face mist with hyaluronic acid",
+                             "category_path": "Beauty|Skin Care|Face", "price": 18.5}})
+        accepted = time.perf_counter()
+        while time.perf_counter() - accepted < timeout_s:
+            if self.catalogs.get().indices([item])[0] >= 0:
+                self.new_item_ms.append((time.perf_counter() - accepted) * 1000)
+                return
+            time.sleep(0.05)
+        self.timeouts["new_item"] += 1
+
+    def run(self, deadline: float) -> None:
+        """Spread the probes over the run (wall-clock ``deadline``)."""
+        total = self.cfg.freshness_probes + self.cfg.new_item_probes
+        kinds = ["freshness"] * self.cfg.freshness_probes + ["new_item"] * self.cfg.new_item_probes
+        self.rng.shuffle(kinds)
+        gap = max(0.0, (deadline - time.time()) / max(total, 1) - 0.5)
+        for kind in kinds:
+            if time.time() >= deadline:
+                break
+            getattr(self, kind)()
+            time.sleep(gap * float(self.rng.uniform(0.5, 1.0)))
+
+
+class LagSampler:
+    def __init__(self, s: Settings, interval_s: float = 2.0) -> None:
+        from genrec.events.subscriptions import SUBSCRIPTIONS
+
+        self.s, self.interval_s = s, interval_s
+        self.groups: dict[str, list[str]] = {}
+        for sub in SUBSCRIPTIONS:
+            self.groups.setdefault(sub.group_id, []).append(sub.topic(s))
+        self.samples: list[tuple[float, dict[str, int]]] = []
+        self.stop = threading.Event()
+
+    def read(self) -> dict[str, int]:
+        from genrec.events.kafka import consumer_lag
+
+        lag = consumer_lag(self.s, self.groups)
+        return {f"{group}/{topic}": n for (group, topic), n in lag.items()}
+
+    def run(self, t0: float) -> None:
+        while not self.stop.is_set():
+            with contextlib.suppress(Exception):  # keep sampling; a missed sample shows as a gap
+                self.samples.append((time.time() - t0, self.read()))
+            self.stop.wait(self.interval_s)
+
+    def drain(self, timeout_s: float = 180.0) -> float | None:
+        """Seconds until every subscription has caught up (None: not within ``timeout_s``)."""
+        started = time.time()
+        while time.time() - started < timeout_s:
+            if sum(self.read().values()) == 0:
+                return time.time() - started
+            time.sleep(1.0)
+        return None
+
+
+# ------------------------------------------------------------------ the run
+def _production_items(s: Settings) -> tuple[str, list[str], Any]:
+    from genrec.serving.catalog import CatalogCache
+    from genrec.stores.hot_state import redis_client
+
+    catalogs = CatalogCache(redis_client(s), s)
+    try:
+        cat = catalogs.get()
+    except LookupError as exc:
+        raise LoadError("no model in production: run `make demo` (or `genrec pipeline nightly`) first") from exc
+    return cat.version, list(cat.art.item_ids), catalogs
+
+
+def _check_stack(s: Settings) -> None:
+    for name in ("recommend", "event_capture"):
+        url = s.function_url(name) + "/readyz"
+        try:
+            ok = httpx.get(url, timeout=5).status_code == 200
+        except httpx.HTTPError:
+            ok = False
+        if not ok:
+            raise LoadError(f"{name} is not ready at {url}: start the stack with `genrec dev up`")
+
+
+def run_load(cfg: LoadConfig, s: Settings | None = None, progress: Any = None) -> dict[str, Any]:
+    s = s or get_settings()
+    _check_stack(s)
+    version, item_ids, catalogs = _production_items(s)
+    say = progress or (lambda _m: None)
+    sampler = LagSampler(s)
+    probes = Probes(s, item_ids, cfg, catalogs)
+    settings_json = s.model_dump(mode="json")
+    ctx = get_context("spawn")
+    n_procs = cfg.recommend_processes + cfg.event_processes
+    with ProcessPoolExecutor(max_workers=n_procs, mp_context=ctx) as pool:
+        # Workers import genrec before the clock starts (spawn is slow on a busy 2-core box).
+        list(pool.map(_noop, range(n_procs)))
+        t0 = time.time()
+        deadline = t0 + cfg.duration_s
+        say(f"load running for {cfg.duration_s:.0f} s against model {version}")
+        rec = [pool.submit(_recommend_process, (settings_json, item_ids, cfg, p, deadline))
+               for p in range(cfg.recommend_processes)]
+        ev = [pool.submit(_event_process, (settings_json, item_ids, cfg, p, deadline))
+              for p in range(cfg.event_processes)]
+        lag_thread = threading.Thread(target=sampler.run, args=(t0,), daemon=True)
+        lag_thread.start()
+        probes.run(deadline)
+        rec_out = [f.result() for f in rec]
+        ev_out = [f.result() for f in ev]
+        elapsed = time.time() - t0
+    sampler.stop.set()
+    say("load finished; waiting for the consumers to drain")
+    drain_s = sampler.drain()
+    return _summarise(cfg, version, elapsed, rec_out, ev_out, probes, sampler, drain_s)
+
+
+def _noop(_: int) -> None:
+    import genrec.stores.hot_state  # noqa: F401
+
+
+def _summarise(cfg: LoadConfig, version: str, elapsed: float, rec_out: list[dict], ev_out: list[dict],
+               probes: Probes, sampler: LagSampler, drain_s: float | None) -> dict[str, Any]:
+    latencies = [x for r in rec_out for x in r["latencies_ms"]]
+    statuses: Counter[str] = Counter()
+    served_by: Counter[str] = Counter()
+    for r in rec_out:
+        statuses.update(r["statuses"])
+        served_by.update(r["served_by"])
+    accepted = sum(e["accepted"] for e in ev_out)
+    max_lag: dict[str, int] = {}
+    for _, sample in sampler.samples:
+        for key, n in sample.items():
+            max_lag[key] = max(max_lag.get(key, 0), n)
+    server_errors = sum(n for code, n in statuses.items() if not code.isdigit() or code.startswith("5"))
+    return {
+        "kind": "load", "machine": machine_info(), "config": asdict(cfg), "model_version": version,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "seconds": round(elapsed, 1),
+        "recommend": {
+            "requests": len(latencies), "per_s": round(len(latencies) / elapsed, 1),
+            "latency_ms": _percentiles(latencies), "statuses": dict(statuses), "served_by": dict(served_by),
+            "server_errors": server_errors, "cache_hits": served_by.get("cache", 0),
+        },
+        "events": {
+            "accepted": accepted, "accepted_per_s": round(accepted / elapsed, 1),
+            "refused_batches": sum(e["refused"] for e in ev_out), "failed_batches": sum(e["errors"] for e in ev_out),
+            "batch_size": cfg.event_batch,
+            "batch_latency_ms": _percentiles([x for e in ev_out for x in e["batch_ms"]]),
+        },
+        "freshness_ms": {**_percentiles(probes.freshness_ms), "n": len(probes.freshness_ms)},
+        "new_item_ms": {**_percentiles(probes.new_item_ms), "n": len(probes.new_item_ms)},
+        "probe_timeouts": dict(probes.timeouts),
+        "consumer_lag": {"max": max_lag, "drain_seconds": None if drain_s is None else round(drain_s, 1),
+                         "samples": [[round(t, 1), sum(v.values())] for t, v in sampler.samples]},
+        "latency_timeline": _timeline(rec_out),
+    }
+
+
+def _timeline(rec_out: list[dict]) -> dict[str, Any]:
+    """Median latency per decile of the run, to show whether latency drifted under sustained load."""
+    lat = [x for r in rec_out for x in r["latencies_ms"]]
+    if len(lat) < 10:
+        return {}
+    chunks = np.array_split(np.asarray(lat), 10)
+    return {"decile_p50_ms": [round(float(np.median(c)), 2) for c in chunks]}
+
+
+# ------------------------------------------------------------------ reporting
+def markdown_report(r: dict[str, Any]) -> str:
+    def ms(d: dict, k: str) -> str:
+        return "-" if d.get(k) is None else f"{d[k]:.1f}"
+
+    rec, ev = r["recommend"], r["events"]
+    m = r["machine"]
+    lines = [
+        "# Load: recommend API and event capture under sustained mixed traffic",
+        "",
+        f"{r['seconds']:.0f} s on {m.get('cpu', '?')} ({m.get('cores', '?')} cores), model {r['model_version']}; "
+        f"{r['config']['recommend_processes']}x{r['config']['recommend_threads']} recommend clients "
+        f"(top-{r['config']['count']}, every request a cache miss), "
+        f"{r['config']['event_processes']}x{r['config']['event_threads']} event clients "
+        f"(batches of {ev['batch_size']}).",
+        "",
+        "| measure | value | p50 ms | p95 ms | p99 ms |",
+        "| --- | ---: | ---: | ---: | ---: |",
+        f"| recommend requests/s | {rec['per_s']} | {ms(rec['latency_ms'], 'p50')} | {ms(rec['latency_ms'], 'p95')} "
+        f"| {ms(rec['latency_ms'], 'p99')} |",
+        f"| events accepted/s (durable, acks=all) | {ev['accepted_per_s']} | {ms(ev['batch_latency_ms'], 'p50')} "
+        f"| {ms(ev['batch_latency_ms'], 'p95')} | {ms(ev['batch_latency_ms'], 'p99')} |",
+        f"| freshness: click → next list ({r['freshness_ms']['n']} probes) | - | {ms(r['freshness_ms'], 'p50')} "
+        f"| {ms(r['freshness_ms'], 'p95')} | {ms(r['freshness_ms'], 'p99')} |",
+        f"| new item → in the model's code table ({r['new_item_ms']['n']} probes) | - | "
+        f"{ms(r['new_item_ms'], 'p50')} | {ms(r['new_item_ms'], 'p95')} | {ms(r['new_item_ms'], 'p99')} |",
+        "",
+        f"Served by: {rec['served_by']}; HTTP statuses: {rec['statuses']}; server errors: {rec['server_errors']}; "
+        f"event batches refused/failed: {ev['refused_batches']}/{ev['failed_batches']}; probe timeouts: "
+        f"{r['probe_timeouts'] or 'none'}.",
+        f"Consumer lag: max per subscription {r['consumer_lag']['max']}; drained "
+        f"{r['consumer_lag']['drain_seconds']} s after the load stopped.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def plot(r: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    pct = r["recommend"]["latency_ms"]
+    axes[0].bar(["p50", "p95", "p99"], [pct["p50"] or 0, pct["p95"] or 0, pct["p99"] or 0], color="#4c72b0")
+    axes[0].axhline(50, color="red", linestyle="--", label="design P99 bound (50 ms)")
+    axes[0].set_title(f"recommend latency ({r['recommend']['per_s']} req/s)")
+    axes[0].set_ylabel("ms")
+    axes[0].legend()
+    lag = r["consumer_lag"]["samples"]
+    if lag:
+        axes[1].plot([t for t, _ in lag], [n for _, n in lag], marker=".")
+    axes[1].set_title("consumer lag during the run (records)")
+    axes[1].set_xlabel("s")
+    fresh = [v for v in (r["freshness_ms"]["p50"], r["freshness_ms"]["p99"]) if v is not None]
+    new = [v for v in (r["new_item_ms"]["p50"], r["new_item_ms"]["p99"]) if v is not None]
+    axes[2].bar(["fresh p50", "fresh p99"][: len(fresh)] + ["new item p50", "new item p99"][: len(new)],
+                fresh + new, color="#55a868")
+    axes[2].set_title("event → visible (ms)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_results(r: dict[str, Any], out_dir: Path) -> Path:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = out_dir / f"load-{r['machine'].get('tag', 'cpu')}"
+    stem.with_suffix(".json").write_text(json.dumps(r, indent=2))
+    stem.with_suffix(".md").write_text(markdown_report(r))
+    plot(r, stem.with_suffix(".png"))
+    return stem

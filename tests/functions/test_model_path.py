@@ -1,0 +1,115 @@
+"""The generative path end to end: events change a user's next generated list, and the
+recommend API keeps answering (from the fallbacks) while the model server is down."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from genrec.config import Settings
+from genrec.devstack import stack as devstack
+from genrec.events.codec import new_event, to_http_binary
+from genrec.events.contracts import INTERACTION
+from genrec.stores.catalog_repo import CatalogRepo
+from genrec.stores.hot_state import HotState
+from genrec.stores.postgres import make_pool
+from tests.helpers import train_and_promote, wait_for
+
+pytestmark = [pytest.mark.stack, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def promoted(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    """A quickly trained model in production, its items in the catalogue."""
+    from genrec.data import SynthConfig, generate_synthetic
+    from genrec.pipelines.seed import dataset_items
+
+    ds = generate_synthetic(SynthConfig(n_items=60, n_users=80, seed=11))
+    pool = make_pool(stack)
+    try:
+        CatalogRepo(pool).upsert_many(dataset_items(ds))
+    finally:
+        pool.close()
+    art = train_and_promote(stack, ds, Path(tmp_path_factory.mktemp("model-path")) / "v1")
+    yield {"ds": ds, "artifact": art}
+
+
+def _for_user(s: Settings, user: str) -> dict:
+    resp = httpx.get(s.function_url("recommend") + f"/api/v1/recommend/user/{user}", params={"count": 10},
+                     timeout=30)
+    assert resp.status_code == 200, resp.text
+    return resp.json()
+
+
+def _click(s: Settings, user: str, item: str) -> None:
+    headers, body = to_http_binary(new_event(INTERACTION, {"user_id": user, "item_id": item, "event_type": "click"},
+                                             source="model-path-test"))
+    resp = httpx.post(s.function_url("event_capture") + "/api/v1/events", headers=headers, content=body, timeout=30)
+    assert resp.status_code == 202, resp.text
+
+
+def _history_user(s: Settings, promoted: dict) -> str:
+    """A fresh user whose recent items are a real user's first three."""
+    ds = promoted["ds"]
+    user = f"mp-{uuid.uuid4().hex[:8]}"
+    first = ds.interactions[ds.interactions.user_id == ds.interactions.user_id.iloc[0]]
+    HotState(s).append_recent_items(user, [str(i) for i in first.item_id.iloc[:3]])
+    return user
+
+
+def test_clicks_change_that_users_next_generated_recommendations(stack: Settings, promoted: dict) -> None:
+    user = f"mp-{uuid.uuid4().hex[:8]}"
+    ds = promoted["ds"]
+    for item in ds.interactions.item_id.iloc[:3]:
+        _click(stack, user, str(item))
+    body: dict = {}
+
+    def generated_with(n_history: int) -> bool:
+        nonlocal body
+        body = _for_user(stack, user)
+        return body["served_by"] == "model" and len(HotState(stack).recent_items(user, 50)) == n_history
+
+    assert wait_for(lambda: generated_with(3), 30, 0.25), body
+    before = [i["item_id"] for i in body["items"]]
+    assert body["algorithm_version"] == promoted["artifact"].version and len(before) == 10
+    # Clicking the top three makes them history: the next list is generated again (not cached),
+    # without them, and differs from the first.
+    for item in before[:3]:
+        _click(stack, user, item)
+    assert wait_for(lambda: generated_with(6), 30, 0.25), body
+    after = [i["item_id"] for i in body["items"]]
+    assert after != before and not set(before[:3]) & set(after)
+
+
+def test_recommend_falls_back_while_the_model_server_is_down(stack: Settings, promoted: dict) -> None:
+    from genrec.serving.client import ModelClient
+    from tests.serving.conftest import wait_ready
+
+    assert _for_user(stack, _history_user(stack, promoted))["served_by"] == "model"
+    devstack.down(stack, ["model-server"], on_progress=lambda _m: None)
+    try:
+        # Every request still answers 200 with a list, saying which fallback served it.
+        for _ in range(5):
+            body = _for_user(stack, _history_user(stack, promoted))
+            assert body["served_by"] in ("vector", "popularity"), body
+            assert body["algorithm_version"] == "fallback"
+        metrics = httpx.get(stack.function_url("recommend") + "/metrics", timeout=10).text
+        fallbacks = [line for line in metrics.splitlines() if line.startswith("recommendations_served_total{")
+                     and ('"vector"' in line or '"popularity"' in line)]
+        assert sum(float(line.rsplit(" ", 1)[1]) for line in fallbacks) >= 5
+    finally:
+        devstack.up(stack, ["model-server"], on_progress=lambda _m: None)
+    wait_ready(ModelClient(stack), promoted["artifact"].version)
+    # The circuit breaker lets a probe through after its reset time: the model serves again.
+    body = {}
+
+    def model_again() -> bool:
+        nonlocal body
+        body = _for_user(stack, _history_user(stack, promoted))
+        return body["served_by"] == "model"
+
+    assert wait_for(model_again, 60, 0.5), body
