@@ -70,3 +70,8 @@ def settings(stack: Settings) -> Settings:
 def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Fault tests stop and restart servers of the session's shared stack: run them last."""
+    items.sort(key=lambda item: item.get_closest_marker("fault") is not None)

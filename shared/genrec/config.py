@@ -183,6 +183,13 @@ class AuthSettings(BaseModel):
     cors_origins: list[str] = Field(default_factory=list)
 
 
+class ObservabilitySettings(BaseModel):
+    log_format: Literal["json", "text"] = "json"  # json: one object per line, with service and request id
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    otlp_endpoint: str | None = None  # e.g. http://otel-collector:4317; unset: trace ids propagate, no export
+    trace_sample_ratio: float = Field(default=1.0, ge=0.0, le=1.0)  # for traces that start here
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="GENREC_",
@@ -202,6 +209,7 @@ class Settings(BaseSettings):
     llm: LLMSettings = Field(default_factory=LLMSettings)
     model: ModelSettings = Field(default_factory=ModelSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
+    observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
 
     @classmethod
     def settings_customise_sources(

@@ -71,6 +71,16 @@ class Demo:
         with connect(self.s) as conn:
             return int(conn.execute(sql, args).fetchone()[0])
 
+    def _caught_up(self, topic_key: str) -> bool:
+        from genrec.events.kafka import consumer_lag
+        from genrec.events.subscriptions import SUBSCRIPTIONS
+
+        groups: dict[str, list[str]] = {}
+        for sub in SUBSCRIPTIONS:
+            if sub.topic_key == topic_key and sub.function == "cold-start-embedding":
+                groups.setdefault(sub.group_id, []).append(sub.topic(self.s))
+        return sum(consumer_lag(self.s, groups).values()) == 0
+
     # ------------------------------------------------------------------ steps
     def bring_up(self) -> None:
         self.step("1. embedded local stack")
@@ -85,9 +95,11 @@ class Demo:
         self.tag = uuid.uuid4().hex[:6]  # fresh event ids on every demo run
         items = [self._item_event(r) for r in ds.items.to_dict("records")]
         self._send(items, "items")
+        # Every item stored with a vector, and cold-start-embedding caught up with its topic (on a
+        # re-run the items exist already: only the consumer's lag shows this run's events are done).
         self._wait(f"{ds.n_items} items embedded into PostgreSQL and Milvus by cold-start-embedding",
                    lambda: self._count("SELECT count(*) FROM items WHERE item_id = ANY(%s) AND embedding IS NOT NULL",
-                                       list(ds.items.item_id)) >= ds.n_items)
+                                       list(ds.items.item_id)) >= ds.n_items and self._caught_up("item_events"))
         events = [{
             "specversion": "1.0", "id": f"{self.tag}-{i}", "source": SOURCE, "type": INTERACTION,
             "data": {"user_id": r["user_id"], "item_id": r["item_id"], "event_type": r["event_type"],
@@ -108,6 +120,7 @@ class Demo:
 
     def train_and_promote(self, ds: InteractionDataset) -> str:
         self.step("3. train the generative model (quick CPU budget) and promote it")
+        from genrec.pipelines.publish import stamp_manifest
         from genrec.serving.artifact import set_current
         from genrec.stores.catalog_repo import CatalogRepo
         from genrec.stores.hot_state import redis_client
@@ -127,8 +140,9 @@ class Demo:
         registry.register(version, str(out.resolve()), metrics=test)
         registry.promote(version)
         pool.close()
+        stamp_manifest(out, version, {"metrics": test})  # the server then reports the registry's name
         set_current(out, self.s, redis_client(self.s))
-        self._wait("the model server to load the new model", lambda: self._model_version() == version, 180)
+        self._wait(f"the model server to load {version}", lambda: self._model_version() == version, 180)
         return version
 
     def _model_version(self) -> str | None:

@@ -51,6 +51,17 @@ def test_duplicate_event_is_applied_once(pool: ConnectionPool, uid: str) -> None
     assert len(repo.recent(f"{uid}-u")) == 3
 
 
+def test_event_sent_again_with_another_time_is_stored_once(pool: ConnectionPool, uid: str) -> None:
+    # A caller retries after a 503 whose first attempt reached the broker after all: two records,
+    # stamped at two different moments (even in two monthly partitions), are one event.
+    repo = EventRepo(pool)
+    first = _event(uid, 1, datetime(2026, 3, 31, 23, 59, 59, tzinfo=UTC))
+    again = _event(uid, 1, datetime(2026, 4, 1, 0, 0, 1, tzinfo=UTC))
+    assert repo.insert(first) is True
+    assert repo.insert(again) is False
+    assert [e.ts for e in repo.recent(f"{uid}-u")] == [first.ts]
+
+
 def test_recent_is_newest_first_with_limit_and_filters(pool: ConnectionPool, uid: str) -> None:
     repo = EventRepo(pool)
     t0 = datetime(2026, 5, 1, tzinfo=UTC)

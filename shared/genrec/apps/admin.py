@@ -39,6 +39,7 @@ from genrec.events.contracts import INTERACTION, ITEM_UPSERTED, Identifier, Inte
 from genrec.stores.model_registry import ModelRegistry, RegistryError
 
 log = logging.getLogger("genrec.admin")
+audit = logging.getLogger("genrec.admin.audit")
 
 FRONTEND_DIST = Path(__file__).resolve().parents[3] / "frontend" / "dist"
 ID_PATTERN = r"^[^\x00-\x1f\x7f]+$"
@@ -56,8 +57,10 @@ def _viewer(_c: HTTPAuthorizationCredentials | None = Depends(_bearer),
     return p
 
 
-def _operator(_c: HTTPAuthorizationCredentials | None = Depends(_bearer),
+def _operator(request: Request, _c: HTTPAuthorizationCredentials | None = Depends(_bearer),
               p: Principal = Depends(require("operator"))) -> Principal:
+    # The audit trail: every change an operator makes, with who made it.
+    audit.info("%s %s by %s (%s)", request.method, request.url.path, p.name, p.via)
     return p
 
 
@@ -293,7 +296,8 @@ def create_app(s: Settings | None = None, *, static_dir: Path | None = FRONTEND_
     # -- semantic IDs and embeddings ----------------------------------------------------------------
     @app.get("/api/v1/semantic-ids", tags=["semantic ids"],
              summary="Codes one level below a prefix, with item counts and sample titles")
-    def semantic_ids(_p: Viewer, prefix: str = Query("", max_length=200, pattern=r"^(\d+(,\d+)*)?$"),
+    def semantic_ids(_p: Viewer, prefix: str = Query("", max_length=200, pattern=r"^(\d{1,6}(,\d{1,6})*)?$",
+                                                      description="Comma-separated codes, each below 1,000,000"),
                      items: int = Query(0, ge=0, le=100)) -> dict[str, Any]:
         codes = [int(c) for c in prefix.split(",") if c]
         level = q.semantic_level(res.pool, codes)

@@ -16,6 +16,8 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 
 from genrec.apps.ratelimit import TokenBuckets
+from genrec.logs import REQUEST_ID
+from genrec.tracing import server_span
 
 log = logging.getLogger("genrec.http")
 
@@ -56,8 +58,9 @@ def create_base_app(name: str, *, title: str, version: str = "0.1.0",
 
     @app.middleware("http")
     async def observe(request: Request, call_next):
-        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        request_id = (request.headers.get("x-request-id") or uuid.uuid4().hex)[:128]
         request.state.request_id = request_id
+        REQUEST_ID.set(request_id)  # this request's task context only: every log line carries it
         length = request.headers.get("content-length")
         if length and length.isdigit() and int(length) > max_body_bytes:
             return JSONResponse(
@@ -70,9 +73,12 @@ def create_base_app(name: str, *, title: str, version: str = "0.1.0",
                 return JSONResponse(error_body("", "rate limit exceeded; slow down", "rate_limited"), status_code=429,
                                     headers={"retry-after": str(max(1, round(wait_s))), "x-request-id": request_id})
         start = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        path = getattr(route, "path", "unmatched")
+        with server_span(f"{request.method} {request.url.path}", request.headers) as span:
+            response = await call_next(request)
+            route = request.scope.get("route")
+            path = getattr(route, "path", "unmatched")
+            span.update_name(f"{request.method} {path}")
+            span.set_attribute("http.response.status_code", response.status_code)
         latency.labels(name, path).observe(time.perf_counter() - start)
         requests.labels(name, path, str(response.status_code)).inc()
         response.headers["x-request-id"] = request_id

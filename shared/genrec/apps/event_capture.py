@@ -19,6 +19,7 @@ from genrec.config import Settings, get_settings
 from genrec.events.codec import BATCH_CONTENT_TYPE
 from genrec.events.dedup import EventDeduplicator
 from genrec.events.publisher import BrokerUnavailable, EventPublisher
+from genrec.tracing import stamp
 
 log = logging.getLogger("genrec.event_capture")
 
@@ -71,6 +72,7 @@ def create_app(s: Settings | None = None) -> FastAPI:
 
         unique = list({(ev.source, ev.id): ev for ev in events}.values())
         fresh = [ev for ev, dup in zip(unique, dedup.seen(unique), strict=True) if not dup]
+        fresh = [stamp(ev) for ev in fresh]  # consumers continue this request's trace
         try:
             await publisher().publish(fresh)
         except BrokerUnavailable as exc:

@@ -18,6 +18,7 @@ from starlette.concurrency import run_in_threadpool
 
 from genrec.apps.common import create_base_app, error_body, read_events
 from genrec.events.codec import EventError, ValidEvent
+from genrec.tracing import event_span
 
 log = logging.getLogger("genrec.functions")
 
@@ -49,7 +50,8 @@ def create_event_app(name: str, title: str, handlers: Mapping[str, Handler], *, 
             if handler is None:
                 return JSONResponse(error_body("type", f"{name} does not handle {ev.type}"), status_code=400)
             try:
-                results.append(await run_in_threadpool(handler, ev) or {})
+                with event_span(f"{name} {ev.type}", ev.event):
+                    results.append(await run_in_threadpool(handler, ev) or {})
             except unavailable as exc:
                 log.warning("%s: dependency unavailable for %s: %s", name, ev.id, exc)
                 return JSONResponse(error_body("", f"dependency unavailable: {exc}", "unavailable"),

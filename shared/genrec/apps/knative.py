@@ -17,7 +17,13 @@ class AsgiFunction:
         self.app: FastAPI | None = None
 
     def start(self, cfg: dict[str, str]) -> None:
+        from genrec.logs import configure_logging
+        from genrec.tracing import setup_tracing
+
         self.app = self._factory()
+        service = getattr(self.app.state, "service_name", "genrec")
+        configure_logging(service)
+        setup_tracing(service)
         on_start = getattr(self.app.state, "on_start", None)
         if on_start:
             on_start()

@@ -47,6 +47,7 @@ class LoadConfig:
     event_processes: int = 1
     event_threads: int = 2
     event_batch: int = 100
+    event_rate: float = 0.0  # events/s offered in total, paced; 0 = as fast as event-capture accepts
     history_len: int = 20
     count: int = 50  # the design's top-50 per request
     freshness_probes: int = 20
@@ -67,10 +68,11 @@ def _percentiles(values: list[float]) -> dict[str, float | None]:
             "p99": float(np.percentile(arr, 99)), "max": float(arr.max()), "mean": float(arr.mean())}
 
 
-def _recommend_process(args: tuple[dict, list[str], LoadConfig, int, float]) -> dict[str, Any]:
-    """One load process: ``recommend_threads`` closed-loop clients until ``deadline`` (wall clock)."""
-    settings_json, item_ids, cfg, proc, deadline = args
-    s = Settings.model_validate(settings_json)
+def _recommend_process(args: tuple[list[str], LoadConfig, int, float]) -> dict[str, Any]:
+    """One load process: ``recommend_threads`` closed-loop clients until ``deadline`` (wall clock).
+    Settings come from the environment and genrec.toml, which the spawned process inherits."""
+    item_ids, cfg, proc, deadline = args
+    s = get_settings()
     from genrec.stores.hot_state import HotState
 
     hot = HotState(s)
@@ -109,10 +111,10 @@ def _recommend_process(args: tuple[dict, list[str], LoadConfig, int, float]) -> 
     return {"latencies_ms": latencies, "statuses": dict(statuses), "served_by": dict(served_by)}
 
 
-def _event_process(args: tuple[dict, list[str], LoadConfig, int, float]) -> dict[str, Any]:
+def _event_process(args: tuple[list[str], LoadConfig, int, float]) -> dict[str, Any]:
     """Batches of interaction events into event-capture until ``deadline``."""
-    settings_json, item_ids, cfg, proc, deadline = args
-    s = Settings.model_validate(settings_json)
+    item_ids, cfg, proc, deadline = args
+    s = get_settings()
     url = s.function_url("event_capture") + "/api/v1/events"
     lock = threading.Lock()
     out: dict[str, Any] = {"accepted": 0, "refused": 0, "errors": 0, "batch_ms": []}
@@ -120,7 +122,13 @@ def _event_process(args: tuple[dict, list[str], LoadConfig, int, float]) -> dict
     def client(thread: int) -> None:
         rng = np.random.default_rng((cfg.seed, 1000 + proc, thread))
         http = httpx.Client(timeout=30)
+        clients = cfg.event_processes * cfg.event_threads
+        interval = cfg.event_batch * clients / cfg.event_rate if cfg.event_rate > 0 else 0.0
+        next_at = time.time()
         while time.time() < deadline:
+            if interval:
+                time.sleep(max(0.0, next_at - time.time()))
+                next_at += interval
             batch = [{"specversion": "1.0", "id": uuid.uuid4().hex, "source": SOURCE, "type": INTERACTION,
                       "data": {"user_id": f"load-ev-{int(rng.integers(0, 50_000))}",
                                "item_id": item_ids[int(rng.integers(0, len(item_ids)))], "event_type": "view"}}
@@ -163,9 +171,16 @@ class Probes:
         self.new_item_ms: list[float] = []
         self.timeouts = Counter()
 
-    def _post(self, ev: dict) -> None:
-        resp = self.http.post(self.s.function_url("event_capture") + "/api/v1/events", content=json.dumps(ev),
-                              headers={"content-type": "application/cloudevents+json"})
+    def _post(self, ev: dict, attempts: int = 10) -> None:
+        """Send as a well-behaved caller does: a 503 means "not accepted, retry" (same id)."""
+        for _ in range(attempts):
+            resp = self.http.post(self.s.function_url("event_capture") + "/api/v1/events", content=json.dumps(ev),
+                                  headers={"content-type": "application/cloudevents+json"})
+            if resp.status_code != 503:
+                resp.raise_for_status()
+                return
+            self.timeouts["probe_event_retried_503"] += 1
+            time.sleep(float(resp.headers.get("retry-after", "1")))
         resp.raise_for_status()
 
     def _list(self, user: str) -> list[str]:
@@ -273,14 +288,13 @@ def _check_stack(s: Settings) -> None:
             raise LoadError(f"{name} is not ready at {url}: start the stack with `genrec dev up`")
 
 
-def run_load(cfg: LoadConfig, s: Settings | None = None, progress: Any = None) -> dict[str, Any]:
-    s = s or get_settings()
+def run_load(cfg: LoadConfig, progress: Any = None) -> dict[str, Any]:
+    s = get_settings()
     _check_stack(s)
     version, item_ids, catalogs = _production_items(s)
     say = progress or (lambda _m: None)
     sampler = LagSampler(s)
     probes = Probes(s, item_ids, cfg, catalogs)
-    settings_json = s.model_dump(mode="json")
     ctx = get_context("spawn")
     n_procs = cfg.recommend_processes + cfg.event_processes
     with ProcessPoolExecutor(max_workers=n_procs, mp_context=ctx) as pool:
@@ -289,9 +303,9 @@ def run_load(cfg: LoadConfig, s: Settings | None = None, progress: Any = None) -
         t0 = time.time()
         deadline = t0 + cfg.duration_s
         say(f"load running for {cfg.duration_s:.0f} s against model {version}")
-        rec = [pool.submit(_recommend_process, (settings_json, item_ids, cfg, p, deadline))
+        rec = [pool.submit(_recommend_process, (item_ids, cfg, p, deadline))
                for p in range(cfg.recommend_processes)]
-        ev = [pool.submit(_event_process, (settings_json, item_ids, cfg, p, deadline))
+        ev = [pool.submit(_event_process, (item_ids, cfg, p, deadline))
               for p in range(cfg.event_processes)]
         lag_thread = threading.Thread(target=sampler.run, args=(t0,), daemon=True)
         lag_thread.start()
@@ -369,7 +383,8 @@ def markdown_report(r: dict[str, Any]) -> str:
         f"{r['config']['recommend_processes']}x{r['config']['recommend_threads']} recommend clients "
         f"(top-{r['config']['count']}, every request a cache miss), "
         f"{r['config']['event_processes']}x{r['config']['event_threads']} event clients "
-        f"(batches of {ev['batch_size']}).",
+        f"(batches of {ev['batch_size']}, offered "
+        f"{'as fast as accepted' if not r['config']['event_rate'] else str(r['config']['event_rate']) + ' events/s'}).",
         "",
         "| measure | value | p50 ms | p95 ms | p99 ms |",
         "| --- | ---: | ---: | ---: | ---: |",

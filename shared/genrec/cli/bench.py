@@ -64,6 +64,7 @@ def load(
     recommend_clients: str = typer.Option("2x4", "--recommend-clients", help="PROCESSESxTHREADS, closed loop."),
     event_clients: str = typer.Option("1x2", "--event-clients", help="PROCESSESxTHREADS posting event batches."),
     event_batch: int = typer.Option(100, "--event-batch", help="CloudEvents per batch."),
+    event_rate: float = typer.Option(0.0, "--event-rate", help="Events/s offered in total (0: as fast as accepted)."),
     probes: int = typer.Option(20, "--probes", help="Freshness probes (new-item probes: a quarter of it)."),
     out: Path = typer.Option(Path("bench/results"), "--out", help="Where the json/md/png go."),
 ) -> None:
@@ -81,7 +82,7 @@ def load(
     rp, rt = pair(recommend_clients, "--recommend-clients")
     ep, et = pair(event_clients, "--event-clients")
     cfg = LoadConfig(duration_s=duration, recommend_processes=rp, recommend_threads=rt, event_processes=ep,
-                     event_threads=et, event_batch=event_batch, freshness_probes=probes,
+                     event_threads=et, event_batch=event_batch, event_rate=event_rate, freshness_probes=probes,
                      new_item_probes=max(1, probes // 4))
     try:
         results = run_load(cfg, progress=lambda m: console.print(f"[cyan]•[/] {m}"))

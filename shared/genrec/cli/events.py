@@ -62,8 +62,10 @@ def bridge() -> None:
 
     from genrec.devstack.services import SERVICES
     from genrec.events.bridge import Bridge, ConsumerLagCollector
+    from genrec.logs import configure_logging
 
     s = get_settings()
+    configure_logging("bridge", s)
     # Deliver only to functions this stack runs; records for the others wait in Kafka.
     running = Bridge(s, url_for=lambda name: s.function_url(name.replace("-", "_")) if name in SERVICES else None)
     registry = CollectorRegistry()

@@ -10,6 +10,7 @@ kept per request so that paging never repeats an item.
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -30,6 +31,8 @@ log = logging.getLogger("genrec.recommend")
 
 NEW_ITEM_AGE = timedelta(days=1)
 FALLBACK_VERSION = "fallback"
+FALLBACK_BOARD_TTL_S = 60.0
+FALLBACK_BOARD_SIZE = 500
 
 
 class ModelUnavailable(RuntimeError):
@@ -65,6 +68,7 @@ class RecommendService:
         self.model = model
         self.pages = PageStore(res.hot.r)
         self.top_k = s.model.top_k
+        self._fallback_board: tuple[list[tuple[str, float]], float] = ([], float("-inf"))
 
     # ------------------------------------------------------------------ public API
     def for_user(self, user_id: str, count: int, *, exclude: Sequence[str] = (), filters: Filters | None = None,
@@ -193,9 +197,22 @@ class RecommendService:
                 board += [(i, s) for i, s in self.res.hot.popular_items("", 4 * (size + len(seen)))
                           if i not in have]
         except Exception as exc:
-            log.warning("popularity unavailable: %s", exc)
-            board = []
+            log.warning("popularity unavailable in Redis, using recent events: %s", exc)
+            board = self._recent_board()
         return Ranked("popularity", FALLBACK_VERSION, [Candidate(i, s) for i, s in board if i not in seen])
+
+    def _recent_board(self) -> list[tuple[str, float]]:
+        """Most interacted items of the last week from PostgreSQL, cached for a minute so a
+        Redis outage does not turn every request into a scan."""
+        now = time.monotonic()
+        board, at = self._fallback_board
+        if now - at > FALLBACK_BOARD_TTL_S:
+            try:
+                board = self.res.events.top_items(FALLBACK_BOARD_SIZE, datetime.now(UTC) - timedelta(days=7))
+            except Exception as exc:
+                log.warning("no popularity from PostgreSQL either: %s", exc)
+            self._fallback_board = (board, now)
+        return board
 
     # ------------------------------------------------------------------ lists and pages
     def _first_page(self, ranked: Ranked, count: int, *, user_id: str | None, history: list[str],
@@ -211,7 +228,11 @@ class RecommendService:
         stored = RankedList(request_id=request_id, user_id=user_id, served_by=ranked.served_by,
                             version=ranked.version, rows=[r.model_dump() for r in rows], debug=ranked.debug)
         if len(rows) > count:
-            self.pages.save(stored)
+            try:
+                self.pages.save(stored)
+            except Exception as exc:  # no page store (Redis away): serve the first page without a next token
+                log.warning("pages unavailable: %s", exc)
+                stored.rows = stored.rows[:count]
         return _to_page(stored, 0, count)
 
     def _page(self, token: str, count: int, user_id: str | None) -> RecommendationList:

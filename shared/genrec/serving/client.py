@@ -105,7 +105,9 @@ class ModelClient:
                 inputs.append(inp)
             outputs = [tc.InferRequestedOutput(n) for n in ("recommendations", "scores", "artifact_version")]
             kwargs = {"client_timeout": self.timeout_s} if self.protocol == "grpc" else {}
-            result = client.infer(self.model_name, inputs, outputs=outputs, **kwargs)
+            from genrec.tracing import outgoing_headers  # the model server's span joins the request's trace
+
+            result = client.infer(self.model_name, inputs, outputs=outputs, headers=outgoing_headers(), **kwargs)
         except Exception as exc:
             status = _status(exc)
             if status is not None and 400 <= status < 500 and status != 408 and status != 429:

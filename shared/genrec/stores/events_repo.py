@@ -36,9 +36,18 @@ class UserEvent:
 
 
 _INSERT = """
+WITH batch AS (
+    SELECT DISTINCT ON (source, event_id) *
+    FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::float8[],
+                %s::timestamptz[], %s::jsonb[])
+         AS b(event_id, source, user_id, item_id, event_type, value, ts, context)
+), fresh AS (
+    INSERT INTO user_event_ids (source, event_id) SELECT source, event_id FROM batch
+    ON CONFLICT DO NOTHING RETURNING source, event_id
+)
 INSERT INTO user_events (event_id, source, user_id, item_id, event_type, value, ts, context)
-SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::float8[],
-                     %s::timestamptz[], %s::jsonb[])
+SELECT b.event_id, b.source, b.user_id, b.item_id, b.event_type, b.value, b.ts, b.context
+FROM batch b JOIN fresh f ON f.source = b.source AND f.event_id = b.event_id
 ON CONFLICT (source, event_id, ts) DO NOTHING
 """
 
@@ -88,6 +97,19 @@ class EventRepo:
                 """,
                 (user_id, event_types, event_types, since, since, limit),
             ).fetchall()
+
+    def top_items(self, limit: int, since: datetime) -> list[tuple[str, float]]:
+        """Items with the most events received since ``since``: the popularity board of last
+        resort when Redis is unavailable (callers cache it; it scans recent events)."""
+        with transaction(self.db) as conn:
+            rows = conn.execute(
+                """
+                SELECT item_id, count(*)::float8 FROM user_events WHERE received_at >= %s
+                GROUP BY item_id ORDER BY 2 DESC, item_id LIMIT %s
+                """,
+                (since, limit),
+            ).fetchall()
+        return [(r[0], r[1]) for r in rows]
 
     def ensure_partitions(self, timestamps: Iterable[datetime]) -> list[str]:
         """Pre-create month partitions (e.g. next month's, from a maintenance job)."""

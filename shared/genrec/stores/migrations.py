@@ -109,4 +109,22 @@ MIGRATIONS: list[tuple[int, str, str]] = [
             FOR EACH ROW EXECUTE FUNCTION genrec_touch_updated_at();
         """,
     ),
+    (
+        6,
+        "user_event_ids: each (source, event_id) stored once, whatever its timestamp",
+        """
+        -- user_events' key has to include its partition key (ts), so an event re-sent with
+        -- another timestamp would be stored twice; this table is the once-only guard.
+        -- Rows older than the broker's retention can be deleted: no redelivery reaches them.
+        CREATE TABLE IF NOT EXISTS user_event_ids (
+            source      text NOT NULL,
+            event_id    text NOT NULL,
+            received_at timestamptz NOT NULL DEFAULT now(),
+            PRIMARY KEY (source, event_id)
+        );
+        INSERT INTO user_event_ids (source, event_id, received_at)
+            SELECT source, event_id, min(received_at) FROM user_events GROUP BY source, event_id
+            ON CONFLICT DO NOTHING;
+        """,
+    ),
 ]

@@ -1,0 +1,86 @@
+"""Traces (OpenTelemetry) that follow a request across services and through Kafka.
+
+W3C trace context comes in on HTTP headers, is stamped on every CloudEvent that
+event-capture accepts (the CloudEvents Distributed Tracing extension: a ``traceparent``
+attribute, carried on Kafka as the ``ce_traceparent`` header and delivered by KafkaSource
+or the local bridge as ``ce-traceparent``), and is continued by the consuming function; the
+recommend function passes it to the model server. Spans are exported over OTLP when
+``observability.otlp_endpoint`` is set; without it the ids are still made and propagated
+(and appear in the logs), nothing is exported.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import replace
+from typing import Any
+
+from cloudevents.core.v1.event import CloudEvent
+from opentelemetry import propagate, trace
+from opentelemetry.trace import Span, SpanKind
+
+from genrec.config import Settings, get_settings
+from genrec.events.codec import ValidEvent
+
+_tracer = trace.get_tracer("genrec")
+
+
+def setup_tracing(service: str, s: Settings | None = None) -> None:
+    """Install this process's tracer provider (once, at start)."""
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+
+    s = s or get_settings()
+    obs = s.observability
+    provider = TracerProvider(resource=Resource.create({"service.name": f"genrec-{service}"}),
+                              sampler=ParentBased(TraceIdRatioBased(obs.trace_sample_ratio)))
+    if obs.otlp_endpoint:
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=obs.otlp_endpoint)))
+    trace.set_tracer_provider(provider)
+
+
+@contextmanager
+def server_span(name: str, headers: Mapping[str, str]) -> Iterator[Span]:
+    """A span for an incoming HTTP request, child of the caller's ``traceparent`` if any."""
+    with _tracer.start_as_current_span(name, context=propagate.extract(dict(headers)), kind=SpanKind.SERVER) as span:
+        yield span
+
+
+@contextmanager
+def event_span(name: str, event: Any) -> Iterator[Span]:
+    """A span for handling one CloudEvent, child of the trace stamped on the event."""
+    carrier = {k: str(v) for k in ("traceparent", "tracestate") if (v := event.get_extension(k))}
+    with _tracer.start_as_current_span(name, context=propagate.extract(carrier), kind=SpanKind.CONSUMER,
+                                       attributes={"cloudevents.event_id": event.get_id(),
+                                                   "cloudevents.event_type": event.get_type()}) as span:
+        yield span
+
+
+def stamp(ev: ValidEvent) -> ValidEvent:
+    """The event with the current trace context on it, unless it carries one already."""
+    if ev.event.get_extension("traceparent"):
+        return ev
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    if not carrier.get("traceparent"):
+        return ev
+    context = {k: v for k, v in carrier.items() if k in ("traceparent", "tracestate")}
+    attributes = {**ev.event.get_attributes(), **context}
+    return replace(ev, event=CloudEvent(attributes=attributes, data=ev.event.get_data()))
+
+
+def outgoing_headers() -> dict[str, str]:
+    """Headers that continue the current trace in a downstream call."""
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    return carrier
+
+
+def current_trace_id() -> str | None:
+    ctx = trace.get_current_span().get_span_context()
+    return format(ctx.trace_id, "032x") if ctx.is_valid else None
