@@ -83,6 +83,7 @@ class KafkaSettings(BaseModel):
     topics: dict[str, TopicSettings] = Field(default_factory=_default_topics)
     dead_letter_suffix: str = ".dlq"
     publish_timeout_s: float = 5.0
+    served_log_linger_ms: int = Field(default=200, ge=0, le=5000)  # recommend's recommendation.served batching
     # Fast local group joins (tansu waits ~session.timeout/2 on join).
     session_timeout_ms: int = 6000
     heartbeat_interval_ms: int = 500

@@ -54,19 +54,23 @@ def create_app(s: Settings | None = None, model: ModelBackend | None = None) -> 
             state["service"] = RecommendService(s, res, model if model is not None else default_model_backend(s))
         return state["service"]  # type: ignore[return-value]
 
-    def publisher() -> EventPublisher:
-        if "publisher" not in state:
-            state["publisher"] = EventPublisher(s, timeout_s=s.kafka.publish_timeout_s)
-        return state["publisher"]  # type: ignore[return-value]
+    def publisher(kind: str = "feedback") -> EventPublisher:
+        """``feedback``: acknowledged before answering; ``served``: fire-and-forget logs, batched
+        (linger) so the broker's produce rate, and its storage writes, do not follow the request rate."""
+        if kind not in state:
+            linger = s.kafka.served_log_linger_ms if kind == "served" else None
+            state[kind] = EventPublisher(s, timeout_s=s.kafka.publish_timeout_s, linger_ms=linger)
+        return state[kind]  # type: ignore[return-value]
 
     def on_stop() -> None:
-        if "publisher" in state:
-            publisher().close()
+        for kind in ("feedback", "served"):
+            if kind in state:
+                publisher(kind).close()
         res.close()
 
     app = create_base_app("recommend", title="genrec recommend API", rate_limit_per_s=s.auth.rate_limit_per_s,
                           cors_origins=s.auth.cors_origins)
-    app.state.on_start = lambda: (service(), publisher())
+    app.state.on_start = lambda: (service(), publisher("feedback"), publisher("served"))
     app.state.on_stop = on_stop
     # Which path served each list (model / cache / vector / popularity / session): the
     # fallback rate and the cache hit ratio are ratios of this counter.
@@ -91,7 +95,7 @@ def create_app(s: Settings | None = None, model: ModelBackend | None = None) -> 
                 "algorithm_version": result.algorithm_version, "served_by": result.served_by,
                 "latency_ms": latency_ms, "timestamp": datetime.now(UTC).isoformat(),
             }, source=SOURCE, event_id=f"served-{result.request_id}-{uuid.uuid4().hex[:8]}")
-            publisher().publish_nowait([ev])
+            publisher("served").publish_nowait([ev])
         except Exception as exc:  # analytics must never fail a recommendation
             log.warning("served event not emitted: %s", exc)
         return result
@@ -155,7 +159,7 @@ def create_app(s: Settings | None = None, model: ModelBackend | None = None) -> 
         except EventError as exc:
             return JSONResponse(exc.to_json(), status_code=400)
         try:
-            await publisher().publish([ev])
+            await publisher("feedback").publish([ev])
         except BrokerUnavailable as exc:
             return JSONResponse(error_body("", f"{exc}; retry", "broker_unavailable"), status_code=503,
                                 headers={"retry-after": "1"})

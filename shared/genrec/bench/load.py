@@ -434,9 +434,9 @@ def plot(r: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
-def write_results(r: dict[str, Any], out_dir: Path) -> Path:
+def write_results(r: dict[str, Any], out_dir: Path, label: str = "cpu") -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
-    stem = out_dir / f"load-{r['machine'].get('tag', 'cpu')}"
+    stem = out_dir / f"load-{label}"
     stem.with_suffix(".json").write_text(json.dumps(r, indent=2))
     stem.with_suffix(".md").write_text(markdown_report(r))
     plot(r, stem.with_suffix(".png"))

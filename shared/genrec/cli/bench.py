@@ -67,6 +67,7 @@ def load(
     event_rate: float = typer.Option(0.0, "--event-rate", help="Events/s offered in total (0: as fast as accepted)."),
     probes: int = typer.Option(20, "--probes", help="Freshness probes (new-item probes: a quarter of it)."),
     out: Path = typer.Option(Path("bench/results"), "--out", help="Where the json/md/png go."),
+    label: str = typer.Option("cpu", "--label", help="Results go to load-LABEL.{json,md,png}."),
 ) -> None:
     """Mixed traffic against the running stack (`genrec dev up` + a model in production)."""
     from genrec.bench.load import LoadConfig, LoadError, markdown_report, run_load, write_results
@@ -89,6 +90,6 @@ def load(
     except LoadError as exc:
         console.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2) from None
-    stem = write_results(results, out)
+    stem = write_results(results, out, label)
     console.print(markdown_report(results))
     console.print(f"results in {stem}.{{json,md,png}}")

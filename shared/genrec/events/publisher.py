@@ -28,10 +28,11 @@ class BrokerUnavailable(RuntimeError):
 
 
 class EventPublisher:
-    def __init__(self, s: Settings, *, timeout_s: float = 5.0) -> None:
+    def __init__(self, s: Settings, *, timeout_s: float = 5.0, linger_ms: int | None = None) -> None:
+        """``linger_ms`` trades delay for fewer, larger produce requests (fire-and-forget logs)."""
         self.s = s
         self.timeout_s = timeout_s
-        self._producer = producer(s)
+        self._producer = producer(s, **({"linger.ms": linger_ms} if linger_ms is not None else {}))
         self._stop = threading.Event()
         self._poller = threading.Thread(target=self._poll, name="kafka-delivery", daemon=True)
         self._poller.start()

@@ -244,7 +244,7 @@ class RecommendService:
     def _items(self, ids: list[str]) -> list[Item]:
         if not ids:
             return []
-        return self.res.catalog.get_many(list(dict.fromkeys(ids)))
+        return self.res.catalog.get_many(list(dict.fromkeys(ids)), with_embedding=False)
 
     def _row(self, c: Candidate, item: Item, served_by: ServedBy, history: list[Item],
              filters: Filters) -> RecommendedItem:
