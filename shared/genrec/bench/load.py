@@ -68,6 +68,15 @@ def _percentiles(values: list[float]) -> dict[str, float | None]:
             "p99": float(np.percentile(arr, 99)), "max": float(arr.max()), "mean": float(arr.mean())}
 
 
+def _run_clients(client: Any, n: int) -> None:
+    """``client(index)`` on ``n`` threads, until each returns."""
+    threads = [threading.Thread(target=client, args=(t,)) for t in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
 def _recommend_process(args: tuple[list[str], LoadConfig, int, float]) -> dict[str, Any]:
     """One load process: ``recommend_threads`` closed-loop clients until ``deadline`` (wall clock).
     Settings come from the environment and genrec.toml, which the spawned process inherits."""
@@ -103,11 +112,7 @@ def _recommend_process(args: tuple[list[str], LoadConfig, int, float]) -> dict[s
                 served_by[body.get("served_by", "error")] += 1
         http.close()
 
-    threads = [threading.Thread(target=client, args=(t,)) for t in range(cfg.recommend_threads)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    _run_clients(client, cfg.recommend_threads)
     return {"latencies_ms": latencies, "statuses": dict(statuses), "served_by": dict(served_by)}
 
 
@@ -150,11 +155,7 @@ def _event_process(args: tuple[list[str], LoadConfig, int, float]) -> dict[str, 
                     out["refused"] += 1
         http.close()
 
-    threads = [threading.Thread(target=client, args=(t,)) for t in range(cfg.event_threads)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    _run_clients(client, cfg.event_threads)
     return out
 
 
