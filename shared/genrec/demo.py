@@ -71,15 +71,11 @@ class Demo:
         with connect(self.s) as conn:
             return int(conn.execute(sql, args).fetchone()[0])
 
-    def _caught_up(self, topic_key: str) -> bool:
+    def _caught_up(self, function: str) -> bool:
         from genrec.events.kafka import consumer_lag
-        from genrec.events.subscriptions import SUBSCRIPTIONS
+        from genrec.events.subscriptions import consumer_groups
 
-        groups: dict[str, list[str]] = {}
-        for sub in SUBSCRIPTIONS:
-            if sub.topic_key == topic_key and sub.function == "cold-start-embedding":
-                groups.setdefault(sub.group_id, []).append(sub.topic(self.s))
-        return sum(consumer_lag(self.s, groups).values()) == 0
+        return sum(consumer_lag(self.s, consumer_groups(self.s, function=function)).values()) == 0
 
     # ------------------------------------------------------------------ steps
     def bring_up(self) -> None:
@@ -97,9 +93,10 @@ class Demo:
         self._send(items, "items")
         # Every item stored with a vector, and cold-start-embedding caught up with its topic (on a
         # re-run the items exist already: only the consumer's lag shows this run's events are done).
+        embedded = "SELECT count(*) FROM items WHERE item_id = ANY(%s) AND embedding IS NOT NULL"
         self._wait(f"{ds.n_items} items embedded into PostgreSQL and Milvus by cold-start-embedding",
-                   lambda: self._count("SELECT count(*) FROM items WHERE item_id = ANY(%s) AND embedding IS NOT NULL",
-                                       list(ds.items.item_id)) >= ds.n_items and self._caught_up("item_events"))
+                   lambda: self._count(embedded, list(ds.items.item_id)) >= ds.n_items
+                   and self._caught_up("cold-start-embedding"))
         events = [{
             "specversion": "1.0", "id": f"{self.tag}-{i}", "source": SOURCE, "type": INTERACTION,
             "data": {"user_id": r["user_id"], "item_id": r["item_id"], "event_type": r["event_type"],

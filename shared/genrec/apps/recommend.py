@@ -47,7 +47,6 @@ def create_app(s: Settings | None = None, model: ModelBackend | None = None) -> 
     s = s or get_settings()
     res = Resources(s)
     state: dict[str, object] = {}
-    seen_versions: set[str] = set()
 
     def service() -> RecommendService:
         if "service" not in state:
@@ -82,11 +81,10 @@ def create_app(s: Settings | None = None, model: ModelBackend | None = None) -> 
     def served(result: RecommendationList, started: float) -> RecommendationList:
         latency_ms = (time.perf_counter() - started) * 1000
         served_by.labels(result.served_by).inc()
-        if result.served_by in ("model", "session") and result.algorithm_version not in seen_versions:
+        if result.served_by in ("model", "session") and state.get("model_version") != result.algorithm_version:
+            state["model_version"] = result.algorithm_version
             model_version.clear()  # one series: the version now answering
             model_version.labels(result.algorithm_version).set(1)
-            seen_versions.clear()
-            seen_versions.add(result.algorithm_version)
         result.debug["latency_ms"] = round(latency_ms, 2)
         try:
             ev = new_event(RECOMMENDATION_SERVED, {

@@ -234,12 +234,10 @@ class Probes:
 
 class LagSampler:
     def __init__(self, s: Settings, interval_s: float = 2.0) -> None:
-        from genrec.events.subscriptions import SUBSCRIPTIONS
+        from genrec.events.subscriptions import consumer_groups
 
         self.s, self.interval_s = s, interval_s
-        self.groups: dict[str, list[str]] = {}
-        for sub in SUBSCRIPTIONS:
-            self.groups.setdefault(sub.group_id, []).append(sub.topic(s))
+        self.groups = consumer_groups(s)
         self.samples: list[tuple[float, dict[str, int]]] = []
         self.stop = threading.Event()
 

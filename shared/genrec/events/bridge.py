@@ -26,7 +26,7 @@ from prometheus_client.registry import Collector
 
 from genrec.config import Settings
 from genrec.events.kafka import consumer, consumer_lag, producer
-from genrec.events.subscriptions import SUBSCRIPTIONS, Subscription
+from genrec.events.subscriptions import SUBSCRIPTIONS, Subscription, consumer_groups
 
 log = logging.getLogger("genrec.bridge")
 
@@ -65,9 +65,7 @@ class ConsumerLagCollector(Collector):
     def __init__(self, s: Settings, subscriptions: tuple[Subscription, ...] = SUBSCRIPTIONS,
                  interval_s: float = 5.0) -> None:
         self.s, self.interval_s = s, interval_s
-        self.groups: dict[str, list[str]] = {}
-        for sub in subscriptions:
-            self.groups.setdefault(sub.group_id, []).append(sub.topic(s))
+        self.groups = consumer_groups(s, subscriptions)
         self.latest: dict[tuple[str, str], int] = {}
         self._stop = threading.Event()
 

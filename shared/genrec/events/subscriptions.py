@@ -34,3 +34,13 @@ SUBSCRIPTIONS: tuple[Subscription, ...] = (
     Subscription("analytics-sink", "user_events", (INTERACTION,), path="/events"),
     Subscription("analytics-sink", "recommendation_logs", (RECOMMENDATION_SERVED,), path="/events"),
 )
+
+
+def consumer_groups(s: Settings, subscriptions: tuple[Subscription, ...] = SUBSCRIPTIONS,
+                    function: str | None = None) -> dict[str, list[str]]:
+    """Consumer group -> the topics it reads (optionally only ``function``'s): what lag is measured on."""
+    groups: dict[str, list[str]] = {}
+    for sub in subscriptions:
+        if function is None or sub.function == function:
+            groups.setdefault(sub.group_id, []).append(sub.topic(s))
+    return groups

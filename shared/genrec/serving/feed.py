@@ -186,15 +186,7 @@ def append_items(
     ``CodeFeed.all_codes()``). ``artifact`` defaults to the production artifact. Returns
     the dense indices (``n_base_items + feed position``), idempotent per item id.
     """
-    from genrec.stores.hot_state import redis_client
-
-    client = client or redis_client(settings)
-    if artifact is None or isinstance(artifact, str):
-        uri = artifact or resolve_current(settings, client)
-        if uri is None:
-            raise RuntimeError("no production artifact: promote one with `genrec serve promote DIR`")
-        artifact = _open_cached(uri, settings)
-    return feed_for(artifact, client).append(item_ids, codes)
+    return _feed(artifact, settings, client).append(item_ids, codes)
 
 
 def assign_and_append(
@@ -207,15 +199,7 @@ def assign_and_append(
     codes are assigned against the trained *and* fed table, and reassigned if another
     writer took one of them in the meantime (``CodesTaken``).
     """
-    from genrec.stores.hot_state import redis_client
-
-    client = client or redis_client(settings)
-    if artifact is None or isinstance(artifact, str):
-        uri = artifact or resolve_current(settings, client)
-        if uri is None:
-            raise RuntimeError("no production artifact: promote one with `genrec serve promote DIR`")
-        artifact = _open_cached(uri, settings)
-    feed = feed_for(artifact, client)
+    feed = _feed(artifact, settings, client)
     for attempt in range(retries + 1):
         codes = tokenizer.assign(np.asarray(embeddings, dtype=np.float32), existing=feed.all_codes())
         try:
@@ -224,6 +208,19 @@ def assign_and_append(
             if attempt == retries:
                 raise
     raise AssertionError("unreachable")
+
+
+def _feed(artifact: ServingArtifact | str | None, settings: Settings | None, client: Any) -> CodeFeed:
+    """The code feed of ``artifact`` (an artifact, its URI, or None for the production one)."""
+    from genrec.stores.hot_state import redis_client
+
+    client = client or redis_client(settings)
+    if artifact is None or isinstance(artifact, str):
+        uri = artifact or resolve_current(settings, client)
+        if uri is None:
+            raise RuntimeError("no production artifact: promote one with `genrec serve promote DIR`")
+        artifact = _open_cached(uri, settings)
+    return feed_for(artifact, client)
 
 
 _artifacts: dict[str, ServingArtifact] = {}
