@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
 import jsonschema
 import pytest
@@ -44,6 +45,28 @@ def test_http_binary_and_kafka_round_trip_keep_id_source_and_data() -> None:
     assert topic == "item_events" and msg.key == "sku-1"
     again = codec.from_kafka(list(msg.headers.items()), msg.key, msg.value)
     assert (again.id, again.type, again.data) == ("x-1", ITEM_UPSERTED, ev.data)
+
+
+def test_kafka_records_forwarded_as_a_batch_arrive_unchanged() -> None:
+    # What the bridge does with a backlog: Kafka binary-mode records → one CloudEvents batch.
+    when = datetime(2026, 3, 1, 12, 30, tzinfo=UTC)
+    events = [codec.new_event(INTERACTION, {"user_id": f"u{i}", "item_id": "sku-1", "event_type": "click"},
+                              source="shop", event_id=f"e{i}", time=when) for i in range(3)]
+    records = [codec.to_kafka(ev, Settings())[1] for ev in events]
+    batch = [codec.kafka_to_structured(list(m.headers.items()), m.value) for m in records]
+    back = codec.parse_http({"content-type": codec.BATCH_CONTENT_TYPE}, json.dumps(batch).encode())
+    assert [(ev.id, ev.source, ev.type, ev.time, ev.data) for ev in back] == [
+        (ev.id, ev.source, ev.type, when, ev.data) for ev in events]
+    assert codec.kafka_to_structured([], b'{"no": "attributes"}') is None  # not a CloudEvent
+    assert codec.kafka_to_structured([("ce_specversion", b"1.0")], b"{broken") is None
+
+
+def test_batch_event_with_a_bad_time_names_the_field() -> None:
+    body = json.dumps([{"specversion": "1.0", "id": "1", "source": "s", "type": INTERACTION, "time": "yesterday",
+                        "data": {"user_id": "u", "item_id": "i", "event_type": "view"}}]).encode()
+    with pytest.raises(codec.EventError) as err:
+        codec.parse_http({"content-type": codec.BATCH_CONTENT_TYPE}, body)
+    assert err.value.field == "[0].time"
 
 
 def test_structured_mode_without_id_is_refused() -> None:

@@ -84,10 +84,13 @@ class KafkaSettings(BaseModel):
     dead_letter_suffix: str = ".dlq"
     publish_timeout_s: float = 5.0
     served_log_linger_ms: int = Field(default=200, ge=0, le=5000)  # recommend's recommendation.served batching
+    # event-capture waits this long to merge concurrent requests into one produce per
+    # partition: every produce is a write to the broker's log store (S3 for tansu).
+    ingest_linger_ms: int = Field(default=2, ge=0, le=1000)
     # Fast local group joins (tansu waits ~session.timeout/2 on join).
     session_timeout_ms: int = 6000
     heartbeat_interval_ms: int = 500
-    fetch_wait_max_ms: int = 50  # the broker holds an empty fetch this long: latency vs idle load
+    fetch_wait_max_ms: int = 100  # the broker holds an empty fetch this long: latency vs idle load (S3 reads)
     security_protocol: str = "PLAINTEXT"
     sasl_mechanism: str | None = None
     sasl_username: str | None = None

@@ -47,3 +47,5 @@ def configure_logging(service: str, s: Settings | None = None, stream: TextIO | 
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(s.observability.log_level)
+    # One INFO line per outgoing HTTP call (the bridge makes thousands a second) is noise.
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, root.level))

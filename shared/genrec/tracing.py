@@ -11,14 +11,14 @@ recommend function passes it to the model server. Spans are exported over OTLP w
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
 
 from cloudevents.core.v1.event import CloudEvent
 from opentelemetry import propagate, trace
-from opentelemetry.trace import Span, SpanKind
+from opentelemetry.trace import Link, Span, SpanKind
 
 from genrec.config import Settings, get_settings
 from genrec.events.codec import ValidEvent
@@ -58,6 +58,21 @@ def event_span(name: str, event: Any) -> Iterator[Span]:
     with _tracer.start_as_current_span(name, context=propagate.extract(carrier), kind=SpanKind.CONSUMER,
                                        attributes={"cloudevents.event_id": event.get_id(),
                                                    "cloudevents.event_type": event.get_type()}) as span:
+        yield span
+
+
+@contextmanager
+def batch_span(name: str, events: Sequence[Any]) -> Iterator[Span]:
+    """One span for handling a batch of CloudEvents, linked to the trace stamped on each
+    (OpenTelemetry's messaging convention for batch receive: a batch has many parents)."""
+    links = []
+    for event in events:
+        carrier = {k: str(v) for k in ("traceparent", "tracestate") if (v := event.get_extension(k))}
+        ctx = trace.get_current_span(propagate.extract(carrier)).get_span_context()
+        if ctx.is_valid:
+            links.append(Link(ctx))
+    with _tracer.start_as_current_span(name, kind=SpanKind.CONSUMER, links=links,
+                                       attributes={"messaging.batch.message_count": len(events)}) as span:
         yield span
 
 

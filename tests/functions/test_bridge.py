@@ -11,8 +11,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from genrec.config import Settings
-from genrec.events.bridge import Bridge
-from genrec.events.codec import new_event
+from genrec.events.bridge import Bridge, ConsumerLagCollector
+from genrec.events.codec import new_event, parse_http
 from genrec.events.contracts import INTERACTION
 from genrec.events.kafka import consumer_lag
 from genrec.events.publisher import EventPublisher
@@ -23,30 +23,35 @@ pytestmark = pytest.mark.stack
 
 
 class Subscriber:
-    """A function stand-in that records what it receives and fails on demand."""
+    """A function stand-in that records what it receives and fails on demand. Like a real
+    function it takes one CloudEvent or a batch, and refuses a batch with a bad record whole."""
 
     def __init__(self, marker: str) -> None:
         self.marker = marker
         self.received: dict[str, list[str]] = defaultdict(list)  # user → item ids, in arrival order
-        self.attempts: dict[str, int] = defaultdict(int)
+        self.attempts: dict[str, int] = defaultdict(int)  # deliveries of the record on its own
+        self.batches = 0  # requests that carried more than one record
         self.unavailable_for = 0  # answer 503 to this many requests first
         self.lock = threading.Lock()
         self.app = FastAPI()
 
         @self.app.post("/")
         async def receive(request: Request) -> JSONResponse:
-            data = await request.json()
-            event_id = request.headers["ce-id"]
+            events = parse_http(request.headers, await request.body())
             with self.lock:
-                self.attempts[event_id] += 1
+                if len(events) == 1:
+                    self.attempts[events[0].id] += 1
+                else:
+                    self.batches += 1
                 if self.unavailable_for > 0:
                     self.unavailable_for -= 1
                     return JSONResponse({"error": "busy"}, status_code=503)
-            if data["item_id"] == "poison" and event_id.startswith(self.marker):
+            ours = [ev for ev in events if ev.id.startswith(self.marker)]
+            if any(ev.data.item_id == "poison" for ev in ours):
                 return JSONResponse({"error": "cannot process"}, status_code=500)
-            if event_id.startswith(self.marker):
-                with self.lock:
-                    self.received[data["user_id"]].append(data["item_id"])
+            with self.lock:
+                for ev in ours:
+                    self.received[ev.data.user_id].append(ev.data.item_id)
             return JSONResponse({}, status_code=200)
 
     def count(self) -> int:
@@ -92,6 +97,7 @@ def test_delivers_in_order_dead_letters_poison_and_continues(stack: Settings) ->
     assert subscriber.received[f"{marker}-u0"] == ["item-0", "item-1", "item-3", "item-4"]
     for u in (1, 2):
         assert subscriber.received[f"{marker}-u{u}"] == [f"item-{i}" for i in range(5)]
+    assert subscriber.batches >= 1  # the backlog went in batches; the poison one was split up
     assert subscriber.attempts[f"{marker}-0-2"] == 3
     dlq = read_topic(stack, stack.kafka.dead_letter_topic("user_events"), until=1,
                      match=lambda ev: ev.id.startswith(marker))
@@ -108,11 +114,20 @@ def test_unavailable_function_is_retried_without_loss_or_dead_letter(stack: Sett
     pub.close()
     with ThreadedServer(subscriber.app) as server:
         bridge = _bridge(stack, sub, server.url).start()
+        gauge = ConsumerLagCollector(bridge)
         try:
+            # records waiting on an unavailable function show as consumer lag on /metrics
+            assert wait_for(lambda: _lag_metric(gauge) > 0)
             assert wait_for(lambda: subscriber.count() == 6), subscriber.received
+            assert wait_for(lambda: _lag_metric(gauge) == 0, 30)
         finally:
             bridge.stop()
     assert bridge.stats.dead_lettered == 0 and bridge.stats.retries >= 6
+
+
+def _lag_metric(gauge: ConsumerLagCollector) -> float:
+    (family,) = gauge.collect()
+    return sum(sample.value for sample in family.samples)
 
 
 def test_offsets_committed_only_after_success_survive_a_restart(stack: Settings) -> None:

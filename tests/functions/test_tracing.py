@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 
 import httpx
 import pytest
+from cloudevents.core.formats.json import JSONFormat
 from fastapi.testclient import TestClient
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
@@ -14,8 +16,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from genrec.apps.event_function import create_event_app
 from genrec.config import Settings
-from genrec.events.codec import new_event, to_http_binary
-from genrec.events.contracts import INTERACTION
+from genrec.events.codec import BATCH_CONTENT_TYPE, new_event, to_http_binary
+from genrec.events.contracts import INTERACTION, ITEM_UPSERTED
 from genrec.tracing import stamp
 from tests.helpers import read_topic
 
@@ -64,3 +66,30 @@ def test_consuming_function_continues_the_trace_stamped_on_the_event(spans: InMe
     assert handled.context.trace_id == producer.get_span_context().trace_id
     assert handled.parent.span_id == producer.get_span_context().span_id
     assert handled.attributes["cloudevents.event_id"] == ev.id
+
+
+def test_batch_is_handled_in_one_call_linked_to_every_events_trace(spans: InMemorySpanExporter) -> None:
+    calls: list[list[str]] = []
+
+    def on_batch(evs):
+        calls.append([ev.id for ev in evs])
+        return [{"id": ev.id} for ev in evs]
+
+    app = create_event_app("batcher", "probe", {INTERACTION: lambda ev: calls.append([ev.id]),
+                                                ITEM_UPSERTED: lambda ev: calls.append([ev.id])},
+                           batch_handlers={INTERACTION: on_batch})
+    events, producers = [], []
+    for i in range(4):
+        with trace.get_tracer("test").start_as_current_span(f"producer-{i}") as producer:
+            kind, data = ((ITEM_UPSERTED, {"item_id": "i", "title": "t"}) if i == 2
+                          else (INTERACTION, {"user_id": "u", "item_id": "i", "event_type": "view"}))
+            events.append(stamp(new_event(kind, data, source="t", event_id=f"b{i}")))
+            producers.append(producer.get_span_context())
+    body = json.dumps([json.loads(JSONFormat().write(ev.event)) for ev in events])
+    resp = TestClient(app).post("/", headers={"content-type": BATCH_CONTENT_TYPE}, content=body)
+    assert resp.status_code == 200 and resp.json()["processed"] == 4
+    # consecutive same-type runs, in order: a run of two goes to the batch handler in one call
+    assert calls == [["b0", "b1"], ["b2"], ["b3"]]
+    batch = next(s for s in spans.get_finished_spans() if s.name == f"batcher {INTERACTION} batch")
+    assert {link.context.span_id for link in batch.links} == {p.span_id for p in producers[:2]}
+    assert batch.attributes["messaging.batch.message_count"] == 2

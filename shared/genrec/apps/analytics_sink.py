@@ -8,6 +8,7 @@ the same sink (or ClickHouse's Kafka engine) ingests, and readers may query it d
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
@@ -34,26 +35,35 @@ def create_app(s: Settings | None = None) -> FastAPI:
     s = s or get_settings()
     holder = _Store(s)
 
-    def on_interaction(ev: ValidEvent) -> dict:
+    def interaction_row(ev: ValidEvent) -> AnalyticsEvent:
         d: InteractionData = ev.data  # type: ignore[assignment]
-        holder.analytics.insert_events([AnalyticsEvent(
+        return AnalyticsEvent(
             event_id=ev.id, source=ev.source, user_id=d.user_id, item_id=d.item_id, event_type=d.event_type,
             timestamp=d.timestamp or ev.time, value=d.value if d.value is not None else 1.0,
             request_id=str(d.context.get("request_id", "")),
-        )])
-        return {"id": ev.id}
+        )
 
-    def on_served(ev: ValidEvent) -> dict:
+    def served_row(ev: ValidEvent) -> RecommendationLog:
         d: RecommendationServedData = ev.data  # type: ignore[assignment]
-        holder.analytics.insert_recommendation_logs([RecommendationLog(
+        return RecommendationLog(
             request_id=d.request_id, user_id=d.user_id, items=list(d.items), scores=list(d.scores),
             algorithm_version=d.algorithm_version, served_by=d.served_by, latency_ms=d.latency_ms,
             timestamp=d.timestamp,
-        )])
-        return {"id": ev.id}
+        )
 
+    def on_interactions(evs: Sequence[ValidEvent]) -> list[dict]:
+        holder.analytics.insert_events([interaction_row(ev) for ev in evs])
+        return [{"id": ev.id} for ev in evs]
+
+    def on_served(evs: Sequence[ValidEvent]) -> list[dict]:
+        holder.analytics.insert_recommendation_logs([served_row(ev) for ev in evs])
+        return [{"id": ev.id} for ev in evs]
+
+    # One insert per delivered batch: ClickHouse wants few large inserts, not many rows.
+    batch = {INTERACTION: on_interactions, RECOMMENDATION_SERVED: on_served}
     app = create_event_app("analytics-sink", "genrec analytics sink",
-                           {INTERACTION: on_interaction, RECOMMENDATION_SERVED: on_served}, path="/events")
+                           {t: lambda ev, h=h: h([ev])[0] for t, h in batch.items()}, path="/events",
+                           batch_handlers=batch)
     app.state.on_start = lambda: holder.analytics  # open (and create the schema) at start
 
     def window(hours: float) -> tuple[datetime, datetime]:

@@ -44,7 +44,8 @@ def create_app(s: Settings | None = None) -> FastAPI:
 
     def publisher() -> EventPublisher:
         if "publisher" not in resources:
-            resources["publisher"] = EventPublisher(s, timeout_s=s.kafka.publish_timeout_s)
+            resources["publisher"] = EventPublisher(s, timeout_s=s.kafka.publish_timeout_s,
+                                                   linger_ms=s.kafka.ingest_linger_ms)
         return resources["publisher"]  # type: ignore[return-value]
 
     dedup = EventDeduplicator(

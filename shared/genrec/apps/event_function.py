@@ -3,12 +3,19 @@
 Status codes carry the delivery contract: 2xx = done (offset may be committed), 503 = a
 dependency is down (redeliver later, never dead-letter), 400 = this record will never
 succeed (dead-letter after the configured attempts).
+
+A request holds one event (KafkaSource) or a CloudEvents batch (the local bridge, upstream
+replays). A function may give a *batch handler* for a type: consecutive events of that type
+are then handled in one call (one SQL statement, one analytics insert) instead of one by one.
+A batch is all or nothing for the caller: on any error nothing is acknowledged and the whole
+batch is redelivered, so batch handlers must be idempotent like the single ones.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from itertools import groupby
 
 import psycopg
 import redis
@@ -18,7 +25,7 @@ from starlette.concurrency import run_in_threadpool
 
 from genrec.apps.common import create_base_app, error_body, read_events
 from genrec.events.codec import EventError, ValidEvent
-from genrec.tracing import event_span
+from genrec.tracing import batch_span, event_span
 
 log = logging.getLogger("genrec.functions")
 
@@ -32,28 +39,42 @@ UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 Handler = Callable[[ValidEvent], dict | None]
+BatchHandler = Callable[[Sequence[ValidEvent]], list[dict]]
 
 
 def create_event_app(name: str, title: str, handlers: Mapping[str, Handler], *, path: str = "/",
+                     batch_handlers: Mapping[str, BatchHandler] | None = None,
                      unavailable: tuple[type[BaseException], ...] = UNAVAILABLE_ERRORS) -> FastAPI:
     """A FastAPI app that receives CloudEvents at `path` and dispatches them by type."""
     app = create_base_app(name, title=title)
+    batch_handlers = batch_handlers or {}
 
-    @app.post(path, summary="Receive one CloudEvent (binary or structured mode)")
+    def handle(run: list[ValidEvent]) -> list[dict]:
+        """One run of consecutive same-type events, in order (per-key order is the stream's)."""
+        event_type = run[0].type
+        if event_type in batch_handlers and len(run) > 1:
+            with batch_span(f"{name} {event_type} batch", [ev.event for ev in run]):
+                return batch_handlers[event_type](run)
+        results = []
+        for ev in run:
+            with event_span(f"{name} {event_type}", ev.event):
+                results.append(handlers[event_type](ev) or {})
+        return results
+
+    @app.post(path, summary="Receive CloudEvents (binary or structured mode, or a batch)")
     async def receive(request: Request) -> JSONResponse:
         events = await read_events(request)
         if isinstance(events, JSONResponse):
             return events
-        results = []
-        for ev in events:
-            handler = handlers.get(ev.type)
-            if handler is None:
-                return JSONResponse(error_body("type", f"{name} does not handle {ev.type}"), status_code=400)
+        unknown = next((ev.type for ev in events if ev.type not in handlers), None)
+        if unknown is not None:
+            return JSONResponse(error_body("type", f"{name} does not handle {unknown}"), status_code=400)
+        results: list[dict] = []
+        for run in _runs_by_type(events):
             try:
-                with event_span(f"{name} {ev.type}", ev.event):
-                    results.append(await run_in_threadpool(handler, ev) or {})
+                results.extend(await run_in_threadpool(handle, run))
             except unavailable as exc:
-                log.warning("%s: dependency unavailable for %s: %s", name, ev.id, exc)
+                log.warning("%s: dependency unavailable for %s: %s", name, run[0].id, exc)
                 return JSONResponse(error_body("", f"dependency unavailable: {exc}", "unavailable"),
                                     status_code=503, headers={"retry-after": "1"})
             except EventError as exc:  # valid envelope, but this record can never be processed
@@ -61,3 +82,8 @@ def create_event_app(name: str, title: str, handlers: Mapping[str, Handler], *, 
         return JSONResponse({"processed": len(results), "results": results}, status_code=200)
 
     return app
+
+
+def _runs_by_type(events: list[ValidEvent]) -> Iterator[list[ValidEvent]]:
+    for _, run in groupby(events, key=lambda ev: ev.type):
+        yield list(run)

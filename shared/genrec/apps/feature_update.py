@@ -8,6 +8,8 @@ analytics sink, which consumes the same topic.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from fastapi import FastAPI
 
 from genrec import signals
@@ -29,7 +31,8 @@ def create_app(s: Settings | None = None) -> FastAPI:
         item = res.catalog.get(item_id)
         return item.category_path if item else ""
 
-    def on_interaction(ev: ValidEvent) -> dict:
+    def apply_hot_state(ev: ValidEvent) -> tuple[dict, UserEvent]:
+        """The user's Redis state, once per event; returns the result and the row to store."""
         d: InteractionData = ev.data  # type: ignore[assignment]
         ts = d.timestamp or ev.time
         positive = signals.is_positive(d.event_type, d.value)
@@ -38,12 +41,22 @@ def create_app(s: Settings | None = None) -> FastAPI:
             weight=signals.weight(d.event_type, d.value) if positive else 0.0,
             categories=category_levels(categories.get(d.item_id, category_of)) if positive else (),
         )
-        stored = res.events.insert(UserEvent(
-            event_id=ev.id, source=ev.source, user_id=d.user_id, item_id=d.item_id, event_type=d.event_type,
-            ts=ts, value=d.value, context=d.context,
-        ))
-        return {"id": ev.id, "hot_state_applied": applied, "stored": stored}
+        row = UserEvent(event_id=ev.id, source=ev.source, user_id=d.user_id, item_id=d.item_id,
+                        event_type=d.event_type, ts=ts, value=d.value, context=d.context)
+        return {"id": ev.id, "hot_state_applied": applied}, row
 
-    app = create_event_app("feature-update", "genrec feature update", {INTERACTION: on_interaction})
+    def on_interaction(ev: ValidEvent) -> dict:
+        result, row = apply_hot_state(ev)
+        return {**result, "stored": res.events.insert(row)}
+
+    def on_interactions(evs: Sequence[ValidEvent]) -> list[dict]:
+        # Redis first, in stream order; then one INSERT for the batch. A redelivery after a
+        # failed INSERT finds the Redis claims taken and only stores the rows.
+        applied = [apply_hot_state(ev) for ev in evs]
+        new_ids = res.events.insert_new([row for _, row in applied])
+        return [{**result, "stored": (row.source, row.event_id) in new_ids} for result, row in applied]
+
+    app = create_event_app("feature-update", "genrec feature update", {INTERACTION: on_interaction},
+                           batch_handlers={INTERACTION: on_interactions})
     app.state.on_stop = res.close
     return app

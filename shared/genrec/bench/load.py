@@ -233,19 +233,22 @@ class Probes:
 
 
 class LagSampler:
-    def __init__(self, s: Settings, interval_s: float = 2.0) -> None:
-        from genrec.events.subscriptions import consumer_groups
+    """Consumer lag as the bridge's /metrics reports it (its consumers' own view: sampling the
+    broker every few seconds would itself load tansu and the object store)."""
 
+    def __init__(self, s: Settings, interval_s: float = 2.0) -> None:
         self.s, self.interval_s = s, interval_s
-        self.groups = consumer_groups(s)
+        self.url = f"http://{s.stack.host}:{s.stack.port('bridge')}/metrics"
         self.samples: list[tuple[float, dict[str, int]]] = []
         self.stop = threading.Event()
 
     def read(self) -> dict[str, int]:
-        from genrec.events.kafka import consumer_lag
+        from prometheus_client.parser import text_string_to_metric_families
 
-        lag = consumer_lag(self.s, self.groups)
-        return {f"{group}/{topic}": n for (group, topic), n in lag.items()}
+        text = httpx.get(self.url, timeout=5).text
+        return {f"{sample.labels['group']}/{sample.labels['topic']}": int(sample.value)
+                for family in text_string_to_metric_families(text) if family.name == "genrec_bridge_consumer_lag"
+                for sample in family.samples}
 
     def run(self, t0: float) -> None:
         while not self.stop.is_set():

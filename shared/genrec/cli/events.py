@@ -70,7 +70,7 @@ def bridge() -> None:
     running = Bridge(s, url_for=lambda name: s.function_url(name.replace("-", "_")) if name in SERVICES else None)
     registry = CollectorRegistry()
     registry.register(running.stats.collector())
-    registry.register(ConsumerLagCollector(s).start())
+    registry.register(ConsumerLagCollector(running))
     start_http_server(s.stack.port("bridge"), addr=s.stack.host, registry=registry)
     running.start()
     console.print(f"bridge: {len(running.workers)} subscription workers running")

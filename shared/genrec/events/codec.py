@@ -6,6 +6,7 @@ so that an upstream system can fix its payload from the 400 response alone.
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -105,8 +106,19 @@ def _from_attributes(obj: Any) -> CloudEvent:
     for attr in ("specversion", "id", "source", "type"):
         if not obj.get(attr):
             raise EventError(attr, f"missing required attribute {attr!r}")
+    # What JSONFormat.read does after its json.loads, on the already-parsed object: batches
+    # of a thousand events spent half their parse time re-encoding each one to read it back.
+    attributes = {k: v for k, v in obj.items() if k not in ("data", "data_base64")}
+    if "time" in attributes:
+        try:
+            attributes["time"] = datetime.fromisoformat(str(attributes["time"]))
+        except ValueError:
+            raise EventError("time", f"not an RFC 3339 timestamp: {attributes['time']!r}") from None
+    data = obj.get("data")
     try:
-        return _FORMAT.read(CloudEvent, json.dumps(obj).encode())
+        if "data_base64" in obj:
+            data = base64.b64decode(obj["data_base64"], validate=True)
+        return CloudEvent(attributes=attributes, data=data)
     except CloudEventValidationError as exc:
         raise _attribute_error(exc) from None
     except (ValueError, KeyError, TypeError) as exc:
@@ -187,6 +199,36 @@ def to_http_binary(ev: ValidEvent) -> tuple[dict[str, str], bytes]:
     """HTTP binary content mode, as Knative's KafkaSource delivers a record to a function."""
     message = ce_http.to_binary(ev.event, _FORMAT)
     return dict(message.headers), message.body
+
+
+def kafka_to_structured(headers: list[tuple[str, bytes | str]] | None, value: bytes | None) -> dict | None:
+    """A Kafka record → the structured-mode JSON object of its CloudEvent, without validating
+    it (the receiver does), so the eventing bridge can forward records as one batch; ``None``
+    when the record is not a CloudEvent in either content mode."""
+    attrs: dict[str, Any] = {}
+    content_type = ""
+    for key, raw in headers or []:
+        text = raw.decode() if isinstance(raw, bytes) else str(raw)
+        if key.startswith("ce_"):
+            attrs[key[3:]] = text
+        elif key.lower() == "content-type":
+            content_type = text
+    try:
+        if content_type.startswith(STRUCTURED_CONTENT_TYPE):
+            event = json.loads(value or b"")
+            return event if isinstance(event, dict) else None
+        if "specversion" not in attrs:
+            return None
+        if content_type:
+            attrs["datacontenttype"] = content_type
+        if value is not None:
+            if content_type and not (content_type.startswith("application/json") or "+json" in content_type):
+                attrs["data_base64"] = base64.b64encode(value).decode()
+            else:
+                attrs["data"] = json.loads(value)
+    except ValueError:
+        return None
+    return attrs
 
 
 def from_kafka(headers: list[tuple[str, bytes]] | None, key: bytes | None, value: bytes) -> ValidEvent:

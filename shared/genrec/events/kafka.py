@@ -97,24 +97,46 @@ def ensure_topics(s: Settings, timeout_s: float = 10.0) -> list[str]:
 
 def consumer_lag(s: Settings, groups: dict[str, list[str]], timeout_s: float = 5.0) -> dict[tuple[str, str], int]:
     """Records not yet committed, per (consumer group, topic): the sum over partitions of the
-    high watermark minus the group's committed offset (uncommitted partitions count in full)."""
+    log end minus the group's committed offset (uncommitted partitions count from the start).
+
+    The log end is the high watermark of a real fetch at the committed offset: tansu answers
+    ListOffsets (``get_watermark_offsets`` uncached) with a wrong value once a produce request
+    carries more than one record, but its fetch responses carry the right one.
+    """
     from confluent_kafka import TopicPartition
 
     lag: dict[tuple[str, str], int] = {}
     meta = admin_client(s).list_topics(timeout=timeout_s).topics
     for group, topics in groups.items():
-        probe = consumer(s, group_id=group)  # never subscribes: it only reads the group's offsets
+        # Never subscribes (so never joins the group) and never commits: it only reads.
+        probe = consumer(s, group_id=group, **{"enable.partition.eof": True, "fetch.wait.max.ms": 10})
         try:
             for topic in topics:
                 if topic not in meta:
                     continue
-                parts = [TopicPartition(topic, p) for p in meta[topic].partitions]
-                committed = probe.committed(parts, timeout=timeout_s)
-                total = 0
-                for tp in committed:
-                    low, high = probe.get_watermark_offsets(TopicPartition(topic, tp.partition), timeout=timeout_s)
-                    total += high - (tp.offset if tp.offset >= 0 else low)
-                lag[(group, topic)] = max(total, 0)
+                parts = probe.committed([TopicPartition(topic, p) for p in meta[topic].partitions],
+                                        timeout=timeout_s)
+                starts = {tp.partition: max(tp.offset, 0) for tp in parts}
+                probe.assign([TopicPartition(topic, p, off) for p, off in starts.items()])
+                ends = _fetched_high_watermarks(probe, topic, set(starts), timeout_s)
+                lag[(group, topic)] = sum(max(ends.get(p, off) - off, 0) for p, off in starts.items())
+                probe.unassign()
         finally:
             probe.close()
     return lag
+
+
+def _fetched_high_watermarks(probe: Consumer, topic: str, partitions: set[int],
+                             timeout_s: float) -> dict[int, int]:
+    """Poll until every partition has answered a fetch, then read the watermarks it reported."""
+    import time
+
+    from confluent_kafka import KafkaError, TopicPartition
+
+    pending, deadline = set(partitions), time.monotonic() + timeout_s
+    while pending and time.monotonic() < deadline:
+        msg = probe.poll(0.1)
+        if msg is not None and (msg.error() is None or msg.error().code() == KafkaError._PARTITION_EOF):
+            pending.discard(msg.partition())
+    return {p: probe.get_watermark_offsets(TopicPartition(topic, p), cached=True)[1]
+            for p in partitions if p not in pending}

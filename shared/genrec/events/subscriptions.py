@@ -16,6 +16,13 @@ class Subscription:
     event_types: tuple[str, ...]
     path: str = "/"  # where the function receives CloudEvents
     max_attempts: int = 5  # then the record goes to the topic's dead-letter topic
+    # Records per delivery by the local bridge (a CloudEvents batch). KafkaSource delivers
+    # one per request and scales out with pods; one machine needs batches to keep up.
+    max_batch: int = 100
+    # How long the broker may hold an empty fetch (None: ``kafka.fetch_wait_max_ms``). tansu
+    # holds it the full time and every fetch reads its S3 log, so this trades delivery delay
+    # against idle load: short only where freshness is a target.
+    fetch_wait_ms: int | None = None
 
     @property
     def group_id(self) -> str:
@@ -26,13 +33,17 @@ class Subscription:
 
 
 SUBSCRIPTIONS: tuple[Subscription, ...] = (
+    # Freshness target (interaction → next recommendation < 1 s): the settings' short wait.
     Subscription("feature-update", "user_events", (INTERACTION,)),
-    Subscription("cold-start-embedding", "item_events", (ITEM_UPSERTED,)),
-    Subscription("cold-start-embedding", "item_enriched", (ITEM_ENRICHED,)),
-    Subscription("cold-start-embedding", "user_profile_events", (USER_UPSERTED,)),
-    Subscription("llm-enrichment", "item_events", (ITEM_UPSERTED,)),
-    Subscription("analytics-sink", "user_events", (INTERACTION,), path="/events"),
-    Subscription("analytics-sink", "recommendation_logs", (RECOMMENDATION_SERVED,), path="/events"),
+    # New item → recommendable < 5 s.
+    Subscription("cold-start-embedding", "item_events", (ITEM_UPSERTED,), fetch_wait_ms=250),
+    Subscription("cold-start-embedding", "item_enriched", (ITEM_ENRICHED,), fetch_wait_ms=1000),
+    Subscription("cold-start-embedding", "user_profile_events", (USER_UPSERTED,), fetch_wait_ms=1000),
+    # One LLM call per item: a batch would outlast the delivery timeout.
+    Subscription("llm-enrichment", "item_events", (ITEM_UPSERTED,), max_batch=1, fetch_wait_ms=1000),
+    Subscription("analytics-sink", "user_events", (INTERACTION,), path="/events", fetch_wait_ms=1000),
+    Subscription("analytics-sink", "recommendation_logs", (RECOMMENDATION_SERVED,), path="/events",
+                 fetch_wait_ms=1000),
 )
 
 

@@ -49,6 +49,7 @@ INSERT INTO user_events (event_id, source, user_id, item_id, event_type, value, 
 SELECT b.event_id, b.source, b.user_id, b.item_id, b.event_type, b.value, b.ts, b.context
 FROM batch b JOIN fresh f ON f.source = b.source AND f.event_id = b.event_id
 ON CONFLICT (source, event_id, ts) DO NOTHING
+RETURNING source, event_id
 """
 
 
@@ -62,9 +63,13 @@ class EventRepo:
 
     def insert_many(self, events: Iterable[UserEvent]) -> int:
         """Insert a batch in one statement; returns how many were new (duplicates are skipped)."""
+        return len(self.insert_new(events))
+
+    def insert_new(self, events: Iterable[UserEvent]) -> set[tuple[str, str]]:
+        """Insert a batch in one statement; returns the (source, event_id) pairs that were new."""
         batch = list(events)
         if not batch:
-            return 0
+            return set()
         columns = list(zip(*(
             (e.event_id, e.source, e.user_id, e.item_id, e.event_type, e.value, e.ts, Jsonb(e.context))
             for e in batch
@@ -74,7 +79,7 @@ class EventRepo:
                 ensure_event_partitions(conn, (e.ts for e in batch))
                 try:
                     with conn.transaction():  # savepoint: a failed try leaves the caller's transaction usable
-                        return conn.execute(_INSERT, [list(c) for c in columns]).rowcount
+                        return set(conn.execute(_INSERT, [list(c) for c in columns]).fetchall())
                 except errors.CheckViolation:
                     # "no partition of relation found": a cached partition was dropped or its
                     # creating transaction rolled back. Forget the cache and create it again.
