@@ -89,10 +89,13 @@ def test_deeply_nested_context_is_refused() -> None:
     assert err.value.field == "data.context"
 
 
+def _containers(children: st.SearchStrategy) -> st.SearchStrategy:
+    return st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+
+
 json_values = st.recursive(
     st.none() | st.booleans() | st.floats(allow_nan=True) | st.text(max_size=20) | st.integers(),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
-    max_leaves=20,
+    _containers, max_leaves=20,
 )
 
 

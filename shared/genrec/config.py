@@ -148,6 +148,8 @@ class ModelServerSettings(BaseModel):
     url: str | None = None
     protocol: Literal["http", "grpc"] = "http"
     model_name: str = "genrec"
+    # The local Triton's dynamic batcher (the contract's default); off only to measure it.
+    dynamic_batching: bool = True
     timeout_s: float = 0.5
     breaker_failures: int = 3
     breaker_reset_s: float = 5.0

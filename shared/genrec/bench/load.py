@@ -318,7 +318,21 @@ def run_load(cfg: LoadConfig, progress: Any = None) -> dict[str, Any]:
     sampler.stop.set()
     say("load finished; waiting for the consumers to drain")
     drain_s = sampler.drain()
-    return _summarise(cfg, version, elapsed, rec_out, ev_out, probes, sampler, drain_s)
+    result = _summarise(cfg, version, elapsed, rec_out, ev_out, probes, sampler, drain_s)
+    result["model_server"] = _model_server_config(s)
+    return result
+
+
+def _model_server_config(s: Settings) -> dict[str, Any]:
+    """What the model server says about itself: whether its dynamic batcher was on."""
+    base = str(s.model_server.url)
+    base = base if "://" in base else f"http://{base}"  # tritonclient takes host:port
+    try:
+        cfg = httpx.get(f"{base}/v2/models/{s.model_server.model_name}/config", timeout=5).json()
+    except (httpx.HTTPError, ValueError):
+        return {}
+    return {"model": s.model_server.model_name, "dynamic_batching": bool(cfg.get("dynamic_batching")),
+            "max_batch_size": cfg.get("max_batch_size")}
 
 
 def _noop(_: int) -> None:
@@ -386,7 +400,8 @@ def markdown_report(r: dict[str, Any]) -> str:
         f"(top-{r['config']['count']}, every request a cache miss), "
         f"{r['config']['event_processes']}x{r['config']['event_threads']} event clients "
         f"(batches of {ev['batch_size']}, offered "
-        f"{'as fast as accepted' if not r['config']['event_rate'] else str(r['config']['event_rate']) + ' events/s'}).",
+        f"{'as fast as accepted' if not r['config']['event_rate'] else str(r['config']['event_rate']) + ' events/s'}). "
+        f"Model server dynamic batching: {_on_off(r.get('model_server', {}).get('dynamic_batching'))}.",
         "",
         "| measure | value | p50 ms | p95 ms | p99 ms |",
         "| --- | ---: | ---: | ---: | ---: |",
@@ -406,6 +421,10 @@ def markdown_report(r: dict[str, Any]) -> str:
         f"{r['consumer_lag']['drain_seconds']} s after the load stopped.",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _on_off(flag: bool | None) -> str:
+    return "unknown" if flag is None else ("on" if flag else "off")
 
 
 def plot(r: dict[str, Any], path: Path) -> None:
