@@ -67,4 +67,19 @@ def test_train_and_bench_quality_smoke(tmp_path: Path, monkeypatch) -> None:
     assert (tmp_path / "r" / "quality-d.png").stat().st_size > 1000
     ckpt = tmp_path / "artifacts" / "checkpoints" / "quality-d-smoke-seed0"
     assert (ckpt / "last.pt").is_file() and (ckpt / "tokenizer" / "tokenizer.pt").is_file()
+
+    # A second sitting with a bigger budget resumes genrec: its epochs continue the history,
+    # the other models' rows and per-epoch lines stay, and the report says it was resumed.
+    more = tmp_path / "more.toml"
+    more.write_text("[optim]\nepochs = 3\n")
+    res = runner.invoke(bench.app, ["quality", "--dataset", str(tmp_path / "d"), "--budget", "smoke",
+                                    "--out", str(tmp_path / "r"), "--models", "genrec", "--config", str(more)])
+    assert res.exit_code == 0, res.output
+    lines = [json.loads(line) for line in (tmp_path / "r" / "quality-d-metrics.jsonl").read_text().splitlines()]
+    assert [x["epoch"] for x in lines if x["model"] == "genrec"] == [1, 2, 3]
+    assert [x["epoch"] for x in lines if x["model"] == "sasrec"] == [1, 2]
+    again = json.loads((tmp_path / "r" / "quality-d.json").read_text())
+    assert set(again["models"]) == set(out["models"])
+    assert again["models"]["genrec (generative retrieval)"]["resumed"] is True
+    assert "resumed from a checkpoint" in (tmp_path / "r" / "quality-d.md").read_text()
     get_settings.cache_clear()

@@ -141,7 +141,9 @@ def run_quality(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     cfg.metrics_path = str(out / f"quality-{dataset.name}-metrics.jsonl")
-    Path(cfg.metrics_path).unlink(missing_ok=True)
+    checkpoints = {"genrec": cfg.checkpoint_dir, "sasrec": f"{cfg.checkpoint_dir}-sasrec"}
+    _keep_metrics_history(Path(cfg.metrics_path), {m: Path(checkpoints[m], "last.pt").is_file()
+                                                   for m in models if m in checkpoints})
     results: dict[str, Any] = {
         "dataset": dataset.name,
         "dataset_path": str(dataset_path),
@@ -173,9 +175,12 @@ def run_quality(
         te = time.perf_counter()
         test = evaluate_bundle(bundle, split, device=device, progress=progress)
         rep = bundle.report
+        # A resumed run's epochs ran in several sittings: count every epoch's time, not this process's.
+        epoch_s = sum(h["train_seconds"] + h["eval_seconds"] for h in rep["history"])
         results["models"][MODEL_KEYS["genrec"]] = {
             "test": test, "validation": rep["validation"], "best_epoch": rep["best_epoch"],
-            "epochs_run": len(rep["history"]), "train_seconds": round(train_s, 1),
+            "epochs_run": len(rep["history"]), "train_seconds": round(max(train_s, epoch_s), 1),
+            "resumed": rep["resumed_after_epoch"] > 0,
             "test_seconds": round(time.perf_counter() - te, 1), "test_beam_width": cfg.test_beam_width,
             "embeddings": rep["embeddings"], "tokenizer": rep["tokenizer"], "stage_seconds": rep["seconds"],
             "train_examples": rep["train_examples"],
@@ -212,6 +217,16 @@ def _kept_results(previous: Path, budget: str, models: tuple[str, ...]) -> dict[
     rerun = {MODEL_KEYS[m] for m in models if m in MODEL_KEYS}
     return {name: {**r, "from_run": old.get("started")} for name, r in old.get("models", {}).items()
             if name not in rerun}
+
+
+def _keep_metrics_history(path: Path, running: dict[str, bool]) -> None:
+    """Drop the per-epoch lines of the models about to train from scratch; keep the lines of
+    models not run now and of models resuming a checkpoint (their epochs continue the file)."""
+    if not path.is_file():
+        return
+    kept = [line for line in path.read_text().splitlines()
+            if line.strip() and running.get(json.loads(line).get("model"), True)]
+    path.write_text("".join(line + "\n" for line in kept))
 
 
 def _write(results: dict[str, Any], out: Path, t_start: float, final: bool) -> None:
@@ -265,7 +280,9 @@ def markdown_report(results: dict[str, Any]) -> str:
             f"genrec: item vectors `{gen['embeddings'].get('mode')}` ({gen['embeddings'].get('dim')}-d), "
             f"Semantic-ID collision rate {tok.get('collision_rate', 0):.3f}, codebook usage "
             f"{', '.join(f'{u:.2f}' for u in tok.get('codebook_usage', []))}, best epoch {gen['best_epoch']} of "
-            f"{gen['epochs_run']}, test beam width {gen['test_beam_width']}.",
+            f"{gen['epochs_run']}, test beam width {gen['test_beam_width']}"
+            + (" (resumed from a checkpoint: train s sums every epoch over all sittings)." if gen.get("resumed")
+               else "."),
         ]
     return "\n".join(lines) + "\n"
 

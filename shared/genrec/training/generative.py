@@ -141,6 +141,7 @@ def train_generative(
             "tokenizer": tokenizer.report(codes),
             "train_examples": len(targets),
             "best_epoch": result.best_epoch,
+            "resumed_after_epoch": result.resumed_after_epoch,
             "validation": result.best_metrics,
             "history": result.history,
             "seconds": {

@@ -31,6 +31,7 @@ class FitResult:
     best_metrics: dict[str, float]
     history: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
+    resumed_after_epoch: int = 0  # epochs a checkpoint already held (trained in an earlier sitting)
 
 
 def seed_everything(seed: int) -> None:
@@ -192,4 +193,4 @@ def fit(
     if best_state is not None:
         model.load_state_dict(best_state)
     model.eval()
-    return FitResult(best_epoch + 1, best_metrics, history, time.perf_counter() - t0)
+    return FitResult(best_epoch + 1, best_metrics, history, time.perf_counter() - t0, resumed_after_epoch=start_epoch)
