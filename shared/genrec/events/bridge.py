@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import httpx
-from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -122,24 +122,52 @@ class SubscriptionWorker:
         self.consumer.subscribe([self.sub.topic(self.s)], on_assign=self._reassigned, on_revoke=self._reassigned)
         try:
             while not self.stop.is_set():
-                first = self.consumer.poll(0.2)  # returns as soon as one record is there
-                self._refresh_lag()
-                if first is None:
-                    continue
-                more = self.consumer.consume(self.sub.max_batch - 1, 0) if self.sub.max_batch > 1 else []
-                records = [m for m in (first, *more) if self._is_record(m)]
-                for msg in records:
-                    self.next_offsets.setdefault(msg.partition(), msg.offset())
-                if records and self._deliver_all(records):
-                    for msg in records:
-                        self._store(msg)
+                try:
+                    self._step()
+                except Exception:  # a dead worker would stop its subscription for good
+                    log.exception("%s: delivery loop error; resuming from the first undelivered record",
+                                  self.sub.function)
+                    self.stop.wait(1.0)
+                    self._rewind()
         finally:
             self.consumer.close()  # commits stored offsets
             self.dlq.flush(5)
             self.client.close()
 
+    def _step(self) -> None:
+        first = self.consumer.poll(0.2)  # returns as soon as one record is there
+        self._refresh_lag()
+        if first is None:
+            return
+        more = self.consumer.consume(self.sub.max_batch - 1, 0) if self.sub.max_batch > 1 else []
+        records = [m for m in (first, *more) if self._is_record(m)]
+        for msg in records:
+            self.next_offsets.setdefault(msg.partition(), msg.offset())
+        if records and self._deliver_all(records):
+            for msg in records:
+                self._store(msg)
+
+    def _rewind(self) -> None:
+        """Seek back to the first record not yet delivered, so that no polled record is skipped."""
+        topic = self.sub.topic(self.s)
+        for partition, offset in list(self.next_offsets.items()):
+            try:
+                self.consumer.seek(TopicPartition(topic, partition, offset))
+            except KafkaException as exc:  # no longer ours: its new owner starts from the commit
+                log.info("%s: no rewind of %s[%d]: %s", self.sub.function, topic, partition, exc)
+
     def _store(self, msg: Message) -> None:
-        self.consumer.store_offsets(message=msg)
+        try:
+            self.consumer.store_offsets(message=msg)
+        except KafkaException as exc:
+            if exc.args[0].code() not in (KafkaError._STATE, KafkaError._UNKNOWN_PARTITION):
+                raise
+            # The partition was revoked while the record was being delivered (a session that
+            # timed out on a busy broker): its new owner redelivers it, and consumers are
+            # idempotent. The worker must live on, not die with the exception.
+            log.info("%s: %s[%d] revoked during delivery; its new owner redelivers from the commit",
+                     self.sub.function, msg.topic(), msg.partition())
+            return
         self.next_offsets[msg.partition()] = msg.offset() + 1
 
     def _reassigned(self, _consumer: Consumer, _partitions: list[TopicPartition]) -> None:
