@@ -135,3 +135,18 @@ def test_feedback_becomes_an_interaction_and_served_lists_are_logged(stack: Sett
     assert hot.recent_items(user) == [item]
     after = _gen(stack, user_id=user, count=3).json()
     assert after["served_by"] != "cache" and item not in [i["item_id"] for i in after["items"]]
+
+
+def test_a_list_cached_from_an_older_history_is_not_served(stack: Settings, catalogue: dict) -> None:
+    # The race this guards: recommend reads the history, an event lands and drops the cache,
+    # then recommend writes the list it made from the old history. That list must not be
+    # served for the new history (until its TTL it would hide the user's latest click).
+    user = f"race-{uuid.uuid4().hex}"
+    hot = HotState(stack)
+    hot.append_recent_items(user, [catalogue["ids"][0]])
+    first = _gen(stack, user_id=user, count=3).json()
+    assert _gen(stack, user_id=user, count=3).json()["served_by"] == "cache"  # same history: reused
+    clicked = first["items"][0]["item_id"]
+    hot.append_recent_items(user, [clicked])  # the new event, without dropping the cache
+    after = _gen(stack, user_id=user, count=3).json()
+    assert after["served_by"] != "cache" and clicked not in [i["item_id"] for i in after["items"]]

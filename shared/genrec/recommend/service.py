@@ -75,8 +75,8 @@ class RecommendService:
                  page_token: str | None = None) -> RecommendationList:
         if page_token:
             return self._page(page_token, count, user_id)
-        ranked = self._ranked_for_user(user_id)
         history = self._history(user_id)
+        ranked = self._ranked_for_user(user_id, history)
         return self._first_page(ranked, count, user_id=user_id, history=history, exclude=exclude,
                                 filters=filters or Filters())
 
@@ -120,15 +120,17 @@ class RecommendService:
             log.warning("no history for %s: %s", user_id, exc)
             return []
 
-    def _ranked_for_user(self, user_id: str) -> Ranked:
+    def _ranked_for_user(self, user_id: str, history: list[str]) -> Ranked:
         try:
             cached = self.res.hot.cached_recommendations(user_id)
         except Exception:
             cached = None
-        if cached:
+        # A list is reused only for the history it was made from. An event can land between
+        # reading the history and writing the cache (its invalidation then comes first), and
+        # that stale list must not be served until the TTL ends.
+        if cached and cached.get("history") == history:
             return Ranked("cache", cached["version"], [Candidate(i, s) for i, s in cached["items"]],
                           {"cached_from": cached["served_by"]})
-        history = self._history(user_id)
         seen = set(history)
         ranked = (self._generate(history, user_id) if history else None) \
             or self._vector_for(history, user_id, seen) or self._popular("", seen)
@@ -136,7 +138,7 @@ class RecommendService:
             try:
                 self.res.hot.cache_recommendations(user_id, {
                     "served_by": ranked.served_by, "version": ranked.version,
-                    "items": [[c.item_id, c.score] for c in ranked.candidates]})
+                    "items": [[c.item_id, c.score] for c in ranked.candidates], "history": history})
             except Exception as exc:
                 log.warning("could not cache recommendations: %s", exc)
         return ranked
