@@ -57,6 +57,9 @@ def test_kafka_records_forwarded_as_a_batch_arrive_unchanged() -> None:
     back = codec.parse_http({"content-type": codec.BATCH_CONTENT_TYPE}, json.dumps(batch).encode())
     assert [(ev.id, ev.source, ev.type, ev.time, ev.data) for ev in back] == [
         (ev.id, ev.source, ev.type, when, ev.data) for ev in events]
+    # and one record alone, in HTTP binary mode as KafkaSource sends it
+    single = codec.parse_http(codec.kafka_to_http_headers(list(records[0].headers.items())), records[0].value)
+    assert [(ev.id, ev.time, ev.data) for ev in single] == [("e0", when, events[0].data)]
     assert codec.kafka_to_structured([], b'{"no": "attributes"}') is None  # not a CloudEvent
     assert codec.kafka_to_structured([("ce_specversion", b"1.0")], b"{broken") is None
 

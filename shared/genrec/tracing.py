@@ -18,6 +18,7 @@ from typing import Any
 
 from cloudevents.core.v1.event import CloudEvent
 from opentelemetry import propagate, trace
+from opentelemetry.context import Context
 from opentelemetry.trace import Link, Span, SpanKind
 
 from genrec.config import Settings, get_settings
@@ -51,11 +52,15 @@ def server_span(name: str, headers: Mapping[str, str]) -> Iterator[Span]:
         yield span
 
 
+def _stamped_context(event: Any) -> Context:
+    """The trace context carried on a CloudEvent (Distributed Tracing extension)."""
+    return propagate.extract({k: str(v) for k in ("traceparent", "tracestate") if (v := event.get_extension(k))})
+
+
 @contextmanager
 def event_span(name: str, event: Any) -> Iterator[Span]:
     """A span for handling one CloudEvent, child of the trace stamped on the event."""
-    carrier = {k: str(v) for k in ("traceparent", "tracestate") if (v := event.get_extension(k))}
-    with _tracer.start_as_current_span(name, context=propagate.extract(carrier), kind=SpanKind.CONSUMER,
+    with _tracer.start_as_current_span(name, context=_stamped_context(event), kind=SpanKind.CONSUMER,
                                        attributes={"cloudevents.event_id": event.get_id(),
                                                    "cloudevents.event_type": event.get_type()}) as span:
         yield span
@@ -65,12 +70,8 @@ def event_span(name: str, event: Any) -> Iterator[Span]:
 def batch_span(name: str, events: Sequence[Any]) -> Iterator[Span]:
     """One span for handling a batch of CloudEvents, linked to the trace stamped on each
     (OpenTelemetry's messaging convention for batch receive: a batch has many parents)."""
-    links = []
-    for event in events:
-        carrier = {k: str(v) for k in ("traceparent", "tracestate") if (v := event.get_extension(k))}
-        ctx = trace.get_current_span(propagate.extract(carrier)).get_span_context()
-        if ctx.is_valid:
-            links.append(Link(ctx))
+    contexts = (trace.get_current_span(_stamped_context(event)).get_span_context() for event in events)
+    links = [Link(ctx) for ctx in contexts if ctx.is_valid]
     with _tracer.start_as_current_span(name, kind=SpanKind.CONSUMER, links=links,
                                        attributes={"messaging.batch.message_count": len(events)}) as span:
         yield span

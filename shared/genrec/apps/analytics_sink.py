@@ -60,10 +60,8 @@ def create_app(s: Settings | None = None) -> FastAPI:
         return [{"id": ev.id} for ev in evs]
 
     # One insert per delivered batch: ClickHouse wants few large inserts, not many rows.
-    batch = {INTERACTION: on_interactions, RECOMMENDATION_SERVED: on_served}
-    app = create_event_app("analytics-sink", "genrec analytics sink",
-                           {t: lambda ev, h=h: h([ev])[0] for t, h in batch.items()}, path="/events",
-                           batch_handlers=batch)
+    app = create_event_app("analytics-sink", "genrec analytics sink", path="/events",
+                           batch_handlers={INTERACTION: on_interactions, RECOMMENDATION_SERVED: on_served})
     app.state.on_start = lambda: holder.analytics  # open (and create the schema) at start
 
     def window(hours: float) -> tuple[datetime, datetime]:

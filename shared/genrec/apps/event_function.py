@@ -5,8 +5,9 @@ dependency is down (redeliver later, never dead-letter), 400 = this record will 
 succeed (dead-letter after the configured attempts).
 
 A request holds one event (KafkaSource) or a CloudEvents batch (the local bridge, upstream
-replays). A function may give a *batch handler* for a type: consecutive events of that type
-are then handled in one call (one SQL statement, one analytics insert) instead of one by one.
+replays). A function may give a *batch handler* for a type instead of a single one:
+consecutive events of that type are then handled in one call (one SQL statement, one
+analytics insert), and a lone event is a batch of one.
 A batch is all or nothing for the caller: on any error nothing is acknowledged and the whole
 batch is redelivered, so batch handlers must be idempotent like the single ones.
 """
@@ -42,18 +43,21 @@ Handler = Callable[[ValidEvent], dict | None]
 BatchHandler = Callable[[Sequence[ValidEvent]], list[dict]]
 
 
-def create_event_app(name: str, title: str, handlers: Mapping[str, Handler], *, path: str = "/",
+def create_event_app(name: str, title: str, handlers: Mapping[str, Handler] | None = None, *, path: str = "/",
                      batch_handlers: Mapping[str, BatchHandler] | None = None,
                      unavailable: tuple[type[BaseException], ...] = UNAVAILABLE_ERRORS) -> FastAPI:
     """A FastAPI app that receives CloudEvents at `path` and dispatches them by type."""
     app = create_base_app(name, title=title)
-    batch_handlers = batch_handlers or {}
+    handlers, batch_handlers = handlers or {}, batch_handlers or {}
+    known = handlers.keys() | batch_handlers.keys()
 
     def handle(run: list[ValidEvent]) -> list[dict]:
         """One run of consecutive same-type events, in order (per-key order is the stream's)."""
         event_type = run[0].type
-        if event_type in batch_handlers and len(run) > 1:
-            with batch_span(f"{name} {event_type} batch", [ev.event for ev in run]):
+        if event_type in batch_handlers:
+            span = (event_span(f"{name} {event_type}", run[0].event) if len(run) == 1
+                    else batch_span(f"{name} {event_type} batch", [ev.event for ev in run]))
+            with span:
                 return batch_handlers[event_type](run)
         results = []
         for ev in run:
@@ -66,7 +70,7 @@ def create_event_app(name: str, title: str, handlers: Mapping[str, Handler], *, 
         events = await read_events(request)
         if isinstance(events, JSONResponse):
             return events
-        unknown = next((ev.type for ev in events if ev.type not in handlers), None)
+        unknown = next((ev.type for ev in events if ev.type not in known), None)
         if unknown is not None:
             return JSONResponse(error_body("type", f"{name} does not handle {unknown}"), status_code=400)
         results: list[dict] = []

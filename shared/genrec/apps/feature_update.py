@@ -45,10 +45,6 @@ def create_app(s: Settings | None = None) -> FastAPI:
                         event_type=d.event_type, ts=ts, value=d.value, context=d.context)
         return {"id": ev.id, "hot_state_applied": applied}, row
 
-    def on_interaction(ev: ValidEvent) -> dict:
-        result, row = apply_hot_state(ev)
-        return {**result, "stored": res.events.insert(row)}
-
     def on_interactions(evs: Sequence[ValidEvent]) -> list[dict]:
         # Redis first, in stream order; then one INSERT for the batch. A redelivery after a
         # failed INSERT finds the Redis claims taken and only stores the rows.
@@ -56,7 +52,6 @@ def create_app(s: Settings | None = None) -> FastAPI:
         new_ids = res.events.insert_new([row for _, row in applied])
         return [{**result, "stored": (row.source, row.event_id) in new_ids} for result, row in applied]
 
-    app = create_event_app("feature-update", "genrec feature update", {INTERACTION: on_interaction},
-                           batch_handlers={INTERACTION: on_interactions})
+    app = create_event_app("feature-update", "genrec feature update", batch_handlers={INTERACTION: on_interactions})
     app.state.on_stop = res.close
     return app

@@ -30,7 +30,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from genrec.config import Settings
-from genrec.events.codec import BATCH_CONTENT_TYPE, kafka_to_structured
+from genrec.events.codec import BATCH_CONTENT_TYPE, kafka_to_http_headers, kafka_to_structured
 from genrec.events.kafka import consumer, producer
 from genrec.events.subscriptions import SUBSCRIPTIONS, Subscription
 
@@ -82,19 +82,6 @@ class ConsumerLagCollector(Collector):
         for (group, topic), lag in sorted(totals.items()):
             family.add_metric([group, topic], lag)
         yield family
-
-
-def _kafka_to_http_headers(msg: Message) -> dict[str, str]:
-    """Kafka binary mode (ce_*) → HTTP binary mode (ce-*), as KafkaSource does."""
-    headers = {}
-    for key, value in msg.headers() or []:
-        text = value.decode() if isinstance(value, bytes) else str(value)
-        if key.startswith("ce_"):
-            headers["ce-" + key[3:]] = text
-        elif key.lower() == "content-type":
-            headers["content-type"] = text
-    headers.setdefault("content-type", "application/json")
-    return headers
 
 
 class SubscriptionWorker:
@@ -196,8 +183,8 @@ class SubscriptionWorker:
 
     def _deliver_all(self, msgs: list[Message]) -> bool:
         """True once every record is handled; False on shutdown (nothing more is stored)."""
-        events = [kafka_to_structured(m.headers(), m.value()) for m in msgs] if len(msgs) > 1 else [None]
-        if all(ev is not None for ev in events):
+        events = [kafka_to_structured(m.headers(), m.value()) for m in msgs] if len(msgs) > 1 else []
+        if events and None not in events:
             outcome = self._send({"content-type": BATCH_CONTENT_TYPE}, json.dumps(events).encode(),
                                  give_up_after=1)
             if outcome is None:
@@ -213,7 +200,8 @@ class SubscriptionWorker:
 
     def _deliver(self, msg: Message) -> bool:
         """True once the record is handled (delivered or dead-lettered); False on shutdown."""
-        outcome = self._send(_kafka_to_http_headers(msg), msg.value() or b"", give_up_after=self.sub.max_attempts)
+        outcome = self._send(kafka_to_http_headers(msg.headers()), msg.value() or b"",
+                             give_up_after=self.sub.max_attempts)
         if outcome is None:
             return False
         if outcome:

@@ -201,10 +201,11 @@ def to_http_binary(ev: ValidEvent) -> tuple[dict[str, str], bytes]:
     return dict(message.headers), message.body
 
 
-def kafka_to_structured(headers: list[tuple[str, bytes | str]] | None, value: bytes | None) -> dict | None:
-    """A Kafka record → the structured-mode JSON object of its CloudEvent, without validating
-    it (the receiver does), so the eventing bridge can forward records as one batch; ``None``
-    when the record is not a CloudEvent in either content mode."""
+KafkaHeaders = list[tuple[str, bytes | str]] | None
+
+
+def _kafka_attributes(headers: KafkaHeaders) -> tuple[dict[str, Any], str]:
+    """Kafka binary-mode headers → (CloudEvent attributes from ``ce_*``, content type)."""
     attrs: dict[str, Any] = {}
     content_type = ""
     for key, raw in headers or []:
@@ -213,6 +214,20 @@ def kafka_to_structured(headers: list[tuple[str, bytes | str]] | None, value: by
             attrs[key[3:]] = text
         elif key.lower() == "content-type":
             content_type = text
+    return attrs, content_type
+
+
+def kafka_to_http_headers(headers: KafkaHeaders) -> dict[str, str]:
+    """Kafka binary mode (``ce_*``) → HTTP binary mode (``ce-*``), as KafkaSource delivers it."""
+    attrs, content_type = _kafka_attributes(headers)
+    return {**{f"ce-{k}": v for k, v in attrs.items()}, "content-type": content_type or "application/json"}
+
+
+def kafka_to_structured(headers: KafkaHeaders, value: bytes | None) -> dict | None:
+    """A Kafka record → the structured-mode JSON object of its CloudEvent, without validating
+    it (the receiver does), so the eventing bridge can forward records as one batch; ``None``
+    when the record is not a CloudEvent in either content mode."""
+    attrs, content_type = _kafka_attributes(headers)
     try:
         if content_type.startswith(STRUCTURED_CONTENT_TYPE):
             event = json.loads(value or b"")

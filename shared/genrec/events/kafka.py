@@ -6,9 +6,10 @@ The same settings reach a production cluster (SASL/TLS) or the local tansu broke
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from genrec.config import Settings
@@ -103,8 +104,6 @@ def consumer_lag(s: Settings, groups: dict[str, list[str]], timeout_s: float = 5
     ListOffsets (``get_watermark_offsets`` uncached) with a wrong value once a produce request
     carries more than one record, but its fetch responses carry the right one.
     """
-    from confluent_kafka import TopicPartition
-
     lag: dict[tuple[str, str], int] = {}
     meta = admin_client(s).list_topics(timeout=timeout_s).topics
     for group, topics in groups.items():
@@ -129,10 +128,6 @@ def consumer_lag(s: Settings, groups: dict[str, list[str]], timeout_s: float = 5
 def _fetched_high_watermarks(probe: Consumer, topic: str, partitions: set[int],
                              timeout_s: float) -> dict[int, int]:
     """Poll until every partition has answered a fetch, then read the watermarks it reported."""
-    import time
-
-    from confluent_kafka import KafkaError, TopicPartition
-
     pending, deadline = set(partitions), time.monotonic() + timeout_s
     while pending and time.monotonic() < deadline:
         msg = probe.poll(0.1)
