@@ -16,7 +16,7 @@ from redis.crc import key_slot
 from genrec.config import Settings
 from genrec.devstack.process import port_is_free
 from genrec.stores import redis_keys as keys
-from genrec.stores.hot_state import REBASE_AFTER_HALF_LIVES, HotState, redis_client
+from genrec.stores.hot_state import REBASE_AFTER_HALF_LIVES, HotState, Interaction, redis_client
 from tests.stores.conftest import FakeClock
 
 pytestmark = pytest.mark.stack
@@ -138,6 +138,36 @@ def test_survives_an_empty_script_cache(hot: HotState, uid: str) -> None:
     assert hot.recent_items(f"{uid}-u") == [f"{uid}-a"]
 
 
+def _delivered_batch(uid: str) -> list[Interaction]:
+    """Two users interleaved, one event delivered twice and one negative (not in the sequence)."""
+    cat = f"c{uid}"
+    return [
+        Interaction("src", f"{uid}-1", f"{uid}-u", f"{uid}-a", categories=(cat,)),
+        Interaction("src", f"{uid}-2", f"{uid}-v", f"{uid}-a", categories=(cat,), weight=2.0),
+        Interaction("src", f"{uid}-3", f"{uid}-u", f"{uid}-b", categories=(cat,)),
+        Interaction("src", f"{uid}-1", f"{uid}-u", f"{uid}-a", categories=(cat,)),  # redelivered
+        Interaction("src", f"{uid}-4", f"{uid}-u", f"{uid}-c", event_type="dislike", append=False, weight=0.0),
+    ]
+
+
+def check_batch_applied_once_in_order(hot: HotState, uid: str) -> None:
+    batch = _delivered_batch(uid)
+    assert hot.apply_interactions_once(batch) == [True, True, True, False, True]
+    assert hot.apply_interactions_once(batch) == [False] * len(batch)  # the whole batch redelivered
+    assert hot.recent_items(f"{uid}-u") == [f"{uid}-a", f"{uid}-b"]
+    assert hot.recent_items(f"{uid}-v") == [f"{uid}-a"]
+    features = hot.user_features(f"{uid}-u")
+    assert (features["events"], features["events:dislike"], features["last_item"]) == ("3", "1", f"{uid}-c")
+    assert hot.popularity(f"{uid}-a", f"c{uid}") == pytest.approx(3.0)  # 1 + 2, the redelivery not counted
+    assert hot.popularity(f"{uid}-b") == pytest.approx(1.0)
+    assert hot.popularity(f"{uid}-c") == 0.0
+
+
+def test_a_delivered_batch_is_applied_once_and_in_order(hot: HotState, uid: str) -> None:
+    hot.r.script_flush()  # as after a server restart: the pipeline loads the script first
+    check_batch_applied_once_in_order(hot, uid)
+
+
 # -- Redis Cluster ------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
@@ -187,3 +217,5 @@ def test_cluster_mode_end_to_end(stack: Settings, cluster_url: str, clock: FakeC
     assert hot.claim_event("s", "e") and not hot.claim_event("s", "e")
     hot.cache_recommendations("u1", [1])
     assert hot.cached_recommendations("u1") == [1]
+    hot.r.script_flush()
+    check_batch_applied_once_in_order(hot, "batch")

@@ -1,4 +1,4 @@
-"""feature-update: one interaction event → the user's hot state, popularity, and the record.
+"""feature-update: interaction events → each user's hot state, popularity, and the record.
 
 Idempotent under redelivery: the user's Redis state changes in one script together with a
 claim on (source, id), so it is applied exactly once even across crashes; the PostgreSQL
@@ -20,6 +20,7 @@ from genrec.events.codec import ValidEvent
 from genrec.events.contracts import INTERACTION, InteractionData
 from genrec.stores.categories import category_levels
 from genrec.stores.events_repo import UserEvent
+from genrec.stores.hot_state import Interaction
 
 
 def create_app(s: Settings | None = None) -> FastAPI:
@@ -31,26 +32,30 @@ def create_app(s: Settings | None = None) -> FastAPI:
         item = res.catalog.get(item_id)
         return item.category_path if item else ""
 
-    def apply_hot_state(ev: ValidEvent) -> tuple[dict, UserEvent]:
-        """The user's Redis state, once per event; returns the result and the row to store."""
+    def as_interaction(ev: ValidEvent) -> tuple[Interaction, UserEvent]:
+        """What the hot state applies and the row to store, for one delivered event."""
         d: InteractionData = ev.data  # type: ignore[assignment]
         ts = d.timestamp or ev.time
         positive = signals.is_positive(d.event_type, d.value)
-        applied = res.hot.apply_interaction_once(
+        interaction = Interaction(
             ev.source, ev.id, d.user_id, d.item_id, event_type=d.event_type, ts=ts, append=positive,
             weight=signals.weight(d.event_type, d.value) if positive else 0.0,
-            categories=category_levels(categories.get(d.item_id, category_of)) if positive else (),
+            categories=tuple(category_levels(categories.get(d.item_id, category_of))) if positive else (),
         )
         row = UserEvent(event_id=ev.id, source=ev.source, user_id=d.user_id, item_id=d.item_id,
                         event_type=d.event_type, ts=ts, value=d.value, context=d.context)
-        return {"id": ev.id, "hot_state_applied": applied}, row
+        return interaction, row
 
     def on_interactions(evs: Sequence[ValidEvent]) -> list[dict]:
-        # Redis first, in stream order; then one INSERT for the batch. A redelivery after a
-        # failed INSERT finds the Redis claims taken and only stores the rows.
-        applied = [apply_hot_state(ev) for ev in evs]
-        new_ids = res.events.insert_new([row for _, row in applied])
-        return [{**result, "stored": (row.source, row.event_id) in new_ids} for result, row in applied]
+        # Redis first, in stream order (claims make it once per event); then one INSERT for the
+        # batch. A redelivery after a failed INSERT finds the claims taken and only stores rows.
+        if not evs:
+            return []
+        interactions, rows = zip(*(as_interaction(ev) for ev in evs), strict=True)
+        applied = res.hot.apply_interactions_once(interactions)
+        new_ids = res.events.insert_new(list(rows))
+        return [{"id": ev.id, "hot_state_applied": ok, "stored": (ev.source, ev.id) in new_ids}
+                for ev, ok in zip(evs, applied, strict=True)]
 
     app = create_event_app("feature-update", "genrec feature update", batch_handlers={INTERACTION: on_interactions})
     app.state.on_stop = res.close

@@ -73,8 +73,10 @@ class EventPublisher:
         if not events:
             return
         acks = _Acks(asyncio.get_running_loop(), len(events))
-        for ev in events:
-            topic, msg = to_kafka(ev, self.s)
+        # Encode first, then hand everything to the producer at once: a batch produced within
+        # one linger window travels as one produce request per partition (each one costs the
+        # broker an object-store write), not one every linger.ms while encoding.
+        for topic, msg in [to_kafka(ev, self.s) for ev in events]:
             try:
                 self._producer.produce(topic, key=msg.key, value=msg.value,
                                        headers=list(msg.headers.items()), on_delivery=acks.on_delivery)

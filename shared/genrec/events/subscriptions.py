@@ -19,9 +19,9 @@ class Subscription:
     # Records per delivery by the local bridge (a CloudEvents batch). KafkaSource delivers
     # one per request and scales out with pods; one machine needs batches to keep up.
     max_batch: int = 100
-    # How long the broker may hold an empty fetch (None: ``kafka.fetch_wait_max_ms``). tansu
-    # holds it the full time and every fetch reads its S3 log, so this trades delivery delay
-    # against idle load: short only where freshness is a target.
+    # How long the broker may hold a fetch (None: ``kafka.fetch_wait_max_ms``). tansu holds it
+    # the full time and every fetch reads its S3 log, so this trades delivery delay against
+    # idle load; below ~500 ms it also starves a backlog (see the setting's comment).
     fetch_wait_ms: int | None = None
 
     @property
@@ -33,7 +33,8 @@ class Subscription:
 
 
 SUBSCRIPTIONS: tuple[Subscription, ...] = (
-    # Freshness target (interaction → next recommendation < 1 s): the settings' short wait.
+    # Freshness target (interaction → next recommendation < 1 s): the settings' wait, the
+    # shortest that still drains a burst on tansu.
     Subscription("feature-update", "user_events", (INTERACTION,)),
     # New item → recommendable < 5 s.
     Subscription("cold-start-embedding", "item_events", (ITEM_UPSERTED,), fetch_wait_ms=250),

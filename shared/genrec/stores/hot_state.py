@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -85,6 +86,22 @@ def redis_client(s: Settings | None = None) -> RedisClient:
     return redis.Redis.from_url(url, health_check_interval=30, **opts)
 
 
+@dataclass(frozen=True)
+class Interaction:
+    """One delivered interaction as the hot state applies it (``categories``: every level of
+    the item's category path, so each category board is bumped)."""
+
+    source: str
+    event_id: str
+    user_id: str
+    item_id: str
+    event_type: str = "view"
+    append: bool = True  # False: counted, but not a positive signal for the sequence
+    categories: tuple[str, ...] = ()
+    weight: float = 1.0
+    ts: float | datetime | None = None
+
+
 def _seconds(ts: float | datetime | None, clock: Callable[[], float]) -> float:
     """Unix seconds; naive datetimes are UTC, as everywhere in genrec's stores."""
     if ts is None:
@@ -134,16 +151,43 @@ class HotState:
         crash between them is impossible. Popularity boards live on other slots and follow; a
         crash in between leaves the boards one event short, never double-counted.
         """
-        t = _seconds(ts, self.clock)
-        applied = self._apply_once(
-            keys=[keys.user_claim(user_id, source, event_id), keys.recent_items(user_id),
-                  keys.user_features(user_id), keys.recommendations(user_id)],
-            args=[self.s.redis.idempotency_ttl_s, item_id, self.s.redis.recent_sequence_cap, keys.USER_STATE_TTL_S,
-                  event_type, repr(t), "1" if append else "0"],
-        )
-        if applied and weight > 0:
-            self.bump_popularity([(item_id, weight, t)], categories)
-        return bool(applied)
+        return self.apply_interactions_once([Interaction(
+            source, event_id, user_id, item_id, event_type=event_type, append=append,
+            categories=tuple(categories), weight=weight, ts=ts)])[0]
+
+    def apply_interactions_once(self, batch: Sequence[Interaction]) -> list[bool]:
+        """``apply_interaction_once`` for a delivered batch, in order: which were applied.
+
+        Plain Redis: two round trips for the whole batch (every claim script in one pipeline,
+        then one popularity call per board for the events that were applied), not two per event.
+        Redis Cluster refuses scripts in pipelines, so there each claim is its own call.
+        """
+        stamped = [(it, _seconds(it.ts, self.clock)) for it in batch]
+        if isinstance(self.r, RedisCluster):
+            applied = [bool(self._apply_once(**self._claim(it, t))) for it, t in stamped]
+        else:
+            pipe = self.r.pipeline(transaction=False)
+            for it, t in stamped:  # the pipeline makes sure the script is loaded before it runs
+                self._apply_once(**self._claim(it, t), client=pipe)
+            applied = [bool(result) for result in pipe.execute()]
+        per_board: dict[str, list[tuple[str, float, float]]] = {}
+        for (it, t), ok in zip(stamped, applied, strict=True):
+            if ok and it.weight > 0:
+                for board in dict.fromkeys([keys.GLOBAL_CATEGORY, *it.categories]):
+                    per_board.setdefault(board, []).append((it.item_id, it.weight, t))
+        if per_board:
+            self._execute_with_bumps(self.r.pipeline(transaction=False),
+                                     [self._bump_args(board, evs) for board, evs in per_board.items()])
+        return applied
+
+    def _claim(self, it: Interaction, t: float) -> dict[str, list[Any]]:
+        """Keys and arguments of the apply-once script for one interaction."""
+        return {
+            "keys": [keys.user_claim(it.user_id, it.source, it.event_id), keys.recent_items(it.user_id),
+                     keys.user_features(it.user_id), keys.recommendations(it.user_id)],
+            "args": [self.s.redis.idempotency_ttl_s, it.item_id, self.s.redis.recent_sequence_cap,
+                     keys.USER_STATE_TTL_S, it.event_type, repr(t), "1" if it.append else "0"],
+        }
 
     def _execute_with_bumps(self, pipe: Any, bumps: list[tuple[list[str], list[Any]]]) -> None:
         """Run ``pipe`` plus one popularity script call per board.
