@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from genrec_infra.appconfig import PinnedSettings
+from genrec_infra.config import KafkaConfig
 
 from genrec.events.kafka import all_topics
 
@@ -27,7 +28,7 @@ def test_partitions_match_stack_config(run):
     overrides = run.stack_config().get("genrec:kafka", {}).get("topics", {})
     topics = _topics(run)
     for key, t in SETTINGS.kafka.topics.items():
-        expected = overrides.get(key, {}).get("partitions", t.partitions)
+        expected = overrides.get(key, {}).get("partitions", KafkaConfig().default_partitions)
         assert topics[t.name]["spec"]["partitions"] == expected, key
 
 

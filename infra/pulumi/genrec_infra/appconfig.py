@@ -80,7 +80,7 @@ def production_topics(cfg: StackConfig) -> dict[str, TopicSettings]:
         o = cfg.kafka.topics.get(key)
         topics[key] = TopicSettings(
             name=t.name,
-            partitions=(o.partitions if o and o.partitions else t.partitions),
+            partitions=(o.partitions if o and o.partitions else cfg.kafka.default_partitions),
             replication=cfg.kafka.replication,
             retention_days=(o.retention_days if o and o.retention_days else t.retention_days),
         )

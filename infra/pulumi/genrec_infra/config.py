@@ -73,6 +73,8 @@ class KafkaConfig:
     replication: int = 3
     min_insync_replicas: int = 2
     dead_letter_retention_days: int = 30  # time to inspect and replay failed records
+    # Partitions of a topic the stack does not list (genrec's own defaults are for one machine).
+    default_partitions: int = 12
     topics: dict[str, TopicOverride] = field(default_factory=dict)
     broker_resources: Resources = field(default_factory=lambda: Resources("2", "8Gi"))
     controller_resources: Resources = field(default_factory=lambda: Resources("500m", "2Gi"))

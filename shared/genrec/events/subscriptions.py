@@ -18,7 +18,7 @@ class Subscription:
     max_attempts: int = 5  # then the record goes to the topic's dead-letter topic
     # Records per delivery by the local bridge (a CloudEvents batch). KafkaSource delivers
     # one per request and scales out with pods; one machine needs batches to keep up.
-    max_batch: int = 100
+    max_batch: int = 500
     # How long the broker may hold a fetch (None: ``kafka.fetch_wait_max_ms``). tansu holds it
     # the full time and every fetch reads its S3 log, so this trades delivery delay against
     # idle load; below ~500 ms it also starves a backlog (see the setting's comment).
@@ -42,9 +42,11 @@ SUBSCRIPTIONS: tuple[Subscription, ...] = (
     Subscription("cold-start-embedding", "user_profile_events", (USER_UPSERTED,), fetch_wait_ms=1000),
     # One LLM call per item: a batch would outlast the delivery timeout.
     Subscription("llm-enrichment", "item_events", (ITEM_UPSERTED,), max_batch=1, fetch_wait_ms=1000),
-    Subscription("analytics-sink", "user_events", (INTERACTION,), path="/events", fetch_wait_ms=1000),
-    Subscription("analytics-sink", "recommendation_logs", (RECOMMENDATION_SERVED,), path="/events",
+    # ClickHouse wants few, large inserts (each one is a new part to merge).
+    Subscription("analytics-sink", "user_events", (INTERACTION,), path="/events", max_batch=1000,
                  fetch_wait_ms=1000),
+    Subscription("analytics-sink", "recommendation_logs", (RECOMMENDATION_SERVED,), path="/events",
+                 max_batch=1000, fetch_wait_ms=1000),
 )
 
 

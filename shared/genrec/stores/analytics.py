@@ -162,6 +162,7 @@ class AnalyticsStore:
             raise ValueError(f"invalid ClickHouse database name {self.db!r}")
         self.client = client or analytics_client(self.s)
         self._lock = threading.Lock()  # chDB and HTTP sessions take one query at a time
+        self._column_types: dict[str, dict[str, str]] = {}  # table → column → type, read once
         if create_schema:
             self.ensure_schema()
 
@@ -196,8 +197,14 @@ class AnalyticsStore:
 
     def _insert(self, table: str, data: list[tuple], columns: list[str], batch_size: int) -> int:
         with self._lock:
+            # Given the types, the client skips the DESCRIBE it would otherwise run per insert.
+            if table not in self._column_types:
+                described = self.client.query(f"DESCRIBE TABLE {self.db}.{table}").result_rows
+                self._column_types[table] = {row[0]: row[1] for row in described}
+            types = [self._column_types[table][c] for c in columns]
             for start in range(0, len(data), batch_size):
-                self.client.insert(table, data[start:start + batch_size], column_names=columns, database=self.db)
+                self.client.insert(table, data[start:start + batch_size], column_names=columns,
+                                   column_type_names=types, database=self.db)
         return len(data)
 
     # -- admin queries ------------------------------------------------------------------------
