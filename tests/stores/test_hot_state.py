@@ -15,6 +15,9 @@ from redis.crc import key_slot
 
 from genrec.config import Settings
 from genrec.devstack.process import port_is_free
+from genrec.events import codec
+from genrec.events.contracts import INTERACTION
+from genrec.events.dedup import EventDeduplicator
 from genrec.stores import redis_keys as keys
 from genrec.stores.hot_state import REBASE_AFTER_HALF_LIVES, HotState, Interaction, redis_client
 from tests.stores.conftest import FakeClock
@@ -219,3 +222,15 @@ def test_cluster_mode_end_to_end(stack: Settings, cluster_url: str, clock: FakeC
     assert hot.cached_recommendations("u1") == [1]
     hot.r.script_flush()
     check_batch_applied_once_in_order(hot, "batch")
+
+
+def test_edge_dedup_on_a_cluster(stack: Settings, cluster_url: str) -> None:
+    # Event capture's client comes from the same factory: on a cluster, its keys span slots.
+    s = stack.model_copy(deep=True)
+    s.redis.url, s.redis.cluster = SecretStr(cluster_url), True
+    dedup = EventDeduplicator(redis_client(s, timeout_s=0.5), ttl_s=60)
+    events = [codec.new_event(INTERACTION, {"user_id": f"u{i}", "item_id": "i", "event_type": "view"},
+                              source="shop", event_id=f"dedup-{i}") for i in range(20)]
+    assert dedup.seen(events) == [False] * 20
+    dedup.mark(events[:15])
+    assert dedup.seen(events) == [True] * 15 + [False] * 5

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 
-import redis
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
@@ -19,6 +18,7 @@ from genrec.config import Settings, get_settings
 from genrec.events.codec import BATCH_CONTENT_TYPE
 from genrec.events.dedup import EventDeduplicator
 from genrec.events.publisher import BrokerUnavailable, EventPublisher
+from genrec.stores.hot_state import redis_client
 from genrec.tracing import stamp
 
 log = logging.getLogger("genrec.event_capture")
@@ -48,10 +48,8 @@ def create_app(s: Settings | None = None) -> FastAPI:
                                                    linger_ms=s.kafka.ingest_linger_ms)
         return resources["publisher"]  # type: ignore[return-value]
 
-    dedup = EventDeduplicator(
-        redis.Redis.from_url(s.redis.url.get_secret_value(), socket_timeout=0.5, socket_connect_timeout=0.5),
-        ttl_s=s.redis.idempotency_ttl_s,
-    )
+    # Short timeouts: the edge dedup is an optimisation, and a slow Redis must not hold events up.
+    dedup = EventDeduplicator(redis_client(s, timeout_s=0.5), ttl_s=s.redis.idempotency_ttl_s)
 
     def on_stop() -> None:
         if "publisher" in resources:

@@ -76,11 +76,11 @@ return 1
 """
 
 
-def redis_client(s: Settings | None = None) -> RedisClient:
+def redis_client(s: Settings | None = None, *, timeout_s: float = 2.0) -> RedisClient:
     """A client for ``settings.redis.url``: RedisCluster when ``settings.redis.cluster``."""
     s = s or get_settings()
     url = s.redis.url.get_secret_value()
-    opts: dict[str, Any] = {"decode_responses": True, "socket_timeout": 2.0, "socket_connect_timeout": 2.0}
+    opts: dict[str, Any] = {"decode_responses": True, "socket_timeout": timeout_s, "socket_connect_timeout": timeout_s}
     if s.redis.cluster:
         return RedisCluster.from_url(url, **opts)
     return redis.Redis.from_url(url, health_check_interval=30, **opts)
