@@ -117,3 +117,23 @@ def test_recommend_falls_back_while_the_model_server_is_down(stack: Settings, pr
         return body["served_by"] == "model"
 
     assert wait_for(model_again, 60, 0.5), body
+
+
+def test_the_load_benchmark_measures_a_short_mixed_run(stack: Settings, promoted: dict, tmp_path: Path) -> None:
+    from genrec.bench.load import LoadConfig, run_load, write_results
+
+    cfg = LoadConfig(duration_s=5, recommend_processes=1, recommend_threads=1, event_processes=1, event_threads=1,
+                     event_batch=20, freshness_probes=2, new_item_probes=0, history_len=3)
+    r = run_load(cfg)
+    rec, events = r["recommend"], r["events"]
+    assert rec["requests"] > 0 and rec["statuses"] == {"200": rec["requests"]} and rec["server_errors"] == 0
+    assert rec["served_by"].get("model", 0) > 0 and r["model_version"] == promoted["artifact"].version
+    assert events["accepted"] > 0 and events["accepted"] % 20 == 0 and events["failed_batches"] == 0
+    assert r["freshness_ms"]["n"] >= 1 and r["freshness_ms"]["p50"] > 0
+    assert r["consumer_lag"]["drain_seconds"] is not None  # every subscription caught up after the load
+    # Where the CPU went: each local server that served the run, and the load clients themselves.
+    assert {"recommend", "event-capture", "bridge", "feature-update", "load clients"} <= set(r["cpu_percent"])
+    assert r["cpu_percent"]["recommend"] > 0 and r["cpu_percent"]["event-capture"] > 0
+    write_results(r, tmp_path, "smoke")
+    assert "CPU during the load" in (tmp_path / "load-smoke.md").read_text()
+    assert (tmp_path / "load-smoke.json").is_file() and (tmp_path / "load-smoke.png").is_file()

@@ -30,6 +30,7 @@ from typing import Any
 
 import httpx
 import numpy as np
+import psutil
 
 from genrec.bench.serving import machine_info
 from genrec.config import Settings, get_settings
@@ -266,6 +267,36 @@ class LagSampler:
         return None
 
 
+class CpuMeter:
+    """CPU each local server used during the run, in % of one core (children included: the model
+    server runs Triton and its Python stubs as child processes), and the load clients' own share,
+    since they run on the same machine. Empty for servers that are not local processes."""
+
+    def __init__(self, s: Settings) -> None:
+        from genrec.devstack.stack import local_processes
+
+        self.processes = {**local_processes(s), "load clients": psutil.Process()}
+        self.started, self.before = time.monotonic(), self._times()
+
+    def _times(self) -> dict[tuple[str, int], float]:
+        times = {}
+        for name, proc in self.processes.items():
+            with contextlib.suppress(psutil.Error):
+                for p in (proc, *proc.children(recursive=True)):
+                    with contextlib.suppress(psutil.Error):
+                        t = p.cpu_times()
+                        times[(name, p.pid)] = t.user + t.system
+        return times
+
+    def percent(self) -> dict[str, float]:
+        """Per server since the meter started, busiest first."""
+        after, seconds = self._times(), time.monotonic() - self.started
+        used: Counter[str] = Counter()
+        for (name, pid), t in after.items():
+            used[name] += t - self.before.get((name, pid), 0.0)
+        return {name: round(100 * cpu / seconds, 1) for name, cpu in used.most_common()}
+
+
 # ------------------------------------------------------------------ the run
 def _production_items(s: Settings) -> tuple[str, list[str], Any]:
     from genrec.serving.catalog import CatalogCache
@@ -311,15 +342,18 @@ def run_load(cfg: LoadConfig, progress: Any = None) -> dict[str, Any]:
               for p in range(cfg.event_processes)]
         lag_thread = threading.Thread(target=sampler.run, args=(t0,), daemon=True)
         lag_thread.start()
+        cpu = CpuMeter(s)
         probes.run(deadline)
         rec_out = [f.result() for f in rec]
         ev_out = [f.result() for f in ev]
         elapsed = time.time() - t0
+        cpu_percent = cpu.percent()
     sampler.stop.set()
     say("load finished; waiting for the consumers to drain")
     drain_s = sampler.drain()
     result = _summarise(cfg, version, elapsed, rec_out, ev_out, probes, sampler, drain_s)
     result["model_server"] = _model_server_config(s)
+    result["cpu_percent"] = cpu_percent
     return result
 
 
@@ -420,6 +454,9 @@ def markdown_report(r: dict[str, Any]) -> str:
         f"Consumer lag: max per subscription {r['consumer_lag']['max']}; drained "
         f"{r['consumer_lag']['drain_seconds']} s after the load stopped.",
     ]
+    if r.get("cpu_percent"):
+        lines += ["", f"CPU during the load, % of one core ({m.get('cores', '?')} cores in all): "
+                  + ", ".join(f"{name} {pct:.0f}" for name, pct in r["cpu_percent"].items()) + "."]
     return "\n".join(lines) + "\n"
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import psutil
+
 from genrec.config import Settings
 from genrec.devstack.process import (
     StackError,
@@ -142,6 +144,12 @@ def status(s: Settings, names: list[str] | None = None) -> list[ServiceStatus]:
             )
         )
     return rows
+
+
+def local_processes(s: Settings) -> dict[str, psutil.Process]:
+    """The running servers of the local stack by service name (none against remote servers)."""
+    paths = paths_for(s)
+    return {svc.name: proc for svc in SERVICES.values() if (proc := _running(svc, paths)) is not None}
 
 
 def logs(s: Settings, name: str, lines: int = 50) -> str:
