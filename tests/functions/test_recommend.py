@@ -53,12 +53,23 @@ def _gen(stack: Settings, **body) -> httpx.Response:
 
 
 def test_cold_user_gets_popularity_in_order(stack: Settings, catalogue: dict) -> None:
-    resp = _gen(stack, user_id=f"cold-{uuid.uuid4().hex}", count=5, filters={"category": f"Shop{catalogue['tag']}"})
+    # Other shops' items fill the global top-50: a category's list comes from its own board.
+    others = [f"{catalogue['tag']}-other-{k}" for k in range(60)]
+    pool = make_pool(stack)
+    CatalogRepo(pool).upsert_many([Item(i, title=i, category_path="Elsewhere") for i in others])
+    pool.close()
+    HotState(stack).bump_popularity([(item, 1000.0, None) for item in others], ["Elsewhere"])
+    user = f"cold-{uuid.uuid4().hex}"
+    resp = _gen(stack, user_id=user, count=5, filters={"category": f"Shop{catalogue['tag']}"})
     assert resp.status_code == 200, resp.text
     body = resp.json()
     assert body["served_by"] == "popularity"
     assert [i["item_id"] for i in body["items"]] == [catalogue["ids"][k] for k in (19, 18, 17, 16, 15)]
     assert all(i["reason"] and i["title"] for i in body["items"])
+    # That category's list is not served again to the same user asking without a filter.
+    unfiltered = _gen(stack, user_id=user, count=5).json()
+    assert unfiltered["served_by"] == "popularity"
+    assert len(unfiltered["items"]) == 5 and {i["item_id"] for i in unfiltered["items"]} <= set(others)
 
 
 def test_user_with_history_falls_back_to_vectors_when_no_model_serves(stack: Settings, catalogue: dict) -> None:

@@ -75,10 +75,10 @@ class RecommendService:
                  page_token: str | None = None) -> RecommendationList:
         if page_token:
             return self._page(page_token, count, user_id)
+        filters = filters or Filters()
         history = self._history(user_id)
-        ranked = self._ranked_for_user(user_id, history)
-        return self._first_page(ranked, count, user_id=user_id, history=history, exclude=exclude,
-                                filters=filters or Filters())
+        ranked = self._ranked_for_user(user_id, history, filters.category or "")
+        return self._first_page(ranked, count, user_id=user_id, history=history, exclude=exclude, filters=filters)
 
     def for_session(self, items: Sequence[str], count: int, *, filters: Filters | None = None) -> RecommendationList:
         """Anonymous session: its item list is the history; nothing is cached per user.
@@ -120,25 +120,29 @@ class RecommendService:
             log.warning("no history for %s: %s", user_id, exc)
             return []
 
-    def _ranked_for_user(self, user_id: str, history: list[str]) -> Ranked:
+    def _ranked_for_user(self, user_id: str, history: list[str], category: str) -> Ranked:
+        """``category`` (the request's filter) picks the popularity board when nothing else serves:
+        the global top-50 may hold nothing of a small category."""
         try:
             cached = self.res.hot.cached_recommendations(user_id)
         except Exception:
             cached = None
         # A list is reused only for the history it was made from. An event can land between
         # reading the history and writing the cache (its invalidation then comes first), and
-        # that stale list must not be served until the TTL ends.
-        if cached and cached.get("history") == history:
+        # that stale list must not be served until the TTL ends. A popularity list is one
+        # category's board: it serves only that category again.
+        if cached and cached.get("history") == history and cached.get("board", category) == category:
             return Ranked("cache", cached["version"], [Candidate(i, s) for i, s in cached["items"]],
                           {"cached_from": cached["served_by"]})
         seen = set(history)
         ranked = (self._generate(history, user_id) if history else None) \
-            or self._vector_for(history, user_id, seen) or self._popular("", seen)
+            or self._vector_for(history, user_id, seen) or self._popular(category, seen)
         if ranked.candidates:
+            board = {"board": category} if ranked.served_by == "popularity" else {}
             try:
                 self.res.hot.cache_recommendations(user_id, {
                     "served_by": ranked.served_by, "version": ranked.version,
-                    "items": [[c.item_id, c.score] for c in ranked.candidates], "history": history})
+                    "items": [[c.item_id, c.score] for c in ranked.candidates], "history": history, **board})
             except Exception as exc:
                 log.warning("could not cache recommendations: %s", exc)
         return ranked
