@@ -86,7 +86,9 @@ class KafkaSettings(BaseModel):
     topics: dict[str, TopicSettings] = Field(default_factory=_default_topics)
     dead_letter_suffix: str = ".dlq"
     publish_timeout_s: float = 5.0
-    served_log_linger_ms: int = Field(default=200, ge=0, le=5000)  # recommend's recommendation.served batching
+    # recommend's recommendation.served batching: each produce is an object-store write on tansu,
+    # and analytics reads the log a second later anyway.
+    served_log_linger_ms: int = Field(default=1000, ge=0, le=5000)
     # event-capture waits this long to merge concurrent requests into one produce per
     # partition: every produce is a write to the broker's log store (S3 for tansu).
     ingest_linger_ms: int = Field(default=2, ge=0, le=1000)
@@ -157,6 +159,10 @@ class ModelServerSettings(BaseModel):
     model_name: str = "genrec"
     # The local Triton's dynamic batcher (the contract's default); off only to measure it.
     dynamic_batching: bool = True
+    # torch threads of the local server's model instance (0: one per core). One: on a small box
+    # the model shares the cores with every other server, and a second intra-op thread mostly
+    # spins (twice the CPU per request, a longer tail).
+    threads: int = Field(default=1, ge=0)
     timeout_s: float = 0.5
     breaker_failures: int = 3
     breaker_reset_s: float = 5.0

@@ -408,7 +408,8 @@ class ModelServer(Service):
     def argv(self, s: Settings, paths: StackPaths) -> list[str]:
         from genrec.serving.launch import serving_python
 
-        argv = [str(serving_python()), "-m", "genrec.serving.launch", "--workdir", str(paths.data / "model-server")]
+        argv = [str(serving_python()), "-m", "genrec.serving.launch", "--workdir", str(paths.data / "model-server"),
+                "--threads", str(s.model_server.threads)]
         return argv if s.model_server.dynamic_batching else [*argv, "--no-dynamic-batching"]
 
     def env(self, s: Settings) -> dict[str, str]:

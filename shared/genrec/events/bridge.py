@@ -101,7 +101,7 @@ class SubscriptionWorker:
         self.consumer = consumer(
             s, sub.group_id,
             # offsets are stored only after success and committed in the background
-            **{"enable.auto.commit": True, "enable.auto.offset.store": False, "auto.commit.interval.ms": 200,
+            **{"enable.auto.commit": True, "enable.auto.offset.store": False, "auto.commit.interval.ms": 1000,
                "fetch.wait.max.ms": sub.fetch_wait_ms or s.kafka.fetch_wait_max_ms},
         )
 
