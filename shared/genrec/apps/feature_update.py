@@ -49,8 +49,6 @@ def create_app(s: Settings | None = None) -> FastAPI:
     def on_interactions(evs: Sequence[ValidEvent]) -> list[dict]:
         # Redis first, in stream order (claims make it once per event); then one INSERT for the
         # batch. A redelivery after a failed INSERT finds the claims taken and only stores rows.
-        if not evs:
-            return []
         interactions, rows = zip(*(as_interaction(ev) for ev in evs), strict=True)
         applied = res.hot.apply_interactions_once(interactions)
         new_ids = res.events.insert_new(list(rows))

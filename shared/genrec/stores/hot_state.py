@@ -142,25 +142,16 @@ class HotState:
         boards = [keys.GLOBAL_CATEGORY, *categories]
         self._execute_with_bumps(pipe, [self._bump_args(c, [(item_id, weight, t)]) for c in dict.fromkeys(boards)])
 
-    def apply_interaction_once(self, source: str, event_id: str, user_id: str, item_id: str, *,
-                               event_type: str = "view", append: bool = True, categories: Sequence[str] = (),
-                               weight: float = 1.0, ts: float | datetime | None = None) -> bool:
-        """Apply one delivered event exactly once per (source, event_id): False for a redelivery.
-
-        The claim and the user's sequence/counters/cache change in one script (one slot), so a
-        crash between them is impossible. Popularity boards live on other slots and follow; a
-        crash in between leaves the boards one event short, never double-counted.
-        """
-        return self.apply_interactions_once([Interaction(
-            source, event_id, user_id, item_id, event_type=event_type, append=append,
-            categories=tuple(categories), weight=weight, ts=ts)])[0]
-
     def apply_interactions_once(self, batch: Sequence[Interaction]) -> list[bool]:
-        """``apply_interaction_once`` for a delivered batch, in order: which were applied.
+        """Apply delivered interactions exactly once per (source, event_id), in order: which were
+        applied (False: a redelivery).
 
-        Plain Redis: two round trips for the whole batch (every claim script in one pipeline,
-        then one popularity call per board for the events that were applied), not two per event.
-        Redis Cluster refuses scripts in pipelines, so there each claim is its own call.
+        Each claim and the user's sequence/counters/cache change in one script (one slot), so a
+        crash between them is impossible. Popularity boards live on other slots and follow; a
+        crash in between leaves the boards short, never double-counted. Plain Redis: two round
+        trips for the whole batch (every claim script in one pipeline, then one popularity call
+        per board for the events that were applied). Redis Cluster refuses scripts in
+        pipelines, so there each claim is its own call.
         """
         stamped = [(it, _seconds(it.ts, self.clock)) for it in batch]
         if isinstance(self.r, RedisCluster):
