@@ -35,8 +35,15 @@ def planted():
 
 
 @pytest.fixture(scope="session")
-def planted_bundle(planted):
+def planted_checkpoint(tmp_path_factory):
+    """Where ``planted_bundle`` keeps its checkpoints (tokenizer, best.pt): a warm-start source."""
+    return tmp_path_factory.mktemp("planted-ckpt")
+
+
+@pytest.fixture(scope="session")
+def planted_bundle(planted, planted_checkpoint):
     from genrec.training import TrainConfig, train_generative
 
     _, ds = planted
-    return train_generative(ds, TrainConfig.model_validate(PLANTED_CONFIG), progress=False)
+    cfg = TrainConfig.model_validate({**PLANTED_CONFIG, "checkpoint_dir": str(planted_checkpoint)})
+    return train_generative(ds, cfg, progress=False)

@@ -19,10 +19,10 @@ def _table(n: int = 20, seed: int = 0) -> CodeTable:
     return CodeTable(space[pick], LEVELS)
 
 
-def _model(seed: int = 0) -> TigerModel:
+def _model(seed: int = 0, **overrides: object) -> TigerModel:
     torch.manual_seed(seed)
     cfg = GenerativeConfig(d_model=32, n_heads=2, encoder_layers=1, decoder_layers=1, d_ff=64, dropout=0.0,
-                           max_history=6, user_buckets=5)
+                           max_history=6, user_buckets=5, **overrides)
     return TigerModel(cfg, LEVELS).eval()
 
 
@@ -72,8 +72,37 @@ def test_beam_matches_exhaustive_ranking_and_respects_exclusions() -> None:
 
 
 @torch.no_grad()
-def test_narrow_beam_yields_only_valid_sorted_unique_items() -> None:
-    table, model = _table(40, seed=3), _model(seed=2)
+@pytest.mark.parametrize(("weight", "id_items"), [(0.0, 0), (0.7, 0), (0.7, 12)])
+def test_rerank_head_orders_the_beam_by_generative_plus_dense_score(weight: float, id_items: int) -> None:
+    table = _table()
+    model = _model(seed=5, rerank_head=True, rerank_weight=weight, rerank_item_ids=bool(id_items),
+                   rerank_id_items=id_items)
+    if id_items:  # trained ID vectors for the first 12 items; items 12.. were "added later"
+        torch.nn.init.normal_(model.item_id_emb.weight)
+        every = torch.arange(table.n_items)
+        with_ids, codes_only = model.item_vectors(table.item_codes, every), model.item_vectors(table.item_codes)
+        assert torch.equal(with_ids[12:], codes_only[12:]) and not torch.allclose(with_ids[:12], codes_only[:12])
+    hist = _histories(table.n_items)
+    rec = GenerativeRecommender(model, table, top_k=8, beam_width=64, exclude_history=True).eval()
+    items, scores = rec(hist)
+    memory, _ = model.encode(hist, table.item_codes)
+    dense = model.user_vector(memory) @ model.item_vectors(table.item_codes, torch.arange(table.n_items)).T
+    want_scores = _exhaustive(model, table, hist) + weight * dense
+    for r in range(hist.shape[0]):
+        seen = list(set(hist[r][hist[r] >= 0].tolist()))
+        want_scores[r, seen] = float("-inf")
+        assert items[r].tolist() == torch.topk(want_scores[r], 8).indices.tolist()
+        assert torch.allclose(scores[r], want_scores[r, items[r]], atol=1e-5)
+    if weight:  # the head changes the order (else this test could not tell it ran)
+        plain = _exhaustive(model, table, hist)
+        assert any(items[r].tolist() != torch.topk(plain[r].index_fill(0, hist[r][hist[r] >= 0], -1e9), 8)
+                   .indices.tolist() for r in range(hist.shape[0]))
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("rerank_head", [False, True])
+def test_narrow_beam_yields_only_valid_sorted_unique_items(rerank_head: bool) -> None:
+    table, model = _table(40, seed=3), _model(seed=2, rerank_head=rerank_head)
     hist = _histories(table.n_items, rows=8)
     extra = torch.tensor([[0, 1, -1]] * 8)
     rec = GenerativeRecommender(model, table, top_k=5, beam_width=5, exclude_history=True)

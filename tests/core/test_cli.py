@@ -82,4 +82,27 @@ def test_train_and_bench_quality_smoke(tmp_path: Path, monkeypatch) -> None:
     assert set(again["models"]) == set(out["models"])
     assert again["models"]["genrec (generative retrieval)"]["resumed"] is True
     assert "resumed from a checkpoint" in (tmp_path / "r" / "quality-d.md").read_text()
+
+    # A third sitting warm-starts a model with a re-ranking head from the averaged best and
+    # last weights of that run: same Semantic IDs, its own checkpoints, the story kept.
+    warm = tmp_path / "warm.toml"
+    warm.write_text(f'init_from = ["{ckpt}/best.pt", "{ckpt}/last.pt"]\ncheckpoint_dir = "{tmp_path}/warm-ckpt"\n'
+                    "[model]\nrerank_head = true\n[optim]\nepochs = 1\n")
+    res = runner.invoke(bench.app, ["quality", "--dataset", str(tmp_path / "d"), "--budget", "smoke",
+                                    "--out", str(tmp_path / "r"), "--models", "genrec", "--config", str(warm)])
+    assert res.exit_code == 0, res.output
+    lines = [json.loads(line) for line in (tmp_path / "r" / "quality-d-metrics.jsonl").read_text().splitlines()]
+    assert [x["epoch"] for x in lines if x["model"] == "genrec"] == [1, 2, 3]
+    assert [x["epoch"] for x in lines if x["model"] == "genrec-warm"] == [1]
+    gen = json.loads((tmp_path / "r" / "quality-d.json").read_text())["models"]["genrec (generative retrieval)"]
+    assert gen["warm_start"]["source_epochs"] == 3 and gen["warm_start"]["new_parameters"] == [
+        "item_tower", "user_tower"]
+    assert gen["train_seconds"] >= gen["warm_start"]["source_train_seconds"] > 0
+    report = (tmp_path / "r" / "quality-d.md").read_text()
+    assert "Warm start: 1 epochs from the 3-epoch run" in report and "weights averaged" in report
+    assert "Re-ranking head on" in report
+    beams = json.loads((tmp_path / "r" / "quality-d.json").read_text())["models"][
+        "genrec, beams in generative order (head off)"]
+    assert 0 <= beams["test"]["ndcg@10"] <= beams["test"]["recall@10"] <= 1
+    assert (tmp_path / "warm-ckpt" / "tokenizer" / "tokenizer.pt").is_file()
     get_settings.cache_clear()

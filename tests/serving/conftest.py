@@ -20,7 +20,7 @@ TINY_MODEL = {"d_model": 32, "n_heads": 2, "encoder_layers": 1, "decoder_layers"
               "user_buckets": 7, "max_history": 8}
 
 
-def make_bundle(out: Path, seed: int = 0):
+def make_bundle(out: Path, seed: int = 0, **model: object):
     """A TrainedBundle saved by its own ``save`` (real tokenizer, untrained transformer):
     exactly the files `genrec train` writes, in a second instead of minutes."""
     from genrec.data.splits import ItemIndex
@@ -33,9 +33,12 @@ def make_bundle(out: Path, seed: int = 0):
     tok = SemanticIdTokenizer(TokenizerConfig(method="rqkmeans", levels=2, codebook_size=8, latent_dim=16,
                                               disambiguation_size=16, kmeans_iters=5, seed=seed))
     codes = tok.fit(emb, progress=False)
-    cfg = TrainConfig.model_validate({"max_history": 8, "top_k": 50, "model": TINY_MODEL})
+    model_cfg = {**TINY_MODEL, **model}
+    cfg = TrainConfig.model_validate({"max_history": 8, "top_k": 50, "model": model_cfg})
     torch.manual_seed(seed)
-    model = TigerModel(GenerativeConfig.model_validate(TINY_MODEL), tok.level_sizes).eval()
+    model = TigerModel(GenerativeConfig.model_validate(model_cfg), tok.level_sizes).eval()
+    if hasattr(model, "item_id_emb"):  # "trained" ID vectors (they start at zero)
+        torch.nn.init.normal_(model.item_id_emb.weight)
     bundle = TrainedBundle(config=cfg, tokenizer=tok, model=model,
                            item_index=ItemIndex(np.asarray([f"sku-{i}" for i in range(N_ITEMS)], dtype=object)),
                            code_table=CodeTable(torch.as_tensor(codes), tok.level_sizes),
@@ -48,6 +51,15 @@ def make_bundle(out: Path, seed: int = 0):
 def bundle_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("serving-artifacts") / "v1"
     make_bundle(out, seed=0)
+    return out
+
+
+@pytest.fixture(scope="session")
+def rerank_bundle_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An artifact whose model re-ranks its final beam with a dense head, with ID vectors for
+    the first 140 of its 150 items (the rest stand for items added after training)."""
+    out = tmp_path_factory.mktemp("serving-artifacts") / "rerank"
+    make_bundle(out, seed=2, rerank_head=True, rerank_weight=0.5, rerank_item_ids=True, rerank_id_items=140)
     return out
 
 

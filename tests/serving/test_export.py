@@ -21,11 +21,15 @@ from genrec.serving.runners import make_runner
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_serving_graph_matches_the_bundle_recommender(bundle_dir: Path) -> None:
-    """The slim artifact loader + table-as-input graph answer exactly like TrainedBundle."""
+@pytest.mark.parametrize("artifact", ["bundle_dir", "rerank_bundle_dir"])
+def test_serving_graph_matches_the_bundle_recommender(artifact: str, request: pytest.FixtureRequest) -> None:
+    """The slim artifact loader + table-as-input graph answer exactly like TrainedBundle
+    (also when the model re-ranks its beam with a dense head)."""
     from genrec.training import TrainedBundle
 
+    bundle_dir = request.getfixturevalue(artifact)
     bundle = TrainedBundle.load(bundle_dir)
+    assert bundle.model.reranks is (artifact == "rerank_bundle_dir")
     art = ServingArtifact.open(bundle_dir)
     graph = build_graph(art)
     tensors = TableTensors.from_table(base_table(art))
@@ -36,6 +40,11 @@ def test_serving_graph_matches_the_bundle_recommender(bundle_dir: Path) -> None:
         want = bundle.recommender(top_k=50)(seq, tok.reshape(-1), excl)
     assert torch.equal(got[0], want[0])
     torch.testing.assert_close(got[1], want[1])
+
+
+def test_torchscript_export_parity_with_a_rerank_head(rerank_bundle_dir: Path, tmp_path: Path) -> None:
+    report = export_repository(rerank_bundle_dir, "torchscript", tmp_path / "repo", log=lambda _m: None)
+    assert report.checked and report.ok(min_item_match=1.0, atol=1e-5), report.as_dict()
 
 
 def test_torchscript_export_parity_and_repository(bundle_dir: Path, tmp_path: Path) -> None:

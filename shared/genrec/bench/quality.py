@@ -53,7 +53,7 @@ BUDGETS: dict[str, dict[str, Any]] = {
         "test_beam_width": 100,
         "tokenizer": {"steps": 10000},
         "model": {"d_model": 256, "n_heads": 4, "encoder_layers": 4, "decoder_layers": 4, "d_ff": 1024,
-                  "dropout": 0.15},
+                  "dropout": 0.15, "rerank_head": True, "rerank_item_ids": True},
         "optim": {"epochs": 200, "batch_size": 256, "lr": 1e-3, "warmup_steps": 1000, "patience": 10},
         "sasrec": {"d_model": 64, "layers": 2, "n_heads": 2, "d_ff": 256, "dropout": 0.3},
         "sasrec_optim": {"epochs": 300, "batch_size": 128, "lr": 1e-3, "patience": 20},
@@ -142,8 +142,12 @@ def run_quality(
     out.mkdir(parents=True, exist_ok=True)
     cfg.metrics_path = str(out / f"quality-{dataset.name}-metrics.jsonl")
     checkpoints = {"genrec": cfg.checkpoint_dir, "sasrec": f"{cfg.checkpoint_dir}-sasrec"}
-    _keep_metrics_history(Path(cfg.metrics_path), {m: Path(checkpoints[m], "last.pt").is_file()
-                                                   for m in models if m in checkpoints})
+    resuming = {m: Path(checkpoints[m], "last.pt").is_file() for m in models if m in checkpoints}
+    if "genrec" in resuming:
+        # A warm start continues the source run's story: keep that run's epoch lines too.
+        resuming["genrec-warm"] = resuming["genrec"]
+        resuming["genrec"] = resuming["genrec"] or bool(cfg.init_from)
+    _keep_metrics_history(Path(cfg.metrics_path), resuming)
     results: dict[str, Any] = {
         "dataset": dataset.name,
         "dataset_path": str(dataset_path),
@@ -174,17 +178,24 @@ def run_quality(
         train_s = time.perf_counter() - t
         te = time.perf_counter()
         test = evaluate_bundle(bundle, split, device=device, progress=progress)
+        beam_order = test.pop("without_rerank", None)
         rep = bundle.report
-        # A resumed run's epochs ran in several sittings: count every epoch's time, not this process's.
+        # A resumed run's epochs ran in several sittings: count every epoch's time, not this process's,
+        # and a warm start's source run too.
         epoch_s = sum(h["train_seconds"] + h["eval_seconds"] for h in rep["history"])
+        warm = rep.get("warm_start") or {}
         results["models"][MODEL_KEYS["genrec"]] = {
             "test": test, "validation": rep["validation"], "best_epoch": rep["best_epoch"],
-            "epochs_run": len(rep["history"]), "train_seconds": round(max(train_s, epoch_s), 1),
-            "resumed": rep["resumed_after_epoch"] > 0,
+            "epochs_run": len(rep["history"]),
+            "train_seconds": round(max(train_s, epoch_s) + warm.get("source_train_seconds", 0.0), 1),
+            "resumed": rep["resumed_after_epoch"] > 0, "warm_start": rep.get("warm_start"),
+            "model": cfg.model.model_dump(),
             "test_seconds": round(time.perf_counter() - te, 1), "test_beam_width": cfg.test_beam_width,
             "embeddings": rep["embeddings"], "tokenizer": rep["tokenizer"], "stage_seconds": rep["seconds"],
             "train_examples": rep["train_examples"],
         }
+        if beam_order:  # the same beams without the head: what the re-ranking adds
+            results["models"][BEAM_ORDER_KEY] = {"test": beam_order, "train_seconds": 0.0}
         _write(results, out, t_start, final=False)
     if "sasrec" in models:
         t = time.perf_counter()
@@ -201,6 +212,7 @@ def run_quality(
 
 
 MODEL_KEYS = {"mostpop": "MostPopular", "genrec": "genrec (generative retrieval)", "sasrec": "SASRec (full CE)"}
+BEAM_ORDER_KEY = "genrec, beams in generative order (head off)"
 
 
 def _kept_results(previous: Path, budget: str, models: tuple[str, ...]) -> dict[str, Any]:
@@ -214,7 +226,7 @@ def _kept_results(previous: Path, budget: str, models: tuple[str, ...]) -> dict[
         return {}
     if old.get("budget") != budget:
         return {}
-    rerun = {MODEL_KEYS[m] for m in models if m in MODEL_KEYS}
+    rerun = {MODEL_KEYS[m] for m in models if m in MODEL_KEYS} | ({BEAM_ORDER_KEY} if "genrec" in models else set())
     return {name: {**r, "from_run": old.get("started")} for name, r in old.get("models", {}).items()
             if name not in rerun}
 
@@ -284,6 +296,19 @@ def markdown_report(results: dict[str, Any]) -> str:
             + (" (resumed from a checkpoint: train s sums every epoch over all sittings)." if gen.get("resumed")
                else "."),
         ]
+        warm = gen.get("warm_start")
+        if warm:
+            lines.append(
+                f"Warm start: {gen['epochs_run']} epochs from the {warm['source_epochs']}-epoch run in "
+                f"{', '.join(f'`{f}`' for f in warm['from'])}"
+                + (" (weights averaged)" if len(warm["from"]) > 1 else "")
+                + (f", adding {', '.join(warm['new_parameters'])}" if warm["new_parameters"] else "")
+                + "; train s includes the source run."
+            )
+        if gen.get("model", {}).get("rerank_head"):
+            lines.append(f"Re-ranking head on: the final beam re-scored as generative log-prob + "
+                         f"{gen['model']['rerank_weight']} x dense logit (weight tuned on validation); "
+                         f"the row `{BEAM_ORDER_KEY}` is the same beams in generative order.")
     return "\n".join(lines) + "\n"
 
 

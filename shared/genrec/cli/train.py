@@ -18,13 +18,18 @@ def train(
     checkpoint_dir: str | None = typer.Option(None, "--checkpoint-dir", help="Resumable checkpoints (path or s3://)."),
     device: str | None = typer.Option(None, "--device", help="auto | cpu | cuda"),
     epochs: int | None = typer.Option(None, "--epochs", help="Override optim.epochs."),
+    init_from: list[str] | None = typer.Option(
+        None, "--init-from",
+        help="Warm start: an earlier run's checkpoint folder, or several of its .pt files to average.",
+    ),
 ) -> None:
     """Train tokenizer + generative model on a dataset; report validation and test metrics."""
     from genrec.config import get_settings
     from genrec.data import load_dataset
     from genrec.training import load_config, train_generative
 
-    cfg = load_config(config, checkpoint_dir=checkpoint_dir, device=device)
+    cfg = load_config(config, checkpoint_dir=checkpoint_dir, device=device,
+                      init_from=(init_from[0] if len(init_from) == 1 else init_from) if init_from else None)
     if epochs is not None:
         cfg.optim.epochs = epochs
     ds = load_dataset(dataset)

@@ -5,6 +5,15 @@ the sum of the embeddings of its code tokens (one position per item keeps the co
 linear in N up to 1024 rather than N x levels) plus a position-from-the-end embedding.
 Decoder: BOS then the target item's codes; a separate head per level predicts the next
 code. Item vectors are built from codes only, so new items work without retraining.
+
+Optional re-ranking head (``rerank_head``, a LIGER-style hybrid): the encoder's state at the
+most recent item is scored against a vector composed from each item's codes by a small MLP, trained with a
+softmax over the whole catalogue next to the generative loss. At inference it re-scores
+the final beam (``generative log-prob + rerank_weight * dense logit``). Beam search and
+the dense score see the catalogue differently (a prefix tree vs one vector per item) and
+their errors differ; the dense loss is also the objective of the strongest ID-based
+baselines. With ``rerank_item_ids`` items known at training also get a learned ID vector;
+items added later are scored by their codes alone, so cold start is unchanged.
 """
 
 from __future__ import annotations
@@ -33,6 +42,15 @@ class GenerativeConfig(BaseModel):
     user_buckets: int = 2000  # hashed user tokens; bucket 0 is "anonymous"
     user_dropout: float = 0.1  # train-time chance of the anonymous token (serving may omit users)
     label_smoothing: float = 0.1
+    rerank_head: bool = False  # dense full-catalogue head that re-scores the final beam
+    rerank_loss_weight: float = 1.0  # its cross-entropy's weight next to the generative loss
+    rerank_weight: float = 1.0  # inference: score = generative log-prob + this * dense logit
+    # Add a learned per-item vector to the head's item vectors for the items known at training
+    # (``rerank_id_items``, set by training). Items added later use their codes alone, which
+    # ``rerank_id_dropout`` (a share of IDs hidden per step) trains for.
+    rerank_item_ids: bool = False
+    rerank_id_items: int = Field(default=0, ge=0)
+    rerank_id_dropout: float = 0.1
 
 
 def user_bucket(user_id: str, buckets: int) -> int:
@@ -64,6 +82,14 @@ class TigerModel(nn.Module):
         self.enc_ln, self.dec_ln = nn.LayerNorm(d), nn.LayerNorm(d)
         self.heads = nn.ModuleList(nn.Linear(d, v) for v in self.level_sizes)
         self.drop = nn.Dropout(config.dropout)
+        if config.rerank_head:
+            # Concatenated (not summed) code embeddings through an MLP, so levels interact.
+            n = len(self.level_sizes)
+            self.item_tower = nn.Sequential(nn.Linear(n * d, 2 * d), nn.GELU(), nn.Linear(2 * d, d))
+            self.user_tower = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Linear(d, d))
+            if config.rerank_id_items:
+                self.item_id_emb = nn.Embedding(config.rerank_id_items, d)
+                nn.init.zeros_(self.item_id_emb.weight)  # a warm start begins from the code-only head
         nn.init.normal_(self.code_emb.weight, std=0.02)
         nn.init.normal_(self.bos, std=0.02)
 
@@ -105,9 +131,11 @@ class TigerModel(nn.Module):
 
     def loss(
         self, history: torch.Tensor, target_codes: torch.Tensor, item_codes: torch.Tensor,
-        users: torch.Tensor | None = None,
+        users: torch.Tensor | None = None, targets: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Teacher-forced cross-entropy summed over code levels (mean over the batch)."""
+        """Teacher-forced cross-entropy summed over code levels (mean over the batch), plus
+        the re-ranking head's catalogue cross-entropy when the model has one (``targets``:
+        the target item indices)."""
         memory, mask = self.encode(history, item_codes, users)
         n = len(self.level_sizes)
         h = self.decode(target_codes[:, None, : n - 1], memory, mask)[:, 0]  # [B, n, d]
@@ -115,11 +143,66 @@ class TigerModel(nn.Module):
         for lvl, head in enumerate(self.heads):
             logits = head(h[:, lvl]).float()
             total = total + F.cross_entropy(logits, target_codes[:, lvl], label_smoothing=self.config.label_smoothing)
+        if self.has_rerank_head:
+            if targets is None:
+                raise ValueError("a model with a re-ranking head needs the target item indices")
+            total = total + self.config.rerank_loss_weight * self.rerank_loss(memory, targets, item_codes)
         return total
+
+    # ------------------------------------------------------------ dense head
+    @property
+    def has_rerank_head(self) -> bool:
+        return self.config.rerank_head
+
+    @property
+    def reranks(self) -> bool:
+        """Whether inference re-scores the final beam (a head, with a non-zero weight)."""
+        return self.config.rerank_head and self.config.rerank_weight > 0
+
+    def dense_scores(self, memory: torch.Tensor, items: torch.Tensor, item_codes: torch.Tensor) -> torch.Tensor:
+        """Dense logits ``[B, W]`` of candidate ``items [B, W]`` (pad -1: any finite value).
+        A per-user normaliser would not change any order, so none is applied."""
+        idx = items.clamp(min=0)
+        cand = self.item_vectors(item_codes[idx], idx)  # [B, W, d]
+        return (cand @ self.user_vector(memory)[:, :, None]).squeeze(-1).float()
+
+    def item_vectors(self, codes: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:
+        """``codes [..., levels]`` (of item indices ``items``) -> dense item vectors ``[..., d]``.
+        Items the ID table does not know (added after training) get their codes' vector."""
+        vec = self.item_tower(self.code_emb(codes + self.offsets).flatten(-2))
+        n_ids = self.config.rerank_id_items
+        if n_ids and items is not None:
+            known = (items < n_ids)[..., None]
+            vec = vec + torch.where(known, self.item_id_emb(items.clamp(max=n_ids - 1)), torch.zeros_like(vec))
+        return vec
+
+    def user_vector(self, memory: torch.Tensor) -> torch.Tensor:
+        """The encoder state at the most recent item (histories are left-padded)."""
+        return self.user_tower(memory[:, -1])
+
+    def rerank_loss(self, memory: torch.Tensor, targets: torch.Tensor, item_codes: torch.Tensor) -> torch.Tensor:
+        """Softmax cross-entropy of the target item against the whole catalogue."""
+        n = item_codes.shape[0]
+        items = torch.arange(n, device=item_codes.device)
+        if self.training and self.config.rerank_id_items and self.config.rerank_id_dropout > 0:
+            # Hide some items' IDs each step, so the code-only vector of a new item is trained too.
+            hidden = torch.rand(n, device=items.device) < self.config.rerank_id_dropout
+            items = torch.where(hidden, torch.full_like(items, self.config.rerank_id_items), items)
+        logits = self.user_vector(memory) @ self.item_vectors(item_codes, items).T
+        return F.cross_entropy(logits.float(), targets)
 
     def step_logits(self, prefix: torch.Tensor, level: int, memory: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         h = self.decode(prefix, memory, mask)[:, :, -1]
         return self.heads[level](h)
+
+
+def rerank(
+    items: torch.Tensor, generative: torch.Tensor, dense: torch.Tensor, weight: float, top_k: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Order a final beam by ``generative + weight * dense`` and keep ``top_k``; unfilled
+    slots (score -inf) stay last."""
+    combined, order = torch.sort(generative + weight * dense, dim=1, descending=True, stable=True)
+    return torch.gather(items, 1, order[:, :top_k]), combined[:, :top_k]
 
 
 class GenerativeRecommender(nn.Module):
@@ -157,13 +240,30 @@ class GenerativeRecommender(nn.Module):
         self, user_sequence: torch.Tensor, users: torch.Tensor | None = None, exclude: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """``user_sequence int64 [B, L]`` (pad -1) -> ``(items int64 [B, K], scores fp32 [B, K])``."""
+        if not self.model.reranks:
+            return self._search(user_sequence, users, exclude, self.top_k)[1:]
+        items, generative, dense = self.beam_with_dense_scores(user_sequence, users, exclude)
+        return rerank(items, generative, dense, self.model.config.rerank_weight, self.top_k)
+
+    def beam_with_dense_scores(
+        self, user_sequence: torch.Tensor, users: torch.Tensor | None = None, exclude: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The whole final beam ``[B, W]``: items, generative log-probs and the re-ranking
+        head's dense logits (the parts ``forward`` combines; training tunes the weight on them)."""
+        memory, items, generative = self._search(user_sequence, users, exclude, self.beam_width)
+        return items, generative, self.model.dense_scores(memory, items, self.item_codes)
+
+    def _search(
+        self, user_sequence: torch.Tensor, users: torch.Tensor | None, exclude: torch.Tensor | None, keep: int
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         memory, mask = self.model.encode(user_sequence, self.item_codes, users)
         excl = None
         if self.exclude_history or exclude is not None:
             parts = ([user_sequence] if self.exclude_history else []) + ([exclude] if exclude is not None else [])
             excl = exclusion_keys(torch.cat(parts, dim=1), self.item_keys, self.sentinel)
-        return constrained_beam_search(
+        items, scores = constrained_beam_search(
             lambda prefix, level: self.model.step_logits(prefix, level, memory, mask),
             user_sequence.shape[0], self.level_sizes, self.base, self.sorted_keys, self.sorted_items,
-            excl, self.beam_width, self.top_k,
+            excl, self.beam_width, keep,
         )
+        return memory, items, scores

@@ -7,8 +7,9 @@ is one reference assignment in the server (no half-updated buffers under concurr
 
 Inputs (all int64): ``user_sequence [B, L]`` (pad -1), ``user_token [B, 1]`` (hashed user
 bucket, 0 = anonymous), ``exclude [B, E]`` (pad -1), then the four ``CodeTable`` tensors.
-Outputs: ``recommendations int64 [B, K]``, ``scores fp32 [B, K]`` (log-probabilities,
-descending; -1 / -inf where fewer than K items remain).
+Outputs: ``recommendations int64 [B, K]``, ``scores fp32 [B, K]`` (log-probabilities, plus
+the weighted dense logit when the model has a re-ranking head; descending; -1 / -inf where
+fewer than K items remain).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from torch import nn
 
 from genrec.model.beam import constrained_beam_search, exclusion_keys
 from genrec.model.code_table import CodeTable
-from genrec.model.generative import GenerativeConfig, TigerModel
+from genrec.model.generative import GenerativeConfig, TigerModel, rerank
 from genrec.serving.artifact import ServingArtifact
 
 TABLE_INPUTS = ("item_codes", "item_keys", "sorted_keys", "sorted_items")
@@ -74,11 +75,15 @@ class ServingGraph(nn.Module):
         memory, mask = self.model.encode(user_sequence, item_codes, user_token.reshape(-1))
         # History is always excluded; `exclude` adds more (pad -1 adds nothing).
         excl = exclusion_keys(torch.cat([user_sequence, exclude], dim=1), item_keys, self.sentinel)
+        reranks = self.model.reranks  # a static property of the model: one graph either way
         items, scores = constrained_beam_search(
             lambda prefix, level: self.model.step_logits(prefix, level, memory, mask),
             user_sequence.shape[0], self.level_sizes, self.base, sorted_keys, sorted_items,
-            excl, self.beam_width, self.top_k,
+            excl, self.beam_width, self.beam_width if reranks else self.top_k,
         )
+        if reranks:
+            dense = self.model.dense_scores(memory, items, item_codes)
+            items, scores = rerank(items, scores, dense, self.model.config.rerank_weight, self.top_k)
         return items, scores.float()
 
 

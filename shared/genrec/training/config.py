@@ -38,6 +38,10 @@ class TrainConfig(BaseModel):
     val_beam_width: int = 20
     test_beam_width: int = 100
     checkpoint_dir: str | None = None  # local folder or s3:// URI; enables resume
+    # Warm start from an earlier run: its checkpoint folder (tokenizer/ and best.pt), or
+    # several of its .pt files whose weights are averaged (tokenizer/ beside the first).
+    # Weights load by name, so a model that adds a head starts from the trained rest.
+    init_from: str | list[str] | None = None
     metrics_path: str | None = None  # JSONL, one line per epoch
     embeddings: EmbeddingConfig = Field(default_factory=EmbeddingConfig)
     tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig)

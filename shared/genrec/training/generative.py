@@ -10,17 +10,19 @@ from typing import Any
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from genrec.data.schema import InteractionDataset
 from genrec.data.splits import LeaveOneOutSplit, leave_one_out, pad_histories, sliding_window_examples
 from genrec.embeddings.build import build_item_embeddings
 from genrec.evaluation.evaluate import evaluate_recommender
+from genrec.evaluation.metrics import metrics_from_ranks, target_ranks
 from genrec.model.code_table import CodeTable
 from genrec.model.generative import GenerativeRecommender, TigerModel, user_bucket
 from genrec.semantic.tokenizer import SemanticIdTokenizer
 from genrec.training.bundle import TrainedBundle
 from genrec.training.config import TrainConfig
-from genrec.training.loop import fit, seed_everything
+from genrec.training.loop import MONITOR, fit, seed_everything
 
 
 def setup_torch(cfg: TrainConfig) -> torch.device:
@@ -59,22 +61,61 @@ def _batches(
 def _fit_or_resume_tokenizer(
     cfg: TrainConfig, vectors: np.ndarray, progress: bool
 ) -> tuple[SemanticIdTokenizer, np.ndarray]:
-    """Fit the tokenizer, or reload it from a local checkpoint dir when resuming.
+    """Fit the tokenizer, or reload it from a local checkpoint dir when resuming (or from
+    ``init_from`` when warm-starting).
 
     A resumed model must see exactly the codes it was trained with; re-fitting could
     differ in the last float bit (thread counts), so the fitted tokenizer is checkpointed.
     """
     ckpt = cfg.checkpoint_dir
     tok_dir = Path(ckpt) / "tokenizer" if ckpt and not ckpt.startswith("s3://") else None
-    if tok_dir is not None and (tok_dir / "tokenizer.pt").is_file():
-        tokenizer = SemanticIdTokenizer.load(tok_dir)
-        if tokenizer.codes is not None and len(tokenizer.codes) == len(vectors):
-            return tokenizer, tokenizer.codes
+    init = _init_files(cfg.init_from)
+    sources = [d for d in (tok_dir, init[0].parent / "tokenizer" if init else None) if d]
+    for src in sources:
+        if (src / "tokenizer.pt").is_file():
+            tokenizer = SemanticIdTokenizer.load(src)
+            if tokenizer.codes is not None and len(tokenizer.codes) == len(vectors):
+                if tok_dir is not None and src != tok_dir:
+                    tokenizer.save(tok_dir)
+                return tokenizer, tokenizer.codes
+            if src != tok_dir:
+                raise ValueError(f"init_from {cfg.init_from}: its tokenizer was fitted on another catalogue")
     tokenizer = SemanticIdTokenizer(cfg.tokenizer)
     codes = tokenizer.fit(vectors, progress=progress)
     if tok_dir is not None:
         tokenizer.save(tok_dir)
     return tokenizer, codes
+
+
+def _init_files(init_from: str | list[str] | None) -> list[Path]:
+    """The checkpoint files a warm start reads: a folder means its best.pt."""
+    if not init_from:
+        return []
+    paths = [Path(p) for p in ([init_from] if isinstance(init_from, str) else init_from)]
+    return [p / "best.pt" if p.is_dir() else p for p in paths]
+
+
+def _warm_start(model: TigerModel, init_from: str | list[str]) -> dict[str, Any]:
+    """Load (the average of) an earlier run's weights by name; report what was loaded."""
+    files = _init_files(init_from)
+    for f in files:
+        if not f.is_file():
+            raise FileNotFoundError(f"init_from: no checkpoint at {f} (a folder needs a best.pt)")
+    states = [torch.load(f, map_location="cpu", weights_only=False) for f in files]
+    # Averaging checkpoints of one run (e.g. its best and last epochs) smooths the weights.
+    weights = {
+        k: torch.stack([s["model"][k].float() for s in states]).mean(0).to(v.dtype) if v.is_floating_point() else v
+        for k, v in states[0]["model"].items()
+    }
+    missing, unexpected = model.load_state_dict(weights, strict=False)
+    if unexpected:
+        raise ValueError(f"init_from: weights this model does not have: {unexpected[:5]}")
+    history = max((s.get("history", []) for s in states), key=len)
+    return {
+        "from": [str(f) for f in files], "new_parameters": sorted({k.split(".")[0] for k in missing}),
+        "source_epochs": len(history),
+        "source_train_seconds": round(sum(h["train_seconds"] + h["eval_seconds"] for h in history), 1),
+    }
 
 
 def train_generative(
@@ -101,7 +142,13 @@ def train_generative(
     t_tok = time.perf_counter()
     table = CodeTable(torch.as_tensor(codes), tokenizer.level_sizes)
     torch.manual_seed(cfg.seed)
-    model = TigerModel(cfg.model, table.level_sizes).to(device)
+    if cfg.model.rerank_head and cfg.model.rerank_item_ids:
+        cfg.model.rerank_id_items = table.n_items  # one ID row per item known now
+    model = TigerModel(cfg.model, table.level_sizes)
+    warm = _warm_start(model, cfg.init_from) if cfg.init_from else None
+    if warm and progress:
+        print(f"warm start from {', '.join(warm['from'])}; new: {', '.join(warm['new_parameters']) or 'none'}")
+    model = model.to(device)
 
     hist, targets, owner = sliding_window_examples(train_seqs, cfg.max_history)
     users = user_buckets(split, cfg.model.user_buckets)[owner]
@@ -113,7 +160,7 @@ def train_generative(
         h, tgt, u = batch
         # Anonymous-user dropout: the exported graph may be called without user ids.
         u = torch.where(torch.rand(u.shape, device=u.device) < cfg.model.user_dropout, torch.zeros_like(u), u)
-        return m.loss(h, item_codes[tgt], item_codes, u)
+        return m.loss(h, item_codes[tgt], item_codes, u, targets=tgt)
 
     sub = eval_subset(len(split.user_ids), cfg.optim.eval_users, cfg.seed)
     val_hist = pad_histories([split.valid_histories[i] for i in sub], cfg.max_history)
@@ -122,6 +169,8 @@ def train_generative(
 
     def validate() -> dict[str, float]:
         rec = GenerativeRecommender(model, table.to(device), top_k=10, beam_width=cfg.val_beam_width).eval()
+        if model.has_rerank_head:
+            return tune_rerank_weight(rec, val_hist, val_tgt, val_users, cfg.optim.eval_batch_size, device)
         return evaluate_recommender(
             lambda h, u: rec(h, u), val_hist, val_tgt, val_users, batch_size=cfg.optim.eval_batch_size,
             device=device,
@@ -129,10 +178,13 @@ def train_generative(
 
     result = fit(
         model, _batches(tensors, cfg.optim.batch_size, cfg.seed, device), steps, loss_fn, validate, cfg.optim,
-        device, checkpoint_dir=cfg.checkpoint_dir, metrics_path=cfg.metrics_path, name="genrec",
+        device, checkpoint_dir=cfg.checkpoint_dir, metrics_path=cfg.metrics_path,
+        name="genrec-warm" if warm else "genrec",
         progress=progress,
     )
     model = model.cpu().eval()
+    if model.has_rerank_head and "rerank_weight" in result.best_metrics:
+        cfg.model.rerank_weight = result.best_metrics["rerank_weight"]  # the best epoch's tuned weight
     bundle = TrainedBundle(
         config=cfg, tokenizer=tokenizer, model=model, item_index=split.item_index, code_table=table,
         embedding_source=emb.source,
@@ -142,6 +194,7 @@ def train_generative(
             "train_examples": len(targets),
             "best_epoch": result.best_epoch,
             "resumed_after_epoch": result.resumed_after_epoch,
+            "warm_start": warm,
             "validation": result.best_metrics,
             "history": result.history,
             "seconds": {
@@ -158,11 +211,57 @@ def train_generative(
     return bundle
 
 
+# Weights of the re-ranking head's dense logit tried on validation (0 = beam order alone).
+RERANK_WEIGHTS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0)
+
+
+@torch.no_grad()
+def beam_parts(
+    rec: GenerativeRecommender, histories: np.ndarray, users: np.ndarray, batch_size: int,
+    device: torch.device | str, progress: bool = False, desc: str = "evaluate",
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Every row's whole final beam (items, generative log-probs, dense logits), on CPU."""
+    parts = []
+    for s in tqdm(range(0, len(histories), batch_size), desc=desc, disable=not progress, leave=False):
+        h = torch.as_tensor(histories[s : s + batch_size], device=device)
+        u = torch.as_tensor(users[s : s + batch_size], device=device)
+        parts.append([t.cpu() for t in rec.beam_with_dense_scores(h, u)])
+    items, generative, dense = (torch.cat(p) for p in zip(*parts, strict=True))
+    return items, generative, dense
+
+
+def metrics_at_weight(
+    parts: tuple[torch.Tensor, torch.Tensor, torch.Tensor], targets: np.ndarray, weight: float
+) -> dict[str, float]:
+    """Recall/NDCG@{5,10} of the beams ordered by ``generative + weight * dense``."""
+    items, generative, dense = parts
+    order = torch.sort(generative + weight * dense, dim=1, descending=True, stable=True).indices[:, :10]
+    return {**metrics_from_ranks(target_ranks(torch.gather(items, 1, order).numpy(), targets)),
+            "users": len(targets)}
+
+
+def tune_rerank_weight(
+    rec: GenerativeRecommender, histories: np.ndarray, targets: np.ndarray, users: np.ndarray,
+    batch_size: int, device: torch.device, weights: tuple[float, ...] = RERANK_WEIGHTS,
+) -> dict[str, float]:
+    """Validation metrics at the best re-ranking weight (by NDCG@10), which is also set on
+    the model: one beam search per user, then every weight re-sorts the same beam."""
+    parts = beam_parts(rec, histories, users, batch_size, device)
+    best: dict[str, float] = {}
+    for w in weights:
+        metrics = metrics_at_weight(parts, targets, w)
+        if not best or metrics[MONITOR] > best[MONITOR]:
+            best = {**metrics, "rerank_weight": w}
+    rec.model.config.rerank_weight = best["rerank_weight"]
+    return best
+
+
 def evaluate_bundle(
     bundle: TrainedBundle, split: LeaveOneOutSplit, beam_width: int | None = None,
     device: torch.device | str = "cpu", users_limit: int | None = None, progress: bool = False,
-) -> dict[str, float]:
-    """Test-set Recall/NDCG@{5,10} with full-catalogue constrained decoding."""
+) -> dict[str, Any]:
+    """Test-set Recall/NDCG@{5,10} with full-catalogue constrained decoding. A model that
+    has a re-ranking head also gets ``without_rerank``: the same beams in generative order (one search)."""
     cfg = bundle.config
     sub = eval_subset(len(split.user_ids), users_limit, cfg.seed)
     rec = GenerativeRecommender(
@@ -170,9 +269,14 @@ def evaluate_bundle(
         beam_width=beam_width or cfg.test_beam_width,
     ).eval()
     hist = pad_histories([split.test_histories[i] for i in sub], cfg.max_history)
-    out = evaluate_recommender(
-        lambda h, u: rec(h, u), hist, split.test_targets[sub], user_buckets(split, cfg.model.user_buckets)[sub],
-        batch_size=max(16, cfg.optim.eval_batch_size // 2), device=device, progress=progress, desc="test",
-    )
+    users, targets = user_buckets(split, cfg.model.user_buckets)[sub], split.test_targets[sub]
+    batch = max(16, cfg.optim.eval_batch_size // 2)
+    if bundle.model.has_rerank_head:
+        parts = beam_parts(rec, hist, users, batch, device, progress=progress, desc="test")
+        out: dict[str, Any] = metrics_at_weight(parts, targets, cfg.model.rerank_weight)
+        out["without_rerank"] = metrics_at_weight(parts, targets, 0.0)
+    else:
+        out = evaluate_recommender(lambda h, u: rec(h, u), hist, targets, users, batch_size=batch, device=device,
+                                   progress=progress, desc="test")
     bundle.model.cpu()
     return out
