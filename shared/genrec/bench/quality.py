@@ -189,7 +189,7 @@ def run_quality(
             "epochs_run": len(rep["history"]),
             "train_seconds": round(max(train_s, epoch_s) + warm.get("source_train_seconds", 0.0), 1),
             "resumed": rep["resumed_after_epoch"] > 0, "warm_start": rep.get("warm_start"),
-            "model": cfg.model.model_dump(),
+            "rerank_weight": cfg.model.rerank_weight if cfg.model.rerank_head else None,  # tuned in training
             "test_seconds": round(time.perf_counter() - te, 1), "test_beam_width": cfg.test_beam_width,
             "embeddings": rep["embeddings"], "tokenizer": rep["tokenizer"], "stage_seconds": rep["seconds"],
             "train_examples": rep["train_examples"],
@@ -305,9 +305,9 @@ def markdown_report(results: dict[str, Any]) -> str:
                 + (f", adding {', '.join(warm['new_parameters'])}" if warm["new_parameters"] else "")
                 + "; train s includes the source run."
             )
-        if gen.get("model", {}).get("rerank_head"):
+        if gen.get("rerank_weight") is not None:
             lines.append(f"Re-ranking head on: the final beam re-scored as generative log-prob + "
-                         f"{gen['model']['rerank_weight']} x dense logit (weight tuned on validation); "
+                         f"{gen['rerank_weight']} x dense logit (weight tuned on validation); "
                          f"the row `{BEAM_ORDER_KEY}` is the same beams in generative order.")
     return "\n".join(lines) + "\n"
 

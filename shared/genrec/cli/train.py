@@ -28,8 +28,7 @@ def train(
     from genrec.data import load_dataset
     from genrec.training import load_config, train_generative
 
-    cfg = load_config(config, checkpoint_dir=checkpoint_dir, device=device,
-                      init_from=(init_from[0] if len(init_from) == 1 else init_from) if init_from else None)
+    cfg = load_config(config, checkpoint_dir=checkpoint_dir, device=device, init_from=init_from or None)
     if epochs is not None:
         cfg.optim.epochs = epochs
     ds = load_dataset(dataset)

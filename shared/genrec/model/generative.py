@@ -195,6 +195,29 @@ class TigerModel(nn.Module):
         h = self.decode(prefix, memory, mask)[:, :, -1]
         return self.heads[level](h)
 
+    # ---------------------------------------------------------------- search
+    def beam(
+        self, memory: torch.Tensor, mask: torch.Tensor, exclude_keys: torch.Tensor | None,
+        sorted_keys: torch.Tensor, sorted_items: torch.Tensor, beam_width: int, keep: int,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Constrained beam search over the code table: ``keep`` items per row, by log-prob."""
+        return constrained_beam_search(
+            lambda prefix, level: self.step_logits(prefix, level, memory, mask), memory.shape[0],
+            self.level_sizes, max(self.level_sizes), sorted_keys, sorted_items, exclude_keys, beam_width, keep,
+        )
+
+    def generate(
+        self, memory: torch.Tensor, mask: torch.Tensor, exclude_keys: torch.Tensor | None,
+        item_codes: torch.Tensor, sorted_keys: torch.Tensor, sorted_items: torch.Tensor, beam_width: int, top_k: int,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The top ``top_k`` items and scores: the beam's order, or with a re-ranking head the
+        whole final beam re-scored (``reranks`` is static, so either way it is one graph)."""
+        if not self.reranks:
+            return self.beam(memory, mask, exclude_keys, sorted_keys, sorted_items, beam_width, top_k)
+        items, generative = self.beam(memory, mask, exclude_keys, sorted_keys, sorted_items, beam_width, beam_width)
+        dense = self.dense_scores(memory, items, item_codes)
+        return rerank(items, generative, dense, self.config.rerank_weight, top_k)
+
 
 def rerank(
     items: torch.Tensor, generative: torch.Tensor, dense: torch.Tensor, weight: float, top_k: int
@@ -224,7 +247,6 @@ class GenerativeRecommender(nn.Module):
         self.beam_width = max(beam_width or top_k, top_k)
         self.exclude_history = exclude_history
         self.level_sizes = list(table.level_sizes)
-        self.base = table.base
         self.sentinel = table.sentinel
         for name, t in table.tensors().items():
             self.register_buffer(name, t.clone(), persistent=False)
@@ -240,30 +262,20 @@ class GenerativeRecommender(nn.Module):
         self, user_sequence: torch.Tensor, users: torch.Tensor | None = None, exclude: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """``user_sequence int64 [B, L]`` (pad -1) -> ``(items int64 [B, K], scores fp32 [B, K])``."""
-        if not self.model.reranks:
-            return self._search(user_sequence, users, exclude, self.top_k)[1:]
-        items, generative, dense = self.beam_with_dense_scores(user_sequence, users, exclude)
-        return rerank(items, generative, dense, self.model.config.rerank_weight, self.top_k)
+        memory, mask = self.model.encode(user_sequence, self.item_codes, users)
+        return self.model.generate(memory, mask, self._exclusions(user_sequence, exclude), self.item_codes,
+                                   self.sorted_keys, self.sorted_items, self.beam_width, self.top_k)
 
     def beam_with_dense_scores(
         self, user_sequence: torch.Tensor, users: torch.Tensor | None = None, exclude: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The whole final beam ``[B, W]``: items, generative log-probs and the re-ranking
         head's dense logits (the parts ``forward`` combines; training tunes the weight on them)."""
-        memory, items, generative = self._search(user_sequence, users, exclude, self.beam_width)
+        memory, mask = self.model.encode(user_sequence, self.item_codes, users)
+        items, generative = self.model.beam(memory, mask, self._exclusions(user_sequence, exclude),
+                                            self.sorted_keys, self.sorted_items, self.beam_width, self.beam_width)
         return items, generative, self.model.dense_scores(memory, items, self.item_codes)
 
-    def _search(
-        self, user_sequence: torch.Tensor, users: torch.Tensor | None, exclude: torch.Tensor | None, keep: int
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        memory, mask = self.model.encode(user_sequence, self.item_codes, users)
-        excl = None
-        if self.exclude_history or exclude is not None:
-            parts = ([user_sequence] if self.exclude_history else []) + ([exclude] if exclude is not None else [])
-            excl = exclusion_keys(torch.cat(parts, dim=1), self.item_keys, self.sentinel)
-        items, scores = constrained_beam_search(
-            lambda prefix, level: self.model.step_logits(prefix, level, memory, mask),
-            user_sequence.shape[0], self.level_sizes, self.base, self.sorted_keys, self.sorted_items,
-            excl, self.beam_width, keep,
-        )
-        return memory, items, scores
+    def _exclusions(self, user_sequence: torch.Tensor, exclude: torch.Tensor | None) -> torch.Tensor | None:
+        parts = ([user_sequence] if self.exclude_history else []) + ([exclude] if exclude is not None else [])
+        return exclusion_keys(torch.cat(parts, dim=1), self.item_keys, self.sentinel) if parts else None

@@ -20,9 +20,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from genrec.model.beam import constrained_beam_search, exclusion_keys
+from genrec.model.beam import exclusion_keys
 from genrec.model.code_table import CodeTable
-from genrec.model.generative import GenerativeConfig, TigerModel, rerank
+from genrec.model.generative import GenerativeConfig, TigerModel
 from genrec.serving.artifact import ServingArtifact
 
 TABLE_INPUTS = ("item_codes", "item_keys", "sorted_keys", "sorted_items")
@@ -57,8 +57,7 @@ class ServingGraph(nn.Module):
         super().__init__()
         self.model = model.eval()
         self.level_sizes = [int(v) for v in level_sizes]
-        self.base = max(self.level_sizes)
-        self.sentinel = self.base ** len(self.level_sizes)
+        self.sentinel = max(self.level_sizes) ** len(self.level_sizes)
         self.top_k = int(top_k)
         self.beam_width = max(int(beam_width or top_k), self.top_k)
 
@@ -75,15 +74,8 @@ class ServingGraph(nn.Module):
         memory, mask = self.model.encode(user_sequence, item_codes, user_token.reshape(-1))
         # History is always excluded; `exclude` adds more (pad -1 adds nothing).
         excl = exclusion_keys(torch.cat([user_sequence, exclude], dim=1), item_keys, self.sentinel)
-        reranks = self.model.reranks  # a static property of the model: one graph either way
-        items, scores = constrained_beam_search(
-            lambda prefix, level: self.model.step_logits(prefix, level, memory, mask),
-            user_sequence.shape[0], self.level_sizes, self.base, sorted_keys, sorted_items,
-            excl, self.beam_width, self.beam_width if reranks else self.top_k,
-        )
-        if reranks:
-            dense = self.model.dense_scores(memory, items, item_codes)
-            items, scores = rerank(items, scores, dense, self.model.config.rerank_weight, self.top_k)
+        items, scores = self.model.generate(memory, mask, excl, item_codes, sorted_keys, sorted_items,
+                                            self.beam_width, self.top_k)
         return items, scores.float()
 
 

@@ -244,15 +244,14 @@ def tune_rerank_weight(
     rec: GenerativeRecommender, histories: np.ndarray, targets: np.ndarray, users: np.ndarray,
     batch_size: int, device: torch.device, weights: tuple[float, ...] = RERANK_WEIGHTS,
 ) -> dict[str, float]:
-    """Validation metrics at the best re-ranking weight (by NDCG@10), which is also set on
-    the model: one beam search per user, then every weight re-sorts the same beam."""
+    """Validation metrics at the best re-ranking weight (by NDCG@10, reported as
+    ``rerank_weight``): one beam search per user, then every weight re-sorts the same beam."""
     parts = beam_parts(rec, histories, users, batch_size, device)
     best: dict[str, float] = {}
     for w in weights:
         metrics = metrics_at_weight(parts, targets, w)
         if not best or metrics[MONITOR] > best[MONITOR]:
             best = {**metrics, "rerank_weight": w}
-    rec.model.config.rerank_weight = best["rerank_weight"]
     return best
 
 
