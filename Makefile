@@ -9,12 +9,12 @@ GENREC := $(VENV)/bin/genrec
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install up down status demo test test-frontend frontend chromium bench bench-serving bench-load lint clean
+.PHONY: install up down status demo test test-frontend frontend chromium qemu bench bench-serving bench-load lint clean
 
 SERVING_VENV ?= .venv-serving
 SPY := $(SERVING_VENV)/bin/python
 
-install: $(VENV)/.installed $(SERVING_VENV)/.installed frontend chromium
+install: $(VENV)/.installed $(SERVING_VENV)/.installed frontend chromium qemu
 
 # torch first, pinned to the cached CPU wheel: any other spec would pull GBs of CUDA.
 $(VENV)/.installed: pyproject.toml
@@ -53,6 +53,12 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 chromium:
 	@command -v chromium >/dev/null || { $(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium; }
+
+# The portability check runs the local stack's native servers as a CPU without AVX-512 would,
+# under Debian's qemu-user (`qemu-x86_64 -cpu max`: AVX2, no AVX-512).
+qemu:
+	@command -v qemu-x86_64 >/dev/null || { $(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq qemu-user; }
 
 up: install
 	$(GENREC) dev up

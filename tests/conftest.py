@@ -3,30 +3,20 @@
 from __future__ import annotations
 
 import os
-import random
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from genrec.config import PORT_OFFSETS, Settings, get_settings
+from genrec.config import Settings, get_settings
 from genrec.devstack import stack as devstack
-from genrec.devstack.process import port_is_free
-from genrec.devstack.services import SEAWEED_GRPC_OFFSET
+from genrec.devstack.watch import StackWatch, crash_guard
+from tests.helpers import NO_AVX512_EMULATOR, free_port_base
+
+STACK_WATCH = pytest.StashKey[StackWatch]()
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-
-def _free_port_base(host: str = "127.0.0.1") -> int:
-    """A port base whose every derived port (and SeaweedFS grpc twin) is free."""
-    rng = random.Random()
-    span = max(PORT_OFFSETS.values()) + 1
-    for _ in range(200):
-        base = rng.randrange(20000, 40000, 100)
-        ports = [base + i for i in range(span)] + [base + i + SEAWEED_GRPC_OFFSET for i in range(8)]
-        if all(port_is_free(host, p) for p in ports):
-            return base
-    raise RuntimeError("no free port range for a test stack")
 
 
 @pytest.fixture(scope="session")
@@ -34,7 +24,7 @@ def stack_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, st
     """Environment that points genrec at a private stack (state dir + port base)."""
     state = tmp_path_factory.mktemp("genrec-stack")
     env = {
-        "GENREC_STACK__PORT_BASE": str(_free_port_base()),
+        "GENREC_STACK__PORT_BASE": str(free_port_base()),
         "GENREC_STACK__STATE_DIR": str(state),
         "GENREC_MODEL__ARTIFACTS_DIR": str(state / "artifacts"),
     }
@@ -51,11 +41,45 @@ def stack_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, st
 
 
 @pytest.fixture(scope="session")
-def stack(stack_env: dict[str, str]) -> Iterator[Settings]:
+def stack(stack_env: dict[str, str], request: pytest.FixtureRequest) -> Iterator[Settings]:
     """The embedded local stack, started once per session and stopped at the end."""
     settings = get_settings()
     devstack.up(settings, on_progress=lambda _m: None)
     try:
+        # A server that crashes mid-session fails the running test at once, named, with its log.
+        with crash_guard(settings) as watch:
+            request.config.stash[STACK_WATCH] = watch
+            yield settings
+    finally:
+        devstack.down(settings, on_progress=lambda _m: None)
+
+
+@pytest.fixture
+def stack_watch(stack: Settings, request: pytest.FixtureRequest) -> StackWatch:
+    """The session stack's crash watch (tests that kill a server on purpose tell it first)."""
+    return request.config.stash[STACK_WATCH]
+
+
+@pytest.fixture(autouse=True)
+def _stop_after_a_server_crash(request: pytest.FixtureRequest) -> None:
+    """Once a server of the session stack has crashed, every later result would be noise."""
+    watch = request.config.stash.get(STACK_WATCH, None)
+    if watch is not None and watch.crash is not None:
+        pytest.exit(f"stopping the session: {watch.crash}", returncode=1)
+
+
+@pytest.fixture(scope="session")
+def no_avx512_stack(tmp_path_factory: pytest.TempPathFactory, stack_env: dict[str, str]) -> Iterator[Settings]:
+    """A second local stack whose native servers run as a CPU without AVX-512 would."""
+    if shutil.which(NO_AVX512_EMULATOR.split()[0]) is None:
+        pytest.fail("qemu-x86_64 is missing (Debian's qemu-user): run `make install`")
+    settings = Settings(stack={
+        "state_dir": tmp_path_factory.mktemp("no-avx512-stack"),
+        "port_base": free_port_base(taken=int(stack_env["GENREC_STACK__PORT_BASE"])),
+        "cpu_emulator": NO_AVX512_EMULATOR, "start_timeout_s": 300.0,  # an emulated start is slower
+    })
+    try:
+        devstack.up(settings, ["s3", "kafka", "postgres", "redis", "milvus"], on_progress=lambda _m: None)
         yield settings
     finally:
         devstack.down(settings, on_progress=lambda _m: None)

@@ -1,13 +1,36 @@
-"""Small helpers shared by tests that talk to the real broker."""
+"""Small helpers shared by tests: local stacks on free ports, reading the real broker."""
 
 from __future__ import annotations
 
+import random
 import time
 import uuid
 
-from genrec.config import Settings
+from genrec.config import PORT_OFFSETS, Settings
+from genrec.devstack.process import port_is_free
+from genrec.devstack.services import SEAWEED_GRPC_OFFSET
 from genrec.events.codec import EventError, ValidEvent, from_kafka
 from genrec.events.kafka import consumer
+
+# qemu-user's emulated CPU has AVX2 but no AVX-512: what most AMD machines, many laptops and
+# CI runners have. `make install` installs it (Debian's qemu-user).
+NO_AVX512_EMULATOR = "qemu-x86_64 -cpu max"
+
+
+def free_port_base(host: str = "127.0.0.1", taken: int | None = None) -> int:
+    """A port base whose every derived port (and SeaweedFS grpc twin) is free, and that shares
+    none with the stack at base `taken` (which may not have bound its ports yet)."""
+    rng = random.Random()
+    span = max(PORT_OFFSETS.values()) + 1
+    for _ in range(200):
+        base = rng.randrange(20000, 40000, 100)
+        if taken is not None and base in (taken, taken - SEAWEED_GRPC_OFFSET, taken + SEAWEED_GRPC_OFFSET):
+            continue
+        ports = [base + i for i in range(span)] + [base + i + SEAWEED_GRPC_OFFSET for i in range(8)]
+        if all(port_is_free(host, p) for p in ports):
+            return base
+    raise RuntimeError("no free port range for a test stack")
+
 
 
 def read_topic(s: Settings, topic: str, *, until: int | None = None, timeout_s: float = 10.0,

@@ -12,6 +12,8 @@ whole local stack (tests use it to run an isolated stack), while production sets
 from __future__ import annotations
 
 import os
+import shlex
+import shutil
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
@@ -54,9 +56,22 @@ class StackSettings(BaseModel):
     port_base: int = Field(default=17000, ge=1024, le=60000)
     state_dir: Path = Path(".genrec")
     start_timeout_s: float = 180.0  # generous: a loaded 2-core CI box starts a dozen processes
+    # A command that native server binaries run under, e.g. "qemu-x86_64 -cpu max" to run them as a
+    # CPU without AVX-512 would (the portability check); empty: run them directly.
+    cpu_emulator: str = ""
 
     def port(self, name: str) -> int:
         return self.port_base + PORT_OFFSETS[name]
+
+    def native(self, argv: list[str]) -> list[str]:
+        """The command line that runs a native server binary: under cpu_emulator when one is set."""
+        if not self.cpu_emulator:
+            return argv
+        emulator, *flags = shlex.split(self.cpu_emulator)
+        path = shutil.which(emulator)
+        if path is None:
+            raise FileNotFoundError(f"stack.cpu_emulator: {emulator!r} is not installed (Debian: qemu-user)")
+        return [path, *flags, *argv]
 
 
 class TopicSettings(BaseModel):

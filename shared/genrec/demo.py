@@ -23,6 +23,7 @@ from genrec.config import Settings
 from genrec.data import SynthConfig, generate_synthetic
 from genrec.data.schema import InteractionDataset
 from genrec.devstack import stack
+from genrec.devstack.watch import crash_guard
 from genrec.events.codec import BATCH_CONTENT_TYPE
 from genrec.events.contracts import INTERACTION, ITEM_UPSERTED
 
@@ -202,9 +203,10 @@ def run(s: Settings, console: Console | None = None) -> None:
     console = console or Console()
     demo = Demo(s, console)
     demo.bring_up()
-    ds = demo.load_data()
-    demo.train_and_promote(ds)
-    top_users = ds.interactions.user_id.value_counts().index[:3].tolist()
-    demo.show_recommendations(ds, top_users)
-    demo.new_item(ds)
+    with crash_guard(s):  # a server that dies meanwhile stops the demo at once, named, with its log
+        ds = demo.load_data()
+        demo.train_and_promote(ds)
+        top_users = ds.interactions.user_id.value_counts().index[:3].tolist()
+        demo.show_recommendations(ds, top_users)
+        demo.new_item(ds)
     demo.finish()

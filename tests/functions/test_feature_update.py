@@ -15,6 +15,7 @@ from cloudevents.core.formats.json import JSONFormat
 from genrec.config import Settings
 from genrec.devstack import stack as devstack
 from genrec.devstack.process import read_record
+from genrec.devstack.watch import StackWatch
 from genrec.events.codec import BATCH_CONTENT_TYPE, new_event, to_http_binary
 from genrec.events.contracts import INTERACTION
 from genrec.events.publisher import EventPublisher
@@ -89,7 +90,7 @@ def test_wrong_event_type_is_refused(stack: Settings) -> None:
     assert resp.status_code == 400 and resp.json()["field"] == "type"
 
 
-def test_killing_feature_update_mid_stream_loses_no_event(stack: Settings) -> None:
+def test_killing_feature_update_mid_stream_loses_no_event(stack: Settings, stack_watch: StackWatch) -> None:
     users = [f"kill-{uuid.uuid4().hex[:6]}-{i}" for i in range(4)]
     n_per_user = 60
     events = [_interaction(u, f"item-{k}") for k in range(n_per_user) for u in users]
@@ -98,6 +99,7 @@ def test_killing_feature_update_mid_stream_loses_no_event(stack: Settings) -> No
     pub.close()
     assert wait_for(lambda: sum(_count_events(stack, u) for u in users) >= 20)
     record = read_record(devstack.paths_for(stack).pid("feature-update"))
+    stack_watch.expect_exit("feature-update")
     os.kill(record.pid, signal.SIGKILL)  # no graceful shutdown
     time.sleep(0.5)
     devstack.up(stack, ["feature-update"], on_progress=lambda _m: None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import typer
 from rich.console import Console
 
 from genrec.config import get_settings
@@ -10,5 +11,11 @@ from genrec.config import get_settings
 def demo() -> None:
     """Stack up → synthetic data through event-capture → train → promote → recommend → new item."""
     from genrec.demo import run
+    from genrec.devstack.process import StackError
 
-    run(get_settings(), Console())
+    console = Console()
+    try:
+        run(get_settings(), console)
+    except StackError as exc:
+        console.print(f"[bold red]error:[/] {exc}")
+        raise typer.Exit(1) from None

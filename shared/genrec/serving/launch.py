@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.with_unbatched_twin:
         write_repository(repo, name=UNBATCHED_TWIN, dynamic_batching=False, **common)
     binary = prepare_triton_home(work / "triton")
-    cmd = server_argv(binary, repo, work / "triton", s, args.http_port)
+    cmd = s.stack.native(server_argv(binary, repo, work / "triton", s, args.http_port))
     print("exec:", " ".join(cmd), flush=True)
     os.execve(cmd[0], cmd, server_env())
 
