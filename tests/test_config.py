@@ -42,6 +42,14 @@ def test_port_base_moves_every_local_endpoint(clean_env: Path, monkeypatch: pyte
     assert s.function_url("recommend") == "http://127.0.0.1:30074"
 
 
+def test_configured_function_urls_win_over_the_local_stack(clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GENREC_FUNCTIONS__URLS", '{"event-capture": "http://event-capture.genrec.svc.cluster.local/"}')
+    s = Settings()
+    assert s.function_url("event_capture") == "http://event-capture.genrec.svc.cluster.local"
+    assert s.function_url("event-capture") == "http://event-capture.genrec.svc.cluster.local"
+    assert s.function_url("recommend") == "http://127.0.0.1:17074"  # not configured: the local address
+
+
 def test_env_over_file_over_default(clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (clean_env / "genrec.toml").write_text(
         '[kafka]\nbootstrap_servers = "file-broker:9092"\n'

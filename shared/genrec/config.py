@@ -178,9 +178,18 @@ class ModelServerSettings(BaseModel):
     # the model shares the cores with every other server, and a second intra-op thread mostly
     # spins (twice the CPU per request, a longer tail).
     threads: int = Field(default=1, ge=0)
+    # Where the production model server's instances run (the Triton repository's instance_group).
+    instance_kind: Literal["cpu", "gpu"] = "cpu"
     timeout_s: float = 0.5
     breaker_failures: int = 3
     breaker_reset_s: float = 5.0
+
+
+class FunctionSettings(BaseModel):
+    # Base URL of each function or HTTP service by its name (e.g. "recommend"), for callers such
+    # as the admin API. Production sets every one (the Knative Services' cluster-local
+    # addresses); a name left out is the local stack's address (`genrec dev up`).
+    urls: dict[str, str] = Field(default_factory=dict)
 
 
 class LLMSettings(BaseModel):
@@ -240,6 +249,7 @@ class Settings(BaseSettings):
     clickhouse: ClickHouseSettings = Field(default_factory=ClickHouseSettings)
     s3: S3Settings = Field(default_factory=S3Settings)
     model_server: ModelServerSettings = Field(default_factory=ModelServerSettings)
+    functions: FunctionSettings = Field(default_factory=FunctionSettings)
     llm: LLMSettings = Field(default_factory=LLMSettings)
     model: ModelSettings = Field(default_factory=ModelSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
@@ -288,8 +298,12 @@ class Settings(BaseSettings):
         return self.clickhouse.url is None
 
     def function_url(self, name: str) -> str:
-        """Local HTTP address of a function or service started by `genrec dev up`."""
-        return f"http://{self.stack.host}:{self.stack.port(name)}"
+        """Base URL of a function or service (`event_capture` and `event-capture` alike): the
+        configured one, else the address `genrec dev up` gives it."""
+        configured = self.functions.urls.get(name.replace("_", "-"))
+        if configured:
+            return configured.rstrip("/")
+        return f"http://{self.stack.host}:{self.stack.port(name.replace('-', '_'))}"
 
     def masked(self) -> dict[str, Any]:
         """The effective config as plain data with every secret masked."""

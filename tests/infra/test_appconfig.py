@@ -51,3 +51,12 @@ def test_workloads_share_one_config(run):
     for svc in run.knative_services().values():
         (c,) = svc["spec"]["template"]["spec"]["containers"]
         assert c["envFrom"] == [{"configMapRef": {"name": "genrec-config"}}]
+
+
+def test_callers_reach_every_workload_at_its_cluster_address(run):
+    # The admin API posts events and asks for recommendations through function_url: in a pod,
+    # the local stack's loopback address would reach nothing.
+    s, _env = _settings_from(run)
+    for name, svc in run.knative_services().items():
+        url = s.function_url(name.replace("-", "_"))
+        assert url == f"http://{name}.{svc['metadata']['namespace']}.svc.cluster.local", (name, url)

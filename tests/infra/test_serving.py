@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+from unittest import mock
+
+from genrec.config import Settings
+
 
 def _isvc(run) -> dict:
     (isvc,) = [r["inputs"] for r in run.of("serving.kserve.io/v1beta1:InferenceService")]
@@ -30,8 +35,31 @@ def test_triton_predictor(run):
     assert predictor["model"]["resources"]["requests"]["cpu"]
 
 
-def test_prod_rolls_out_models_as_canary(runs):
-    assert 0 < _isvc(runs["prod"])["spec"]["predictor"]["canaryTrafficPercent"] < 100
+def test_predictor_serves_what_publish_writes_with_genrec_inside(run):
+    # The stock Triton image lacks genrec (the python backend imports it), and a storageUri that
+    # nothing writes leaves the predictor without a model: recommend would fall back forever.
+    from genrec.serving.repository import production_repository_uri
+
+    model = _isvc(run)["spec"]["predictor"]["model"]
+    config_map = run.named("core/v1:ConfigMap", "genrec-config")["data"]
+    with mock.patch.dict(os.environ, config_map, clear=True):
+        s = Settings()
+    assert model["storageUri"] == production_repository_uri(s)
+    image = run.stack_config()["genrec:image"]
+    repo, tag = image.rsplit(":", 1)
+    assert model["image"] == f"{repo}-serving:{tag}"
+    # the model follows the production pointer in Redis and fetches artifacts from MinIO
+    assert model["envFrom"] == [{"configMapRef": {"name": "genrec-config"}}]
+    assert "GENREC_REDIS__URL" in {e["name"] for e in model["env"]}
+    assert s.model_server.instance_kind == ("gpu" if _gpu(model["resources"]) else "cpu")
+
+
+def test_the_repository_is_written_before_the_model_server_starts(run):
+    job = run.named("batch/v1:Job", next(r["inputs"]["metadata"]["name"] for r in run.of("batch/v1:Job")
+                                         if r["name"] == "model-repository"))
+    (c,) = job["spec"]["template"]["spec"]["containers"]
+    assert c["args"] == ["serve", "repository", "--production"]
+    assert c["image"] == run.stack_config()["genrec:image"]
 
 
 def test_s3_credentials_through_service_account(run):

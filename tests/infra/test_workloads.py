@@ -87,12 +87,14 @@ def test_nightly_pipeline(run):
     assert spec["concurrencyPolicy"] == "Forbid"
     (c,) = spec["jobTemplate"]["spec"]["template"]["spec"]["containers"]
     assert c["args"] == ["pipeline", "nightly"]
-    assert c["image"] == run.stack_config()["genrec:image"]
+    # the job runs Spark: the pipeline image (pyspark + Java), not the functions' image
+    repo, tag = run.stack_config()["genrec:image"].rsplit(":", 1)
+    assert c["image"] == f"{repo}-pipeline:{tag}"
     assert _requests_ok(c["resources"])
 
 
 def test_schema_migration_runs_before_the_services(run):
-    (job,) = [r["inputs"] for r in run.of("batch/v1:Job")]
+    (job,) = [r["inputs"] for r in run.of("batch/v1:Job") if r["name"] == "db-migrate"]
     (c,) = job["spec"]["template"]["spec"]["containers"]
     assert c["args"] == ["db", "migrate"]
     assert _requests_ok(c["resources"])

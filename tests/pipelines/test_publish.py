@@ -102,6 +102,13 @@ def test_nightly_builds_features_from_postgres_publishes_and_promotes(flow, regi
     assert ServingArtifact.open(prod.artifact_uri, s).version == cycle.version
     if prod.serving_uri:  # the serving exporter is installed: the Triton repository is next to it
         assert any(u.endswith("config.pbtxt") for u in objects.list_uris(prod.serving_uri, s))
+    # The production model server's repository (the InferenceService's storageUri) is written too,
+    # and follows the pointer rather than pinning this version.
+    from genrec.serving.repository import production_repository_uri
+
+    config = objects.get_bytes(f"{production_repository_uri(s)}/genrec/config.pbtxt", s).decode()
+    assert 'key: "artifact" value: { string_value: "current" }' in config
+    assert objects.exists(f"{production_repository_uri(s)}/genrec/1/model.py", s)
     assert f"nightly run {r.run_id}" in flow.output and "no production model" in flow.output
 
 

@@ -23,6 +23,7 @@ from genrec.config import Settings, TopicSettings
 from genrec_infra import secrets
 from genrec_infra.config import StackConfig
 from genrec_infra.k8s import digest, labels, svc_host
+from genrec_infra.workloads import CATALOGUE
 
 CONFIG_MAP = "genrec-config"
 APP_SECRET = "genrec-app-secrets"
@@ -103,7 +104,9 @@ def production_settings(cfg: StackConfig) -> Settings:
         milvus={"uri": ep.milvus},
         clickhouse={"url": _PLACEHOLDER, "database": cfg.clickhouse.database},
         s3={"endpoint_url": ep.s3, "access_key_id": "genrec", "secret_access_key": _PLACEHOLDER},
-        model_server={"url": ep.model_server},
+        model_server={"url": ep.model_server, "instance_kind": "gpu" if cfg.model.resources.gpu else "cpu"},
+        # Knative Services answer on port 80 of their cluster-local host.
+        functions={"urls": {spec.name: f"http://{svc_host(spec.name, cfg.namespaces.app)}" for spec in CATALOGUE}},
         llm={"base_url": cfg.llm.base_url, "quality_model": cfg.llm.quality_model,
              "cheap_model": cfg.llm.cheap_model},
     )

@@ -155,9 +155,11 @@ class MinioConfig:
 @dataclass(frozen=True)
 class ModelConfig:
     name: str = "genrec-model"
-    storage_uri: str = "s3://genrec/models/genrec"
+    # The repository's address is genrec's (genrec.serving.repository.production_repository_uri).
     runtime: str = "kserve-tritonserver"
-    image: str | None = None  # a Triton image with genrec's python backend (deploy/Dockerfile.serving)
+    # Triton with genrec for the python backend (deploy/Dockerfile.serving); None: the stack's
+    # image name with "-serving" (StackConfig.sibling_image).
+    image: str | None = None
     min_replicas: int = 1
     max_replicas: int = 4
     scale_target: int = 8  # in-flight requests per replica before scaling out
@@ -186,6 +188,9 @@ class ObservabilityConfig:
 
 @dataclass(frozen=True)
 class PipelineConfig:
+    # genrec with pyspark and a Java runtime (deploy/Dockerfile.pipeline); None: the stack's image
+    # name with "-pipeline" (StackConfig.sibling_image).
+    image: str | None = None
     schedule: str = "0 2 * * *"
     args: tuple[str, ...] = ("pipeline", "nightly")
     deadline_s: int = 6 * 3600
@@ -249,6 +254,22 @@ class StackConfig:
 
     def image_for(self, workload: str) -> str:
         return self.workloads[workload].image or self.image
+
+    def sibling_image(self, flavour: str) -> str:
+        """The image deploy/Dockerfile.<flavour> builds, named after the stack's image:
+        `REGISTRY/genrec:TAG` -> `REGISTRY/genrec-<flavour>:TAG`."""
+        name, sep, tag = self.image.rpartition(":")
+        if not sep or "/" in tag:  # no tag (a colon, if any, was a registry port)
+            name, tag = self.image, "latest"
+        return f"{name}-{flavour}:{tag}"
+
+    @property
+    def serving_image(self) -> str:
+        return self.model.image or self.sibling_image("serving")
+
+    @property
+    def pipeline_image(self) -> str:
+        return self.pipeline.image or self.sibling_image("pipeline")
 
 
 # ---------------------------------------------------------------- loading

@@ -9,7 +9,7 @@ secrets through secretKeyRef.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import pulumi
 from pulumi_kubernetes.apiextensions import CustomResource
@@ -18,37 +18,10 @@ from genrec.events.subscriptions import SUBSCRIPTIONS
 from genrec_infra.appconfig import SERVICE_ACCOUNT, AppConfig
 from genrec_infra.config import StackConfig, Workload
 from genrec_infra.k8s import custom, digest, http_probe, labels
+from genrec_infra.workloads import CATALOGUE, Spec
 
 KNATIVE_API = "serving.knative.dev/v1"
 PORT = 8080
-
-
-@dataclass(frozen=True)
-class Spec:
-    name: str
-    kind: Literal["function", "service"]
-    target: str  # the function folder, or the ASGI factory `module:callable`
-    public: bool = False  # False: cluster-local only (reached through KafkaSources or the mesh)
-
-    @property
-    def args(self) -> list[str]:
-        return [self.kind, self.target]
-
-    @property
-    def health(self) -> tuple[str, str]:
-        """(readiness, liveness) paths: func-python answers /health/*, genrec's HTTP apps /readyz, /healthz."""
-        return ("/health/readiness", "/health/liveness") if self.kind == "function" else ("/readyz", "/healthz")
-
-
-CATALOGUE: tuple[Spec, ...] = (
-    Spec("event-capture", "function", "event-capture", public=True),  # upstream systems post here
-    Spec("feature-update", "function", "feature-update"),
-    Spec("cold-start-embedding", "function", "cold-start-embedding"),
-    Spec("llm-enrichment", "function", "llm-enrichment"),
-    Spec("recommend", "function", "recommend"),  # public through the Istio VirtualService (routing.py)
-    Spec("admin-api", "service", "genrec.apps.admin:create_app", public=True),
-    Spec("analytics-sink", "service", "genrec.apps.analytics_sink:create_app"),
-)
 
 
 def check_catalogue(cfg: StackConfig) -> None:

@@ -1,5 +1,6 @@
-"""Batch work in the genrec image: the schema migration before the services start, and the
-nightly pipeline (`genrec pipeline nightly`) as a CronJob."""
+"""Batch work: before the services start, the schema migration and the production model
+repository (genrec image); the nightly pipeline (`genrec pipeline nightly`, the pipeline image
+with pyspark and Java) as a CronJob."""
 
 from __future__ import annotations
 
@@ -11,10 +12,11 @@ from genrec_infra.config import StackConfig
 from genrec_infra.k8s import digest, labels
 
 
-def _container(name: str, args: list[str], cfg: StackConfig, app: AppConfig, resources: dict) -> dict:
+def _container(name: str, args: list[str], cfg: StackConfig, app: AppConfig, resources: dict,
+               image: str | None = None) -> dict:
     return {
         "name": name,
-        "image": cfg.image,
+        "image": image or cfg.image,
         "imagePullPolicy": cfg.image_pull_policy,
         "args": args,  # the entrypoint runs `genrec ARGS...`
         "envFrom": app.env_from(),
@@ -29,22 +31,23 @@ def _container(name: str, args: list[str], cfg: StackConfig, app: AppConfig, res
 _NO_SIDECAR = {"sidecar.istio.io/inject": "false"}
 
 
-def migration(cfg: StackConfig, app: AppConfig, opts: pulumi.ResourceOptions) -> k8s.batch.v1.Job:
-    """`genrec db migrate` once per image: Pulumi waits for it, then starts the services."""
-    name = f"db-migrate-{digest([cfg.image, app.config_hash], 8)}"
-    pod_labels = labels("db-migrate", "migration")
+def _setup_job(job: str, args: list[str], cfg: StackConfig, app: AppConfig,
+               opts: pulumi.ResourceOptions) -> k8s.batch.v1.Job:
+    """`genrec ARGS` once per image and config: Pulumi waits for it before what depends on it."""
+    name = f"{job}-{digest([cfg.image, app.config_hash], 8)}"
+    pod_labels = labels(job, "setup")
     return k8s.batch.v1.Job(
-        "db-migrate",
+        job,
         metadata={"name": name, "namespace": cfg.namespaces.app, "labels": pod_labels},
         spec={
-            "backoffLimit": 6,  # the database may still be electing its primary on a first install
+            "backoffLimit": 6,  # the stores may still be electing a primary on a first install
             "activeDeadlineSeconds": 1800,
             "template": {
                 "metadata": {"labels": pod_labels, "annotations": _NO_SIDECAR},
                 "spec": {
                     "restartPolicy": "Never",
                     "serviceAccountName": SERVICE_ACCOUNT,
-                    "containers": [_container("db-migrate", ["db", "migrate"], cfg, app,
+                    "containers": [_container(job, args, cfg, app,
                                               {"requests": {"cpu": "100m", "memory": "256Mi"},
                                                "limits": {"memory": "512Mi"}})],
                 },
@@ -52,6 +55,17 @@ def migration(cfg: StackConfig, app: AppConfig, opts: pulumi.ResourceOptions) ->
         },
         opts=opts,
     )
+
+
+def migration(cfg: StackConfig, app: AppConfig, opts: pulumi.ResourceOptions) -> k8s.batch.v1.Job:
+    """`genrec db migrate` before the services start."""
+    return _setup_job("db-migrate", ["db", "migrate"], cfg, app, opts)
+
+
+def model_repository(cfg: StackConfig, app: AppConfig, opts: pulumi.ResourceOptions) -> k8s.batch.v1.Job:
+    """The model server's repository at the InferenceService's storageUri, before it starts: a
+    model that follows the production pointer (none promoted yet: it answers 503 with a reason)."""
+    return _setup_job("model-repository", ["serve", "repository", "--production"], cfg, app, opts)
 
 
 def create(cfg: StackConfig, app: AppConfig, opts: pulumi.ResourceOptions) -> k8s.batch.v1.CronJob:
@@ -77,7 +91,7 @@ def create(cfg: StackConfig, app: AppConfig, opts: pulumi.ResourceOptions) -> k8
                         "restartPolicy": "Never",
                         "serviceAccountName": SERVICE_ACCOUNT,
                         "containers": [_container("nightly-pipeline", list(p.args), cfg, app,
-                                                  p.resources.to_k8s())],
+                                                  p.resources.to_k8s(), image=cfg.pipeline_image)],
                     },
                 },
             }},

@@ -47,7 +47,9 @@ def main() -> None:
         depends_on=[app.config_map, app.secret, app.service_account])))
     fns = functions.create(cfg, app, pulumi.ResourceOptions.merge(stores, pulumi.ResourceOptions(depends_on=[migrate])))
     events = eventing.create(cfg, settings, broker.topics, fns.services, in_ns(names.app))
-    model = serving.create(cfg, settings, creds, pulumi.ResourceOptions(depends_on=[ns[names.app], objects]))
+    repository = pipelines.model_repository(cfg, app, pulumi.ResourceOptions.merge(stores, pulumi.ResourceOptions(
+        depends_on=[objects, app.config_map, app.secret, app.service_account])))
+    model = serving.create(cfg, settings, creds, app, pulumi.ResourceOptions(depends_on=[ns[names.app], repository]))
     route = routing.create(cfg, fns.services["recommend"], in_ns(names.app))
     observability.create(cfg, in_ns(names.app))
     pipelines.create(cfg, app, stores)

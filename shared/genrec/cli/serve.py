@@ -80,12 +80,21 @@ def append(
 
 @app.command("repository")
 def repository(
-    out: Path = typer.Option(..., "--out", help="Where to write the model repository."),
+    out: Path | None = typer.Option(None, "--out", help="Where to write the model repository."),
+    production: bool = typer.Option(False, "--production",
+                                    help="Write the production server's repository (the InferenceService's "
+                                         "storageUri): follows the production pointer; kind from settings."),
     artifact: str = typer.Option("current", "--artifact", help="'current', 'bundled', or a dir / s3:// URI."),
     kind: str = typer.Option("cpu", "--kind", help="cpu | gpu instances."),
     instances: int = typer.Option(1, "--instances"),
 ) -> None:
     """Write a Triton model repository running the eager model (no export needed)."""
-    from genrec.serving.repository import write_repository
+    from genrec.serving.repository import write_production_repository, write_repository
 
+    if production == (out is not None):
+        console.print("[bold red]error:[/] give exactly one of --out DIR and --production")
+        raise typer.Exit(2)
+    if production:
+        console.print(f"wrote {write_production_repository()}")
+        return
     console.print(f"wrote {write_repository(out, artifact=artifact, kind=kind, instances=instances).parent}")

@@ -1,7 +1,9 @@
 """Publishing and promotion: S3 artifact, serving export, registry, and the serving pointer.
 
-* ``publish_candidate``: artifact -> ``s3://{bucket}/models/{version}/``, Triton repository ->
-  ``.../serving/``, registry row ``candidate`` with metrics.
+* ``publish_candidate``: artifact -> ``s3://{bucket}/models/{version}/``, its exported Triton
+  repository -> ``.../serving/``, registry row ``candidate`` with metrics; and the production
+  model server's repository (``genrec.serving.repository.production_repository_uri``, the
+  InferenceService's storageUri), which follows the production pointer.
 * ``promote``: ``--canary W`` makes it a canary with traffic weight W (the registry's traffic
   split; the production pointer is untouched); otherwise it becomes production (the old one
   retires) and the model server is switched to it through ``genrec.serving.artifact.set_current``.
@@ -88,6 +90,10 @@ def publish_candidate(artifact_dir: Path, version: str, metrics: dict[str, Any],
                 metrics = {**metrics, "export": {k: report[k] for k in ("format", "ok", "item_match", "seconds")
                                                  if k in report}}
     registered = registry.register(version, uri, serving_uri=serving_uri, metrics=metrics)
+    if export:  # the production server's repository (follows the pointer): kept current with the code
+        from genrec.serving.repository import write_production_repository
+
+        write_production_repository(s)
     return Published(version, uri, serving_uri, registered)
 
 

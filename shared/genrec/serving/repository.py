@@ -17,9 +17,16 @@ lengths still share one graph call.
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
+from genrec.config import Settings, get_settings
+
 MODEL_NAME = "genrec"
+# The production model server's repository (what the InferenceService's storageUri names): one
+# model that follows the production pointer, so a promotion or rollback reaches every replica
+# without a new revision. Weights live with each artifact under models/<version>/.
+PRODUCTION_REPOSITORY_KEY = "models/serving-repository"
 MAX_BATCH_SIZE = 64
 PREFERRED_BATCH_SIZES = (8, 16, 32, 64)
 MAX_QUEUE_DELAY_US = 100
@@ -94,3 +101,21 @@ def write_repository(
     )
     (version_dir / "model.py").write_text(MODEL_PY)
     return version_dir
+
+
+def production_repository_uri(s: Settings | None = None) -> str:
+    from genrec.stores.objects import object_uri
+
+    return object_uri(PRODUCTION_REPOSITORY_KEY, s)
+
+
+def write_production_repository(s: Settings | None = None) -> str:
+    """(Re)write the pointer-following repository at production_repository_uri; idempotent."""
+    from genrec.stores.objects import upload_dir
+
+    s = s or get_settings()
+    uri = production_repository_uri(s)
+    with tempfile.TemporaryDirectory(prefix="genrec-repository-") as tmp:
+        write_repository(Path(tmp), artifact="current", top_k=s.model.top_k, kind=s.model_server.instance_kind)
+        upload_dir(Path(tmp), uri, s)
+    return uri
