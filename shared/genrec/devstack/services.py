@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from genrec.config import Settings
+from genrec.devstack.process import StackError, wait_until
 
 # A grpc sidecar port that SeaweedFS derives from each http port.
 SEAWEED_GRPC_OFFSET = 10000
@@ -269,15 +270,31 @@ class Redis(Service):
         data.mkdir(parents=True, exist_ok=True)
         # The append-only file is the durability; RDB snapshots on top forked the whole dataset
         # every minute under event load (CPU and a latency stall, for nothing the AOF lacks).
-        return s.stack.native([
+        argv = [
             str(get_binary_path()), "--bind", s.stack.host, "--port", str(s.stack.port("redis")),
             "--dir", str(data), "--appendonly", "yes", "--save", "", "--protected-mode", "yes",
-        ])
+        ]
+        if s.redis.cluster:  # production's shape (Redis Cluster): one node that will own every slot
+            argv += ["--cluster-enabled", "yes", "--cluster-config-file", str(data / "nodes.conf")]
+        return s.stack.native(argv)
 
-    def healthy(self, s: Settings) -> bool:
+    def _node(self, s: Settings):
         import redis
 
-        return bool(redis.Redis.from_url(s.redis.url.get_secret_value(), socket_timeout=2).ping())
+        return redis.Redis.from_url(s.redis.url.get_secret_value(), socket_timeout=2, decode_responses=True)
+
+    def healthy(self, s: Settings) -> bool:
+        return bool(self._node(s).ping())
+
+    def provision(self, s: Settings) -> None:
+        if not s.redis.cluster:
+            return
+        node = self._node(s)
+        if node.cluster("info")["cluster_state"] != "ok" and not node.cluster("slots"):
+            node.execute_command("CLUSTER ADDSLOTSRANGE", 0, 16383)
+        # the node declares the cluster ok a moment after it owns every slot (~2 s)
+        if not wait_until(lambda: node.cluster("info")["cluster_state"] == "ok", timeout_s=30):
+            raise StackError("redis: the one-node cluster did not reach state ok")
 
 
 class Milvus(Service):

@@ -114,19 +114,23 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--with-unbatched-twin", action="store_true",
                     help=f"also serve {UNBATCHED_TWIN!r}: the same model without dynamic batching (benchmarks)")
     ap.add_argument("--workdir", type=Path, default=None, help="where the repository and Triton files go")
+    ap.add_argument("--model-repository", type=Path, default=None,
+                    help="serve this repository as it is (as KServe's Triton runtime serves /mnt/models) "
+                         "instead of writing one")
     args = ap.parse_args(argv)
 
     s = get_settings()
     work = args.workdir or (s.stack.state_dir.resolve() / "model-server" / (f"port-{args.http_port}"
                                                                              if args.http_port else "default"))
-    repo = work / "repository"
+    repo = args.model_repository or work / "repository"
     params = {
         "threads": str(args.threads), "feed": "off" if args.no_feed else "on",
         "load": "blocking" if args.blocking_load else "background",
     }
     common = {"artifact": args.artifact, "runner": args.runner, "instances": args.instances, "top_k": s.model.top_k,
               "extra_parameters": params}
-    write_repository(repo, dynamic_batching=not args.no_dynamic_batching, **common)
+    if args.model_repository is None:
+        write_repository(repo, dynamic_batching=not args.no_dynamic_batching, **common)
     if args.with_unbatched_twin:
         write_repository(repo, name=UNBATCHED_TWIN, dynamic_batching=False, **common)
     binary = prepare_triton_home(work / "triton")
