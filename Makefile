@@ -9,12 +9,12 @@ GENREC := $(VENV)/bin/genrec
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install up down status demo test test-frontend frontend chromium qemu bench bench-serving bench-load lint clean
+.PHONY: install up down status demo test test-frontend frontend validator chromium qemu bench bench-serving bench-load lint clean
 
 SERVING_VENV ?= .venv-serving
 SPY := $(SERVING_VENV)/bin/python
 
-install: $(VENV)/.installed $(SERVING_VENV)/.installed frontend chromium qemu
+install: $(VENV)/.installed $(SERVING_VENV)/.installed frontend validator chromium qemu
 
 # torch first, pinned to the cached CPU wheel: any other spec would pull GBs of CUDA.
 $(VENV)/.installed: pyproject.toml
@@ -47,6 +47,14 @@ $(FRONTEND)/node_modules/.installed: $(FRONTEND)/package.json $(FRONTEND)/packag
 
 $(FRONTEND)/dist/index.html: $(FRONTEND)/node_modules/.installed $(FRONTEND_SRC)
 	cd $(FRONTEND) && node node_modules/vite/bin/vite.js build
+
+# `genrec deploy check`'s Knative/Istio/Prometheus-operator schemas (npm @kubernetes-models).
+VALIDATOR := infra/validate
+validator: $(VALIDATOR)/node_modules/.installed
+
+$(VALIDATOR)/node_modules/.installed: $(VALIDATOR)/package.json $(VALIDATOR)/package-lock.json
+	cd $(VALIDATOR) && npm ci --no-audit --no-fund
+	touch $@
 
 # The browser tests drive Debian's chromium (playwright-core never downloads a browser).
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)

@@ -156,6 +156,10 @@ class ClickHouseSettings(BaseModel):
     chdb_path: Path | None = None
     database: str = "genrec"
     log_ttl_days: int = 90
+    # The server's cluster (remote_servers name) to spread the analytics tables over: replicated
+    # per-shard tables behind Distributed ones, created ON CLUSTER (needs Keeper). None: one node,
+    # plain tables (chDB, a single server).
+    cluster: str | None = None
 
 
 class S3Settings(BaseModel):

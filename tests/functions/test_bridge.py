@@ -1,21 +1,25 @@
-"""The local eventing bridge keeps KafkaSource's contract: deliver, commit after 2xx, retry, DLQ."""
+"""The local eventing bridge keeps KafkaSource's contract: deliver, commit after 2xx, retry and
+dead-letter under the same delivery policy as production."""
 
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections import defaultdict
+from itertools import pairwise
 
 import pytest
 from confluent_kafka import Message
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from genrec.config import Settings
+from genrec.config import Settings, TopicSettings
 from genrec.events.bridge import Bridge, ConsumerLagCollector
-from genrec.events.codec import new_event, parse_http
+from genrec.events.codec import from_kafka, new_event, parse_http, to_kafka
 from genrec.events.contracts import INTERACTION
-from genrec.events.kafka import consumer_lag
+from genrec.events.delivery import DeliveryPolicy
+from genrec.events.kafka import consumer, consumer_lag, ensure_topics, producer
 from genrec.events.publisher import EventPublisher
 from genrec.events.subscriptions import Subscription
 from tests.helpers import ThreadedServer, read_topic, wait_for
@@ -31,6 +35,7 @@ class Subscriber:
         self.marker = marker
         self.received: dict[str, list[str]] = defaultdict(list)  # user → item ids, in arrival order
         self.attempts: dict[str, int] = defaultdict(int)  # deliveries of the record on its own
+        self.attempted_at: dict[str, list[float]] = defaultdict(list)  # when (monotonic)
         self.batches = 0  # requests that carried more than one record
         self.unavailable_for = 0  # answer 503 to this many requests first
         self.lock = threading.Lock()
@@ -42,6 +47,7 @@ class Subscriber:
             with self.lock:
                 if len(events) == 1:
                     self.attempts[events[0].id] += 1
+                    self.attempted_at[events[0].id].append(time.monotonic())
                 else:
                     self.batches += 1
                 if self.unavailable_for > 0:
@@ -50,6 +56,8 @@ class Subscriber:
             ours = [ev for ev in events if ev.id.startswith(self.marker)]
             if any(ev.data.item_id == "poison" for ev in ours):
                 return JSONResponse({"error": "cannot process"}, status_code=500)
+            if any(ev.data.item_id == "invalid" for ev in ours):  # a record that can never succeed
+                return JSONResponse({"error": "invalid_event"}, status_code=422)
             with self.lock:
                 for ev in ours:
                     self.received[ev.data.user_id].append(ev.data.item_id)
@@ -60,11 +68,11 @@ class Subscriber:
             return sum(len(v) for v in self.received.values())
 
 
-def _events(marker: str, users: int, per_user: int, poison_at: int | None = None):
+def _events(marker: str, users: int, per_user: int, poison_at: int | None = None, poison: str = "poison"):
     out = []
     for u in range(users):
         for i in range(per_user):
-            item = "poison" if (u == 0 and i == poison_at) else f"item-{i}"
+            item = poison if (u == 0 and i == poison_at) else f"item-{i}"
             out.append(new_event(INTERACTION, {"user_id": f"{marker}-u{u}", "item_id": item, "event_type": "view"},
                                  source="bridge-test", event_id=f"{marker}-{u}-{i}"))
     return out
@@ -80,9 +88,53 @@ def _bridge(stack: Settings, sub: Subscription, url: str) -> Bridge:
     return Bridge(stack, url_for=lambda _name: url, subscriptions=(sub,))
 
 
+def _policy(retry: int, backoff_delay_s: float = 0.05) -> DeliveryPolicy:
+    """The production policy's shape with short waits, so a test can spend it in seconds."""
+    return DeliveryPolicy(retry=retry, backoff_policy="linear", backoff_delay_s=backoff_delay_s, timeout_s=10.0)
+
+
+def _own_topic(stack: Settings, marker: str) -> tuple[Settings, str]:
+    """Settings with a fresh one-partition topic (and its dead-letter topic) that holds only
+    this test's records: a new consumer group on a shared topic starts with every earlier
+    test's records, and an outage would dead-letter some of those too."""
+    s = stack.model_copy(deep=True)
+    key = f"bridge_test_{marker}"
+    s.kafka.topics[key] = TopicSettings(name=f"bridge-test-{marker}")
+    ensure_topics(s)
+    return s, key
+
+
+def _publish(s: Settings, topic: str, events) -> None:
+    out = producer(s)
+    for ev in events:
+        _, msg = to_kafka(ev, s)
+        out.produce(topic, key=msg.key, value=msg.value, headers=list(msg.headers.items()))
+    assert out.flush(10) == 0
+
+
+def _dead_letters(s: Settings, topic: str, until: int, timeout_s: float = 15.0) -> list[tuple[str, dict]]:
+    """(event id, headers) of the records on a dead-letter topic, once ``until`` are there
+    (and any more that arrive within a second)."""
+    cons = consumer(s, group_id=f"test-reader-{uuid.uuid4().hex}")
+    cons.subscribe([topic])
+    found: list[tuple[str, dict]] = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < deadline:
+            msg = cons.poll(0.2)
+            if msg is not None and msg.error() is None:
+                found.append((from_kafka(msg.headers(), msg.key(), msg.value()).id, dict(msg.headers() or [])))
+            elif len(found) >= until:
+                deadline = min(deadline, time.monotonic() + 1.0)
+    finally:
+        cons.close()
+    return found
+
+
 def test_delivers_in_order_dead_letters_poison_and_continues(stack: Settings) -> None:
     marker = uuid.uuid4().hex[:12]
-    sub = Subscription(f"test-{marker}", "user_events", (INTERACTION,), max_attempts=3)
+    policy = _policy(retry=2, backoff_delay_s=0.2)
+    sub = Subscription(f"test-{marker}", "user_events", (INTERACTION,), delivery=policy)
     subscriber = Subscriber(marker)
     events = _events(marker, users=3, per_user=5, poison_at=2)
     pub = EventPublisher(stack)
@@ -99,17 +151,21 @@ def test_delivers_in_order_dead_letters_poison_and_continues(stack: Settings) ->
     for u in (1, 2):
         assert subscriber.received[f"{marker}-u{u}"] == [f"item-{i}" for i in range(5)]
     assert subscriber.batches >= 1  # the backlog went in batches; the poison one was split up
-    assert subscriber.attempts[f"{marker}-0-2"] == 3
+    # a 5xx is retried as the policy says, waiting the policy's backoff (linear: d, 2d) between
+    assert subscriber.attempts[f"{marker}-0-2"] == policy.attempts == 3
+    times = subscriber.attempted_at[f"{marker}-0-2"]
+    for n, (before, after) in enumerate(pairwise(times), start=1):
+        assert after - before >= policy.delay_s(n) * 0.9, (n, after - before)
     dlq = read_topic(stack, stack.kafka.dead_letter_topic("user_events"), until=1,
                      match=lambda ev: ev.id.startswith(marker))
     assert [ev.id for ev in dlq] == [f"{marker}-0-2"]
 
 
-def test_unavailable_function_is_retried_without_loss_or_dead_letter(stack: Settings) -> None:
+def test_function_unavailable_within_the_policy_window_is_retried_without_loss(stack: Settings) -> None:
     marker = uuid.uuid4().hex[:12]
-    sub = Subscription(f"test-{marker}", "user_events", (INTERACTION,), max_attempts=2)
+    sub = Subscription(f"test-{marker}", "user_events", (INTERACTION,), delivery=_policy(retry=8))
     subscriber = Subscriber(marker)
-    subscriber.unavailable_for = 6  # more than max_attempts: 503 must never dead-letter
+    subscriber.unavailable_for = 6  # an outage shorter than the policy's 9 attempts
     pub = EventPublisher(stack)
     pub.publish_sync(_events(marker, users=2, per_user=3))
     pub.close()
@@ -177,3 +233,44 @@ def test_a_record_whose_partition_was_taken_away_does_not_stop_the_worker(stack:
         assert worker.next_offsets == {}  # nothing counted as delivered for a partition it lost
     finally:
         worker.consumer.close()
+
+
+def test_outage_longer_than_the_policy_dead_letters_the_head_and_the_stream_goes_on(stack: Settings) -> None:
+    # What KafkaSource does with the same policy: a record is retried for the policy's window
+    # whatever the failure, then dead-lettered; the records behind it start their own window.
+    marker = uuid.uuid4().hex[:12]
+    s, key = _own_topic(stack, marker)
+    policy = _policy(retry=2)
+    sub = Subscription(f"test-{marker}", key, (INTERACTION,), delivery=policy)
+    subscriber = Subscriber(marker)
+    subscriber.unavailable_for = policy.attempts  # down for exactly the first record's whole policy
+    _publish(s, sub.topic(s), _events(marker, users=1, per_user=3))
+    with ThreadedServer(subscriber.app) as server:
+        bridge = _bridge(s, sub, server.url).start()
+        try:
+            assert wait_for(lambda: subscriber.count() == 2), subscriber.received
+        finally:
+            bridge.stop()
+    assert subscriber.received[f"{marker}-u0"] == ["item-1", "item-2"]
+    ((dead_id, headers),) = _dead_letters(s, s.kafka.dead_letter_topic(key), until=1)
+    assert dead_id == f"{marker}-0-0"
+    assert headers["genrec-dlq-reason"].startswith(b"HTTP 503")
+    assert bridge.stats.dead_lettered == 1
+
+
+def test_a_record_refused_with_a_status_knative_does_not_retry_is_dead_lettered_at_once(stack: Settings) -> None:
+    marker = uuid.uuid4().hex[:12]
+    s, key = _own_topic(stack, marker)
+    sub = Subscription(f"test-{marker}", key, (INTERACTION,), delivery=_policy(retry=3))
+    subscriber = Subscriber(marker)
+    _publish(s, sub.topic(s), _events(marker, users=1, per_user=3, poison_at=1, poison="invalid"))
+    with ThreadedServer(subscriber.app) as server:
+        bridge = _bridge(s, sub, server.url).start()
+        try:
+            assert wait_for(lambda: subscriber.count() == 2), subscriber.received
+        finally:
+            bridge.stop()
+    assert subscriber.received[f"{marker}-u0"] == ["item-0", "item-2"]
+    assert subscriber.attempts[f"{marker}-0-1"] == 1  # a 422 is not retried
+    ((dead_id, headers),) = _dead_letters(s, s.kafka.dead_letter_topic(key), until=1)
+    assert dead_id == f"{marker}-0-1" and headers["genrec-dlq-reason"].startswith(b"HTTP 422")

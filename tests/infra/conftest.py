@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -12,10 +10,13 @@ from typing import Any
 
 import pytest
 
+from genrec.deploy import mockrun
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 PROGRAM = REPO / "infra" / "pulumi"
 STACKS = ("dev", "prod")
+FAKE_LLM_KEY = "sk-test-" + "7" * 40  # a secret set through `pulumi config set --secret`
 
 if str(PROGRAM) not in sys.path:  # the program's package, for tests of its pure functions
     sys.path.insert(0, str(PROGRAM))
@@ -48,22 +49,13 @@ class Run:
 
 
 @pytest.fixture(scope="session")
-def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Run]]:
-    out_dir = tmp_path_factory.mktemp("pulumi-mocks")
-    procs = {}
-    for stack in STACKS:  # in parallel: each is a separate interpreter
-        out = out_dir / f"{stack}.json"
-        procs[stack] = (out, subprocess.Popen(
-            [sys.executable, str(HERE / "run_stack.py"), stack, str(out)],
-            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        ))
-    results = {}
-    for stack, (out, proc) in procs.items():
-        log, _ = proc.communicate(timeout=120)
-        assert proc.returncode == 0, f"Pulumi program failed for stack {stack}:\n{log}"
-        data = json.loads(out.read_text())
-        results[stack] = Run(stack, data["resources"], data["generated_secrets"], data["config_secrets"])
-    yield results
+def runs() -> Iterator[dict[str, Run]]:
+    # One interpreter per stack (the Pulumi runtime is global state), both in parallel.
+    data = mockrun.run_isolated(STACKS, extra_secrets={"llmApiKey": FAKE_LLM_KEY})
+    yield {stack: Run(stack, d["resources"],
+                      [s["value"] for s in d["secrets"] if s["origin"] == "generated"],
+                      [s["value"] for s in d["secrets"] if s["origin"] == "config"])
+           for stack, d in data.items()}
 
 
 @pytest.fixture(params=STACKS)

@@ -1,9 +1,12 @@
-"""KafkaSources are generated from genrec's SUBSCRIPTIONS: same topics, groups, paths and retry budget."""
+"""KafkaSources are generated from genrec's SUBSCRIPTIONS: same topics, groups, paths and delivery policy."""
 
 from __future__ import annotations
 
+import re
+
 from genrec_infra.appconfig import PinnedSettings
 
+from genrec.events.delivery import DELIVERY, OUTAGE_TARGET_S
 from genrec.events.subscriptions import SUBSCRIPTIONS
 
 SETTINGS = PinnedSettings()  # topic names only: production renames nothing
@@ -40,13 +43,44 @@ def test_delivery_matches_the_bridge(run):
         source = next(s for s in _sources(run) if s["spec"]["consumerGroup"] == sub.group_id
                       and s["spec"]["topics"] == [sub.topic(SETTINGS)])
         delivery = source["spec"]["delivery"]
-        # Knative's `retry` counts re-deliveries: 1 + retry == the bridge's max_attempts.
-        assert 1 + delivery["retry"] == sub.max_attempts
-        assert delivery["backoffPolicy"] == "exponential"
+        # The policy the bridge follows, field for field (Knative's `retry` counts re-deliveries).
+        assert delivery["retry"] == sub.delivery.retry == sub.max_attempts - 1
+        assert delivery["backoffPolicy"] == sub.delivery.backoff_policy
+        assert _seconds(delivery["backoffDelay"]) == sub.delivery.backoff_delay_s
+        assert _seconds(delivery["timeout"]) == sub.delivery.timeout_s
+        assert "retryAfterMax" not in delivery  # alpha: the webhook refuses it unless enabled
         dls = delivery["deadLetterSink"]["ref"]
         assert dls["kind"] == "KafkaSink"
         assert sinks[dls["name"]]["topic"] == SETTINGS.kafka.dead_letter_topic(sub.topic_key)
         assert sinks[dls["name"]]["contentMode"] == "binary"
+
+
+def _seconds(iso: str) -> float:
+    """An ISO 8601 duration of seconds (what Knative's delivery fields take), e.g. PT1.5S."""
+    match = re.fullmatch(r"PT(\d+(?:\.\d+)?)S", iso)
+    assert match, f"not an ISO 8601 duration in seconds: {iso!r}"
+    return float(match.group(1))
+
+
+def _knative_window_s(delivery: dict) -> float:
+    """How long Knative's Kafka dispatcher retries a failing record before dead-lettering it:
+    it waits backoffDelay * n (linear) or backoffDelay * 2**n (exponential) before retry n,
+    n = 1..retry; the attempts themselves only add to this."""
+    d, retries = _seconds(delivery["backoffDelay"]), delivery["retry"]
+    step = (lambda n: d * n) if delivery["backoffPolicy"] == "linear" else (lambda n: d * 2**n)
+    return sum(step(n) for n in range(1, retries + 1))
+
+
+def test_a_dependency_outage_of_the_target_length_dead_letters_nothing(run):
+    # Every KafkaSource keeps retrying a record for longer than the outage the platform is sized
+    # for, so such an outage only delays events.
+    assert OUTAGE_TARGET_S >= 15 * 60
+    for source in _sources(run):
+        delivery = source["spec"]["delivery"]
+        assert _knative_window_s(delivery) >= OUTAGE_TARGET_S, source["metadata"]["name"]
+    assert DELIVERY.window_s >= OUTAGE_TARGET_S
+    # ... and once the dependency is back, no record waits more than a minute for its next try.
+    assert DELIVERY.delay_s(DELIVERY.retry) <= 60
 
 
 def test_every_sink_is_a_deployed_knative_service(run):

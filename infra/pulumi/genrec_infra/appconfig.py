@@ -21,6 +21,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from genrec.config import Settings, TopicSettings
 from genrec_infra import secrets
+from genrec_infra.clickhouse import analytics_cluster
 from genrec_infra.config import StackConfig
 from genrec_infra.k8s import digest, labels, svc_host
 from genrec_infra.workloads import CATALOGUE
@@ -102,7 +103,7 @@ def production_settings(cfg: StackConfig) -> Settings:
         postgres={"dsn": _PLACEHOLDER},
         redis={"url": _PLACEHOLDER, "cluster": True},
         milvus={"uri": ep.milvus},
-        clickhouse={"url": _PLACEHOLDER, "database": cfg.clickhouse.database},
+        clickhouse={"url": _PLACEHOLDER, "database": cfg.clickhouse.database, "cluster": analytics_cluster(cfg)},
         s3={"endpoint_url": ep.s3, "access_key_id": "genrec", "secret_access_key": _PLACEHOLDER},
         model_server={"url": ep.model_server, "instance_kind": "gpu" if cfg.model.resources.gpu else "cpu"},
         # Knative Services answer on port 80 of their cluster-local host.

@@ -1,7 +1,9 @@
-"""ClickHouse through the Altinity operator: a ClickHouseInstallation (plus Keeper when replicated).
+"""ClickHouse through the Altinity operator: a ClickHouseInstallation (plus Keeper when it has more than one node).
 
 The `genrec` user's password is read by the operator from a Secret
-(`k8s_secret_password`), so it never appears in the CR.
+(`k8s_secret_password`), so it never appears in the CR. With more than one node genrec's
+analytics tables are created ON CLUSTER as replicated tables behind Distributed ones
+(`genrec.stores.analytics_schema`); `analytics_cluster` tells the apps the cluster's name.
 """
 
 from __future__ import annotations
@@ -14,6 +16,17 @@ from genrec_infra.config import StackConfig
 from genrec_infra.k8s import custom
 
 USER_SECRET = "clickhouse-genrec"
+CLUSTER = "genrec"  # the CHI's cluster: its remote_servers entry, genrec's ON CLUSTER and Distributed(...)
+
+
+def analytics_cluster(cfg: StackConfig) -> str | None:
+    """The cluster genrec spreads its analytics tables over, or None on a single node.
+
+    Replicated tables and ON CLUSTER DDL both need Keeper, which a single node does without;
+    there, plain tables are what chDB runs locally and a Distributed table would add nothing.
+    """
+    ch = cfg.clickhouse
+    return CLUSTER if ch.shards * ch.replicas > 1 else None
 
 
 def _volume_template(name: str, size: str, storage_class: str | None) -> dict:
@@ -53,9 +66,11 @@ def create(cfg: StackConfig, creds: secrets.Credentials, opts: pulumi.ResourceOp
             f"{ch.user}/profile": "default",
             f"{ch.user}/access_management": 1,  # genrec's migrations create its database and tables
         },
-        "clusters": [{"name": "genrec", "layout": {"shardsCount": ch.shards, "replicasCount": ch.replicas}}],
+        # With replicas the operator sets internal_replication (the Replicated tables copy a
+        # shard's rows; Distributed writes one replica), and the {shard}/{replica} macros.
+        "clusters": [{"name": CLUSTER, "layout": {"shardsCount": ch.shards, "replicasCount": ch.replicas}}],
     }
-    if ch.replicas > 1:
+    if analytics_cluster(cfg):  # Keeper: replication and the ON CLUSTER DDL queue
         keeper = _keeper(cfg, opts)
         depends.append(keeper)
         configuration["zookeeper"] = {"nodes": [{"host": f"keeper-{ch.name}", "port": 2181}]}

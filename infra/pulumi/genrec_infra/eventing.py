@@ -2,8 +2,10 @@
 
 This is the production twin of the local eventing bridge (genrec.events.bridge), built from
 the same declaration: consumer group `Subscription.group_id`, the function's path, ordered
-per-partition delivery, and after `max_attempts` deliveries the record goes to its topic's
-dead-letter topic through a KafkaSink (binary mode, so CloudEvent attributes stay headers).
+per-partition delivery, and the subscription's delivery policy (genrec.events.delivery:
+retries, backoff, per-request timeout); when the policy is spent the record goes to its
+topic's dead-letter topic through a KafkaSink (binary mode, so CloudEvent attributes stay
+headers), from where `genrec events replay` re-sends it.
 """
 
 from __future__ import annotations
@@ -15,13 +17,13 @@ import pulumi
 from pulumi_kubernetes.apiextensions import CustomResource
 
 from genrec.config import Settings
+from genrec.events.delivery import DeliveryPolicy
 from genrec.events.subscriptions import SUBSCRIPTIONS, Subscription
 from genrec_infra.config import StackConfig
 from genrec_infra.k8s import custom, dns_name, labels
 
 SOURCE_API = "sources.knative.dev/v1beta1"
 SINK_API = "eventing.knative.dev/v1alpha1"
-BACKOFF_DELAY = "PT0.5S"  # ISO 8601; doubles per attempt (exponential)
 
 
 def source_name(sub: Subscription) -> str:
@@ -32,12 +34,20 @@ def dead_letter_sink_name(s: Settings, topic_key: str) -> str:
     return dns_name(s.kafka.dead_letter_topic(topic_key))
 
 
-def delivery(sub: Subscription, dls_name: str) -> dict[str, Any]:
+def iso_duration(seconds: float) -> str:
+    """Seconds as an ISO 8601 duration, the form Knative's delivery fields take (``PT1.5S``)."""
+    return "PT" + f"{seconds:.3f}".rstrip("0").rstrip(".") + "S"
+
+
+def delivery(policy: DeliveryPolicy, dls_name: str) -> dict[str, Any]:
+    """A KafkaSource's ``delivery``: the policy the local bridge follows, field for field.
+    No ``retryAfterMax``: it is alpha (off by default, and refused by the webhook while off),
+    and the bridge ignores Retry-After as well."""
     return {
-        # Knative counts retries after the first attempt; the bridge counts attempts.
-        "retry": sub.max_attempts - 1,
-        "backoffPolicy": "exponential",
-        "backoffDelay": BACKOFF_DELAY,
+        "retry": policy.retry,
+        "backoffPolicy": policy.backoff_policy,
+        "backoffDelay": iso_duration(policy.backoff_delay_s),
+        "timeout": iso_duration(policy.timeout_s),  # per request; beta, on by default
         "deadLetterSink": {"ref": {"apiVersion": SINK_API, "kind": "KafkaSink", "name": dls_name}},
     }
 
@@ -53,7 +63,7 @@ def source_spec(s: Settings, sub: Subscription) -> dict[str, Any]:
         "initialOffset": "earliest",
         "ordering": "ordered",  # one record in flight per partition, as the bridge does
         "sink": sink,
-        "delivery": delivery(sub, dead_letter_sink_name(s, sub.topic_key)),
+        "delivery": delivery(sub.delivery, dead_letter_sink_name(s, sub.topic_key)),
     }
 
 

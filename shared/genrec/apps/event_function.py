@@ -1,8 +1,8 @@
 """The shape shared by every function that consumes CloudEvents (KafkaSource or the local bridge).
 
 Status codes carry the delivery contract: 2xx = done (offset may be committed), 503 = a
-dependency is down (redeliver later, never dead-letter), 400 = this record will never
-succeed (dead-letter after the configured attempts).
+dependency is down (redelivered under the delivery policy, whose window outlasts the outages
+it is sized for), 400/422 = this record will never succeed (dead-lettered at once).
 
 A request holds one event (KafkaSource) or a CloudEvents batch (the local bridge, upstream
 replays). A function may give a *batch handler* for a type instead of a single one:

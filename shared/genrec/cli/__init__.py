@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from genrec.cli import admin, bench, config_cmd, data, db, demo, dev, events, pipeline, serve, train
+from genrec.cli import admin, bench, config_cmd, data, db, demo, deploy, dev, events, pipeline, serve, train
 from genrec.cli import export as export_cmd
 
 app = typer.Typer(help="genrec: event-driven generative recommender platform.", no_args_is_help=True)
@@ -20,6 +20,7 @@ app.command("train")(train.train)
 app.add_typer(serve.app, name="serve")
 app.command("export")(export_cmd.export)
 app.add_typer(pipeline.app, name="pipeline")
+app.add_typer(deploy.app, name="deploy")
 
 if __name__ == "__main__":  # pragma: no cover
     app()

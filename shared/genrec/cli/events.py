@@ -1,4 +1,4 @@
-"""`genrec events`: the event contract (schemas) and sending test events."""
+"""`genrec events`: the event contract (schemas), sending test events, the bridge, replaying dead letters."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from genrec.config import get_settings
 from genrec.events.contracts import EVENT_TYPES, INTERACTION
 from genrec.events.schemas import SCHEMA_DIR, write_all
 
-app = typer.Typer(help="CloudEvents contract: schemas, test events, the local eventing bridge.", no_args_is_help=True)
+app = typer.Typer(help="CloudEvents contract: schemas, test events, the local eventing bridge, dead-letter replay.",
+                  no_args_is_help=True)
 console = Console()
 
 
@@ -50,6 +51,45 @@ def send(
     console.print(f"{resp.status_code} {resp.text}")
     if resp.status_code >= 400:
         raise typer.Exit(1)
+
+
+@app.command()
+def replay(
+    topic: str = typer.Argument(..., help="A dead-letter topic, e.g. user_events.dlq."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="List what would be re-sent; send and commit nothing."),
+    limit: int | None = typer.Option(None, "--limit", min=1, help="Re-send at most this many records."),
+) -> None:
+    """Re-send dead-lettered records to their source topic, once each (safe to run again)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.table import Table
+
+    from genrec.events.replay import DeadLetterReplay, NotADeadLetterTopic, ReplayError
+
+    s = get_settings()
+    try:
+        job = DeadLetterReplay(s, topic)
+    except NotADeadLetterTopic as exc:
+        raise typer.BadParameter(str(exc), param_hint="TOPIC") from None
+    try:
+        if dry_run:
+            letters = job.peek(limit)
+            table = Table("offset", "event id", "type", "reason", title=f"{topic} → {job.source}")
+            for letter in letters:
+                table.add_row(f"{letter.partition}/{letter.offset}", letter.event_id, letter.event_type,
+                              letter.reason[:80])
+            console.print(table)
+            console.print(f"would re-send {len(letters)} record(s) to {job.source} (dry run: nothing sent)")
+            return
+        total = job.pending()
+        total = min(total, limit) if limit else total
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        with Progress(*columns, console=console) as progress:
+            task = progress.add_task(f"{topic} → {job.source}", total=total or None)
+            sent = job.run(limit, on_sent=lambda n: progress.advance(task, n))
+    except ReplayError as exc:
+        console.print(f"[red]replay failed:[/red] {exc}")
+        raise typer.Exit(1) from None
+    console.print(f"re-sent {sent} record(s) from {topic} to {job.source}")
 
 
 @app.command()

@@ -56,11 +56,13 @@ def spawn(
     env: Mapping[str, str] | None = None,
     cwd: Path | None = None,
     user: str | None = None,
+    clean_env: bool = False,
 ) -> ProcessRecord:
-    """Start argv detached in its own session, stdout/stderr appended to log_file."""
+    """Start argv detached in its own session, stdout/stderr appended to log_file. The process
+    inherits this one's environment plus `env`, or (`clean_env`) gets `env` alone."""
     log_file.parent.mkdir(parents=True, exist_ok=True)
     pid_file.parent.mkdir(parents=True, exist_ok=True)
-    full_env = {**os.environ, **(env or {})}
+    full_env = dict(env or {}) if clean_env else {**os.environ, **(env or {})}
     with log_file.open("ab") as log:
         log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} start: {' '.join(argv)}\n".encode())
         log.flush()

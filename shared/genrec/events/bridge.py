@@ -7,12 +7,15 @@ subscription's ``max_batch`` go as one CloudEvents batch, so one machine keeps u
 thousands of events a second. Per-partition order is kept (one request in flight per
 consumer, like KafkaSource's "ordered" delivery). A batch the function refuses for a reason
 other than being unavailable is delivered again record by record, so only the bad record is
-dead-lettered. Failures are retried with exponential backoff:
+dead-lettered.
 
-* the function is unreachable or says it is (connection error, timeout, 502/503/504):
-  retry without limit — the function is down, the record is fine, nothing may be lost;
-* the function answers any other non-2xx: after ``max_attempts`` the record is copied to
-  the dead-letter topic (with the error in headers) and the stream moves on.
+Failures follow the subscription's delivery policy (genrec.events.delivery), the one that
+production's KafkaSources are rendered from: a failed attempt that Knative retries (no answer,
+a timeout, 5xx, 404, 408, 409, 429) is retried with the policy's backoff, and when the policy's
+retries are spent, or at once for any other status, the record is copied to the dead-letter
+topic (with the error in headers) and the stream moves on. The policy's window is sized so
+that a dependency outage of many minutes dead-letters nothing; ``genrec events replay``
+re-sends what an even longer one did.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import Enum
 
 import httpx
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
@@ -31,12 +35,20 @@ from prometheus_client.registry import Collector
 
 from genrec.config import Settings
 from genrec.events.codec import BATCH_CONTENT_TYPE, kafka_to_http_headers, kafka_to_structured
+from genrec.events.delivery import is_retryable
 from genrec.events.kafka import consumer, producer
 from genrec.events.subscriptions import SUBSCRIPTIONS, Subscription
 
 log = logging.getLogger("genrec.bridge")
 
 UNAVAILABLE = {502, 503, 504}
+
+
+class Outcome(Enum):
+    DELIVERED = "delivered"  # a 2xx
+    REFUSED = "refused"  # a status that is not retried (or, for a batch, not unavailability)
+    EXHAUSTED = "exhausted"  # the policy's retries all failed
+    STOPPED = "stopped"  # the bridge is shutting down
 
 
 @dataclass
@@ -88,21 +100,23 @@ class SubscriptionWorker:
     """Delivers one subscription's records to its function; one consumer, one thread."""
 
     def __init__(self, s: Settings, sub: Subscription, url: str, stats: BridgeStats,
-                 stop: threading.Event, *, backoff_s: float = 0.05, max_backoff_s: float = 2.0,
-                 timeout_s: float = 30.0) -> None:
+                 stop: threading.Event) -> None:
         self.s, self.sub, self.url, self.stats, self.stop = s, sub, url.rstrip("/") + sub.path, stats, stop
-        self.backoff_s, self.max_backoff_s = backoff_s, max_backoff_s
+        self.policy = sub.delivery
         self._last_refusal = ""
         # partition → next offset to deliver (what the group will commit), for ``lag``
         self.next_offsets: dict[int, int] = {}
         self.lag = 0  # records not yet delivered, as of this worker's last loop
-        self.client = httpx.Client(timeout=timeout_s)
+        self.client = httpx.Client(timeout=self.policy.timeout_s)
         self.dlq = producer(s)
         self.consumer = consumer(
             s, sub.group_id,
             # offsets are stored only after success and committed in the background
             **{"enable.auto.commit": True, "enable.auto.offset.store": False, "auto.commit.interval.ms": 1000,
-               "fetch.wait.max.ms": sub.fetch_wait_ms or s.kafka.fetch_wait_max_ms},
+               "fetch.wait.max.ms": sub.fetch_wait_ms or s.kafka.fetch_wait_max_ms,
+               # The worker polls again only once its records are handled: at worst a batch's policy
+               # then one record's. Past librdkafka's default 5 minutes it would leave its group.
+               "max.poll.interval.ms": int(min(2 * self.policy.max_hold_s + 60, 86_400) * 1000)},
         )
 
     def run(self) -> None:
@@ -130,9 +144,8 @@ class SubscriptionWorker:
         records = [m for m in (first, *more) if self._is_record(m)]
         for msg in records:
             self.next_offsets.setdefault(msg.partition(), msg.offset())
-        if records and self._deliver_all(records):
-            for msg in records:
-                self._store(msg)
+        if records and not self._deliver_all(records) and not self.stop.is_set():
+            self._rewind()  # the records not handled yet come again with the next poll
 
     def _rewind(self) -> None:
         """Seek back to the first record not yet delivered, so that no polled record is skipped."""
@@ -182,51 +195,63 @@ class SubscriptionWorker:
         return False
 
     def _deliver_all(self, msgs: list[Message]) -> bool:
-        """True once every record is handled; False on shutdown (nothing more is stored)."""
+        """Deliver or dead-letter the records in order, storing each offset once handled. False
+        when it stopped early (shutdown; or a record held its partition for the whole policy,
+        so the worker polls again before the next one starts its own)."""
         events = [kafka_to_structured(m.headers(), m.value()) for m in msgs] if len(msgs) > 1 else []
         if events and None not in events:
-            outcome = self._send({"content-type": BATCH_CONTENT_TYPE}, json.dumps(events).encode(),
-                                 give_up_after=1)
-            if outcome is None:
-                return False
-            if outcome:
+            outcome = self._send({"content-type": BATCH_CONTENT_TYPE}, json.dumps(events).encode(), batch=True)
+            if outcome is Outcome.DELIVERED:
                 self.stats.add(delivered=len(msgs))
+                for msg in msgs:
+                    self._store(msg)
                 return True
+            if outcome is Outcome.STOPPED:
+                return False
+            if outcome is Outcome.EXHAUSTED:
+                # Unavailable for the whole policy: KafkaSource, one record per partition in
+                # flight, would have dead-lettered each partition's first record by now.
+                heads: dict[int, Message] = {}
+                for msg in msgs:
+                    heads.setdefault(msg.partition(), msg)
+                for msg in heads.values():
+                    if not self._dead_letter(msg, self._last_refusal):
+                        return False
+                    self._store(msg)
+                return False
         for msg in msgs:  # one at a time: a refused record is retried and dead-lettered alone
-            if not self._deliver(msg):
+            outcome = self._send(kafka_to_http_headers(msg.headers()), msg.value() or b"", batch=False)
+            if outcome is Outcome.STOPPED:
+                return False
+            if outcome is Outcome.DELIVERED:
+                self.stats.add(delivered=1)
+            elif not self._dead_letter(msg, self._last_refusal):
                 return False
             self._store(msg)
+            if outcome is Outcome.EXHAUSTED:
+                return False
         return True
 
-    def _deliver(self, msg: Message) -> bool:
-        """True once the record is handled (delivered or dead-lettered); False on shutdown."""
-        outcome = self._send(kafka_to_http_headers(msg.headers()), msg.value() or b"",
-                             give_up_after=self.sub.max_attempts)
-        if outcome is None:
-            return False
-        if outcome:
-            self.stats.add(delivered=1)
-            return True
-        return self._dead_letter(msg, self._last_refusal)
-
-    def _send(self, headers: dict[str, str], body: bytes, give_up_after: int) -> bool | None:
-        """POST until a 2xx (True) or ``give_up_after`` refusals (False); None on shutdown.
-        Unavailability (no answer, 502/503/504) is retried without limit."""
-        failures, delay = 0, self.backoff_s
-        while not self.stop.is_set():
+    def _send(self, headers: dict[str, str], body: bytes, *, batch: bool) -> Outcome:
+        """POST under the delivery policy: attempt, and after a retryable failure wait the
+        policy's backoff and try again, until a 2xx, a status that is not retried, or the
+        policy's last attempt. A batch gives up at the first failure that is not
+        unavailability, to be split up: one bad record must not cost the others retries."""
+        for attempt in range(self.policy.attempts):
+            if attempt:
+                self.stats.add(retries=1)
+                self._refresh_lag()  # the lag grows while the function is away
+                if self.stop.wait(self.policy.delay_s(attempt)):
+                    return Outcome.STOPPED
+            elif self.stop.is_set():
+                return Outcome.STOPPED
             status, reason = self._post(headers, body)
             if status is not None and 200 <= status < 300:
-                return True
-            if status is not None and status not in UNAVAILABLE:
-                failures += 1
-                self._last_refusal = f"HTTP {status}: {reason}"
-                if failures >= give_up_after:
-                    return False
-            self.stats.add(retries=1)
-            self._refresh_lag()  # the lag grows while the function is away
-            self.stop.wait(delay)
-            delay = min(delay * 2, self.max_backoff_s)
-        return None
+                return Outcome.DELIVERED
+            self._last_refusal = f"HTTP {status}: {reason}" if status is not None else f"no answer: {reason}"
+            if not is_retryable(status) or (batch and status is not None and status not in UNAVAILABLE):
+                return Outcome.REFUSED
+        return Outcome.EXHAUSTED
 
     def _post(self, headers: dict[str, str], body: bytes) -> tuple[int | None, str]:
         try:

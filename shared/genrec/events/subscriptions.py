@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from genrec.config import Settings
 from genrec.events.contracts import INTERACTION, ITEM_ENRICHED, ITEM_UPSERTED, RECOMMENDATION_SERVED, USER_UPSERTED
+from genrec.events.delivery import DELIVERY, DeliveryPolicy
 
 
 @dataclass(frozen=True)
@@ -15,7 +16,8 @@ class Subscription:
     topic_key: str  # key into settings.kafka.topics
     event_types: tuple[str, ...]
     path: str = "/"  # where the function receives CloudEvents
-    max_attempts: int = 5  # then the record goes to the topic's dead-letter topic
+    # Retries and backoff; when they run out the record goes to the topic's dead-letter topic.
+    delivery: DeliveryPolicy = DELIVERY
     # Records per delivery by the local bridge (a CloudEvents batch). KafkaSource delivers
     # one per request and scales out with pods; one machine needs batches to keep up.
     max_batch: int = 500
@@ -23,6 +25,10 @@ class Subscription:
     # the full time and every fetch reads its S3 log, so this trades delivery delay against
     # idle load; below ~500 ms it also starves a backlog (see the setting's comment).
     fetch_wait_ms: int | None = None
+
+    @property
+    def max_attempts(self) -> int:
+        return self.delivery.attempts
 
     @property
     def group_id(self) -> str:

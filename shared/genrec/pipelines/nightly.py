@@ -1,7 +1,7 @@
 """``genrec pipeline nightly``: features -> (backfill) -> train -> gate -> publish -> (promote).
 
-Runs locally on the embedded stack (Spark local[2]) or in the CronJob of
-``pipelines/k8s/``; rich shows the current step and a summary table at the end.
+Runs locally on the embedded stack (Spark local[2]) or in the CronJob the Pulumi program
+creates (``genrec deploy render`` shows it); rich shows the current step and a summary table at the end.
 """
 
 from __future__ import annotations

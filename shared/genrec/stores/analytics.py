@@ -9,7 +9,9 @@ reason, and calls are serialised by a lock so one instance can back a threaded s
 
 Tables are ReplacingMergeTree (MergeTree that also drops exact re-deliveries at merge
 time, keyed by the ORDER BY), partitioned by month, with a TTL of
-``settings.clickhouse.log_ttl_days``. All timestamps are DateTime64(3, 'UTC').
+``settings.clickhouse.log_ttl_days``. All timestamps are DateTime64(3, 'UTC'). With
+``settings.clickhouse.cluster`` set they are replicated per shard behind Distributed tables of
+the same names (see ``analytics_schema``); the queries below are the same in both modes.
 
 Latency quantiles use ``quantilesExactInclusive``: exact, linearly interpolated between
 order statistics at position (n - 1) * q (the R-7 / numpy ``linear`` definition).
@@ -28,42 +30,10 @@ from typing import Any
 import clickhouse_connect
 
 from genrec.config import Settings, get_settings
+from genrec.stores.analytics_schema import cluster_engines, insert_settings, schema_ddl
 
 QUANTILES = (0.5, 0.95, 0.99)
 ALL_VERSIONS = "*"  # algorithm_version label of the all-versions row in coverage()
-
-_RECOMMENDATION_LOGS = """
-CREATE TABLE IF NOT EXISTS {db}.recommendation_logs (
-    request_id         String,
-    user_id            String,
-    items              Array(String),
-    scores             Array(Float32),
-    algorithm_version  LowCardinality(String),
-    served_by          LowCardinality(String),
-    latency_ms         Float32,
-    timestamp          DateTime64(3, 'UTC')
-) ENGINE = ReplacingMergeTree
-PARTITION BY toYYYYMM(timestamp)
-ORDER BY (algorithm_version, toStartOfHour(timestamp), request_id)
-TTL toDateTime(timestamp) + toIntervalDay({ttl_days})
-"""
-
-_EVENTS = """
-CREATE TABLE IF NOT EXISTS {db}.events (
-    event_id     String,
-    source       LowCardinality(String),
-    user_id      String,
-    item_id      String,
-    event_type   LowCardinality(String),
-    value        Float64,
-    request_id   String,
-    timestamp    DateTime64(3, 'UTC'),
-    ingested_at  DateTime64(3, 'UTC') DEFAULT now64(3)
-) ENGINE = ReplacingMergeTree
-PARTITION BY toYYYYMM(timestamp)
-ORDER BY (event_type, user_id, item_id, timestamp, source, event_id)
-TTL toDateTime(timestamp) + toIntervalDay({ttl_days})
-"""
 
 # Time range as epoch milliseconds: unambiguous whatever the client or server timezone.
 _RANGE = ("timestamp >= fromUnixTimestamp64Milli({since_ms:Int64}, 'UTC')"
@@ -170,11 +140,23 @@ class AnalyticsStore:
         self.client.close()
 
     def ensure_schema(self) -> None:
-        ttl = int(self.s.clickhouse.log_ttl_days)
+        cluster = self.s.clickhouse.cluster
         with self._lock:
-            self.client.command(f"CREATE DATABASE IF NOT EXISTS {self.db}")
-            for ddl in (_RECOMMENDATION_LOGS, _EVENTS):
-                self.client.command(ddl.format(db=self.db, ttl_days=ttl))
+            for ddl in schema_ddl(self.db, self.s.clickhouse.log_ttl_days, cluster):
+                self.client.command(ddl)
+            if cluster:
+                self._check_engines()
+
+    def _check_engines(self) -> None:
+        """Fail loudly when a table predates the cluster schema (e.g. a plain ReplacingMergeTree
+        named like the Distributed table): IF NOT EXISTS would have kept it, unreplicated."""
+        rows = self.client.query("SELECT name, engine FROM system.tables WHERE database = {db:String}",
+                                 parameters={"db": self.db}).result_rows
+        have = {name: engine for name, engine in rows}
+        wrong = {t: have.get(t) for t, engine in cluster_engines().items() if have.get(t) != engine}
+        if wrong:
+            raise RuntimeError(f"ClickHouse tables in {self.db} do not match the cluster schema "
+                               f"(table: engine found): {wrong}; see infra/pulumi/README.md, ClickHouse")
 
     def _query(self, sql: str, params: dict[str, Any]) -> list[tuple]:
         with self._lock:
@@ -202,9 +184,10 @@ class AnalyticsStore:
                 described = self.client.query(f"DESCRIBE TABLE {self.db}.{table}").result_rows
                 self._column_types[table] = {row[0]: row[1] for row in described}
             types = [self._column_types[table][c] for c in columns]
+            settings = insert_settings(self.s.clickhouse.cluster) or None
             for start in range(0, len(data), batch_size):
                 self.client.insert(table, data[start:start + batch_size], column_names=columns,
-                                   column_type_names=types, database=self.db)
+                                   column_type_names=types, database=self.db, settings=settings)
         return len(data)
 
     # -- admin queries ------------------------------------------------------------------------
