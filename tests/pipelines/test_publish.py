@@ -135,6 +135,8 @@ def cli_env(flow, monkeypatch: pytest.MonkeyPatch):
 
 def test_promote_canary_production_and_rollback_from_the_cli(flow, registry: ModelRegistry, cli_env) -> None:
     from genrec.cli import app
+    from genrec.serving.artifact import read_canary, set_canary
+    from genrec.stores.hot_state import redis_client
 
     good = flow.result.cycle.version
     weak = _weak(flow, registry, force=True)  # a manual override publishes it anyway
@@ -146,6 +148,13 @@ def test_promote_canary_production_and_rollback_from_the_cli(flow, registry: Mod
     assert registry.get(weak.version).status == "canary"
     assert registry.traffic_split() == pytest.approx({weak.version: 0.05, good: 0.95})
     assert resolve_current(flow.s) == registry.get(good).artifact_uri  # a canary does not move the pointer
+    # ... but fills the model servers' canary slot, with its weight (recommend's share of users)
+    rc = redis_client(flow.s)
+    try:
+        canary = read_canary(rc)
+        assert (canary.version, canary.uri, canary.weight) == (weak.version, weak.published.artifact_uri, 0.05)
+    finally:
+        set_canary(rc, None)  # the session's recommend shares this Redis
 
     out = runner.invoke(app, ["pipeline", "promote", weak.version, "--no-redis"])
     assert out.exit_code == 0, out.output

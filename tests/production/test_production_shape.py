@@ -2,7 +2,8 @@
 workload started exactly as its manifest starts it (tests/production/shape.py says what is
 supplied instead of a cluster), on a private local stack in production's shape (Redis as a
 cluster). Then what a user does: events in → feature-update → a recommendation from the
-model, the nightly job publishes, canary → promote → the new version answers → rollback.
+model, the nightly job publishes, canary (its share of users gets it) → promote → the new
+version answers → rollback.
 
 Not run here (no server can be installed, or nothing can be reached): ClickHouse (the
 analytics sink and the admin analytics), the LLM, the OpenTelemetry collector; see the
@@ -16,6 +17,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -190,8 +192,10 @@ def test_events_to_model_recommendations_and_a_model_lifecycle(shape: Shape) -> 
     from genrec.data import SynthConfig, generate_synthetic
     from genrec.pipelines.publish import publish_candidate
     from genrec.pipelines.seed import seed_postgres
-    from genrec.serving.artifact import fetch
+    from genrec.recommend.model_backend import CANARY_REFRESH_S
+    from genrec.serving.artifact import Canary, fetch
     from genrec.serving.client import ModelClient
+    from genrec.serving.repository import canary_model_name
 
     s = shape.local
     nightly = find(shape.objs, "CronJob", "nightly-pipeline")
@@ -220,8 +224,8 @@ def test_events_to_model_recommendations_and_a_model_lifecycle(shape: Shape) -> 
     # list is cached for its unchanged history, up to redis.recommendation_ttl_s.)
     history = [str(i) for i in ds.items.item_id[:3]]
 
-    def clicks_then_recommend() -> tuple[str, dict]:
-        user = f"shape-{uuid.uuid4().hex[:8]}"
+    def clicks_then_recommend(user: str | None = None) -> tuple[str, dict]:
+        user = user or f"shape-{uuid.uuid4().hex[:8]}"
         events = [{"specversion": "1.0", "id": f"{user}-{k}", "source": "prod-shape", "type": INTERACTION,
                    "data": {"user_id": user, "item_id": item, "event_type": "click"}} for k, item in enumerate(history)]
         resp = httpx.post(shape.urls["event-capture"] + "/api/v1/events", json=events,
@@ -252,8 +256,18 @@ def test_events_to_model_recommendations_and_a_model_lifecycle(shape: Shape) -> 
     v2 = f"{v1}-b"
     copy = shutil.copytree(fetch(registry.get(v1).artifact_uri, s), shape.work / "v2")  # publish stamps it
     publish_candidate(copy, v2, {}, registry, s, export=False)
-    shape.run("canary", cron, "pipeline", "promote", v2, "--canary", "0.1")
+    shape.run("canary", cron, "pipeline", "promote", v2, "--canary", "0.5")
     assert registry.get(v2).status == "canary" and served() == v1
+    # The canary's weight is real traffic: its share of users (a stable hash) gets v2 from the
+    # repository's canary model, the others production.
+    canary_server = ModelClient(s, url=shape.model_url, model_name=canary_model_name(), timeout_s=30)
+    assert wait_until(lambda: canary_server.status().get("version") == v2, timeout_s=240), canary_server.status()
+    drawn = [f"shape-{uuid.uuid4().hex[:8]}" for _ in range(64)]
+    in_canary = next(u for u in drawn if Canary("", v2, 0.5).takes(u))
+    in_production = next(u for u in drawn if not Canary("", v2, 0.5).takes(u))
+    time.sleep(CANARY_REFRESH_S)  # recommend re-reads the canary slot this often
+    assert clicks_then_recommend(in_canary)[1]["algorithm_version"] == v2
+    assert clicks_then_recommend(in_production)[1]["algorithm_version"] == v1
     for args, expected in ((("pipeline", "promote", v2), v2), (("pipeline", "rollback"), v1)):
         shape.run("operator", cron, *args)
         assert wait_until(lambda expected=expected: served() == expected, timeout_s=120), server.status()

@@ -33,10 +33,11 @@ from genrec.apps.admin_analytics import LiveMetrics, make_reader
 from genrec.apps.admin_auth import ApiError, Principal, require
 from genrec.apps.admin_clients import EventSender, RecommendClient
 from genrec.apps.common import create_base_app
-from genrec.apps.resources import Resources
 from genrec.config import Settings, get_settings
 from genrec.events.contracts import INTERACTION, ITEM_UPSERTED, Identifier, InteractionType, ItemUpsertedData
+from genrec.pipelines.publish import serve_canary
 from genrec.stores.model_registry import ModelRegistry, RegistryError
+from genrec.stores.resources import Resources
 
 log = logging.getLogger("genrec.admin")
 audit = logging.getLogger("genrec.admin.audit")
@@ -328,6 +329,10 @@ def create_app(s: Settings | None = None, *, static_dir: Path | None = FRONTEND_
             m = fn(reg)
         except RegistryError as exc:
             raise ApiError(409, "version" if version else "", str(exc), "conflict") from None
+        try:  # a canary's weight is real traffic: the model servers' canary slot follows the registry
+            serve_canary(reg, s)
+        except (redis.RedisError, OSError) as exc:
+            log.warning("canary slot not updated (the registry is): %s", exc)
         return _model(m, reg.traffic_split())
 
     @app.put("/api/v1/models/{version}/traffic", tags=["models"], summary="Set a canary's traffic weight")

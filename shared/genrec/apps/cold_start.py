@@ -19,7 +19,6 @@ import pandas as pd
 from fastapi import FastAPI
 
 from genrec.apps.event_function import create_event_app
-from genrec.apps.resources import Resources
 from genrec.config import Settings, get_settings
 from genrec.embeddings.text import TextEmbedder, item_texts
 from genrec.events.codec import ValidEvent
@@ -33,6 +32,7 @@ from genrec.events.contracts import (
 )
 from genrec.stores.catalog_repo import Item
 from genrec.stores.milvus import ItemVector
+from genrec.stores.resources import Resources
 from genrec.stores.users_repo import User
 
 log = logging.getLogger("genrec.cold_start")

@@ -14,13 +14,13 @@ from fastapi import FastAPI
 
 from genrec import signals
 from genrec.apps.event_function import create_event_app
-from genrec.apps.resources import Resources, TTLCache
 from genrec.config import Settings, get_settings
 from genrec.events.codec import ValidEvent
 from genrec.events.contracts import INTERACTION, InteractionData
 from genrec.stores.categories import category_levels
 from genrec.stores.events_repo import UserEvent
 from genrec.stores.hot_state import Interaction
+from genrec.stores.resources import Resources, TTLCache
 
 
 def create_app(s: Settings | None = None) -> FastAPI:

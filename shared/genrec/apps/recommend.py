@@ -16,11 +16,11 @@ from fastapi.responses import JSONResponse
 from prometheus_client import Counter, Gauge
 
 from genrec.apps.common import create_base_app, error_body
-from genrec.apps.resources import Resources
 from genrec.config import Settings, get_settings
 from genrec.events.codec import EventError, new_event
 from genrec.events.contracts import INTERACTION, RECOMMENDATION_SERVED, Identifier
 from genrec.events.publisher import BrokerUnavailable, EventPublisher
+from genrec.recommend.pages import PageTokenError
 from genrec.recommend.schemas import (
     FeedbackRequest,
     Filters,
@@ -28,7 +28,8 @@ from genrec.recommend.schemas import (
     RecommendationList,
     SessionRequest,
 )
-from genrec.recommend.service import ModelBackend, PageTokenError, RecommendService
+from genrec.recommend.service import ModelBackend, RecommendService
+from genrec.stores.resources import Resources
 
 log = logging.getLogger("genrec.recommend")
 SOURCE = "genrec/recommend"

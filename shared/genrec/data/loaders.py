@@ -52,9 +52,9 @@ def save_dataset(dataset: InteractionDataset, folder: str | Path) -> Path:
 
 
 def _fetch_s3_folder(uri: str, dest: Path) -> None:
-    from genrec.training.storage import s3_client, split_s3_uri
+    from genrec.stores.objects import s3_client, split_uri
 
-    bucket, prefix = split_s3_uri(uri)
+    bucket, prefix = split_uri(uri)
     client = s3_client()
     for fname in (INTERACTIONS_FILE, ITEMS_FILE):
         key = f"{prefix.rstrip('/')}/{fname}" if prefix else fname

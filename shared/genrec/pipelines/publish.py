@@ -4,9 +4,10 @@
   repository -> ``.../serving/``, registry row ``candidate`` with metrics; and the production
   model server's repository (``genrec.serving.repository.production_repository_uri``, the
   InferenceService's storageUri), which follows the production pointer.
-* ``promote``: ``--canary W`` makes it a canary with traffic weight W (the registry's traffic
-  split; the production pointer is untouched); otherwise it becomes production (the old one
-  retires) and the model server is switched to it through ``genrec.serving.artifact.set_current``.
+* ``promote``: ``--canary W`` makes it a canary with traffic weight W: the model servers'
+  canary slot serves it and recommend sends that share of users to it (``serve_canary``; the
+  production pointer is untouched); otherwise it becomes production (the old one retires) and
+  the model server is switched to it through ``genrec.serving.artifact.set_current``.
 * ``rollback``: the registry restores the previously promoted version; the pointer follows.
 
 The artifact's ``manifest.json`` gets ``"version": <registry version>``, so the version the
@@ -117,21 +118,40 @@ def switch_serving(uri: str, s: Settings | None = None, use_redis: bool = True) 
     return set_current(uri, s, client).version
 
 
+def serve_canary(registry: ModelRegistry, s: Settings | None = None, *, use_redis: bool = True):
+    """Put the registry's canary in the model servers' canary slot, with its weight: the one
+    with the largest weight (one canary is served at a time; the weights of any others stay
+    with production). No canary with traffic: the slot is emptied. Returns what is served."""
+    if not use_redis:  # the canary slot lives in Redis only
+        return None
+    from genrec.serving.artifact import Canary, set_canary
+    from genrec.stores.hot_state import redis_client
+
+    live = [m for m in registry.list(status="canary") if m.traffic_weight > 0]
+    served = max(live, key=lambda m: m.traffic_weight, default=None)
+    canary = Canary(served.artifact_uri, served.version, float(served.traffic_weight)) if served else None
+    set_canary(redis_client(s or get_settings()), canary)
+    return canary
+
+
 def promote(version: str, registry: ModelRegistry, s: Settings | None = None, *, canary: float | None = None,
             use_redis: bool = True) -> ModelVersion:
-    """Canary (with a traffic weight) or production (and switch serving to it)."""
+    """Canary (with a traffic weight: that share of users gets it) or production (serving
+    switches to it)."""
     s = s or get_settings()
     current = registry.get(version)
     if current is None:
         raise RegistryError(f"unknown model version {version!r}")
-    if canary is not None:
-        return registry.set_status(version, "canary", traffic_weight=canary)
     from genrec.serving.artifact import ServingArtifact
 
     ensure_fetch_cache()
-    ServingArtifact.open(current.artifact_uri, s)  # validate before the registry says "production"
-    promoted = registry.promote(version)
-    switch_serving(promoted.artifact_uri, s, use_redis)
+    ServingArtifact.open(current.artifact_uri, s)  # validate before users are sent to it
+    if canary is not None:
+        promoted = registry.set_status(version, "canary", traffic_weight=canary)
+    else:
+        promoted = registry.promote(version)
+        switch_serving(promoted.artifact_uri, s, use_redis)
+    serve_canary(registry, s, use_redis=use_redis)
     return promoted
 
 
@@ -139,4 +159,5 @@ def rollback(registry: ModelRegistry, s: Settings | None = None, *, use_redis: b
     """Restore the previously promoted version in the registry and in serving."""
     restored = registry.rollback()
     switch_serving(restored.artifact_uri, s, use_redis)
+    serve_canary(registry, s, use_redis=use_redis)
     return restored

@@ -2,27 +2,66 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Sequence
 
 from redis.exceptions import RedisError
 
 from genrec.config import Settings
-from genrec.recommend.service import Candidate, ModelUnavailable
+from genrec.recommend.service import Candidate
 from genrec.serving import client as serving
+from genrec.serving.artifact import Canary, read_canary
+from genrec.serving.repository import canary_model_name
+
+log = logging.getLogger(__name__)
+CANARY_REFRESH_S = 2.0  # how soon a change of canary or weight reaches every recommend replica
 
 
 class TritonModelBackend:
-    """Generative retrieval over Open Inference Protocol v2 (Triton locally or KServe)."""
+    """Generative retrieval over Open Inference Protocol v2 (Triton locally or KServe).
+
+    A canary (the registry's, published to the canary slot) answers its weight's share of
+    users, picked by a stable hash; when it cannot answer, production does.
+    """
 
     def __init__(self, s: Settings) -> None:
+        self.settings = s
         self.client = serving.ModelClient(s)
+        self.canary_client = serving.ModelClient(s, model_name=canary_model_name(s.model_server.model_name))
+        self._canary: Canary | None = None
+        self._canary_read_at = float("-inf")
+
+    def canary(self) -> Canary | None:
+        if time.monotonic() - self._canary_read_at >= CANARY_REFRESH_S:
+            self._canary_read_at = time.monotonic()
+            try:
+                from genrec.stores.hot_state import redis_client
+
+                self._canary = read_canary(redis_client(self.settings))
+            except (RedisError, OSError, ValueError) as exc:  # no canary while Redis is away
+                log.warning("could not read the canary: %s", exc)
+                self._canary = None
+        return self._canary
 
     def generate(self, history: Sequence[str], user_id: str | None, k: int) -> tuple[str, list[Candidate]]:
+        canary = self.canary()
+        if canary is not None and canary.takes(user_id):
+            try:
+                return self._generate(self.canary_client, history, user_id, k)
+            except serving.ModelUnavailable as exc:  # a failing canary costs its users nothing
+                log.warning("canary %s unavailable, production answers: %s", canary.version, exc)
+        return self._generate(self.client, history, user_id, k)
+
+    @staticmethod
+    def _generate(client: serving.ModelClient, history: Sequence[str], user_id: str | None,
+                  k: int) -> tuple[str, list[Candidate]]:
         try:
-            version, rows = self.client.recommend_versioned([list(history)], user_ids=[user_id], k=k)
-        except (serving.ModelUnavailable, serving.InvalidModelRequest) as exc:
-            raise ModelUnavailable(str(exc)) from exc
-        except (LookupError, RuntimeError, OSError, RedisError) as exc:
-            # no artifact promoted yet, or the id map (Redis) is unreachable: use the fallbacks
-            raise ModelUnavailable(str(exc)) from exc
+            version, rows = client.recommend_versioned([list(history)], user_ids=[user_id], k=k)
+        except serving.ModelUnavailable:
+            raise
+        except (serving.InvalidModelRequest, LookupError, RuntimeError, OSError, RedisError) as exc:
+            # a request the model refuses, no artifact promoted yet, or the id map (Redis)
+            # unreachable: the fallbacks answer
+            raise serving.ModelUnavailable(str(exc)) from exc
         return version, [Candidate(item_id, score) for item_id, score in rows[0]]

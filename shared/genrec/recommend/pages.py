@@ -13,6 +13,10 @@ PAGE_TTL_S = 600
 _TOKEN = re.compile(r"^([0-9a-f]{32})\.(\d{1,4})$")
 
 
+class PageTokenError(ValueError):
+    """A page token that is unknown, expired or not the caller's."""
+
+
 @dataclass
 class RankedList:
     request_id: str
@@ -35,8 +39,6 @@ class PageStore:
         self.r.set(keys.ranked_page(ranked.request_id), json.dumps(asdict(ranked)), ex=PAGE_TTL_S)
 
     def load(self, token: str) -> tuple[RankedList, int]:
-        from genrec.recommend.service import PageTokenError
-
         match = _TOKEN.match(token)
         if not match:
             raise PageTokenError("malformed page_token")

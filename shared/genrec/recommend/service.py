@@ -19,13 +19,14 @@ from typing import Protocol
 
 import numpy as np
 
-from genrec.apps.resources import Resources
 from genrec.config import Settings
 from genrec.recommend import reasons
-from genrec.recommend.pages import PageStore, RankedList
+from genrec.recommend.pages import PageStore, PageTokenError, RankedList
 from genrec.recommend.schemas import Filters, RecommendationList, RecommendedItem, ServedBy
+from genrec.serving.client import ModelUnavailable
 from genrec.stores.catalog_repo import Item
 from genrec.stores.categories import category_levels
+from genrec.stores.resources import Resources
 
 log = logging.getLogger("genrec.recommend")
 
@@ -33,10 +34,6 @@ NEW_ITEM_AGE = timedelta(days=1)
 FALLBACK_VERSION = "fallback"
 FALLBACK_BOARD_TTL_S = 60.0
 FALLBACK_BOARD_SIZE = 500
-
-
-class ModelUnavailable(RuntimeError):
-    """The model server cannot answer now (down, slow, circuit open, or no model loaded)."""
 
 
 @dataclass(frozen=True)
@@ -262,10 +259,6 @@ class RecommendService:
             image_url=str(item.attributes.get("image_url", "")),
             reason=reasons.explain(item, served_by, history, filters.category), is_new=is_new,
         )
-
-
-class PageTokenError(ValueError):
-    """A page token that is unknown, expired or not the caller's."""
 
 
 def _passes(item: Item, filters: Filters) -> bool:

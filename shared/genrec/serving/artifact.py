@@ -170,6 +170,49 @@ def set_current(uri: str | Path, s: Settings | None = None, redis_client: Any = 
     return art
 
 
+@dataclass(frozen=True)
+class Canary:
+    """The version a share of users is served instead of production (the registry's canary)."""
+
+    uri: str
+    version: str
+    weight: float  # share of users, 0..1
+
+    def takes(self, user_id: str | None) -> bool:
+        """Whether this user is in the canary's share: a stable hash of the version and the user,
+        so a user sees one version throughout and each canary draws a fresh sample."""
+        if not user_id or self.weight <= 0:
+            return False
+        digest = hashlib.blake2b(f"{self.version}/{user_id}".encode(), digest_size=8).digest()
+        return int.from_bytes(digest, "big") < self.weight * 2**64
+
+
+def read_canary(redis_client: Any) -> Canary | None:
+    fields = {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
+              for k, v in (redis_client.hgetall(keys.CANARY) or {}).items()}
+    if not fields.get("uri"):
+        return None
+    return Canary(fields["uri"], fields.get("version", ""), float(fields.get("weight", 0.0)))
+
+
+def set_canary(redis_client: Any, canary: Canary | None) -> None:
+    """Point the canary slot of every model server at an artifact (None: no canary)."""
+    pipe = redis_client.pipeline(transaction=False)
+    pipe.delete(keys.CANARY)
+    if canary is not None:
+        pipe.hset(keys.ARTIFACTS, canary.version, canary.uri)
+        pipe.hset(keys.CANARY, mapping={"uri": canary.uri, "version": canary.version, "weight": str(canary.weight)})
+    pipe.execute()
+
+
+def resolve_slot(slot: str, s: Settings | None = None, redis_client: Any = None) -> str | None:
+    """The artifact a model following ``slot`` serves: ``current`` (production) or ``canary``."""
+    if slot == "canary":
+        canary = read_canary(redis_client) if redis_client is not None else None
+        return canary.uri if canary else None
+    return resolve_current(s, redis_client)
+
+
 def register_version(redis_client: Any, art: ServingArtifact) -> None:
     """Record version -> URI so clients can map indices of whatever version answered."""
     redis_client.hset(keys.ARTIFACTS, art.version, art.uri)

@@ -28,7 +28,7 @@ import torch
 
 from genrec.config import Settings, get_settings
 from genrec.model.code_table import CodeTable
-from genrec.serving.artifact import ServingArtifact, register_version, resolve_current
+from genrec.serving.artifact import ServingArtifact, register_version, resolve_slot
 from genrec.serving.feed import decode_entry
 from genrec.serving.graph import TableTensors, base_table, example_inputs, extend_table
 from genrec.serving.keys import feed as feed_key
@@ -70,10 +70,13 @@ class ServingEngine:
         device: str | None = None,
         feed_poll_s: float = 0.5,
         pointer_poll_s: float = 2.0,
+        slot: str = "current",
     ) -> None:
-        """``artifact=None`` follows the production pointer; a URI/dir pins one artifact."""
+        """``artifact=None`` follows a pointer (``slot``: ``current``, production, or ``canary``);
+        a URI/dir pins one artifact."""
         self.settings = settings or get_settings()
         self.fixed_uri = artifact
+        self.slot = slot
         self.graph_dir = graph_dir
         self.runner_kind = runner_kind
         self.redis = redis_client
@@ -114,9 +117,11 @@ class ServingEngine:
 
     # -------------------------------------------------------------- loading
     def _check_pointer(self) -> None:
-        uri = self.fixed_uri or resolve_current(self.settings, self.redis)
+        uri = self.fixed_uri or resolve_slot(self.slot, self.settings, self.redis)
         if uri is None:
-            if self.state is None:
+            if self.state is None and self.slot == "canary":
+                self.last_error = "no canary: promote one (`genrec pipeline promote VERSION --canary W`)"
+            elif self.state is None:
                 self.last_error = (
                     f"no trained artifact yet: train one (`genrec train`) and promote it (`genrec serve promote "
                     f"DIR`, which writes {Path(self.settings.model.artifacts_dir) / 'CURRENT'})"

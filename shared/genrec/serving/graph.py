@@ -14,7 +14,9 @@ fewer than K items remain).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -115,3 +117,18 @@ def example_inputs(
     excl = torch.full((batch, excluded), -1, dtype=torch.int64)
     excl[:, 0] = torch.randint(0, n, (batch,), generator=g)
     return (seq, tok, excl, *table.as_tuple())
+
+
+def check_capacity(path: Path, inputs: tuple[torch.Tensor, ...]) -> None:
+    """ONNX / TensorRT graphs search tables of a bounded size (see ``onnx_ops``)."""
+    meta = path.with_suffix(".json")
+    if not meta.exists():
+        return
+    cap = json.loads(meta.read_text())
+    n_items = int(inputs[INPUT_NAMES.index("item_codes")].shape[0])
+    width = int(inputs[0].shape[1] + inputs[2].shape[1])
+    if n_items > cap["max_items"] or width > cap["max_excluded"]:
+        raise RuntimeError(
+            f"{path.name} was exported for at most {cap['max_items']} items and {cap['max_excluded']} history + "
+            f"exclude columns, got {n_items} and {width}: re-export with a larger --max-items"
+        )

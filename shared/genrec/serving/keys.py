@@ -6,6 +6,8 @@ key                                    type    content
 =====================================  ======  ==============================================
 ``serving:current``                    string  URI (dir or s3://) of the production artifact
 ``serving:artifacts``                  hash    artifact version -> URI (for client look-ups)
+``serving:canary``                     hash    the canary: ``uri``, ``version``, ``weight``
+                                               (share of users, 0..1); absent: no canary
 ``serving:{v:VERSION}:codes``          list    code feed: JSON ``{"item_id", "codes"}``; the
                                                item at position p has dense index
                                                ``n_base_items + p``
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 CURRENT = "serving:current"
 ARTIFACTS = "serving:artifacts"
+CANARY = "serving:canary"
 
 
 def feed(version: str) -> str:

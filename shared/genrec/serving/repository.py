@@ -23,9 +23,10 @@ from pathlib import Path
 from genrec.config import Settings, get_settings
 
 MODEL_NAME = "genrec"
-# The production model server's repository (what the InferenceService's storageUri names): one
-# model that follows the production pointer, so a promotion or rollback reaches every replica
-# without a new revision. Weights live with each artifact under models/<version>/.
+# The production model server's repository (what the InferenceService's storageUri names): the
+# model following the production pointer and its twin following the canary slot, so promotion,
+# canary and rollback reach every replica without a new revision. Weights live with each
+# artifact under models/<version>/.
 PRODUCTION_REPOSITORY_KEY = "models/serving-repository"
 MAX_BATCH_SIZE = 64
 PREFERRED_BATCH_SIZES = (8, 16, 32, 64)
@@ -103,6 +104,11 @@ def write_repository(
     return version_dir
 
 
+def canary_model_name(name: str = MODEL_NAME) -> str:
+    """The production repository's second model: the same code, following the canary slot."""
+    return f"{name}_canary"
+
+
 def production_repository_uri(s: Settings | None = None) -> str:
     from genrec.stores.objects import object_uri
 
@@ -110,12 +116,16 @@ def production_repository_uri(s: Settings | None = None) -> str:
 
 
 def write_production_repository(s: Settings | None = None) -> str:
-    """(Re)write the pointer-following repository at production_repository_uri; idempotent."""
+    """(Re)write the production server's repository at production_repository_uri (idempotent):
+    the model following the production pointer and its canary twin following the canary slot."""
     from genrec.stores.objects import upload_dir
 
     s = s or get_settings()
     uri = production_repository_uri(s)
+    name = s.model_server.model_name
+    common = {"top_k": s.model.top_k, "kind": s.model_server.instance_kind}
     with tempfile.TemporaryDirectory(prefix="genrec-repository-") as tmp:
-        write_repository(Path(tmp), artifact="current", top_k=s.model.top_k, kind=s.model_server.instance_kind)
+        write_repository(Path(tmp), name=name, artifact="current", **common)
+        write_repository(Path(tmp), name=canary_model_name(name), artifact="canary", **common)
         upload_dir(Path(tmp), uri, s)
     return uri

@@ -7,7 +7,6 @@ files live in a Triton version folder next to the artifact they were exported fr
 
 from __future__ import annotations
 
-import json
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -16,7 +15,7 @@ import numpy as np
 import torch
 
 from genrec.serving.artifact import ServingArtifact
-from genrec.serving.graph import INPUT_NAMES, build_graph
+from genrec.serving.graph import INPUT_NAMES, build_graph, check_capacity
 
 Runner = Callable[..., tuple[torch.Tensor, torch.Tensor]]
 
@@ -51,21 +50,6 @@ class TorchScriptRunner:
     @torch.inference_mode()
     def __call__(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.graph(*inputs)
-
-
-def check_capacity(path: Path, inputs: tuple[torch.Tensor, ...]) -> None:
-    """ONNX / TensorRT graphs search tables of a bounded size (see ``onnx_ops``)."""
-    meta = path.with_suffix(".json")
-    if not meta.exists():
-        return
-    cap = json.loads(meta.read_text())
-    n_items = int(inputs[INPUT_NAMES.index("item_codes")].shape[0])
-    width = int(inputs[0].shape[1] + inputs[2].shape[1])
-    if n_items > cap["max_items"] or width > cap["max_excluded"]:
-        raise RuntimeError(
-            f"{path.name} was exported for at most {cap['max_items']} items and {cap['max_excluded']} history + "
-            f"exclude columns, got {n_items} and {width}: re-export with a larger --max-items"
-        )
 
 
 class OnnxRunner:

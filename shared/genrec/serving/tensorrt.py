@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from genrec.serving.graph import INPUT_NAMES, OUTPUT_NAMES
+from genrec.serving.graph import INPUT_NAMES, OUTPUT_NAMES, check_capacity
 from genrec.serving.repository import MAX_BATCH_SIZE
 
 
@@ -79,8 +79,6 @@ class TensorRTRunner:
         self.context = self.engine.create_execution_context()
 
     def __call__(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        from genrec.serving.runners import check_capacity
-
         check_capacity(self.path, inputs)
         stream = torch.cuda.current_stream(self.device)
         keep = []

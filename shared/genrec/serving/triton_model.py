@@ -5,8 +5,9 @@ same code runs in the local server (Triton from the nvidia-pytriton wheel) and o
 Imported only inside Triton's Python stub (``triton_python_backend_utils`` exists there).
 
 Parameters (``config.pbtxt``): ``artifact`` = ``current`` (follow the production pointer),
-``bundled`` (the ``artifact/`` folder exported into this version folder) or a dir /
-s3:// URI; ``runner`` = auto | eager | torchscript | onnx | tensorrt; ``beam_width``;
+``canary`` (follow the canary slot, ``genrec.serving.artifact.read_canary``), ``bundled``
+(the ``artifact/`` folder exported into this version folder) or a dir / s3:// URI;
+``runner`` = auto | eager | torchscript | onnx | tensorrt; ``beam_width``;
 ``feed_poll_s``; ``pointer_poll_s``; ``feed`` = off (no Redis: trained items only);
 ``threads`` (torch intra-op threads, 0 = default); ``load`` = background (the local dev
 server: Triton is up in a second and answers 503 until torch and the model are loaded) or
@@ -70,7 +71,7 @@ class TritonPythonModel:
             torch.set_num_threads(threads)
         version_dir = Path(args["model_repository"]) / str(args["model_version"])
         source = params.get("artifact") or "current"
-        artifact = {"current": None, "bundled": str(version_dir / "artifact")}.get(source, source)
+        artifact = {"current": None, "canary": None, "bundled": str(version_dir / "artifact")}.get(source, source)
         top_k = int(next(o["dims"][0] for o in config["output"] if o["name"] == "recommendations"))
         engine = ServingEngine(
             artifact=artifact,
@@ -82,6 +83,7 @@ class TritonPythonModel:
             device=params.get("device") or None,
             feed_poll_s=float(params.get("feed_poll_s") or 0.5),
             pointer_poll_s=float(params.get("pointer_poll_s") or 2.0),
+            slot="canary" if source == "canary" else "current",
         )
         # A failed or missing artifact must not fail the model load: it answers 503 and
         # the poller picks the artifact up once it is promoted.

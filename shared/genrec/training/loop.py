@@ -19,8 +19,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from genrec.stores.objects import download_dir, upload_dir
 from genrec.training.config import OptimConfig
-from genrec.training.storage import download_dir, upload_dir
 
 MONITOR = "ndcg@10"
 

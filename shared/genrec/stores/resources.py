@@ -6,8 +6,18 @@ from __future__ import annotations
 import threading
 import time
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from genrec.config import Settings
+
+if TYPE_CHECKING:
+    from psycopg_pool import ConnectionPool
+
+    from genrec.stores.catalog_repo import CatalogRepo
+    from genrec.stores.events_repo import EventRepo
+    from genrec.stores.hot_state import HotState
+    from genrec.stores.milvus import ItemVectorIndex
+    from genrec.stores.users_repo import UserRepo
 
 
 class Resources:
@@ -16,38 +26,38 @@ class Resources:
         self._lock = threading.Lock()
 
     @cached_property
-    def pool(self):
+    def pool(self) -> ConnectionPool:
         from genrec.stores.postgres import make_pool
 
         with self._lock:
             return make_pool(self.s)
 
     @cached_property
-    def hot(self):
+    def hot(self) -> HotState:
         from genrec.stores.hot_state import HotState
 
         return HotState(self.s)
 
     @cached_property
-    def events(self):
+    def events(self) -> EventRepo:
         from genrec.stores.events_repo import EventRepo
 
         return EventRepo(self.pool)
 
     @cached_property
-    def catalog(self):
+    def catalog(self) -> CatalogRepo:
         from genrec.stores.catalog_repo import CatalogRepo
 
         return CatalogRepo(self.pool)
 
     @cached_property
-    def users(self):
+    def users(self) -> UserRepo:
         from genrec.stores.users_repo import UserRepo
 
         return UserRepo(self.pool)
 
     @cached_property
-    def vectors(self):
+    def vectors(self) -> ItemVectorIndex:
         from genrec.stores.milvus import ItemVectorIndex
 
         index = ItemVectorIndex(self.s)
