@@ -73,8 +73,9 @@ def no_avx512_stack(tmp_path_factory: pytest.TempPathFactory, stack_env: dict[st
     """A second local stack whose native servers run as a CPU without AVX-512 would."""
     if shutil.which(NO_AVX512_EMULATOR.split()[0]) is None:
         pytest.fail("qemu-x86_64 is missing (Debian's qemu-user): run `make install`")
-    settings = Settings(stack={
-        "state_dir": tmp_path_factory.mktemp("no-avx512-stack"),
+    state = tmp_path_factory.mktemp("no-avx512-stack")
+    settings = Settings(model={"artifacts_dir": state / "artifacts"}, stack={
+        "state_dir": state,
         "port_base": free_port_base(taken=int(stack_env["GENREC_STACK__PORT_BASE"])),
         "cpu_emulator": NO_AVX512_EMULATOR, "start_timeout_s": 300.0,  # an emulated start is slower
     })
