@@ -49,6 +49,13 @@ PORT_OFFSETS: dict[str, int] = {
 }
 
 
+# The design's sizes, stated once: recommendations per request, the history a model reads by
+# default, and the longest history a request (and the serving contract) may carry.
+TOP_K = 50
+MAX_HISTORY = 20
+MAX_SEQUENCE = 1024
+
+
 class StackSettings(BaseModel):
     """Where the embedded local stack lives and listens."""
 
@@ -209,8 +216,8 @@ class LLMSettings(BaseModel):
 
 class ModelSettings(BaseModel):
     artifacts_dir: Path = Path("artifacts")
-    max_history: int = Field(default=20, ge=1, le=1024)
-    top_k: int = Field(default=50, ge=1, le=50)
+    max_history: int = Field(default=MAX_HISTORY, ge=1, le=MAX_SEQUENCE)
+    top_k: int = Field(default=TOP_K, ge=1, le=TOP_K)
     device: str = "auto"
 
 

@@ -107,3 +107,11 @@ def test_filter_expression_shape() -> None:
     assert search_filter() == 'status == "active"'
     assert search_filter(category='a"b', status=None, exclude=["x\\y"]) == (
         'array_contains(category_levels, "a\\"b") and item_id not in ["x\\\\y"]')
+
+
+def test_vector_rows_keep_the_coarse_levels_of_a_semantic_id_of_any_length() -> None:
+    from genrec.stores.milvus import coarse_levels
+
+    assert coarse_levels([4, 7, 1, 9]) == (4, 7, 1)  # a 3-level ID plus its disambiguation code
+    assert coarse_levels([4, 7]) == (4, 7, -1)  # a tokenizer with two levels
+    assert coarse_levels(None) == (-1, -1, -1)  # not assigned yet

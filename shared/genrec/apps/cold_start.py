@@ -31,7 +31,7 @@ from genrec.events.contracts import (
     UserUpsertedData,
 )
 from genrec.stores.catalog_repo import Item
-from genrec.stores.milvus import ItemVector
+from genrec.stores.milvus import ItemVector, coarse_levels
 from genrec.stores.resources import Resources
 from genrec.stores.users_repo import User
 
@@ -111,8 +111,8 @@ class ColdStart:
 
     def store(self, item: Item, codes: list[int] | None) -> None:
         self.res.catalog.upsert(item)
-        sid = tuple(codes[:3]) if codes else (-1, -1, -1)
-        self.res.vectors.upsert([ItemVector(item.item_id, item.embedding, sid, item.category_path, item.status)])
+        self.res.vectors.upsert([ItemVector(item.item_id, item.embedding, coarse_levels(codes), item.category_path,
+                                            item.status)])
 
     def on_item(self, ev: ValidEvent) -> dict:
         d: ItemUpsertedData = ev.data  # type: ignore[assignment]

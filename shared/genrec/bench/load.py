@@ -33,7 +33,7 @@ import numpy as np
 import psutil
 
 from genrec.bench.serving import machine_info
-from genrec.config import Settings, get_settings
+from genrec.config import MAX_HISTORY, TOP_K, Settings, get_settings
 from genrec.events.codec import BATCH_CONTENT_TYPE
 from genrec.events.contracts import INTERACTION, ITEM_UPSERTED
 
@@ -49,8 +49,8 @@ class LoadConfig:
     event_threads: int = 2
     event_batch: int = 100
     event_rate: float = 0.0  # events/s offered in total, paced; 0 = as fast as event-capture accepts
-    history_len: int = 20
-    count: int = 50  # the design's top-50 per request
+    history_len: int = MAX_HISTORY
+    count: int = TOP_K
     freshness_probes: int = 20
     new_item_probes: int = 5
     seed: int = 0

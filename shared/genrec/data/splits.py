@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from genrec.config import MAX_HISTORY
 from genrec.data.schema import ITEM_ID, USER_ID, InteractionDataset
 
 PAD_ITEM = -1
@@ -106,7 +107,7 @@ class LeaveOneOutSplit:
         return counts
 
 
-def leave_one_out(dataset: InteractionDataset, max_history: int = 20, min_length: int = 3) -> LeaveOneOutSplit:
+def leave_one_out(dataset: InteractionDataset, max_history: int = MAX_HISTORY, min_length: int = 3) -> LeaveOneOutSplit:
     if min_length < 3:
         raise ValueError("leave-one-out needs at least 3 interactions per user (train, valid, test)")
     item_index = ItemIndex(dataset.items[ITEM_ID].to_numpy())

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, Field
 from torch import nn
 
+from genrec.config import MAX_HISTORY, MAX_SEQUENCE, TOP_K
 from genrec.model.beam import constrained_beam_search, exclusion_keys
 from genrec.model.code_table import CodeTable
 from genrec.model.layers import DecoderLayer, EncoderLayer
@@ -38,7 +39,7 @@ class GenerativeConfig(BaseModel):
     decoder_layers: int = 2
     d_ff: int = 512
     dropout: float = 0.1
-    max_history: int = Field(default=20, ge=1, le=1024)
+    max_history: int = Field(default=MAX_HISTORY, ge=1, le=MAX_SEQUENCE)
     user_buckets: int = 2000  # hashed user tokens; bucket 0 is "anonymous"
     user_dropout: float = 0.1  # train-time chance of the anonymous token (serving may omit users)
     label_smoothing: float = 0.1
@@ -238,7 +239,7 @@ class GenerativeRecommender(nn.Module):
     """
 
     def __init__(
-        self, model: TigerModel, table: CodeTable, top_k: int = 50, beam_width: int | None = None,
+        self, model: TigerModel, table: CodeTable, top_k: int = TOP_K, beam_width: int | None = None,
         exclude_history: bool = True,
     ) -> None:
         super().__init__()

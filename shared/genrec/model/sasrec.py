@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel
 from torch import nn
 
+from genrec.config import MAX_HISTORY, TOP_K
 from genrec.model.layers import EncoderLayer
 
 
@@ -20,7 +21,7 @@ class SASRecConfig(BaseModel):
     layers: int = 2
     d_ff: int = 256
     dropout: float = 0.2
-    max_history: int = 20
+    max_history: int = MAX_HISTORY
 
 
 class SASRec(nn.Module):
@@ -62,7 +63,7 @@ class SASRec(nn.Module):
         return F.cross_entropy(self.logits(h[keep]).float(), seq_out[keep])
 
     @torch.no_grad()
-    def forward(self, history: torch.Tensor, top_k: int = 50, exclude_history: bool = True):
+    def forward(self, history: torch.Tensor, top_k: int = TOP_K, exclude_history: bool = True):
         """Full ranking over all items: ``(items [B, K], scores [B, K])``."""
         h = self.hidden(history[:, -self.config.max_history :])[:, -1]
         scores = self.logits(h).float()
@@ -85,7 +86,7 @@ class MostPopular(nn.Module):
         self.register_buffer("counts", torch.as_tensor(counts, dtype=torch.float32))
 
     @torch.no_grad()
-    def forward(self, history: torch.Tensor, top_k: int = 50, exclude_history: bool = True):
+    def forward(self, history: torch.Tensor, top_k: int = TOP_K, exclude_history: bool = True):
         scores = self.counts.expand(history.shape[0], -1).clone()
         if exclude_history:
             scores = _mask_history(scores, history)

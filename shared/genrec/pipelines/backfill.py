@@ -106,7 +106,7 @@ def write_stores(s: Settings, fs: FeatureSet, vectors: np.ndarray, codes: dict[s
                  result: BackfillResult) -> None:
     """Embeddings (and codes) into PostgreSQL, vectors into Milvus."""
     from genrec.stores.catalog_repo import CatalogRepo
-    from genrec.stores.milvus import SID_LEVELS, ItemVector, ItemVectorIndex
+    from genrec.stores.milvus import ItemVector, ItemVectorIndex, coarse_levels
     from genrec.stores.postgres import make_pool
 
     items = fs.items
@@ -127,8 +127,7 @@ def write_stores(s: Settings, fs: FeatureSet, vectors: np.ndarray, codes: dict[s
     for i, v, ok, cat, status in zip(ids, vectors, with_text, cats, statuses, strict=True):
         if not ok:
             continue
-        sid = (list((codes or {}).get(i, [])) + [-1] * SID_LEVELS)[:SID_LEVELS]
-        rows.append(ItemVector(i, v, tuple(sid), str(cat), str(status)))
+        rows.append(ItemVector(i, v, coarse_levels((codes or {}).get(i)), str(cat), str(status)))
     index = ItemVectorIndex(s)
     try:
         index.ensure_collection()

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from genrec.config import MAX_HISTORY
 from genrec.pipelines.schema import (
     EVENTS_DIR,
     ITEM_TEXT_COLUMNS,
@@ -46,7 +47,7 @@ _DATA_FIELDS = "user_id string, item_id string, event_type string, value double,
 
 @dataclass(frozen=True)
 class FeatureParams:
-    max_history: int = 20
+    max_history: int = MAX_HISTORY
     min_length: int = _MIN_LENGTH
 
     def __post_init__(self) -> None:

@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from genrec.config import MAX_SEQUENCE
 from genrec.events.contracts import FreeForm, Identifier
 
 ServedBy = Literal["cache", "model", "vector", "popularity", "session"]
@@ -34,7 +35,7 @@ class GenerateRequest(BaseModel):
 
 class SessionRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    items: list[Identifier] = Field(min_length=1, max_length=1024)
+    items: list[Identifier] = Field(min_length=1, max_length=MAX_SEQUENCE)
     count: int = Field(default=10, ge=1, le=50)
     filters: Filters = Field(default_factory=Filters)
 

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from genrec.config import Settings, get_settings
+from genrec.config import TOP_K, Settings, get_settings
 from genrec.model.code_table import CodeTable
 from genrec.serving.artifact import ServingArtifact, register_version, resolve_slot
 from genrec.serving.feed import decode_entry
@@ -39,7 +39,6 @@ log = logging.getLogger("genrec.serving")
 
 MAX_LENGTH = 1024  # longest user_sequence the contract accepts
 MAX_EXCLUDE = 4096
-TOP_K = 50
 
 
 @dataclass(frozen=True)

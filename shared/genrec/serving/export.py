@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from genrec.config import Settings
+from genrec.config import TOP_K, Settings
 from genrec.model.code_table import CodeTable
 from genrec.serving.artifact import REQUIRED_FILES, ServingArtifact
 from genrec.serving.graph import (
@@ -185,7 +185,7 @@ def export_repository(
     fmt: str,
     out: Path,
     *,
-    top_k: int = 50,
+    top_k: int = TOP_K,
     beam_width: int | None = None,
     instances: int = 1,
     check: bool = True,

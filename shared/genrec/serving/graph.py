@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from genrec.config import TOP_K
 from genrec.model.beam import exclusion_keys
 from genrec.model.code_table import CodeTable
 from genrec.model.generative import GenerativeConfig, TigerModel
@@ -55,7 +56,7 @@ class TableTensors:
 
 
 class ServingGraph(nn.Module):
-    def __init__(self, model: TigerModel, level_sizes: list[int], top_k: int = 50, beam_width: int | None = None):
+    def __init__(self, model: TigerModel, level_sizes: list[int], top_k: int = TOP_K, beam_width: int | None = None):
         super().__init__()
         self.model = model.eval()
         self.level_sizes = [int(v) for v in level_sizes]
@@ -89,7 +90,7 @@ def build_model(art: ServingArtifact, device: torch.device | str = "cpu") -> Tig
 
 
 def build_graph(
-    art: ServingArtifact, top_k: int = 50, beam_width: int | None = None, device: torch.device | str = "cpu"
+    art: ServingArtifact, top_k: int = TOP_K, beam_width: int | None = None, device: torch.device | str = "cpu"
 ) -> ServingGraph:
     return ServingGraph(build_model(art, device), art.level_sizes, top_k, beam_width).eval()
 

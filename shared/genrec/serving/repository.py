@@ -20,7 +20,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from genrec.config import Settings, get_settings
+from genrec.config import TOP_K, Settings, get_settings
 
 MODEL_NAME = "genrec"
 # The production model server's repository (what the InferenceService's storageUri names): the
@@ -43,7 +43,7 @@ __all__ = ["TritonPythonModel"]
 def config_pbtxt(
     *,
     name: str = MODEL_NAME,
-    top_k: int = 50,
+    top_k: int = TOP_K,
     dynamic_batching: bool = True,
     instances: int = 1,
     kind: str = "cpu",
@@ -85,7 +85,7 @@ def write_repository(
     name: str = MODEL_NAME,
     artifact: str = "current",
     runner: str = "auto",
-    top_k: int = 50,
+    top_k: int = TOP_K,
     dynamic_batching: bool = True,
     instances: int = 1,
     kind: str = "cpu",

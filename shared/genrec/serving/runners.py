@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from genrec.config import TOP_K
 from genrec.serving.artifact import ServingArtifact
 from genrec.serving.graph import INPUT_NAMES, build_graph, check_capacity
 
@@ -74,7 +75,7 @@ class OnnxRunner:
 
 
 def make_runner(
-    art: ServingArtifact, graph_dir: Path | None = None, kind: str = "auto", top_k: int = 50,
+    art: ServingArtifact, graph_dir: Path | None = None, kind: str = "auto", top_k: int = TOP_K,
     beam_width: int | None = None, device: torch.device | None = None,
 ) -> Runner:
     """The runner for ``kind``; ``auto`` takes the first graph file found in ``graph_dir``

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from genrec.config import MAX_HISTORY
 from genrec.model.generative import GenerativeConfig, TigerModel
 
 PRODUCTION_LEVELS = (256, 256, 256, 256)  # TokenizerConfig defaults: 3 x 256 codebooks + 256 disambiguation
@@ -38,7 +39,7 @@ def random_unique_codes(n: int, level_sizes: tuple[int, ...] | list[int], seed: 
 
 def make_artifact(
     out: Path, n_items: int, *, level_sizes: tuple[int, ...] | list[int] = PRODUCTION_LEVELS,
-    model: dict[str, Any] | None = None, max_history: int = 20, seed: int = 0, note: str = "",
+    model: dict[str, Any] | None = None, max_history: int = MAX_HISTORY, seed: int = 0, note: str = "",
 ) -> Path:
     """Write ``manifest.json, model.pt, item_ids.json, item_codes.npy`` under ``out``."""
     out = Path(out)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from genrec.config import MAX_HISTORY, MAX_SEQUENCE
 from genrec.serving.graph import INPUT_NAMES, OUTPUT_NAMES, check_capacity
 from genrec.serving.repository import MAX_BATCH_SIZE
 
@@ -46,7 +47,7 @@ def build_engine(
         levels = int(network.get_input(INPUT_NAMES.index("item_codes")).shape[1])
     b, opt_b = MAX_BATCH_SIZE, 16
     shapes = {
-        "user_sequence": ((1, 1), (opt_b, 20), (b, 1024)),
+        "user_sequence": ((1, 1), (opt_b, MAX_HISTORY), (b, MAX_SEQUENCE)),
         "user_token": ((1, 1), (opt_b, 1), (b, 1)),
         "exclude": ((1, 1), (opt_b, 8), (b, max_excluded)),
         "item_codes": ((2, levels), (100_000, levels), (max_items, levels)),

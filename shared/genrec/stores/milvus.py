@@ -1,9 +1,9 @@
 """Item vectors in Milvus: the cold-start and fallback retriever.
 
 One collection (``settings.milvus.collection``): item_id primary key, the embedding, the
-three semantic-ID levels, category (plus its ancestor levels, for sub-tree filters) and
-status as scalar fields for filtered search. HNSW with COSINE, which Milvus Lite and a
-Milvus cluster both build.
+first ``SID_LEVELS`` codes of the item's Semantic ID (``coarse_levels``), category (plus its
+ancestor levels, for sub-tree filters) and status as scalar fields for filtered search. HNSW
+with COSINE, which Milvus Lite and a Milvus cluster both build.
 
 Filters are Milvus boolean expressions. Milvus Lite has no filter templating, and
 pymilvus' own ``get(ids=...)``/``delete(ids=...)`` quote ids unsafely, so every string
@@ -21,6 +21,8 @@ from pymilvus import DataType, MilvusClient
 from genrec.config import Settings, get_settings
 from genrec.stores.categories import category_levels
 
+# Coarse Semantic-ID levels kept with each vector, for filters: a fixed schema, whatever the
+# tokenizer's level count (shorter IDs are padded with -1).
 SID_LEVELS = 3
 ID_MAX_LEN = 512
 CATEGORY_MAX_LEN = 1024
@@ -33,7 +35,7 @@ _ESCAPES = str.maketrans({"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\
 class ItemVector:
     item_id: str
     embedding: np.ndarray
-    semantic_ids: tuple[int, int, int] = (-1, -1, -1)  # -1: not assigned yet
+    semantic_ids: tuple[int, ...] = (-1,) * SID_LEVELS  # coarse_levels(codes); -1: not assigned yet
     category: str = ""
     status: str = "active"
 
@@ -44,7 +46,12 @@ class VectorHit:
     score: float  # cosine similarity
     category: str
     status: str
-    semantic_ids: tuple[int, int, int]
+    semantic_ids: tuple[int, ...]
+
+
+def coarse_levels(codes: Sequence[int] | None) -> tuple[int, ...]:
+    """The first SID_LEVELS codes of a Semantic ID, -1 where it has fewer (or none yet)."""
+    return tuple((list(codes or []) + [-1] * SID_LEVELS)[:SID_LEVELS])
 
 
 def _lit(value: str) -> str:

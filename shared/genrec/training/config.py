@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from pydantic import BaseModel, Field, model_validator
 
+from genrec.config import MAX_HISTORY, MAX_SEQUENCE, TOP_K
 from genrec.embeddings.build import EmbeddingConfig
 from genrec.model.generative import GenerativeConfig
 from genrec.model.sasrec import SASRecConfig
@@ -33,8 +34,8 @@ class TrainConfig(BaseModel):
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     threads: int | None = None  # torch intra-op threads (CPU)
-    max_history: int = Field(default=20, ge=1, le=1024)
-    top_k: int = Field(default=50, ge=1)
+    max_history: int = Field(default=MAX_HISTORY, ge=1, le=MAX_SEQUENCE)
+    top_k: int = Field(default=TOP_K, ge=1)
     val_beam_width: int = 20
     test_beam_width: int = 100
     checkpoint_dir: str | None = None  # local folder or s3:// URI; enables resume
