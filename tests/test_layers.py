@@ -14,7 +14,8 @@ ROOT = Path(__file__).resolve().parents[1] / "shared" / "genrec"
 
 # Bottom first. A package may import its own modules and those of any lower layer.
 LAYERS: list[set[str]] = [
-    {"config", "signals"},
+    {"workloads", "signals"},
+    {"config"},
     {"model", "semantic", "evaluation", "events", "stores"},
     {"data", "tracing"},
     {"embeddings", "logs"},

@@ -26,6 +26,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from genrec.workloads import WORKLOADS
+
 # Offsets from stack.port_base for each embedded server. Kept in one table so that
 # `genrec dev` and the derived URLs below can never disagree.
 PORT_OFFSETS: dict[str, int] = {
@@ -33,19 +35,16 @@ PORT_OFFSETS: dict[str, int] = {
     "seaweed_master": 1,
     "seaweed_volume": 2,
     "seaweed_filer": 3,
+    "seaweed_iceberg": 4,
+    "seaweed_lance": 5,
+    "seaweed_admin": 6,
     "kafka": 10,
     "postgres": 20,
     "redis": 30,
     "milvus": 40,
     "model_server": 50,
-    "analytics_sink": 60,
     "bridge": 61,
-    "event_capture": 70,
-    "feature_update": 71,
-    "cold_start_embedding": 72,
-    "llm_enrichment": 73,
-    "recommend": 74,
-    "admin_api": 75,
+    **{w.key: w.port_offset for w in WORKLOADS},
 }
 
 

@@ -79,7 +79,8 @@ def test_overview(viewer: httpx.Client, world: World) -> None:
     assert o["items"] >= len(world.item_ids) and o["items_with_embedding"] >= len(world.item_ids)
     assert o["active_users_30d"] >= len(world.user_ids)
     assert o["production"] is not None and abs(sum(o["traffic_split"].values()) - 1) < 1e-6
-    assert o["services"] == {"event_capture": True, "feature_update": True, "recommend": True, "analytics_sink": True}
+    assert o["services"] == {"event_capture": True, "feature_update": True, "cold_start_embedding": True,
+                             "llm_enrichment": True, "recommend": True, "analytics_sink": True}
 
 
 def test_analytics_endpoints(viewer: httpx.Client) -> None:

@@ -20,11 +20,11 @@ from pydantic import BaseModel, SecretStr
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from genrec.config import Settings, TopicSettings
+from genrec.workloads import WORKLOADS
 from genrec_infra import secrets
 from genrec_infra.clickhouse import analytics_cluster
 from genrec_infra.config import StackConfig
 from genrec_infra.k8s import digest, labels, svc_host
-from genrec_infra.workloads import CATALOGUE
 
 CONFIG_MAP = "genrec-config"
 APP_SECRET = "genrec-app-secrets"
@@ -107,7 +107,7 @@ def production_settings(cfg: StackConfig) -> Settings:
         s3={"endpoint_url": ep.s3, "access_key_id": "genrec", "secret_access_key": _PLACEHOLDER},
         model_server={"url": ep.model_server, "instance_kind": "gpu" if cfg.model.resources.gpu else "cpu"},
         # Knative Services answer on port 80 of their cluster-local host.
-        functions={"urls": {spec.name: f"http://{svc_host(spec.name, cfg.namespaces.app)}" for spec in CATALOGUE}},
+        functions={"urls": {spec.name: f"http://{svc_host(spec.name, cfg.namespaces.app)}" for spec in WORKLOADS}},
         llm={"base_url": cfg.llm.base_url, "quality_model": cfg.llm.quality_model,
              "cheap_model": cfg.llm.cheap_model},
     )

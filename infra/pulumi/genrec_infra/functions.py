@@ -15,17 +15,18 @@ import pulumi
 from pulumi_kubernetes.apiextensions import CustomResource
 
 from genrec.events.subscriptions import SUBSCRIPTIONS
+from genrec.workloads import WORKLOADS
+from genrec.workloads import Workload as Declared
 from genrec_infra.appconfig import SERVICE_ACCOUNT, AppConfig
 from genrec_infra.config import StackConfig, Workload
 from genrec_infra.k8s import custom, digest, http_probe, labels
-from genrec_infra.workloads import CATALOGUE, Spec
 
 KNATIVE_API = "serving.knative.dev/v1"
 PORT = 8080
 
 
 def check_catalogue(cfg: StackConfig) -> None:
-    names = {s.name for s in CATALOGUE}
+    names = {s.name for s in WORKLOADS}
     missing = {sub.function for sub in SUBSCRIPTIONS} - names
     if missing:
         raise ValueError(f"subscriptions name workloads that are not deployed: {sorted(missing)}")
@@ -34,7 +35,7 @@ def check_catalogue(cfg: StackConfig) -> None:
         raise ValueError(f"no workload config for {sorted(unconfigured)}")
 
 
-def container(spec: Spec, w: Workload, cfg: StackConfig, app: AppConfig) -> dict[str, Any]:
+def container(spec: Declared, w: Workload, cfg: StackConfig, app: AppConfig) -> dict[str, Any]:
     ready, live = spec.health
     return {
         "name": "app",
@@ -53,7 +54,7 @@ def container(spec: Spec, w: Workload, cfg: StackConfig, app: AppConfig) -> dict
     }
 
 
-def template(spec: Spec, w: Workload, cfg: StackConfig, app: AppConfig) -> dict[str, Any]:
+def template(spec: Declared, w: Workload, cfg: StackConfig, app: AppConfig) -> dict[str, Any]:
     return {
         "metadata": {
             "labels": labels(spec.name, spec.kind),
@@ -99,7 +100,7 @@ def create(cfg: StackConfig, app: AppConfig, opts: pulumi.ResourceOptions) -> Fu
         depends_on=[app.service_account, app.config_map, app.secret]))
     services: dict[str, CustomResource] = {}
     recommend_revision = ""
-    for spec in CATALOGUE:
+    for spec in WORKLOADS:
         w = cfg.workloads[spec.name]
         tmpl = template(spec, w, cfg, app)
         body: dict[str, Any] = {"template": tmpl}

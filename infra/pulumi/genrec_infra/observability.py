@@ -16,9 +16,10 @@ import pulumi
 import pulumi_kubernetes as k8s
 from pulumi_kubernetes.apiextensions import CustomResource
 
+from genrec.workloads import WORKLOADS
 from genrec_infra import dashboard
 from genrec_infra.config import StackConfig
-from genrec_infra.functions import CATALOGUE, PORT
+from genrec_infra.functions import PORT
 from genrec_infra.k8s import custom, labels
 
 MONITORING_API = "monitoring.coreos.com/v1"
@@ -62,7 +63,7 @@ def _pod_monitor(name: str, cfg: StackConfig, namespace: str, selector: dict[str
 def create(cfg: StackConfig, opts: pulumi.ResourceOptions) -> dict[str, pulumi.Resource]:
     ns = cfg.namespaces.app
     made: dict[str, pulumi.Resource] = {}
-    for spec in CATALOGUE:
+    for spec in WORKLOADS:
         made[f"svc/{spec.name}"] = _metrics_service(spec.name, ns, {"serving.knative.dev/service": spec.name}, PORT,
                                                     opts)
         made[f"sm/{spec.name}"] = _service_monitor(spec.name, cfg, ns, opts)

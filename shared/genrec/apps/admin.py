@@ -38,6 +38,7 @@ from genrec.events.contracts import INTERACTION, ITEM_UPSERTED, Identifier, Inte
 from genrec.pipelines.publish import serve_canary
 from genrec.stores.model_registry import ModelRegistry, RegistryError
 from genrec.stores.resources import Resources
+from genrec.workloads import WORKLOADS, Workload
 
 log = logging.getLogger("genrec.admin")
 audit = logging.getLogger("genrec.admin.audit")
@@ -48,7 +49,8 @@ UserIdPath = Annotated[str, PathParam(min_length=1, max_length=256, pattern=ID_P
 VersionPath = Annotated[str, PathParam(min_length=1, max_length=256, pattern=ID_PATTERN)]
 Hours = Annotated[float, Query(gt=0, le=24 * 90, description="Look back this many hours")]
 STORE_DOWN = (psycopg.OperationalError, psycopg_pool.PoolTimeout, redis.ConnectionError, redis.TimeoutError)
-SERVICES = ("event_capture", "feature_update", "recommend", "analytics_sink")
+# The overview's health view: every other workload, at its own readiness path.
+WATCHED = tuple(w for w in WORKLOADS if w.name != "admin-api")
 
 _bearer = HTTPBearer(auto_error=False, description="Admin token or HS256 JWT with a 'role' claim")
 
@@ -141,10 +143,10 @@ def create_app(s: Settings | None = None, *, static_dir: Path | None = FRONTEND_
 
     @app.get("/api/v1/overview", summary="Counts, model versions and service health", tags=["dashboard"])
     async def overview(_p: Viewer) -> dict[str, Any]:
-        async def health(name: str) -> bool:
+        async def health(w: Workload) -> bool:
             try:
                 async with httpx.AsyncClient(timeout=1.5) as c:
-                    return (await c.get(s.function_url(name) + "/health/readiness")).status_code == 200
+                    return (await c.get(s.function_url(w.name) + w.health[0])).status_code == 200
             except httpx.HTTPError:
                 return False
 
@@ -161,8 +163,8 @@ def create_app(s: Settings | None = None, *, static_dir: Path | None = FRONTEND_
                     "traffic_split": reg.traffic_split(),
                     "production": getattr(reg.production(), "version", None)}
 
-        data, *up = await asyncio.gather(run_in_threadpool(counts), *(health(n) for n in SERVICES))
-        return {**data, "services": dict(zip(SERVICES, up, strict=True))}
+        data, *up = await asyncio.gather(run_in_threadpool(counts), *(health(w) for w in WATCHED))
+        return {**data, "services": {w.key: ok for w, ok in zip(WATCHED, up, strict=True)}}
 
     # -- analytics and live metrics -----------------------------------------------------------
     @app.get("/api/v1/analytics/latency", tags=["dashboard"], summary="Requests and p50/p95/p99 per hour")

@@ -18,6 +18,7 @@ from typing import ClassVar
 
 from genrec.config import Settings
 from genrec.devstack.process import StackError, wait_until
+from genrec.workloads import WORKLOADS
 
 # A grpc sidecar port that SeaweedFS derives from each http port.
 SEAWEED_GRPC_OFFSET = 10000
@@ -100,19 +101,25 @@ class ObjectStore(Service):
     def __init__(self) -> None:
         super().__init__("s3", "SeaweedFS (weed mini), S3 API", "MinIO / any S3 service")
 
+    # weed mini's flag for each of its ports, by PORT_OFFSETS key
+    PORT_FLAGS: ClassVar[dict[str, str]] = {
+        "s3": "s3.port", "seaweed_master": "master.port", "seaweed_volume": "volume.port",
+        "seaweed_filer": "filer.port", "seaweed_iceberg": "s3.port.iceberg", "seaweed_lance": "s3.port.lance",
+        "seaweed_admin": "admin.port",
+    }
+
     def ports(self, s: Settings) -> list[int]:
-        base = [s.stack.port("s3"), *(s.stack.port_base + i for i in range(1, 7))]
+        base = [s.stack.port(key) for key in self.PORT_FLAGS]
         return base + [p + SEAWEED_GRPC_OFFSET for p in base]
 
     def argv(self, s: Settings, paths: StackPaths) -> list[str]:
-        b, h = s.stack.port_base, s.stack.host
+        h = s.stack.host
         data = paths.data / "s3"
         data.mkdir(parents=True, exist_ok=True)
         return s.stack.native([
             _bin("weed"), "mini", f"-dir={data}", f"-ip={h}", f"-ip.bind={h}",
-            f"-s3.port={s.stack.port('s3')}", f"-master.port={b + 1}", f"-volume.port={b + 2}",
-            f"-filer.port={b + 3}", f"-s3.port.iceberg={b + 4}", f"-s3.port.lance={b + 5}",
-            f"-admin.port={b + 6}", "-admin.ui=false", "-webdav=false",
+            *(f"-{flag}={s.stack.port(key)}" for key, flag in self.PORT_FLAGS.items()),
+            "-admin.ui=false", "-webdav=false",
             "-master.volumeSizeLimitMB=256",
             f"-bucket={s.s3.bucket},{s.s3.kafka_bucket}",
         ])
@@ -351,7 +358,7 @@ FUNCTIONS_DIR = Path(__file__).resolve().parents[3] / "functions"
 class KnativeFunction(Service):
     """A function from functions/NAME run by the Knative func Python runtime (func-python)."""
 
-    def __init__(self, name: str, description: str, depends_on: tuple[str, ...] = ("kafka", "redis", "postgres")):
+    def __init__(self, name: str, description: str, depends_on: tuple[str, ...]):
         super().__init__(name, description, f"Knative Service {name}", depends_on=depends_on)
         self.port_key = name.replace("-", "_")
 
@@ -412,16 +419,7 @@ INFRA = ("s3", "kafka", "postgres", "redis", "milvus")
 
 for _svc in (
     ObjectStore(), KafkaBroker(), Postgres(), Redis(), Milvus(),
-    KnativeFunction("event-capture", "event-capture function (HTTP CloudEvents → Kafka)"),
-    KnativeFunction("feature-update", "feature-update function (interactions → Redis, PostgreSQL)"),
-    KnativeFunction("cold-start-embedding", "cold-start-embedding function (items/users → vectors, Semantic IDs)",
-                    depends_on=("kafka", "redis", "postgres", "milvus")),
-    KnativeFunction("llm-enrichment", "llm-enrichment function (items → LLM tags → item.enriched)",
-                    depends_on=("kafka", "redis")),
-    KnativeFunction("recommend", "recommend function (the recommendation API)",
-                    depends_on=("kafka", "redis", "postgres", "milvus")),
-    KnativeFunction("analytics-sink", "analytics sink (events → chDB, analytics queries)", depends_on=("kafka",)),
-    KnativeFunction("admin-api", "admin API and admin app (frontend/dist)", depends_on=("postgres", "redis")),
+    *(KnativeFunction(w.name, w.description, depends_on=w.needs) for w in WORKLOADS),
     EventingBridge(),
 ):
     register(_svc)

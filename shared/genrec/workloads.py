@@ -1,0 +1,54 @@
+"""genrec's workloads, declared once: the dev stack starts each of them (genrec.devstack), the
+Pulumi program deploys each as a Knative Service (infra/pulumi), and callers find them by name
+(`Settings.function_url`, the admin API's health view)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class Workload:
+    name: str  # the Knative Service's and the dev-stack service's name
+    description: str
+    port_offset: int  # its local port: stack.port_base + offset
+    needs: tuple[str, ...]  # the local servers it talks to (the dev stack starts them first)
+    # How the image runs it in production: a Knative function (functions/NAME under
+    # func-python) or an ASGI app factory under uvicorn. Locally every one runs under func-python.
+    kind: Literal["function", "service"] = "function"
+    factory: str = ""  # `module:callable` of a service
+    public: bool = False  # False: cluster-local only (reached through KafkaSources or the mesh)
+
+    @property
+    def key(self) -> str:
+        """The name as a settings / port key (`event_capture`)."""
+        return self.name.replace("-", "_")
+
+    @property
+    def args(self) -> list[str]:
+        """The image's entrypoint arguments (deploy/entrypoint.sh)."""
+        return [self.kind, self.factory if self.kind == "service" else self.name]
+
+    @property
+    def health(self) -> tuple[str, str]:
+        """(readiness, liveness) paths: func-python answers /health/*, genrec's HTTP apps /readyz and
+        /healthz (also when func-python runs them locally: it hands other paths to the app)."""
+        return ("/health/readiness", "/health/liveness") if self.kind == "function" else ("/readyz", "/healthz")
+
+
+WORKLOADS: tuple[Workload, ...] = (
+    Workload("event-capture", "event-capture function (HTTP CloudEvents → Kafka)", 70,
+             ("kafka", "redis", "postgres"), public=True),  # upstream systems post here
+    Workload("feature-update", "feature-update function (interactions → Redis, PostgreSQL)", 71,
+             ("kafka", "redis", "postgres")),
+    Workload("cold-start-embedding", "cold-start-embedding function (items/users → vectors, Semantic IDs)", 72,
+             ("kafka", "redis", "postgres", "milvus")),
+    Workload("llm-enrichment", "llm-enrichment function (items → LLM tags → item.enriched)", 73, ("kafka", "redis")),
+    # public through the Istio VirtualService (infra/pulumi routing.py)
+    Workload("recommend", "recommend function (the recommendation API)", 74, ("kafka", "redis", "postgres", "milvus")),
+    Workload("analytics-sink", "analytics sink (events → ClickHouse/chDB, analytics queries)", 60, ("kafka",),
+             kind="service", factory="genrec.apps.analytics_sink:create_app"),
+    Workload("admin-api", "admin API and admin app (frontend/dist)", 75, ("postgres", "redis"),
+             kind="service", factory="genrec.apps.admin:create_app", public=True),
+)
