@@ -33,6 +33,7 @@ from genrec.apps.admin_analytics import LiveMetrics, make_reader
 from genrec.apps.admin_auth import ApiError, Principal, require
 from genrec.apps.admin_clients import EventSender, RecommendClient
 from genrec.apps.common import create_base_app
+from genrec.apps.readiness import Readiness
 from genrec.config import Settings, get_settings
 from genrec.events.contracts import INTERACTION, ITEM_UPSERTED, Identifier, InteractionType, ItemUpsertedData
 from genrec.pipelines.publish import serve_canary
@@ -106,7 +107,9 @@ def _model(m: Any, split: dict[str, float]) -> dict[str, Any]:
 
 def create_app(s: Settings | None = None, *, static_dir: Path | None = FRONTEND_DIST) -> FastAPI:
     s = s or get_settings()
-    app = create_base_app("admin-api", title="genrec admin API")
+    # PostgreSQL: the catalogue, users and the model registry; the analytics and live views
+    # answer 503 for a missing store on their own.
+    app = create_base_app("admin-api", title="genrec admin API", ready=Readiness(s, ("postgres",)))
     app.state.settings = s
     res = Resources(s)
     reader = make_reader(s)

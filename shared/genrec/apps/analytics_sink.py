@@ -16,6 +16,7 @@ from functools import cached_property
 from fastapi import FastAPI, Query
 
 from genrec.apps.event_function import create_event_app
+from genrec.apps.readiness import Readiness
 from genrec.config import Settings, get_settings
 from genrec.events.codec import ValidEvent
 from genrec.events.contracts import INTERACTION, RECOMMENDATION_SERVED, InteractionData, RecommendationServedData
@@ -61,7 +62,8 @@ def create_app(s: Settings | None = None) -> FastAPI:
 
     # One insert per delivered batch: ClickHouse wants few large inserts, not many rows.
     app = create_event_app("analytics-sink", "genrec analytics sink", path="/events",
-                           batch_handlers={INTERACTION: on_interactions, RECOMMENDATION_SERVED: on_served})
+                           batch_handlers={INTERACTION: on_interactions, RECOMMENDATION_SERVED: on_served},
+                           ready=Readiness(s, ("clickhouse",)))
     app.state.on_start = lambda: holder.analytics  # open (and create the schema) at start
 
     def window(hours: float) -> tuple[datetime, datetime]:

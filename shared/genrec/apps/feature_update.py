@@ -14,6 +14,7 @@ from fastapi import FastAPI
 
 from genrec import signals
 from genrec.apps.event_function import create_event_app
+from genrec.apps.readiness import Readiness
 from genrec.config import Settings, get_settings
 from genrec.events.codec import ValidEvent
 from genrec.events.contracts import INTERACTION, InteractionData
@@ -55,6 +56,7 @@ def create_app(s: Settings | None = None) -> FastAPI:
         return [{"id": ev.id, "hot_state_applied": ok, "stored": (ev.source, ev.id) in new_ids}
                 for ev, ok in zip(evs, applied, strict=True)]
 
-    app = create_event_app("feature-update", "genrec feature update", batch_handlers={INTERACTION: on_interactions})
+    app = create_event_app("feature-update", "genrec feature update", batch_handlers={INTERACTION: on_interactions},
+                           ready=Readiness(s, ("redis", "postgres")))
     app.state.on_stop = res.close
     return app

@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
 from genrec.apps.event_function import UNAVAILABLE_ERRORS, create_event_app
+from genrec.apps.readiness import Readiness
 from genrec.config import Settings, get_settings
 from genrec.enrichment.client import LLMBadOutput, LLMUnavailable
 from genrec.enrichment.enricher import ItemEnricher
@@ -54,8 +55,11 @@ def create_app(s: Settings | None = None, enricher: ItemEnricher | None = None) 
         return {"id": ev.id, "enriched": True, "cached": result.cached, "model": result.model,
                 "tags": result.enrichment.tags}
 
+    # Without an LLM, items pass through untouched: neither the cache (Redis) nor Kafka is needed.
+    # The LLM provider itself is not a readiness dependency: its outages answer 503 per delivery.
+    needs = ("redis", "kafka") if s.llm.base_url or enricher is not None else ()
     app = create_event_app("llm-enrichment", "genrec LLM enrichment", {ITEM_UPSERTED: on_item},
-                           unavailable=(*UNAVAILABLE_ERRORS, LLMUnavailable))
+                           unavailable=(*UNAVAILABLE_ERRORS, LLMUnavailable), ready=Readiness(s, needs))
     app.state.on_start = get_enricher
     app.state.on_stop = lambda: publisher().close() if "publisher" in state else None
 

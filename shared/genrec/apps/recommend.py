@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import Counter, Gauge
 
 from genrec.apps.common import create_base_app, error_body
+from genrec.apps.readiness import Readiness
 from genrec.config import Settings, get_settings
 from genrec.events.codec import EventError, new_event
 from genrec.events.contracts import INTERACTION, RECOMMENDATION_SERVED, Identifier
@@ -68,8 +69,10 @@ def create_app(s: Settings | None = None, model: ModelBackend | None = None) -> 
                 publisher(kind).close()
         res.close()
 
+    # Only PostgreSQL (every list's item rows): without Redis, Milvus, the model server or Kafka
+    # the API still answers, from its fallbacks (feedback alone answers 503 without Kafka).
     app = create_base_app("recommend", title="genrec recommend API", rate_limit_per_s=s.auth.rate_limit_per_s,
-                          cors_origins=s.auth.cors_origins)
+                          cors_origins=s.auth.cors_origins, ready=Readiness(s, ("postgres",)))
     app.state.on_start = lambda: (service(), publisher("feedback"), publisher("served"))
     app.state.on_stop = on_stop
     # Which path served each list (model / cache / vector / popularity / session): the
