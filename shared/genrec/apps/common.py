@@ -15,6 +15,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 
+from genrec.apps.errors import ApiError, error_body, on_api_error
 from genrec.apps.ratelimit import TokenBuckets
 from genrec.logs import REQUEST_ID
 from genrec.tracing import server_span
@@ -22,10 +23,6 @@ from genrec.tracing import server_span
 log = logging.getLogger("genrec.http")
 
 MAX_BODY_BYTES = 4 * 1024 * 1024
-
-
-def error_body(field: str, message: str, error: str = "invalid_request") -> dict[str, str]:
-    return {"error": error, "field": field, "message": message}
 
 
 def create_base_app(name: str, *, title: str, version: str = "0.1.0",
@@ -49,6 +46,7 @@ def create_base_app(name: str, *, title: str, version: str = "0.1.0",
                         registry=registry, buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5))
     app.state.registry = registry
     app.state.service_name = name
+    app.add_exception_handler(ApiError, on_api_error)
     buckets = TokenBuckets(rate_limit_per_s) if rate_limit_per_s else None
     exempt = {"/healthz", "/readyz", "/metrics", "/health/liveness", "/health/readiness"}
     if cors_origins:
