@@ -11,7 +11,7 @@ import pytest
 
 from genrec.config import Settings
 from genrec.stores.catalog_repo import CatalogRepo, Item
-from genrec.stores.hot_state import HotState
+from genrec.stores.hot_state import HotState, Interaction
 from genrec.stores.milvus import ItemVector, ItemVectorIndex
 from genrec.stores.postgres import make_pool
 from tests.helpers import read_topic
@@ -42,9 +42,10 @@ def catalogue(stack: Settings) -> dict:
     index.ensure_collection()
     index.upsert(vectors)
     index.close()
-    hot = HotState(stack)
     # global board: higher index = more popular
-    hot.bump_popularity([(it.item_id, float(k + 1), None) for k, it in enumerate(items)])
+    HotState(stack).apply_interactions_once([
+        Interaction("test", f"{tag}-pop-{k}", f"{tag}-seeder", it.item_id, weight=float(k + 1))
+        for k, it in enumerate(items)])
     return {"tag": tag, "ids": [it.item_id for it in items]}
 
 
@@ -58,7 +59,9 @@ def test_cold_user_gets_popularity_in_order(stack: Settings, catalogue: dict) ->
     pool = make_pool(stack)
     CatalogRepo(pool).upsert_many([Item(i, title=i, category_path="Elsewhere") for i in others])
     pool.close()
-    HotState(stack).bump_popularity([(item, 1000.0, None) for item in others], ["Elsewhere"])
+    HotState(stack).apply_interactions_once([
+        Interaction("test", f"{item}-pop", f"{catalogue['tag']}-seeder", item, categories=("Elsewhere",), weight=1000.0)
+        for item in others])
     user = f"cold-{uuid.uuid4().hex}"
     resp = _gen(stack, user_id=user, count=5, filters={"category": f"Shop{catalogue['tag']}"})
     assert resp.status_code == 200, resp.text

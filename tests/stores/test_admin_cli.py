@@ -16,7 +16,7 @@ from genrec.config import Settings
 from genrec.stores.analytics import AnalyticsEvent, AnalyticsStore, RecommendationLog
 from genrec.stores.catalog_repo import CatalogRepo, Item
 from genrec.stores.events_repo import EventRepo, UserEvent
-from genrec.stores.hot_state import HotState
+from genrec.stores.hot_state import HotState, Interaction
 from genrec.stores.model_registry import ModelRegistry
 from genrec.stores.users_repo import User, UserRepo
 
@@ -50,7 +50,7 @@ def test_admin_item_and_user(stack: Settings, pool: ConnectionPool, uid: str) ->
 
     UserRepo(pool).upsert(User(f"{uid}u", profile={"tier": "gold"}))
     EventRepo(pool).insert(UserEvent(f"{uid}e", "web", f"{uid}u", f"{uid}i", "purchase", datetime.now(UTC), 19.0))
-    HotState(stack).record_interaction(f"{uid}u", f"{uid}i")
+    HotState(stack).apply_interactions_once([Interaction("test", f"{uid}e", f"{uid}u", f"{uid}i")])
     out = _run("admin", "user", f"{uid}u")
     assert "gold" in out and "purchase" in out and f'["{uid}i"]' in out
 

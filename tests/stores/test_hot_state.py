@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
 
 import pytest
 from pydantic import SecretStr
@@ -36,20 +38,33 @@ def hot(stack: Settings, clock: FakeClock) -> HotState:
     return state
 
 
+def _apply(hot: HotState, user: str, items: Sequence[str | tuple[str, float, float | None]],
+           categories: Sequence[str] = (), event_type: str = "view") -> list[bool]:
+    """Deliver one new event per item (``item`` or ``(item, weight, ts)``, ts None: now), the way
+    feature-update applies them."""
+    return hot.apply_interactions_once([
+        Interaction("test", uuid.uuid4().hex, user, it, event_type=event_type, categories=tuple(categories))
+        if isinstance(it, str) else
+        Interaction("test", uuid.uuid4().hex, user, it[0], event_type=event_type, categories=tuple(categories),
+                    weight=it[1], ts=it[2])
+        for it in items
+    ])
+
+
 def test_popularity_halves_every_half_life(hot: HotState, clock: FakeClock, uid: str) -> None:
-    h, cat = hot.s.redis.popularity_half_life_s, f"c{uid}"
+    h, cat, user = hot.s.redis.popularity_half_life_s, f"c{uid}", f"{uid}-u"
     a, b = f"{uid}-a", f"{uid}-b"
-    hot.bump_popularity([(a, 4.0, None)], categories=[cat])
+    _apply(hot, user, [(a, 4.0, None)], categories=[cat])
     assert hot.popularity(a, cat) == pytest.approx(4.0)
     assert hot.popularity(a) == pytest.approx(4.0)  # the global board too
     clock.advance(h)
     assert hot.popularity(a, cat) == pytest.approx(2.0)
     clock.advance(2 * h)
     assert hot.popularity(a, cat) == pytest.approx(0.5)
-    hot.bump_popularity([(b, 1.0, None)], categories=[cat])
+    _apply(hot, user, [b], categories=[cat])
     assert hot.popular_items(cat) == [(b, pytest.approx(1.0)), (a, pytest.approx(0.5))]
     # a late event counts as of its own time; one from the future counts as now
-    hot.bump_popularity([(b, 1.0, clock() - h), (b, 1.0, clock() + 10 * h)], categories=[cat])
+    _apply(hot, user, [(b, 1.0, clock() - h), (b, 1.0, clock() + 10 * h)], categories=[cat])
     assert hot.popularity(b, cat) == pytest.approx(2.5)
 
 
@@ -59,19 +74,19 @@ def test_popularity_equals_hand_computed_decay(hot: HotState, clock: FakeClock, 
     events = [(0.0, 1.0), (1800.0, 2.0), (7200.0, 0.5), (30000.0, 3.0)]  # (seconds after start, weight)
     for dt, w in events:
         clock.t = start + dt
-        hot.record_interaction(f"{uid}-u", item, categories=[cat], weight=w)
+        _apply(hot, f"{uid}-u", [(item, w, None)], categories=[cat])
     clock.t = start + 40000.0
     expected = sum(w * 0.5 ** ((clock() - (start + dt)) / h) for dt, w in events)
     assert hot.popularity(item, cat) == pytest.approx(expected, rel=1e-12)
 
 
 def test_rebase_keeps_decayed_values_and_bounds_stored_scores(hot: HotState, clock: FakeClock, uid: str) -> None:
-    h, cat = hot.s.redis.popularity_half_life_s, f"c{uid}"
+    h, cat, user = hot.s.redis.popularity_half_life_s, f"c{uid}", f"{uid}-u"
     big, tiny, new = f"{uid}-big", f"{uid}-tiny", f"{uid}-new"
-    hot.bump_popularity([(big, 2.0**140, None), (tiny, 1.0, None)], categories=[cat])
+    _apply(hot, user, [(big, 2.0**140, None), (tiny, 1.0, None)], categories=[cat])
     epoch_before = hot.r.get(keys.popularity_epoch(cat))
     clock.advance((REBASE_AFTER_HALF_LIVES + 1) * h)
-    hot.bump_popularity([(new, 1.0, None)], categories=[cat])  # triggers the rebase
+    _apply(hot, user, [new], categories=[cat])  # triggers the rebase
     assert hot.r.get(keys.popularity_epoch(cat)) != epoch_before
     assert hot.popularity(big, cat) == pytest.approx(2.0 ** (140 - REBASE_AFTER_HALF_LIVES - 1))
     assert hot.r.zscore(keys.popularity(cat), big) < 2.0**20  # stored relative to the new epoch
@@ -81,25 +96,27 @@ def test_rebase_keeps_decayed_values_and_bounds_stored_scores(hot: HotState, clo
 
 def test_recent_sequence_is_capped_and_newest_last(hot: HotState, uid: str) -> None:
     user = f"{uid}-u"
-    for i in range(4):
-        hot.record_interaction(user, f"i{i}")
+    _apply(hot, user, [f"i{i}" for i in range(4)])
     hot.append_recent_items(user, ["i4", "i5", "i6"])
-    hot.record_interaction(user, "i7")
+    _apply(hot, user, ["i7"])
     assert hot.recent_items(user) == ["i3", "i4", "i5", "i6", "i7"]
     assert hot.recent_items(user, 2) == ["i6", "i7"]
     assert 0 < hot.r.ttl(keys.recent_items(user)) <= keys.USER_STATE_TTL_S
 
 
-def test_idempotency_key_claims_once(hot: HotState, uid: str) -> None:
-    assert hot.claim_event("web", f"{uid}-e1") is True
-    assert hot.claim_event("web", f"{uid}-e1") is False
-    assert hot.claim_event("app", f"{uid}-e1") is True  # another source, another event
-    assert 0 < hot.r.ttl(keys.idempotency("web", f"{uid}-e1")) <= hot.s.redis.idempotency_ttl_s
-    hot.release_event("web", f"{uid}-e1")
-    assert hot.claim_event("web", f"{uid}-e1") is True
-    assert hot.claim_event("web", f"{uid}-short", ttl_s=1) is True
+def test_an_event_is_applied_once_per_source_until_its_claim_expires(hot: HotState, uid: str) -> None:
+    user = f"{uid}-u"
+    event = Interaction("web", f"{uid}-e1", user, "a")
+    assert hot.apply_interactions_once([event]) == [True]
+    assert hot.apply_interactions_once([event]) == [False]
+    assert hot.apply_interactions_once([replace(event, source="app")]) == [True]  # another source, another event
+    assert 0 < hot.r.ttl(keys.user_claim(user, "web", f"{uid}-e1")) <= hot.s.redis.idempotency_ttl_s
+    assert hot.recent_items(user) == ["a", "a"] and hot.user_features(user)["events"] == "2"
+    hot.s.redis.idempotency_ttl_s = 1
+    short = Interaction("web", f"{uid}-short", user, "b")
+    assert hot.apply_interactions_once([short]) == [True]
     time.sleep(1.1)
-    assert hot.claim_event("web", f"{uid}-short") is True  # expired
+    assert hot.apply_interactions_once([short]) == [True]  # the claim expired
 
 
 def test_cached_recommendations_ttl_and_invalidation(hot: HotState, uid: str) -> None:
@@ -107,20 +124,21 @@ def test_cached_recommendations_ttl_and_invalidation(hot: HotState, uid: str) ->
     hot.cache_recommendations(user, recs)
     assert hot.cached_recommendations(user) == recs
     assert 0 < hot.r.ttl(keys.recommendations(user)) <= hot.s.redis.recommendation_ttl_s
-    hot.record_interaction(user, "a")  # new behaviour makes the cached list stale
+    _apply(hot, user, ["a"])  # new behaviour makes the cached list stale
     assert hot.cached_recommendations(user) is None
     hot.cache_recommendations(user, recs, ttl_s=60)
-    hot.invalidate_recommendations(user)
+    assert 0 < hot.r.ttl(keys.recommendations(user)) <= 60
+    dislike = Interaction("test", f"{uid}-d", user, "b", event_type="dislike", append=False, weight=0.0)
+    assert hot.apply_interactions_once([dislike]) == [True]  # so does a negative signal
     assert hot.cached_recommendations(user) is None
 
 
 def test_user_features(hot: HotState, uid: str, clock: FakeClock) -> None:
     user = f"{uid}-u"
-    hot.record_interaction(user, "a", event_type="click")
-    hot.record_interaction(user, "b", event_type="view")
-    hot.set_user_features(user, {"segment": "new", "age": 30})
+    _apply(hot, user, ["a"], event_type="click")
+    _apply(hot, user, ["b"], event_type="view")
     assert hot.user_features(user) == {"events": "2", "events:click": "1", "events:view": "1", "last_item": "b",
-                                       "last_ts": repr(clock()), "segment": "new", "age": "30"}
+                                       "last_ts": repr(clock())}
     assert 0 < hot.r.ttl(keys.user_features(user)) <= keys.USER_STATE_TTL_S
 
 
@@ -134,7 +152,7 @@ def test_a_users_keys_share_one_cluster_slot(user: str) -> None:
 
 def test_survives_an_empty_script_cache(hot: HotState, uid: str) -> None:
     hot.r.script_flush()  # as after a server restart
-    hot.record_interaction(f"{uid}-u", f"{uid}-a", categories=[f"c{uid}"])
+    _apply(hot, f"{uid}-u", [f"{uid}-a"], categories=[f"c{uid}"])  # the popularity script is reloaded
     assert hot.popularity(f"{uid}-a", f"c{uid}") == pytest.approx(1.0)
     assert hot.recent_items(f"{uid}-u") == [f"{uid}-a"]
 
@@ -189,15 +207,16 @@ def test_cluster_mode_end_to_end(stack: Settings, cluster_url: str, clock: FakeC
     s.redis.url, s.redis.cluster = SecretStr(cluster_url), True
     hot = HotState(s, clock=clock)
     assert isinstance(hot.r, RedisCluster) and isinstance(redis_client(s), RedisCluster)
-    hot.record_interaction("u1", "a", categories=["x", "x|y"])
-    hot.record_interaction("u1", "b", categories=["x"])
+    first = Interaction("s", "e1", "u1", "a", categories=("x", "x|y"))
+    assert hot.apply_interactions_once([first, Interaction("s", "e2", "u1", "b", categories=("x",))]) == [True, True]
     hot.r.script_flush()
-    hot.record_interaction("u2", "a", categories=["x"])
+    assert hot.apply_interactions_once([Interaction("s", "e3", "u2", "a", categories=("x",))]) == [True]
     clock.advance(s.redis.popularity_half_life_s)
     assert hot.popular_items("x") == [("a", pytest.approx(1.0)), ("b", pytest.approx(0.5))]
+    assert hot.popular_items("x|y") == [("a", pytest.approx(0.5))]
     assert hot.recent_items("u1") == ["a", "b"]
     assert hot.user_features("u1")["events"] == "2"
-    assert hot.claim_event("s", "e") and not hot.claim_event("s", "e")
+    assert hot.apply_interactions_once([first]) == [False]
     hot.cache_recommendations("u1", [1])
     assert hot.cached_recommendations("u1") == [1]
     hot.r.script_flush()

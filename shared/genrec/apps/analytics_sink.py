@@ -16,6 +16,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 
 from genrec.apps.event_function import create_event_app
+from genrec.apps.readiness import Readiness
 from genrec.config import Settings, get_settings
 from genrec.events.codec import ValidEvent
 from genrec.events.contracts import INTERACTION, RECOMMENDATION_SERVED, InteractionData, RecommendationServedData
@@ -95,7 +96,8 @@ def create_app(s: Settings | None = None) -> FastAPI:
     s = s or get_settings()
     sink = Sink(s)
     app = create_event_app("analytics-sink", "genrec analytics sink", path="/events",
-                           batch_handlers={INTERACTION: sink.on_interactions, RECOMMENDATION_SERVED: sink.on_served})
+                           batch_handlers={INTERACTION: sink.on_interactions, RECOMMENDATION_SERVED: sink.on_served},
+                           ready=Readiness(s, ("clickhouse",)))
     app.state.sink = sink
     app.state.on_start = sink.store.get  # open (and create the schema) at start
     app.include_router(router)

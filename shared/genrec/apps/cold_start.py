@@ -18,6 +18,7 @@ import pandas as pd
 from fastapi import FastAPI
 
 from genrec.apps.event_function import create_event_app
+from genrec.apps.readiness import Readiness
 from genrec.config import Settings, get_settings
 from genrec.embeddings.text import TextEmbedder, item_texts
 from genrec.events.codec import ValidEvent
@@ -147,7 +148,7 @@ def create_app(s: Settings | None = None) -> FastAPI:
     cold = ColdStart(s, res)
     app = create_event_app("cold-start-embedding", "genrec cold-start embedding", {
         ITEM_UPSERTED: cold.on_item, ITEM_ENRICHED: cold.on_enriched, USER_UPSERTED: cold.on_user,
-    })
+    }, ready=Readiness(s, ("postgres", "milvus", "redis")))  # redis: the production model's code feed
     # Load the embedding model in the background: the function answers health checks at once,
     # and the first event waits for the load instead of the whole start-up.
     app.state.on_start = lambda: threading.Thread(target=lambda: cold.embedder.get().load(), daemon=True).start()

@@ -1,4 +1,4 @@
-"""What every genrec HTTP app shares: health, metrics, request ids, JSON errors, size limits."""
+"""What every genrec HTTP app shares: health, readiness, metrics, request ids, JSON errors, size limits."""
 
 from __future__ import annotations
 
@@ -6,17 +6,18 @@ import hashlib
 import logging
 import time
 import uuid
-from collections.abc import Callable
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from starlette.concurrency import run_in_threadpool
 
 from genrec.apps.errors import ApiError, error_body, on_api_error
 from genrec.apps.ratelimit import TokenBuckets
+from genrec.apps.readiness import Readiness
 from genrec.logs import REQUEST_ID
 from genrec.tracing import server_span
 
@@ -26,18 +27,19 @@ MAX_BODY_BYTES = 4 * 1024 * 1024
 
 
 def create_base_app(name: str, *, title: str, version: str = "0.1.0",
-                    ready: Callable[[], bool] = lambda: True, max_body_bytes: int = MAX_BODY_BYTES,
+                    ready: Readiness | None = None, max_body_bytes: int = MAX_BODY_BYTES,
                     rate_limit_per_s: float | None = None, cors_origins: list[str] | None = None) -> FastAPI:
-    """The common app. `rate_limit_per_s` turns on per-client limits (public endpoints only:
-    event deliveries from Kafka must never be throttled into redelivery storms)."""
+    """The common app. `ready`: the stores the app cannot work without (/readyz answers 503 while
+    one does not answer; None: ready whenever the process is up). `rate_limit_per_s` turns on
+    per-client limits (public endpoints only: event deliveries from Kafka must never be
+    throttled into redelivery storms)."""
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         # func-python drives start/stop itself (AsgiFunction); uvicorn and tests come through here.
         if on_start := getattr(app.state, "on_start", None):
             on_start()
         yield
-        if on_stop := getattr(app.state, "on_stop", None):
-            on_stop()
+        stop_app(app)
 
     app = FastAPI(title=title, version=version, lifespan=lifespan)
     registry = CollectorRegistry()
@@ -46,6 +48,7 @@ def create_base_app(name: str, *, title: str, version: str = "0.1.0",
                         registry=registry, buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5))
     app.state.registry = registry
     app.state.service_name = name
+    app.state.readiness = ready
     app.add_exception_handler(ApiError, on_api_error)
     buckets = TokenBuckets(rate_limit_per_s) if rate_limit_per_s else None
     exempt = {"/healthz", "/readyz", "/metrics", "/health/liveness", "/health/readiness"}
@@ -88,20 +91,41 @@ def create_base_app(name: str, *, title: str, version: str = "0.1.0",
         loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path")]
         return JSONResponse(error_body(".".join(loc) or "body", err.get("msg", "invalid")), status_code=422)
 
-    @app.get("/healthz", include_in_schema=False)
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
-
-    @app.get("/readyz", include_in_schema=False)
-    async def readyz() -> Response:
-        ok = ready()
-        return JSONResponse({"status": "ready" if ok else "not ready"}, status_code=200 if ok else 503)
-
-    @app.get("/metrics", include_in_schema=False)
-    async def metrics() -> Response:
-        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
-
+    app.include_router(probes)
     return app
+
+
+# Liveness, readiness and metrics: every app's, read from its state (``readiness``, ``registry``).
+probes = APIRouter(include_in_schema=False)
+
+
+@probes.get("/healthz", include_in_schema=False)
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@probes.get("/readyz", include_in_schema=False)
+async def readyz(request: Request) -> Response:
+    """200 while every store the app needs answers (``genrec.apps.readiness``), else 503; each named."""
+    ready: Readiness | None = request.app.state.readiness
+    answers = await run_in_threadpool(ready.dependencies) if ready else {}
+    ok = all(answers.values())
+    return JSONResponse({"status": "ready" if ok else "not ready",
+                         "dependencies": {name: "ok" if up else "down" for name, up in answers.items()}},
+                        status_code=200 if ok else 503)
+
+
+@probes.get("/metrics", include_in_schema=False)
+async def metrics(request: Request) -> Response:
+    return Response(generate_latest(request.app.state.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def stop_app(app: FastAPI) -> None:
+    """The app's own stop hook, then its readiness probes' clients."""
+    if on_stop := getattr(app.state, "on_stop", None):
+        on_stop()
+    if readiness := getattr(app.state, "readiness", None):
+        readiness.close()
 
 
 def _client_key(request: Request) -> str:

@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 from genrec.apps.auth import match_key, presented_key
 from genrec.apps.common import create_base_app, read_events
 from genrec.apps.errors import ApiError
+from genrec.apps.readiness import Readiness
 from genrec.config import Settings, get_settings
 from genrec.events.codec import BATCH_CONTENT_TYPE
 from genrec.events.dedup import EventDeduplicator
@@ -86,8 +87,9 @@ async def ingest(request: Request, capture: Annotated[Capture, Depends(_capture)
 
 def create_app(s: Settings | None = None) -> FastAPI:
     s = s or get_settings()
+    # Kafka only: the dedup in Redis is an optimisation that events never wait for.
     app = create_base_app("event-capture", title="genrec event capture", rate_limit_per_s=s.auth.rate_limit_per_s,
-                          cors_origins=s.auth.cors_origins)
+                          cors_origins=s.auth.cors_origins, ready=Readiness(s, ("kafka",)))
     app.state.capture = capture = Capture(s)
     app.state.on_start = capture.publisher.get
     app.state.on_stop = capture.publisher.close

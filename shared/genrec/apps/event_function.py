@@ -27,6 +27,7 @@ from starlette.concurrency import run_in_threadpool
 
 from genrec.apps.common import create_base_app, read_events
 from genrec.apps.errors import ApiError
+from genrec.apps.readiness import Readiness
 from genrec.events.codec import EventError, ValidEvent
 from genrec.tracing import batch_span, event_span
 
@@ -48,9 +49,11 @@ BatchHandler = Callable[[Sequence[ValidEvent[Any]]], list[dict]]
 
 def create_event_app(name: str, title: str, handlers: Mapping[str, Handler] | None = None, *, path: str = "/",
                      batch_handlers: Mapping[str, BatchHandler] | None = None,
-                     unavailable: tuple[type[BaseException], ...] = UNAVAILABLE_ERRORS) -> FastAPI:
-    """A FastAPI app that receives CloudEvents at `path` and dispatches them by type."""
-    app = create_base_app(name, title=title)
+                     unavailable: tuple[type[BaseException], ...] = UNAVAILABLE_ERRORS,
+                     ready: Readiness | None = None) -> FastAPI:
+    """A FastAPI app that receives CloudEvents at `path` and dispatches them by type; `ready`:
+    the stores its handlers need (see ``create_base_app``)."""
+    app = create_base_app(name, title=title, ready=ready)
     handlers, batch_handlers = handlers or {}, batch_handlers or {}
     known = handlers.keys() | batch_handlers.keys()
 

@@ -14,6 +14,7 @@ from fastapi import FastAPI
 
 from genrec import signals
 from genrec.apps.event_function import create_event_app
+from genrec.apps.readiness import Readiness
 from genrec.config import Settings, get_settings
 from genrec.events.codec import ValidEvent
 from genrec.events.contracts import INTERACTION, InteractionData
@@ -59,6 +60,7 @@ class FeatureUpdate:
 def create_app(s: Settings | None = None) -> FastAPI:
     s = s or get_settings()
     fu = FeatureUpdate(s)
-    app = create_event_app("feature-update", "genrec feature update", batch_handlers={INTERACTION: fu.on_interactions})
+    app = create_event_app("feature-update", "genrec feature update", batch_handlers={INTERACTION: fu.on_interactions},
+                           ready=Readiness(s, ("redis", "postgres")))
     app.state.on_stop = fu.res.close
     return app

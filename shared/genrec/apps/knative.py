@@ -1,7 +1,8 @@
 """Adapter from a genrec ASGI app to the Knative `func` Python runtime (func-python).
 
 func-python calls `new()` for an object with `handle(scope, receive, send)` and optional
-`start(cfg)` / `stop()` / `alive()` / `ready()`; it answers /health/* itself.
+`start(cfg)` / `stop()` / `alive()` / `ready()`; it answers /health/* itself: readiness is the
+app's (``genrec.apps.readiness``: its stores answer), liveness only that the app was built.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from fastapi import FastAPI
+
+from genrec.apps.common import stop_app
 
 
 class AsgiFunction:
@@ -29,17 +32,20 @@ class AsgiFunction:
             on_start()
 
     def stop(self) -> None:
-        on_stop = getattr(self.app.state, "on_stop", None) if self.app else None
-        if on_stop:
-            on_stop()
+        if self.app is not None:
+            stop_app(self.app)
 
     def alive(self) -> tuple[bool, str]:
         return (self.app is not None, "OK" if self.app is not None else "starting")
 
     def ready(self) -> tuple[bool, str]:
-        is_ready = getattr(self.app.state, "is_ready", None) if self.app else None
-        ok = self.app is not None and (is_ready() if is_ready else True)
-        return (ok, "OK" if ok else "not ready")
+        """func-python calls this on its event loop: the check is cached and bounded by its timeout
+        (``Readiness``), so a probe never holds requests up for long."""
+        if self.app is None:
+            return (False, "starting")
+        readiness = getattr(self.app.state, "readiness", None)
+        down = [name for name, up in (readiness.dependencies() if readiness else {}).items() if not up]
+        return (not down, "OK" if not down else "not ready: " + ", ".join(down) + " not answering")
 
     async def handle(self, scope, receive, send) -> None:
         if self.app is None:  # the runtime always calls start() first; keep a clear error anyway

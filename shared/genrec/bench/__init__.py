@@ -1,1 +1,1 @@
-"""Benchmarks (quality now; serving and load later)."""
+"""Benchmarks: offline quality, the model server alone, the running system under load."""

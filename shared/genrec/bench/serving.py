@@ -12,7 +12,7 @@ serves it twice: ``genrec`` (dynamic batching) and ``genrec_nobatch`` (none). Me
 
 The client runs on the same machine as the server (they share its cores): on a small
 box the numbers are a floor for what a dedicated replica does. End-to-end numbers of the
-recommend API come from ``end_to_end`` (hook for the recommend function's benchmark).
+recommend API (client -> recommend function -> model server) come from `genrec bench load`.
 """
 
 from __future__ import annotations
@@ -46,15 +46,6 @@ BUDGETS: dict[str, dict[str, Any]] = {
     "gpu": {"sizes": [10_000, 100_000, 1_000_000], "batches": [1, 8, 16, 32, 64], "point_s": 15.0,
             "min_requests": 50, "concurrency": 64},
 }
-
-
-def end_to_end(**_: Any) -> dict[str, Any]:
-    """Hook: latency of the recommend API (client -> recommend function -> model server).
-
-    Filled in with the recommend function; ``run_serving_bench(end_to_end=...)`` stores
-    whatever it returns under ``"end_to_end"`` in the results.
-    """
-    raise NotImplementedError("the recommend-API benchmark is added together with the recommend function")
 
 
 # ------------------------------------------------------------------ machine
@@ -218,7 +209,6 @@ def run_serving_bench(
     threads: int = 0,
     workdir: Path | None = None,
     log: Callable[[str], None] = print,
-    end_to_end_fn: Callable[[], dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     cfg = dict(BUDGETS[budget])
     cfg["sizes"] = sizes or cfg["sizes"]
@@ -229,7 +219,7 @@ def run_serving_bench(
         "config": {**cfg, "history_length": length, "torch_threads": threads or "all cores"},
         "model": {"kind": "untrained TigerModel, production size (GenerativeConfig defaults)",
                   "level_sizes": list(PRODUCTION_LEVELS), "top_k": 50, "beam_width": 50},
-        "sweep": [], "concurrency": [], "end_to_end": None,
+        "sweep": [], "concurrency": [],
     }
     started = time.perf_counter()
     for n in cfg["sizes"]:
@@ -257,8 +247,6 @@ def run_serving_bench(
                     f"executed batch {point['mean_executed_batch']}")
         finally:
             server.stop()
-    if end_to_end_fn is not None:
-        results["end_to_end"] = end_to_end_fn()
     results["seconds"] = round(time.perf_counter() - started, 1)
     results["machine"]["load_average_at_end"] = [round(v, 2) for v in os.getloadavg()]
     write_results(results, out_dir)
@@ -294,8 +282,6 @@ def markdown_report(results: dict[str, Any]) -> str:
     for r in results["concurrency"]:
         lines.append(f"| {r['catalog']:,} | {r['dynamic_batching']} | {r['requests']} | {r['p50_ms']} | "
                      f"{r['p95_ms']} | {r['p99_ms']} | {r['users_per_s']} | {r['mean_executed_batch']} |")
-    if results.get("end_to_end"):
-        lines += ["", "## End to end (recommend API)", "", "```", json.dumps(results["end_to_end"], indent=2), "```"]
     return "\n".join(lines) + "\n"
 
 

@@ -7,13 +7,14 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-app = typer.Typer(help="Benchmarks: offline quality (serving and load later).", no_args_is_help=True)
+app = typer.Typer(help="Benchmarks: offline quality, the model server alone, the running system under load.",
+                  no_args_is_help=True)
 console = Console()
 
 
 @app.callback()
 def _group() -> None:
-    """Benchmarks: offline quality (serving and load later)."""
+    """Benchmarks: offline quality, the model server alone, the running system under load."""
 
 
 @app.command("quality")

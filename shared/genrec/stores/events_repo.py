@@ -116,11 +116,6 @@ class EventRepo:
             ).fetchall()
         return [(r[0], r[1]) for r in rows]
 
-    def ensure_partitions(self, timestamps: Iterable[datetime]) -> list[str]:
-        """Pre-create month partitions (e.g. next month's, from a maintenance job)."""
-        with transaction(self.db) as conn:
-            return ensure_event_partitions(conn, [t if t.tzinfo else t.replace(tzinfo=UTC) for t in timestamps])
-
     def partitions(self) -> list[str]:
         with transaction(self.db) as conn:
             rows = conn.execute(

@@ -1,8 +1,8 @@
 """Hot per-user and per-item state in Redis: what the online path reads in a millisecond.
 
-Key names and TTLs live in ``redis_keys``. Writes for one interaction go out in one
-pipeline (``record_interaction``); the pipeline is non-transactional, so on Redis Cluster
-it splits per slot, and each user's keys share one slot.
+Key names and TTLs live in ``redis_keys``. Delivered interactions are applied once each
+(``apply_interactions_once``): each one's claim and its user's keys change in one script, in
+the user's slot (each user's keys share one), and popularity boards follow.
 
 Popularity with exponential time decay, without rescanning: an event of weight w at time
 t adds ``w * 2^((t - epoch) / half_life)`` to the item's score on a board. Every stored
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -121,27 +121,6 @@ class HotState:
         self._apply_once = self.r.register_script(_APPLY_ONCE_LUA)
 
     # -- the online write path ---------------------------------------------------------------
-    def record_interaction(self, user_id: str, item_id: str, *, event_type: str = "view",
-                           categories: Sequence[str] = (), weight: float = 1.0,
-                           ts: float | datetime | None = None) -> None:
-        """One interaction, one round trip on plain Redis: append to the sequence, update the
-        counters, drop the cached recommendations, and bump the item on the global board and on
-        each category board (pass every level: ``genrec.stores.categories.category_levels``)."""
-        t = _seconds(ts, self.clock)
-        cap = self.s.redis.recent_sequence_cap
-        pipe = self.r.pipeline(transaction=False)
-        seq, feat = keys.recent_items(user_id), keys.user_features(user_id)
-        pipe.rpush(seq, item_id)
-        pipe.ltrim(seq, -cap, -1)
-        pipe.expire(seq, keys.USER_STATE_TTL_S)
-        pipe.hincrby(feat, "events", 1)
-        pipe.hincrby(feat, f"events:{event_type}", 1)
-        pipe.hset(feat, mapping={"last_item": item_id, "last_ts": repr(t)})
-        pipe.expire(feat, keys.USER_STATE_TTL_S)
-        pipe.delete(keys.recommendations(user_id))
-        boards = [keys.GLOBAL_CATEGORY, *categories]
-        self._execute_with_bumps(pipe, [self._bump_args(c, [(item_id, weight, t)]) for c in dict.fromkeys(boards)])
-
     def apply_interactions_once(self, batch: Sequence[Interaction]) -> list[bool]:
         """Apply delivered interactions exactly once per (source, event_id), in order: which were
         applied (False: a redelivery).
@@ -213,15 +192,6 @@ class HotState:
             args += [member, repr(float(weight)), repr(float(t))]
         return [keys.popularity(category), keys.popularity_epoch(category)], args
 
-    def bump_popularity(self, events: Iterable[tuple[str, float, float | datetime | None]],
-                        categories: Sequence[str] = ()) -> None:
-        """Add (item_id, weight, ts) events to the global board and each category board."""
-        batch = [(item, w, _seconds(ts, self.clock)) for item, w, ts in events]
-        if not batch:
-            return
-        boards = dict.fromkeys([keys.GLOBAL_CATEGORY, *categories])
-        self._execute_with_bumps(self.r.pipeline(transaction=False), [self._bump_args(c, batch) for c in boards])
-
     def _decay(self, epoch: str | None) -> float:
         if epoch is None:
             return 0.0
@@ -269,13 +239,6 @@ class HotState:
     def user_features(self, user_id: str) -> dict[str, str]:
         return self.r.hgetall(keys.user_features(user_id))
 
-    def set_user_features(self, user_id: str, values: Mapping[str, str | int | float]) -> None:
-        feat = keys.user_features(user_id)
-        pipe = self.r.pipeline(transaction=False)
-        pipe.hset(feat, mapping=dict(values))
-        pipe.expire(feat, keys.USER_STATE_TTL_S)
-        pipe.execute()
-
     # -- cached recommendations ---------------------------------------------------------------
     def cache_recommendations(self, user_id: str, payload: Any, ttl_s: int | None = None) -> None:
         self.r.set(keys.recommendations(user_id), json.dumps(payload),
@@ -284,16 +247,3 @@ class HotState:
     def cached_recommendations(self, user_id: str) -> Any | None:
         raw = self.r.get(keys.recommendations(user_id))
         return None if raw is None else json.loads(raw)
-
-    def invalidate_recommendations(self, user_id: str) -> None:
-        self.r.delete(keys.recommendations(user_id))
-
-    # -- idempotency ----------------------------------------------------------------------------
-    def claim_event(self, source: str, event_id: str, ttl_s: int | None = None) -> bool:
-        """True exactly once per (source, event_id) within the TTL: process the event then."""
-        return bool(self.r.set(keys.idempotency(source, event_id), "1", nx=True,
-                               ex=ttl_s or self.s.redis.idempotency_ttl_s))
-
-    def release_event(self, source: str, event_id: str) -> None:
-        """Undo a claim when processing failed, so a redelivery is processed again."""
-        self.r.delete(keys.idempotency(source, event_id))

@@ -34,7 +34,7 @@ Db = ConnectionPool | psycopg.Connection
 
 def connect(s: Settings | None = None, *, vector: bool = False, **kwargs) -> psycopg.Connection:
     """A new connection; ``vector=True`` maps pgvector columns to/from numpy (needs migration 1)."""
-    conn = psycopg.connect(dsn(s), connect_timeout=5, **kwargs)
+    conn = psycopg.connect(dsn(s), **{"connect_timeout": 5, **kwargs})
     if vector:
         _register_types(conn)
     return conn

@@ -2,9 +2,8 @@
 
 Redis Cluster: a ``{...}`` hash tag decides a key's slot. Keys that one pipeline or script
 touches together share a tag: ``{u:USER}`` for a user's keys, ``{c:CATEGORY}`` for one
-popularity board and its epoch. Single-key ``idem:`` claims have no tag, so they spread
-over all shards. Ids are used verbatim; a ``}`` inside an id only shortens the tag, the
-same way for all of that user's keys, so they still share a slot.
+popularity board and its epoch. Ids are used verbatim; a ``}`` inside an id only shortens
+the tag, the same way for all of that user's keys, so they still share a slot.
 
 ===========================  ======  =============================  =====================================
 key                          type    TTL                            content
@@ -19,7 +18,6 @@ key                          type    TTL                            content
                                                                     2^((t - epoch) / half_life); CATEGORY
                                                                     "" is the global board
 ``pop:{c:CATEGORY}:epoch``   string  none                           that board's epoch (unix seconds)
-``idem:SOURCE:EVENT_ID``     string  redis.idempotency_ttl_s        "1" once the event was claimed
 ``idem:{u:USER}:HASH``       string  redis.idempotency_ttl_s        feature-update's claim of one event for
                                                                     that user (same slot as the user's keys)
 ``page:REQUEST_ID``          string  recommend.pages.PAGE_TTL_S     one served ranked list (JSON), so that
@@ -57,12 +55,6 @@ def popularity(category: str = GLOBAL_CATEGORY) -> str:
 
 def popularity_epoch(category: str = GLOBAL_CATEGORY) -> str:
     return f"pop:{{c:{category}}}:epoch"
-
-
-def idempotency(source: str, event_id: str) -> str:
-    # No hash tag on purpose: claims are single-key commands, and a shared tag would put
-    # every event of a source on one shard.
-    return f"idem:{source}:{event_id}"
 
 
 def ranked_page(request_id: str) -> str:

@@ -65,10 +65,6 @@ class UserRepo:
                 (user_id,),
             ).fetchone()
 
-    def set_embedding(self, user_id: str, embedding: np.ndarray) -> None:
-        """Store a user vector, creating the user if unknown (cold-start users have no row yet)."""
-        self.upsert(User(user_id, embedding=np.asarray(embedding, dtype=np.float32)))
-
     def touch(self, user_id: str, ts: datetime) -> None:
         """Record activity at ``ts`` (never moves last_active_at backwards; creates the user)."""
         self.upsert(User(user_id, last_active_at=ts))

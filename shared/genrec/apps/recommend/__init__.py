@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 
 from genrec.apps.common import create_base_app
 from genrec.apps.errors import ApiError
+from genrec.apps.readiness import Readiness
 from genrec.apps.recommend import feedback, lists
 from genrec.apps.recommend.deps import RecommendState, default_model_backend
 from genrec.config import Settings, get_settings
@@ -25,8 +26,10 @@ __all__ = ["create_app", "default_model_backend"]
 
 def create_app(s: Settings | None = None, model: ModelBackend | None = None) -> FastAPI:
     s = s or get_settings()
+    # Only PostgreSQL (every list's item rows): without Redis, Milvus, the model server or Kafka
+    # the API still answers, from its fallbacks (feedback alone answers 503 without Kafka).
     app = create_base_app("recommend", title="genrec recommend API", rate_limit_per_s=s.auth.rate_limit_per_s,
-                          cors_origins=s.auth.cors_origins)
+                          cors_origins=s.auth.cors_origins, ready=Readiness(s, ("postgres",)))
     app.state.recommend = state = RecommendState(s, model, app.state.registry)
     app.state.on_start = state.start
     app.state.on_stop = state.stop
