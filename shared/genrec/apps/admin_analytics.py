@@ -24,7 +24,7 @@ from typing import Any, Protocol
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from genrec.apps.admin_auth import ApiError
+from genrec.apps.errors import ApiError
 from genrec.config import Settings
 
 Row = dict[str, Any]

@@ -19,22 +19,12 @@ from typing import Any, Literal
 from fastapi import Request
 
 from genrec.apps.auth import match_key, presented_key
+from genrec.apps.errors import ApiError
 from genrec.config import Settings
 
 Role = Literal["viewer", "operator"]
 ROLE_RANK: dict[str, int] = {"viewer": 0, "operator": 1}
 CLOCK_SKEW_S = 30
-
-
-class ApiError(Exception):
-    """An error the admin API answers with ``{"error", "field", "message"}``."""
-
-    def __init__(self, status: int, field: str, message: str, error: str = "invalid_request") -> None:
-        super().__init__(message)
-        self.status, self.field, self.message, self.error = status, field, message, error
-
-    def body(self) -> dict[str, str]:
-        return {"error": self.error, "field": self.field, "message": self.message}
 
 
 @dataclass(frozen=True)
@@ -92,11 +82,16 @@ def decode_jwt(token: str, secret: str, *, now: float | None = None) -> dict[str
     return claims
 
 
+def unauthorized(message: str) -> ApiError:
+    """401: no valid credential (the answer says which scheme to present)."""
+    return ApiError(401, "authorization", message, "unauthorized", headers={"www-authenticate": "Bearer"})
+
+
 def authenticate(request: Request, s: Settings) -> Principal:
     """Who is calling; raises 401 ApiError when no valid credential was presented."""
     presented = presented_key(request)
     if not presented:
-        raise ApiError(401, "authorization", "missing bearer token", "unauthorized")
+        raise unauthorized("missing bearer token")
     name = match_key(presented, s.auth.admin_tokens)
     if name is not None:
         return Principal(name, s.auth.admin_roles.get(name, "viewer"), "token")
@@ -104,12 +99,12 @@ def authenticate(request: Request, s: Settings) -> Principal:
         try:
             claims = decode_jwt(presented, s.auth.jwt_secret.get_secret_value())
         except ValueError as exc:
-            raise ApiError(401, "authorization", str(exc), "unauthorized") from None
+            raise unauthorized(str(exc)) from None
         role = claims.get("role", "viewer")
         if role not in ROLE_RANK:
-            raise ApiError(401, "authorization", f"unknown role {role!r} in token", "unauthorized")
+            raise unauthorized(f"unknown role {role!r} in token")
         return Principal(str(claims.get("sub", "jwt")), role, "jwt")
-    raise ApiError(401, "authorization", "invalid token", "unauthorized")
+    raise unauthorized("invalid token")
 
 
 def require(role: Role):

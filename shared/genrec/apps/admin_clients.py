@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 from pydantic import BaseModel
 
-from genrec.apps.admin_auth import ApiError
+from genrec.apps.errors import ApiError
 from genrec.config import Settings
 from genrec.events.codec import new_event, to_http_binary
 

@@ -135,6 +135,15 @@ def recent_users(db: Db, limit: int = 50, days: int = 30) -> list[dict[str, Any]
     return [{"user_id": u, "last_active_at": t} for u, t in rows]
 
 
+def item_counts(db: Db) -> dict[str, int]:
+    """Active items, and how many of them have an embedding and Semantic IDs (the overview's counts)."""
+    with transaction(db) as conn:
+        items, with_emb, with_sid = conn.execute(
+            "SELECT count(*), count(embedding), count(semantic_ids) FROM items WHERE status = 'active'"
+        ).fetchone()
+    return {"items": items, "items_with_embedding": with_emb, "items_with_semantic_ids": with_sid}
+
+
 def active_users(db: Db, days: int = 30) -> int:
     with transaction(db) as conn:
         return int(conn.execute(

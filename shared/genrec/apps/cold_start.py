@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -33,7 +32,7 @@ from genrec.events.contracts import (
 )
 from genrec.stores.catalog_repo import Item
 from genrec.stores.milvus import ItemVector, coarse_levels
-from genrec.stores.resources import Resources
+from genrec.stores.resources import Lazy, Resources
 from genrec.stores.users_repo import User
 
 log = logging.getLogger("genrec.cold_start")
@@ -98,38 +97,32 @@ class SemanticIds:
 class ColdStart:
     def __init__(self, s: Settings, res: Resources) -> None:
         self.s, self.res = s, res
-
-    @cached_property
-    def embedder(self) -> TextEmbedder:
-        return TextEmbedder("cpu", batch_size=32)
-
-    @cached_property
-    def semantic(self) -> SemanticIds:
-        return SemanticIds(self.s, self.res.hot.r)
+        self.embedder = Lazy(lambda: TextEmbedder("cpu", batch_size=32))
+        self.semantic = Lazy(lambda: SemanticIds(s, res.hot.r))
 
     def embed(self, item: Item) -> np.ndarray:
-        return self.embedder.encode(item_texts(item_frame(item)), progress=False)[0]
+        return self.embedder.get().encode(item_texts(item_frame(item)), progress=False)[0]
 
     def store(self, item: Item, codes: list[int] | None) -> None:
         self.res.catalog.upsert(item)
         self.res.vectors.upsert([ItemVector(item.item_id, item.embedding, coarse_levels(codes), item.category_path,
                                             item.status)])
 
-    def on_item(self, ev: ValidEvent) -> dict:
-        d: ItemUpsertedData = ev.data  # type: ignore[assignment]
+    def on_item(self, ev: ValidEvent[ItemUpsertedData]) -> dict:
+        d = ev.data
         existing = self.res.catalog.get(d.item_id)
         attrs = {**(existing.attributes if existing else {}), **d.attributes}
         attrs.update({k: v for k, v in (("brand", d.brand), ("price", d.price), ("image_url", d.image_url)) if v})
         item = Item(d.item_id, title=d.title, description=d.description, category_path=d.category_path,
                     attributes=attrs, status=d.status)
         item.embedding = self.embed(item)
-        codes = self.semantic.assign(d.item_id, item.embedding) if d.status == "active" else None
+        codes = self.semantic.get().assign(d.item_id, item.embedding) if d.status == "active" else None
         item.semantic_ids = codes if codes else (existing.semantic_ids if existing else None)
         self.store(item, item.semantic_ids)
         return {"id": ev.id, "item_id": d.item_id, "semantic_ids": item.semantic_ids}
 
-    def on_enriched(self, ev: ValidEvent) -> dict:
-        d: ItemEnrichedData = ev.data  # type: ignore[assignment]
+    def on_enriched(self, ev: ValidEvent[ItemEnrichedData]) -> dict:
+        d = ev.data
         item = self.res.catalog.get(d.item_id)
         if item is None:  # enrichment overtook the upsert (different topics): the upsert re-embeds later
             return {"id": ev.id, "item_id": d.item_id, "applied": False}
@@ -139,11 +132,11 @@ class ColdStart:
         self.store(item, item.semantic_ids)
         return {"id": ev.id, "item_id": d.item_id, "applied": True}
 
-    def on_user(self, ev: ValidEvent) -> dict:
-        d: UserUpsertedData = ev.data  # type: ignore[assignment]
+    def on_user(self, ev: ValidEvent[UserUpsertedData]) -> dict:
+        d = ev.data
         embedding = None
         if d.interests:
-            embedding = self.embedder.encode(["interests: " + ", ".join(d.interests)], progress=False)[0]
+            embedding = self.embedder.get().encode(["interests: " + ", ".join(d.interests)], progress=False)[0]
         self.res.users.upsert(User(d.user_id, profile=d.profile, preferences={"interests": d.interests},
                                    embedding=embedding))
         return {"id": ev.id, "user_id": d.user_id, "has_vector": embedding is not None}
@@ -158,6 +151,6 @@ def create_app(s: Settings | None = None) -> FastAPI:
     }, ready=Readiness(s, ("postgres", "milvus", "redis")))  # redis: the production model's code feed
     # Load the embedding model in the background: the function answers health checks at once,
     # and the first event waits for the load instead of the whole start-up.
-    app.state.on_start = lambda: threading.Thread(target=cold.embedder._load, daemon=True).start()
+    app.state.on_start = lambda: threading.Thread(target=lambda: cold.embedder.get().load(), daemon=True).start()
     app.state.on_stop = res.close
     return app

@@ -8,13 +8,14 @@ import time
 import uuid
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from starlette.concurrency import run_in_threadpool
 
+from genrec.apps.errors import ApiError, error_body, on_api_error
 from genrec.apps.ratelimit import TokenBuckets
 from genrec.apps.readiness import Readiness
 from genrec.logs import REQUEST_ID
@@ -23,10 +24,6 @@ from genrec.tracing import server_span
 log = logging.getLogger("genrec.http")
 
 MAX_BODY_BYTES = 4 * 1024 * 1024
-
-
-def error_body(field: str, message: str, error: str = "invalid_request") -> dict[str, str]:
-    return {"error": error, "field": field, "message": message}
 
 
 def create_base_app(name: str, *, title: str, version: str = "0.1.0",
@@ -52,6 +49,7 @@ def create_base_app(name: str, *, title: str, version: str = "0.1.0",
     app.state.registry = registry
     app.state.service_name = name
     app.state.readiness = ready
+    app.add_exception_handler(ApiError, on_api_error)
     buckets = TokenBuckets(rate_limit_per_s) if rate_limit_per_s else None
     exempt = {"/healthz", "/readyz", "/metrics", "/health/liveness", "/health/readiness"}
     if cors_origins:
@@ -93,23 +91,33 @@ def create_base_app(name: str, *, title: str, version: str = "0.1.0",
         loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path")]
         return JSONResponse(error_body(".".join(loc) or "body", err.get("msg", "invalid")), status_code=422)
 
-    @app.get("/healthz", include_in_schema=False)
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
-
-    @app.get("/readyz", include_in_schema=False)
-    async def readyz() -> Response:
-        answers = await run_in_threadpool(ready.dependencies) if ready else {}
-        ok = all(answers.values())
-        return JSONResponse({"status": "ready" if ok else "not ready",
-                             "dependencies": {name: "ok" if up else "down" for name, up in answers.items()}},
-                            status_code=200 if ok else 503)
-
-    @app.get("/metrics", include_in_schema=False)
-    async def metrics() -> Response:
-        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
-
+    app.include_router(probes)
     return app
+
+
+# Liveness, readiness and metrics: every app's, read from its state (``readiness``, ``registry``).
+probes = APIRouter(include_in_schema=False)
+
+
+@probes.get("/healthz", include_in_schema=False)
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@probes.get("/readyz", include_in_schema=False)
+async def readyz(request: Request) -> Response:
+    """200 while every store the app needs answers (``genrec.apps.readiness``), else 503; each named."""
+    ready: Readiness | None = request.app.state.readiness
+    answers = await run_in_threadpool(ready.dependencies) if ready else {}
+    ok = all(answers.values())
+    return JSONResponse({"status": "ready" if ok else "not ready",
+                         "dependencies": {name: "ok" if up else "down" for name, up in answers.items()}},
+                        status_code=200 if ok else 503)
+
+
+@probes.get("/metrics", include_in_schema=False)
+async def metrics(request: Request) -> Response:
+    return Response(generate_latest(request.app.state.registry), media_type=CONTENT_TYPE_LATEST)
 
 
 def stop_app(app: FastAPI) -> None:

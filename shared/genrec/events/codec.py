@@ -11,7 +11,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from cloudevents.core.bindings import http as ce_http
 from cloudevents.core.bindings import kafka as ce_kafka
@@ -27,6 +27,7 @@ BATCH_CONTENT_TYPE = "application/cloudevents-batch+json"
 STRUCTURED_CONTENT_TYPE = "application/cloudevents+json"
 MAX_BATCH = 1000
 _FORMAT = JSONFormat()
+D = TypeVar("D", bound=BaseModel, covariant=True)  # an event type's data model (genrec.events.contracts)
 
 
 class EventError(ValueError):
@@ -45,12 +46,16 @@ class EventError(ValueError):
 
 
 @dataclass(frozen=True)
-class ValidEvent:
-    """A CloudEvent whose envelope and data satisfy the contract of its type."""
+class ValidEvent(Generic[D]):
+    """A CloudEvent whose envelope and data satisfy the contract of its type.
+
+    ``data`` is an instance of the type's data model: a handler of one type says which, e.g.
+    ``def on_item(ev: ValidEvent[ItemUpsertedData])``, and reads ``ev.data`` typed.
+    """
 
     event: CloudEvent
     spec: EventType
-    data: BaseModel
+    data: D
 
     @property
     def id(self) -> str:
@@ -73,7 +78,7 @@ class ValidEvent:
         return str(getattr(self.data, self.spec.partition_field))
 
 
-def validate(event: CloudEvent) -> ValidEvent:
+def validate(event: CloudEvent) -> ValidEvent[BaseModel]:
     """Check an event's type and data against the contract."""
     event_type = event.get_type()
     spec = EVENT_TYPES.get(event_type)

@@ -1,0 +1,32 @@
+"""Feedback on a recommended item: an interaction event, answered once the broker has it."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from genrec.apps.errors import ApiError
+from genrec.apps.recommend.deps import FeedbackPublisher
+from genrec.apps.recommend.served import SOURCE
+from genrec.events.codec import EventError, new_event
+from genrec.events.contracts import INTERACTION
+from genrec.events.publisher import BrokerUnavailable
+from genrec.recommend.schemas import FeedbackRequest
+
+router = APIRouter()
+
+
+@router.post("/api/v1/recommend/feedback", status_code=202, summary="Feedback on a recommended item")
+async def feedback(req: FeedbackRequest, publisher: FeedbackPublisher) -> JSONResponse:
+    try:
+        ev = new_event(INTERACTION, {
+            "user_id": req.user_id, "item_id": req.item_id, "event_type": req.feedback,
+            "context": {"request_id": req.request_id} if req.request_id else {},
+        }, source=SOURCE)
+    except EventError as exc:
+        raise ApiError.from_event(exc) from None
+    try:
+        await publisher.publish([ev])
+    except BrokerUnavailable as exc:
+        raise ApiError.unavailable(f"{exc}; retry", "broker_unavailable") from None
+    return JSONResponse({"event_id": ev.id}, status_code=202)
