@@ -92,3 +92,17 @@ def test_a_postgres_backend_killed_by_a_signal_is_reported_though_the_server_liv
         watch.stop()
     assert len(seen) == 1
     assert "'postgres'" in str(seen[0]) and "was terminated by signal 9" in str(seen[0])
+
+
+def test_a_client_error_from_a_crashed_server_is_reported_as_the_crash(redis_only: Settings) -> None:
+    # The client sees the dropped connection before the watcher's next poll: the guard still
+    # names the server instead of passing on the client's error.
+    import redis
+
+    client = redis.Redis.from_url(redis_only.redis.url.get_secret_value())
+    client.ping()
+    with pytest.raises(ServerCrashed, match="'redis'") as crash, crash_guard(redis_only):
+        _kill(redis_only, "redis")
+        time.sleep(0.05)
+        client.ping()
+    assert isinstance(crash.value.__cause__, redis.ConnectionError)

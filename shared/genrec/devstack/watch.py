@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -91,6 +92,17 @@ class StackWatch:
         return ServerCrashed(f"local server '{svc.name}' ({svc.description}) {what}. Its log is {log}; "
                              f"the last lines:\n{tail(log, 20)}")
 
+    def settle(self, within_s: float = 2.0) -> ServerCrashed | None:
+        """A crash that shows within `within_s` (the poller stopped first: one reader at a time)."""
+        self.stop()
+        deadline = time.monotonic() + within_s
+        while self.crash is None:
+            self.crash = self.check()
+            if self.crash is not None or time.monotonic() > deadline:
+                break
+            time.sleep(self._interval_s)
+        return self.crash
+
     def _run(self) -> None:
         while not self._stop.wait(self._interval_s):
             crash = self.check()
@@ -118,6 +130,13 @@ def crash_guard(s: Settings) -> Iterator[StackWatch]:
     watch.start()
     try:
         yield watch
+    except Exception as exc:
+        # A client often sees the crash (a dropped connection) before the server has logged it
+        # or the next poll has read it: name the server rather than show the client's error.
+        crash = watch.crash or watch.settle()
+        if crash is not None and crash is not exc:
+            raise crash from exc
+        raise
     finally:
         watch.stop()
         signal.signal(signal.SIGUSR1, previous)
