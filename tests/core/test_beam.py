@@ -7,7 +7,14 @@ import itertools
 import pytest
 import torch
 
-from genrec.model import CodeTable, GenerativeConfig, GenerativeRecommender, TigerModel, constrained_beam_search
+from genrec.model import (
+    CodeTable,
+    GenerativeConfig,
+    GenerativeRecommender,
+    RerankConfig,
+    TigerModel,
+    constrained_beam_search,
+)
 
 LEVELS = [4, 4, 3]
 
@@ -19,11 +26,11 @@ def _table(n: int = 20, seed: int = 0) -> CodeTable:
     return CodeTable(space[pick], LEVELS)
 
 
-def _model(seed: int = 0, **overrides: object) -> TigerModel:
+def _model(seed: int = 0, id_items: int = 0, **overrides: object) -> TigerModel:
     torch.manual_seed(seed)
     cfg = GenerativeConfig(d_model=32, n_heads=2, encoder_layers=1, decoder_layers=1, d_ff=64, dropout=0.0,
                            max_history=6, user_buckets=5, **overrides)
-    return TigerModel(cfg, LEVELS).eval()
+    return TigerModel(cfg, LEVELS, id_items=id_items).eval()
 
 
 def _histories(n_items: int, rows: int = 6, seed: int = 1) -> torch.Tensor:
@@ -41,7 +48,7 @@ def _exhaustive(model: TigerModel, table: CodeTable, hist: torch.Tensor) -> torc
     codes = table.item_codes[None].expand(b, -1, -1)
     total = torch.zeros(b, n)
     for lvl in range(len(LEVELS)):
-        logits = model.step_logits(codes[:, :, :lvl], lvl, memory, mask)
+        logits = model.generator.step_logits(codes[:, :, :lvl], lvl, memory, mask)
         total += torch.log_softmax(logits, -1).gather(2, codes[:, :, lvl : lvl + 1]).squeeze(2)
     return total
 
@@ -75,18 +82,18 @@ def test_beam_matches_exhaustive_ranking_and_respects_exclusions() -> None:
 @pytest.mark.parametrize(("weight", "id_items"), [(0.0, 0), (0.7, 0), (0.7, 12)])
 def test_rerank_head_orders_the_beam_by_generative_plus_dense_score(weight: float, id_items: int) -> None:
     table = _table()
-    model = _model(seed=5, rerank_head=True, rerank_weight=weight, rerank_item_ids=bool(id_items),
-                   rerank_id_items=id_items)
+    model = _model(seed=5, id_items=id_items, rerank=RerankConfig(weight=weight, item_ids=bool(id_items)))
+    reranker, vectors = model.reranker, model.generator.code_vectors(table.item_codes)
     if id_items:  # trained ID vectors for the first 12 items; items 12.. were "added later"
-        torch.nn.init.normal_(model.item_id_emb.weight)
+        torch.nn.init.normal_(reranker.item_id_emb.weight)
         every = torch.arange(table.n_items)
-        with_ids, codes_only = model.item_vectors(table.item_codes, every), model.item_vectors(table.item_codes)
+        with_ids, codes_only = reranker.item_vectors(vectors, every), reranker.item_vectors(vectors)
         assert torch.equal(with_ids[12:], codes_only[12:]) and not torch.allclose(with_ids[:12], codes_only[:12])
     hist = _histories(table.n_items)
     rec = GenerativeRecommender(model, table, top_k=8, beam_width=64, exclude_history=True).eval()
     items, scores = rec(hist)
     memory, _ = model.encode(hist, table.item_codes)
-    dense = model.user_vector(memory) @ model.item_vectors(table.item_codes, torch.arange(table.n_items)).T
+    dense = reranker.user_vector(memory) @ reranker.item_vectors(vectors, torch.arange(table.n_items)).T
     want_scores = _exhaustive(model, table, hist) + weight * dense
     for r in range(hist.shape[0]):
         seen = list(set(hist[r][hist[r] >= 0].tolist()))
@@ -100,9 +107,47 @@ def test_rerank_head_orders_the_beam_by_generative_plus_dense_score(weight: floa
 
 
 @torch.no_grad()
+def test_the_generator_gives_the_beam_order_and_the_reranker_reorders_that_beam() -> None:
+    """The documented orders. The generator alone (a model without a re-ranker, or with a zero
+    weight) ranks by generative log-prob; the composed model re-orders the generator's final
+    beam (width W) by ``log-prob + weight * dense logit`` and keeps the top K."""
+    table, hist = _table(), _histories(20)
+    model = _model(seed=5, rerank=RerankConfig(weight=0.7))
+    alone = _model(seed=5)
+    alone.generator.load_state_dict(model.generator.state_dict())  # the same generator, no re-ranker
+    assert alone.reranker is None and not alone.reranks and model.reranks
+    seen = [list(set(h[h >= 0].tolist())) for h in hist]
+    generative = _exhaustive(model, table, hist)
+    memory, _ = model.encode(hist, table.item_codes)
+    dense = model.dense_scores(memory, torch.arange(table.n_items).expand(len(hist), -1), table.item_codes)
+    for r, s in enumerate(seen):
+        generative[r, s] = float("-inf")
+
+    # A beam as wide as the catalogue: the generator's order is brute force's, the composed one
+    # is brute force's over the combined score.
+    beam_order = GenerativeRecommender(alone, table, top_k=8, beam_width=64)(hist)[0]
+    reranked = GenerativeRecommender(model, table, top_k=8, beam_width=64)(hist)[0]
+    assert beam_order.tolist() == torch.topk(generative, 8).indices.tolist()
+    assert reranked.tolist() == torch.topk(generative + 0.7 * dense, 8).indices.tolist()
+    assert not torch.equal(beam_order, reranked)
+
+    # A narrow beam: the re-ranker only re-orders what the generator found.
+    rec = GenerativeRecommender(model, table, top_k=4, beam_width=6)
+    items, log_probs, beam_dense = rec.beam_with_dense_scores(hist)
+    assert torch.equal(items, GenerativeRecommender(alone, table, top_k=6, beam_width=6)(hist)[0])
+    order = torch.sort(log_probs + 0.7 * beam_dense, dim=1, descending=True, stable=True).indices[:, :4]
+    assert torch.equal(rec(hist)[0], torch.gather(items, 1, order))
+
+    # Weight 0 (a tuned weight can be): the generator's order, the head not even run.
+    model.reranker.set_weight(0.0)
+    assert not model.reranks
+    assert torch.equal(GenerativeRecommender(model, table, top_k=8, beam_width=64)(hist)[0], beam_order)
+
+
+@torch.no_grad()
 @pytest.mark.parametrize("rerank_head", [False, True])
 def test_narrow_beam_yields_only_valid_sorted_unique_items(rerank_head: bool) -> None:
-    table, model = _table(40, seed=3), _model(seed=2, rerank_head=rerank_head)
+    table, model = _table(40, seed=3), _model(seed=2, rerank=RerankConfig() if rerank_head else None)
     hist = _histories(table.n_items, rows=8)
     extra = torch.tensor([[0, 1, -1]] * 8)
     rec = GenerativeRecommender(model, table, top_k=5, beam_width=5, exclude_history=True)

@@ -87,7 +87,7 @@ def test_train_and_bench_quality_smoke(tmp_path: Path, monkeypatch) -> None:
     # last weights of that run: same Semantic IDs, its own checkpoints, the story kept.
     warm = tmp_path / "warm.toml"
     warm.write_text(f'init_from = ["{ckpt}/best.pt", "{ckpt}/last.pt"]\ncheckpoint_dir = "{tmp_path}/warm-ckpt"\n'
-                    "[model]\nrerank_head = true\n[optim]\nepochs = 1\n")
+                    "[model.rerank]\n[optim]\nepochs = 1\n")
     res = runner.invoke(bench.app, ["quality", "--dataset", str(tmp_path / "d"), "--budget", "smoke",
                                     "--out", str(tmp_path / "r"), "--models", "genrec", "--config", str(warm)])
     assert res.exit_code == 0, res.output

@@ -7,7 +7,7 @@ import itertools
 import pytest
 import torch
 
-from genrec.model import CodeTable, GenerativeConfig, GenerativeRecommender, TigerModel
+from genrec.model import CodeTable, GenerativeConfig, GenerativeRecommender, RerankConfig, TigerModel
 
 
 @pytest.mark.slow
@@ -18,7 +18,7 @@ def test_torch_export_with_dynamic_batch_matches_eager(rerank_head: bool) -> Non
     table = CodeTable(space[torch.randperm(len(space), generator=torch.Generator().manual_seed(0))[:30]], levels)
     torch.manual_seed(0)
     cfg = GenerativeConfig(d_model=32, n_heads=2, encoder_layers=1, decoder_layers=1, d_ff=64, dropout=0.0,
-                           max_history=6, user_buckets=5, rerank_head=rerank_head)
+                           max_history=6, user_buckets=5, rerank=RerankConfig() if rerank_head else None)
     rec = GenerativeRecommender(TigerModel(cfg, levels).eval(), table, top_k=5, beam_width=8).eval()
     hist = torch.randint(0, 30, (3, 6), generator=torch.Generator().manual_seed(1))
     hist[0, :2] = -1

@@ -105,13 +105,19 @@ def test_warm_start_adds_a_rerank_head_to_a_trained_model(
     from tests.core.conftest import PLANTED_CONFIG
 
     _, ds = planted
-    base = {**PLANTED_CONFIG, "model": {**PLANTED_CONFIG["model"], "rerank_head": True},
+    base = {**PLANTED_CONFIG, "model": {**PLANTED_CONFIG["model"], "rerank": {}},
             "optim": {**PLANTED_CONFIG["optim"], "epochs": 1}}
     cold = train_generative(ds, TrainConfig.model_validate(base), progress=False, evaluate_test=False)
-    warm = train_generative(
-        ds, TrainConfig.model_validate({**base, "init_from": str(planted_checkpoint),
-                                        "checkpoint_dir": str(tmp_path / "ckpt")}), progress=False,
-    )
+    cfg = TrainConfig.model_validate({**base, "init_from": str(planted_checkpoint),
+                                      "checkpoint_dir": str(tmp_path / "ckpt")})
+    asked = cfg.model_dump()
+    warm = train_generative(ds, cfg, progress=False)
+    # Configured once: training leaves the config alone; the weight tuned on validation is the
+    # re-ranker's, and the artifact keeps it.
+    assert cfg.model_dump() == asked and warm.config.model.rerank.weight == 1.0
+    assert warm.model.reranker.weight == warm.report["validation"]["rerank_weight"]
+    warm.save(tmp_path / "bundle")
+    assert TrainedBundle.load(tmp_path / "bundle").model.reranker.weight == warm.model.reranker.weight
     # Same Semantic IDs as the source run (its tokenizer, not a re-fit), and its trained weights:
     # one epoch from the source is far ahead of one epoch from scratch.
     assert torch.equal(warm.code_table.item_codes, planted_bundle.code_table.item_codes)
@@ -124,7 +130,8 @@ def test_warm_start_adds_a_rerank_head_to_a_trained_model(
     with torch.no_grad():
         served = warm.recommender(top_k=10)(hist)[0][:, 0].numpy()
         memory, _ = warm.model.encode(hist, warm.code_table.item_codes)
-        dense = warm.model.user_vector(memory) @ warm.model.item_vectors(warm.code_table.item_codes).T
+        reranker, codes = warm.model.reranker, warm.model.generator.code_vectors(warm.code_table.item_codes)
+        dense = reranker.user_vector(memory) @ reranker.item_vectors(codes).T
     assert (served == split.test_targets).mean() >= 0.9
     assert (dense.argmax(1).numpy() == split.test_targets).mean() >= 0.25
 

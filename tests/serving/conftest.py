@@ -20,9 +20,10 @@ TINY_MODEL = {"d_model": 32, "n_heads": 2, "encoder_layers": 1, "decoder_layers"
               "user_buckets": 7, "max_history": 8}
 
 
-def make_bundle(out: Path, seed: int = 0, **model: object):
+def make_bundle(out: Path, seed: int = 0, id_items: int = 0, **model: object):
     """A TrainedBundle saved by its own ``save`` (real tokenizer, untrained transformer):
-    exactly the files `genrec train` writes, in a second instead of minutes."""
+    exactly the files `genrec train` writes, in a second instead of minutes. ``id_items``:
+    items with (random, as if trained) ID vectors in the re-ranker."""
     from genrec.data.splits import ItemIndex
     from genrec.model import CodeTable, GenerativeConfig, TigerModel
     from genrec.semantic.tokenizer import SemanticIdTokenizer, TokenizerConfig
@@ -36,9 +37,9 @@ def make_bundle(out: Path, seed: int = 0, **model: object):
     model_cfg = {**TINY_MODEL, **model}
     cfg = TrainConfig.model_validate({"max_history": 8, "top_k": 50, "model": model_cfg})
     torch.manual_seed(seed)
-    model = TigerModel(GenerativeConfig.model_validate(model_cfg), tok.level_sizes).eval()
-    if hasattr(model, "item_id_emb"):  # "trained" ID vectors (they start at zero)
-        torch.nn.init.normal_(model.item_id_emb.weight)
+    model = TigerModel(GenerativeConfig.model_validate(model_cfg), tok.level_sizes, id_items=id_items).eval()
+    if id_items:  # "trained" ID vectors (they start at zero)
+        torch.nn.init.normal_(model.reranker.item_id_emb.weight)
     bundle = TrainedBundle(config=cfg, tokenizer=tok, model=model,
                            item_index=ItemIndex(np.asarray([f"sku-{i}" for i in range(N_ITEMS)], dtype=object)),
                            code_table=CodeTable(torch.as_tensor(codes), tok.level_sizes),
@@ -59,7 +60,7 @@ def rerank_bundle_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An artifact whose model re-ranks its final beam with a dense head, with ID vectors for
     the first 140 of its 150 items (the rest stand for items added after training)."""
     out = tmp_path_factory.mktemp("serving-artifacts") / "rerank"
-    make_bundle(out, seed=2, rerank_head=True, rerank_weight=0.5, rerank_item_ids=True, rerank_id_items=140)
+    make_bundle(out, seed=2, id_items=140, rerank={"weight": 0.5, "item_ids": True})
     return out
 
 

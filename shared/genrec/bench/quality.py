@@ -53,7 +53,7 @@ BUDGETS: dict[str, dict[str, Any]] = {
         "test_beam_width": 100,
         "tokenizer": {"steps": 10000},
         "model": {"d_model": 256, "n_heads": 4, "encoder_layers": 4, "decoder_layers": 4, "d_ff": 1024,
-                  "dropout": 0.15, "rerank_head": True, "rerank_item_ids": True},
+                  "dropout": 0.15, "rerank": {"item_ids": True}},
         "optim": {"epochs": 200, "batch_size": 256, "lr": 1e-3, "warmup_steps": 1000, "patience": 10},
         "sasrec": {"d_model": 64, "layers": 2, "n_heads": 2, "d_ff": 256, "dropout": 0.3},
         "sasrec_optim": {"epochs": 300, "batch_size": 128, "lr": 1e-3, "patience": 20},
@@ -189,7 +189,8 @@ def run_quality(
             "epochs_run": len(rep["history"]),
             "train_seconds": round(max(train_s, epoch_s) + warm.get("source_train_seconds", 0.0), 1),
             "resumed": rep["resumed_after_epoch"] > 0, "warm_start": rep.get("warm_start"),
-            "rerank_weight": cfg.model.rerank_weight if cfg.model.rerank_head else None,  # tuned in training
+            # tuned in training, stored with the model's weights
+            "rerank_weight": bundle.model.reranker.weight if bundle.model.reranker is not None else None,
             "test_seconds": round(time.perf_counter() - te, 1), "test_beam_width": cfg.test_beam_width,
             "embeddings": rep["embeddings"], "tokenizer": rep["tokenizer"], "stage_seconds": rep["seconds"],
             "train_examples": rep["train_examples"],

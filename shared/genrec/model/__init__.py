@@ -2,7 +2,8 @@
 
 from genrec.model.beam import constrained_beam_search, exclusion_keys
 from genrec.model.code_table import CodeTable, pack_codes
-from genrec.model.generative import GenerativeConfig, GenerativeRecommender, TigerModel, user_bucket
+from genrec.model.generative import GenerativeConfig, GenerativeRecommender, TigerGenerator, TigerModel, user_bucket
+from genrec.model.rerank import RerankConfig, Reranker
 from genrec.model.sasrec import MostPopular, SASRec, SASRecConfig
 
 __all__ = [
@@ -10,8 +11,11 @@ __all__ = [
     "GenerativeConfig",
     "GenerativeRecommender",
     "MostPopular",
+    "RerankConfig",
+    "Reranker",
     "SASRec",
     "SASRecConfig",
+    "TigerGenerator",
     "TigerModel",
     "constrained_beam_search",
     "exclusion_keys",

@@ -6,30 +6,32 @@ linear in N up to 1024 rather than N x levels) plus a position-from-the-end embe
 Decoder: BOS then the target item's codes; a separate head per level predicts the next
 code. Item vectors are built from codes only, so new items work without retraining.
 
-Optional re-ranking head (``rerank_head``, a LIGER-style hybrid): the encoder's state at the
-most recent item is scored against a vector composed from each item's codes by a small MLP, trained with a
-softmax over the whole catalogue next to the generative loss. At inference it re-scores
-the final beam (``generative log-prob + rerank_weight * dense logit``). Beam search and
-the dense score see the catalogue differently (a prefix tree vs one vector per item) and
-their errors differ; the dense loss is also the objective of the strongest ID-based
-baselines. With ``rerank_item_ids`` items known at training also get a learned ID vector;
-items added later are scored by their codes alone, so cold start is unchanged.
+``TigerGenerator`` is that encoder-decoder; ``TigerModel``, the trained model, is the
+generator and, when configured (``rerank``), a ``Reranker`` of its final beam
+(``genrec.model.rerank``). ``TigerModel.generate`` is where the two meet: beam search,
+then the beam re-ordered by ``generative log-prob + weight * dense logit``.
 """
 
 from __future__ import annotations
 
 import zlib
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 from torch import nn
 
 from genrec.config import MAX_HISTORY, MAX_SEQUENCE, TOP_K
 from genrec.model.beam import constrained_beam_search, exclusion_keys
 from genrec.model.code_table import CodeTable
 from genrec.model.layers import DecoderLayer, EncoderLayer
+from genrec.model.rerank import RerankConfig, Reranker
+
+# The flat keys configs and artifacts used before the re-ranker had its own config.
+_LEGACY_RERANK_KEYS = {"rerank_weight": "weight", "rerank_loss_weight": "loss_weight",
+                       "rerank_item_ids": "item_ids", "rerank_id_dropout": "id_dropout"}
 
 
 class GenerativeConfig(BaseModel):
@@ -43,15 +45,27 @@ class GenerativeConfig(BaseModel):
     user_buckets: int = 2000  # hashed user tokens; bucket 0 is "anonymous"
     user_dropout: float = 0.1  # train-time chance of the anonymous token (serving may omit users)
     label_smoothing: float = 0.1
-    rerank_head: bool = False  # dense full-catalogue head that re-scores the final beam
-    rerank_loss_weight: float = 1.0  # its cross-entropy's weight next to the generative loss
-    rerank_weight: float = 1.0  # inference: score = generative log-prob + this * dense logit
-    # Add a learned per-item vector to the head's item vectors for the items known at training
-    # (``rerank_id_items``, set by training). Items added later use their codes alone, which
-    # ``rerank_id_dropout`` (a share of IDs hidden per step) trains for.
-    rerank_item_ids: bool = False
-    rerank_id_items: int = Field(default=0, ge=0)
-    rerank_id_dropout: float = 0.1
+    # The dense head that re-orders the final beam; None: the beam's own order. In TOML,
+    # ``[model.rerank]`` (its keys optional) turns it on, ``rerank = false`` off.
+    rerank: RerankConfig | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _rerank_switch(cls, data: Any) -> Any:
+        """``rerank = true/false``, and the flat ``rerank_*`` keys of older configs and artifacts
+        (``rerank_head`` and four settings; ``rerank_id_items`` now comes with the weights)."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        if isinstance(data.get("rerank"), bool):
+            data["rerank"] = {} if data["rerank"] else None
+        flat = {k: data.pop(k) for k in list(data) if k.startswith("rerank_")}
+        if "rerank_head" in flat and not flat["rerank_head"]:
+            data["rerank"] = None
+        elif flat.get("rerank_head") or (flat and data.get("rerank") is not None):
+            settings = {_LEGACY_RERANK_KEYS[k]: v for k, v in flat.items() if k in _LEGACY_RERANK_KEYS}
+            data["rerank"] = {**(data.get("rerank") or {}), **settings}
+        return data
 
 
 def user_bucket(user_id: str, buckets: int) -> int:
@@ -61,7 +75,10 @@ def user_bucket(user_id: str, buckets: int) -> int:
     return 1 + zlib.crc32(user_id.encode()) % (buckets - 1)
 
 
-class TigerModel(nn.Module):
+class TigerGenerator(nn.Module):
+    """Encoder + per-level decoder heads: the log-probabilities of an item's codes, level by
+    level, and constrained beam search over them."""
+
     def __init__(self, config: GenerativeConfig, level_sizes: Sequence[int]) -> None:
         super().__init__()
         self.config = config
@@ -83,16 +100,16 @@ class TigerModel(nn.Module):
         self.enc_ln, self.dec_ln = nn.LayerNorm(d), nn.LayerNorm(d)
         self.heads = nn.ModuleList(nn.Linear(d, v) for v in self.level_sizes)
         self.drop = nn.Dropout(config.dropout)
-        if config.rerank_head:
-            # Concatenated (not summed) code embeddings through an MLP, so levels interact.
-            n = len(self.level_sizes)
-            self.item_tower = nn.Sequential(nn.Linear(n * d, 2 * d), nn.GELU(), nn.Linear(2 * d, d))
-            self.user_tower = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Linear(d, d))
-            if config.rerank_id_items:
-                self.item_id_emb = nn.Embedding(config.rerank_id_items, d)
-                nn.init.zeros_(self.item_id_emb.weight)  # a warm start begins from the code-only head
+
+    def init_embeddings(self) -> None:
+        """Small code and BOS embeddings. ``TigerModel`` calls this after building all its parts,
+        so a seed gives the weights it always has."""
         nn.init.normal_(self.code_emb.weight, std=0.02)
         nn.init.normal_(self.bos, std=0.02)
+
+    def code_vectors(self, codes: torch.Tensor) -> torch.Tensor:
+        """``codes [..., levels]`` -> the embedding of each code ``[..., levels, d]``."""
+        return self.code_emb(codes + self.offsets)
 
     # ----------------------------------------------------------------- encoder
     def encode(
@@ -102,7 +119,7 @@ class TigerModel(nn.Module):
         b, length = history.shape
         valid = history >= 0
         codes = item_codes[history.clamp(min=0)]  # [B, L, C]
-        items = self.code_emb(codes + self.offsets).sum(2)
+        items = self.code_vectors(codes).sum(2)
         # Position counted from the most recent item, so left padding never shifts it.
         pos = torch.arange(length - 1, -1, -1, device=history.device).clamp(max=self.config.max_history)
         items = items + self.pos_emb(pos)[None]
@@ -130,67 +147,15 @@ class TigerModel(nn.Module):
             x = layer(x, memory, mem_mask, causal)
         return self.dec_ln(x).reshape(b, w, t + 1, -1)
 
-    def loss(
-        self, history: torch.Tensor, target_codes: torch.Tensor, item_codes: torch.Tensor,
-        users: torch.Tensor | None = None, targets: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """Teacher-forced cross-entropy summed over code levels (mean over the batch), plus
-        the re-ranking head's catalogue cross-entropy when the model has one (``targets``:
-        the target item indices)."""
-        memory, mask = self.encode(history, item_codes, users)
+    def loss(self, memory: torch.Tensor, mask: torch.Tensor, target_codes: torch.Tensor) -> torch.Tensor:
+        """Teacher-forced cross-entropy summed over code levels (mean over the batch)."""
         n = len(self.level_sizes)
         h = self.decode(target_codes[:, None, : n - 1], memory, mask)[:, 0]  # [B, n, d]
-        total = history.new_zeros((), dtype=torch.float32)
+        total = memory.new_zeros((), dtype=torch.float32)
         for lvl, head in enumerate(self.heads):
             logits = head(h[:, lvl]).float()
             total = total + F.cross_entropy(logits, target_codes[:, lvl], label_smoothing=self.config.label_smoothing)
-        if self.has_rerank_head:
-            if targets is None:
-                raise ValueError("a model with a re-ranking head needs the target item indices")
-            total = total + self.config.rerank_loss_weight * self.rerank_loss(memory, targets, item_codes)
         return total
-
-    # ------------------------------------------------------------ dense head
-    @property
-    def has_rerank_head(self) -> bool:
-        return self.config.rerank_head
-
-    @property
-    def reranks(self) -> bool:
-        """Whether inference re-scores the final beam (a head, with a non-zero weight)."""
-        return self.config.rerank_head and self.config.rerank_weight > 0
-
-    def dense_scores(self, memory: torch.Tensor, items: torch.Tensor, item_codes: torch.Tensor) -> torch.Tensor:
-        """Dense logits ``[B, W]`` of candidate ``items [B, W]`` (pad -1: any finite value).
-        A per-user normaliser would not change any order, so none is applied."""
-        idx = items.clamp(min=0)
-        cand = self.item_vectors(item_codes[idx], idx)  # [B, W, d]
-        return (cand @ self.user_vector(memory)[:, :, None]).squeeze(-1).float()
-
-    def item_vectors(self, codes: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:
-        """``codes [..., levels]`` (of item indices ``items``) -> dense item vectors ``[..., d]``.
-        Items the ID table does not know (added after training) get their codes' vector."""
-        vec = self.item_tower(self.code_emb(codes + self.offsets).flatten(-2))
-        n_ids = self.config.rerank_id_items
-        if n_ids and items is not None:
-            known = (items < n_ids)[..., None]
-            vec = vec + torch.where(known, self.item_id_emb(items.clamp(max=n_ids - 1)), torch.zeros_like(vec))
-        return vec
-
-    def user_vector(self, memory: torch.Tensor) -> torch.Tensor:
-        """The encoder state at the most recent item (histories are left-padded)."""
-        return self.user_tower(memory[:, -1])
-
-    def rerank_loss(self, memory: torch.Tensor, targets: torch.Tensor, item_codes: torch.Tensor) -> torch.Tensor:
-        """Softmax cross-entropy of the target item against the whole catalogue."""
-        n = item_codes.shape[0]
-        items = torch.arange(n, device=item_codes.device)
-        if self.training and self.config.rerank_id_items and self.config.rerank_id_dropout > 0:
-            # Hide some items' IDs each step, so the code-only vector of a new item is trained too.
-            hidden = torch.rand(n, device=items.device) < self.config.rerank_id_dropout
-            items = torch.where(hidden, torch.full_like(items, self.config.rerank_id_items), items)
-        logits = self.user_vector(memory) @ self.item_vectors(item_codes, items).T
-        return F.cross_entropy(logits.float(), targets)
 
     def step_logits(self, prefix: torch.Tensor, level: int, memory: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         h = self.decode(prefix, memory, mask)[:, :, -1]
@@ -207,26 +172,110 @@ class TigerModel(nn.Module):
             self.level_sizes, max(self.level_sizes), sorted_keys, sorted_items, exclude_keys, beam_width, keep,
         )
 
+
+class TigerModel(nn.Module):
+    """The trained model: a ``TigerGenerator`` and, with ``config.rerank``, a ``Reranker`` of
+    its final beam. ``id_items``: how many items (the catalogue at training) get learned ID
+    vectors in the re-ranker (0: codes only).
+
+    State-dict keys are ``generator.*`` and ``reranker.*`` (the tuned re-ranking weight
+    included); weights saved before the split (flat keys, the weight in the config) load too.
+    """
+
+    def __init__(self, config: GenerativeConfig, level_sizes: Sequence[int], id_items: int = 0) -> None:
+        super().__init__()
+        self.config = config
+        self.generator = TigerGenerator(config, level_sizes)
+        self.reranker = (
+            Reranker(config.rerank, config.d_model, len(level_sizes), id_items) if config.rerank is not None else None
+        )
+        self.generator.init_embeddings()  # last, as ever: a seed gives the weights it always gave
+        self.register_load_state_dict_pre_hook(_load_flat_keys)
+
+    @classmethod
+    def from_state_dict(
+        cls, config: GenerativeConfig, level_sizes: Sequence[int], state: dict[str, Any]
+    ) -> TigerModel:
+        """A model holding saved weights (an artifact's ``model.pt``, a checkpoint's ``model``);
+        the size of the re-ranker's ID table is read from them."""
+        renamed = dict(state)
+        _rename_flat_keys(renamed, "")
+        ids = renamed.get("reranker.item_id_emb.weight")
+        model = cls(config, level_sizes, id_items=0 if ids is None else int(ids.shape[0]))
+        model.load_state_dict(state)
+        return model
+
+    @property
+    def reranks(self) -> bool:
+        """Whether inference re-orders the final beam (a re-ranker, with a non-zero weight)."""
+        return self.reranker is not None and self.reranker.weight != 0
+
+    def encode(
+        self, history: torch.Tensor, item_codes: torch.Tensor, users: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.generator.encode(history, item_codes, users)
+
+    def loss(
+        self, history: torch.Tensor, target_codes: torch.Tensor, item_codes: torch.Tensor,
+        users: torch.Tensor | None = None, targets: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The generator's loss, plus the re-ranker's catalogue cross-entropy (weighted) when
+        the model has one (``targets``: the target item indices)."""
+        memory, mask = self.generator.encode(history, item_codes, users)
+        total = self.generator.loss(memory, mask, target_codes)
+        if self.reranker is not None:
+            if targets is None:
+                raise ValueError("a model with a re-ranker needs the target item indices")
+            catalogue = self.generator.code_vectors(item_codes)
+            total = total + self.reranker.config.loss_weight * self.reranker.loss(memory, catalogue, targets)
+        return total
+
+    def dense_scores(self, memory: torch.Tensor, items: torch.Tensor, item_codes: torch.Tensor) -> torch.Tensor:
+        """The re-ranker's logits ``[B, W]`` of candidates ``items [B, W]`` (pad -1: any finite value)."""
+        idx = items.clamp(min=0)
+        return self.reranker.scores(memory, self.generator.code_vectors(item_codes[idx]), idx)
+
+    def scored_beam(
+        self, memory: torch.Tensor, mask: torch.Tensor, exclude_keys: torch.Tensor | None,
+        item_codes: torch.Tensor, sorted_keys: torch.Tensor, sorted_items: torch.Tensor, beam_width: int,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The whole final beam ``[B, W]``: items, generative log-probs and dense logits."""
+        items, generative = self.generator.beam(memory, mask, exclude_keys, sorted_keys, sorted_items,
+                                                beam_width, beam_width)
+        return items, generative, self.dense_scores(memory, items, item_codes)
+
     def generate(
         self, memory: torch.Tensor, mask: torch.Tensor, exclude_keys: torch.Tensor | None,
         item_codes: torch.Tensor, sorted_keys: torch.Tensor, sorted_items: torch.Tensor, beam_width: int, top_k: int,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The top ``top_k`` items and scores: the beam's order, or with a re-ranking head the
-        whole final beam re-scored (``reranks`` is static, so either way it is one graph)."""
+        """The top ``top_k`` items and scores: the beam's order, or with a re-ranker the whole
+        final beam re-ordered (``reranks`` is static, so either way it is one graph)."""
         if not self.reranks:
-            return self.beam(memory, mask, exclude_keys, sorted_keys, sorted_items, beam_width, top_k)
-        items, generative = self.beam(memory, mask, exclude_keys, sorted_keys, sorted_items, beam_width, beam_width)
-        dense = self.dense_scores(memory, items, item_codes)
-        return rerank(items, generative, dense, self.config.rerank_weight, top_k)
+            return self.generator.beam(memory, mask, exclude_keys, sorted_keys, sorted_items, beam_width, top_k)
+        beam = self.scored_beam(memory, mask, exclude_keys, item_codes, sorted_keys, sorted_items, beam_width)
+        return self.reranker.rerank(*beam, top_k)
 
 
-def rerank(
-    items: torch.Tensor, generative: torch.Tensor, dense: torch.Tensor, weight: float, top_k: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Order a final beam by ``generative + weight * dense`` and keep ``top_k``; unfilled
-    slots (score -inf) stay last."""
-    combined, order = torch.sort(generative + weight * dense, dim=1, descending=True, stable=True)
-    return torch.gather(items, 1, order[:, :top_k]), combined[:, :top_k]
+# The re-ranker's parts, which flat (pre-split) state dicts hold next to the generator's.
+_RERANKER_PARTS = ("item_tower.", "user_tower.", "item_id_emb.")
+
+
+def _rename_flat_keys(state: dict[str, Any], prefix: str) -> bool:
+    """Move flat keys under ``prefix`` to ``generator.`` / ``reranker.``, in place; whether any were flat."""
+    owners = (prefix + "generator.", prefix + "reranker.")
+    flat = [k for k in state if k.startswith(prefix) and not k.startswith(owners)]
+    for key in flat:
+        rest = key[len(prefix):]
+        owner = "reranker." if rest.startswith(_RERANKER_PARTS) else "generator."
+        state[prefix + owner + rest] = state.pop(key)
+    return bool(flat)
+
+
+def _load_flat_keys(model: TigerModel, state: dict[str, Any], prefix: str, *_: Any) -> None:
+    """Load-state-dict pre-hook: weights saved before the split. They carry no re-ranking
+    weight (it was in the config, from which this model's came), so the model keeps its own."""
+    if _rename_flat_keys(state, prefix) and model.reranker is not None:
+        state.setdefault(prefix + "reranker._extra_state", model.reranker.get_extra_state())
 
 
 class GenerativeRecommender(nn.Module):
@@ -270,12 +319,11 @@ class GenerativeRecommender(nn.Module):
     def beam_with_dense_scores(
         self, user_sequence: torch.Tensor, users: torch.Tensor | None = None, exclude: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The whole final beam ``[B, W]``: items, generative log-probs and the re-ranking
-        head's dense logits (the parts ``forward`` combines; training tunes the weight on them)."""
+        """The whole final beam ``[B, W]``: items, generative log-probs and the re-ranker's
+        dense logits (the parts ``forward`` combines; training tunes the weight on them)."""
         memory, mask = self.model.encode(user_sequence, self.item_codes, users)
-        items, generative = self.model.beam(memory, mask, self._exclusions(user_sequence, exclude),
-                                            self.sorted_keys, self.sorted_items, self.beam_width, self.beam_width)
-        return items, generative, self.model.dense_scores(memory, items, self.item_codes)
+        return self.model.scored_beam(memory, mask, self._exclusions(user_sequence, exclude), self.item_codes,
+                                      self.sorted_keys, self.sorted_items, self.beam_width)
 
     def _exclusions(self, user_sequence: torch.Tensor, exclude: torch.Tensor | None) -> torch.Tensor | None:
         parts = ([user_sequence] if self.exclude_history else []) + ([exclude] if exclude is not None else [])

@@ -8,7 +8,7 @@ is one reference assignment in the server (no half-updated buffers under concurr
 Inputs (all int64): ``user_sequence [B, L]`` (pad -1), ``user_token [B, 1]`` (hashed user
 bucket, 0 = anonymous), ``exclude [B, E]`` (pad -1), then the four ``CodeTable`` tensors.
 Outputs: ``recommendations int64 [B, K]``, ``scores fp32 [B, K]`` (log-probabilities, plus
-the weighted dense logit when the model has a re-ranking head; descending; -1 / -inf where
+the weighted dense logit when the model has a re-ranker; descending; -1 / -inf where
 fewer than K items remain).
 """
 
@@ -83,9 +83,8 @@ class ServingGraph(nn.Module):
 
 
 def build_model(art: ServingArtifact, device: torch.device | str = "cpu") -> TigerModel:
-    model = TigerModel(GenerativeConfig.model_validate(art.model_config), art.level_sizes)
     state = torch.load(art.weights_path, map_location="cpu", weights_only=True)
-    model.load_state_dict(state)
+    model = TigerModel.from_state_dict(GenerativeConfig.model_validate(art.model_config), art.level_sizes, state)
     return model.to(device).eval()
 
 

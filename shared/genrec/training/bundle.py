@@ -4,7 +4,7 @@ Layout of an artifact directory::
 
     manifest.json    format version, configs, level layout, reports
     tokenizer.pt     Semantic-ID tokenizer (its own format version)
-    model.pt         TigerModel state_dict
+    model.pt         TigerModel state_dict (generator, re-ranker and its tuned weight)
     item_ids.json    dense item index -> external item id
     item_codes.npy   int64 [N, levels+1] code tuple of every item (the valid-code table)
 """
@@ -143,8 +143,8 @@ class TrainedBundle:
         config = TrainConfig.model_validate(manifest["config"])
         tokenizer = SemanticIdTokenizer.load(root)
         table = CodeTable(torch.as_tensor(np.load(root / "item_codes.npy")), manifest["level_sizes"])
-        model = TigerModel(config.model, table.level_sizes)
-        model.load_state_dict(torch.load(root / "model.pt", map_location="cpu", weights_only=True))
+        state = torch.load(root / "model.pt", map_location="cpu", weights_only=True)
+        model = TigerModel.from_state_dict(config.model, table.level_sizes, state)
         item_index = ItemIndex(np.asarray(json.loads((root / "item_ids.json").read_text()), dtype=object))
         return cls(
             config=config, tokenizer=tokenizer, model=model.to(device).eval(), item_index=item_index,

@@ -19,6 +19,7 @@ from genrec.evaluation.evaluate import evaluate_recommender
 from genrec.evaluation.metrics import metrics_from_ranks, target_ranks
 from genrec.model.code_table import CodeTable
 from genrec.model.generative import GenerativeRecommender, TigerModel, user_bucket
+from genrec.model.rerank import rerank
 from genrec.semantic.tokenizer import SemanticIdTokenizer
 from genrec.training.bundle import TrainedBundle
 from genrec.training.config import TrainConfig
@@ -111,8 +112,11 @@ def _warm_start(model: TigerModel, init_from: str | list[str]) -> dict[str, Any]
     if unexpected:
         raise ValueError(f"init_from: weights this model does not have: {unexpected[:5]}")
     history = max((s.get("history", []) for s in states), key=len)
+    # The parts of the generator or re-ranker the source lacks (e.g. the re-ranker's towers).
+    parameters = dict(model.named_parameters())
+    new = sorted({k.split(".")[1] for k in missing if k in parameters})
     return {
-        "from": [str(f) for f in files], "new_parameters": sorted({k.split(".")[0] for k in missing}),
+        "from": [str(f) for f in files], "new_parameters": new,
         "source_epochs": len(history),
         "source_train_seconds": round(sum(h["train_seconds"] + h["eval_seconds"] for h in history), 1),
     }
@@ -142,9 +146,9 @@ def train_generative(
     t_tok = time.perf_counter()
     table = CodeTable(torch.as_tensor(codes), tokenizer.level_sizes)
     torch.manual_seed(cfg.seed)
-    if cfg.model.rerank_head and cfg.model.rerank_item_ids:
-        cfg.model.rerank_id_items = table.n_items  # one ID row per item known now
-    model = TigerModel(cfg.model, table.level_sizes)
+    # With item IDs, the re-ranker gets one ID row per item known now.
+    id_items = table.n_items if cfg.model.rerank is not None and cfg.model.rerank.item_ids else 0
+    model = TigerModel(cfg.model, table.level_sizes, id_items=id_items)
     warm = _warm_start(model, cfg.init_from) if cfg.init_from else None
     if warm and progress:
         print(f"warm start from {', '.join(warm['from'])}; new: {', '.join(warm['new_parameters']) or 'none'}")
@@ -169,7 +173,7 @@ def train_generative(
 
     def validate() -> dict[str, float]:
         rec = GenerativeRecommender(model, table.to(device), top_k=10, beam_width=cfg.val_beam_width).eval()
-        if model.has_rerank_head:
+        if model.reranker is not None:
             return tune_rerank_weight(rec, val_hist, val_tgt, val_users, cfg.optim.eval_batch_size, device)
         return evaluate_recommender(
             lambda h, u: rec(h, u), val_hist, val_tgt, val_users, batch_size=cfg.optim.eval_batch_size,
@@ -183,8 +187,8 @@ def train_generative(
         progress=progress,
     )
     model = model.cpu().eval()
-    if model.has_rerank_head and "rerank_weight" in result.best_metrics:
-        cfg.model.rerank_weight = result.best_metrics["rerank_weight"]  # the best epoch's tuned weight
+    if model.reranker is not None and "rerank_weight" in result.best_metrics:
+        model.reranker.set_weight(result.best_metrics["rerank_weight"])  # the best epoch's tuned weight
     bundle = TrainedBundle(
         config=cfg, tokenizer=tokenizer, model=model, item_index=split.item_index, code_table=table,
         embedding_source=emb.source,
@@ -211,7 +215,7 @@ def train_generative(
     return bundle
 
 
-# Weights of the re-ranking head's dense logit tried on validation (0 = beam order alone).
+# Weights of the re-ranker's dense logit tried on validation (0 = beam order alone).
 RERANK_WEIGHTS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0)
 
 
@@ -234,10 +238,8 @@ def metrics_at_weight(
     parts: tuple[torch.Tensor, torch.Tensor, torch.Tensor], targets: np.ndarray, weight: float
 ) -> dict[str, float]:
     """Recall/NDCG@{5,10} of the beams ordered by ``generative + weight * dense``."""
-    items, generative, dense = parts
-    order = torch.sort(generative + weight * dense, dim=1, descending=True, stable=True).indices[:, :10]
-    return {**metrics_from_ranks(target_ranks(torch.gather(items, 1, order).numpy(), targets)),
-            "users": len(targets)}
+    top, _ = rerank(*parts, weight, 10)
+    return {**metrics_from_ranks(target_ranks(top.numpy(), targets)), "users": len(targets)}
 
 
 def tune_rerank_weight(
@@ -260,7 +262,7 @@ def evaluate_bundle(
     device: torch.device | str = "cpu", users_limit: int | None = None, progress: bool = False,
 ) -> dict[str, Any]:
     """Test-set Recall/NDCG@{5,10} with full-catalogue constrained decoding. A model that
-    has a re-ranking head also gets ``without_rerank``: the same beams in generative order (one search)."""
+    has a re-ranker also gets ``without_rerank``: the same beams in generative order (one search)."""
     cfg = bundle.config
     sub = eval_subset(len(split.user_ids), users_limit, cfg.seed)
     rec = GenerativeRecommender(
@@ -270,9 +272,9 @@ def evaluate_bundle(
     hist = pad_histories([split.test_histories[i] for i in sub], cfg.max_history)
     users, targets = user_buckets(split, cfg.model.user_buckets)[sub], split.test_targets[sub]
     batch = max(16, cfg.optim.eval_batch_size // 2)
-    if bundle.model.has_rerank_head:
+    if bundle.model.reranker is not None:
         parts = beam_parts(rec, hist, users, batch, device, progress=progress, desc="test")
-        out: dict[str, Any] = metrics_at_weight(parts, targets, cfg.model.rerank_weight)
+        out: dict[str, Any] = metrics_at_weight(parts, targets, bundle.model.reranker.weight)
         out["without_rerank"] = metrics_at_weight(parts, targets, 0.0)
     else:
         out = evaluate_recommender(lambda h, u: rec(h, u), hist, targets, users, batch_size=batch, device=device,

@@ -1,0 +1,111 @@
+"""The re-ranker as its own part: its config, its saved weight, and artifacts from before the split."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from genrec.model import GenerativeConfig, RerankConfig, TigerModel
+from genrec.training import TrainedBundle, load_config
+
+# Written by the code of commit dd0d3c2, when TigerModel was generator and re-ranker in one
+# (flat state-dict keys, the tuned weight and the ID-table size in the config): a tiny
+# artifact whose head has ID vectors for 36 of its 40 items and weight 0.5, and its answers
+# (expected.json) for fixed inputs.
+OLD_ARTIFACT = Path(__file__).parent / "data" / "artifact-before-reranker-split"
+
+
+def _answers(bundle: TrainedBundle, want: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    rec = bundle.recommender(top_k=want["top_k"], beam_width=want["beam_width"])
+    with torch.inference_mode():
+        return rec(torch.tensor(want["history"]), torch.tensor(want["users"]), torch.tensor(want["exclude"]))
+
+
+def test_an_artifact_saved_before_the_split_loads_and_answers_as_it_did(tmp_path: Path) -> None:
+    from genrec.serving.artifact import ServingArtifact
+    from genrec.serving.graph import TableTensors, build_graph
+
+    want = json.loads((OLD_ARTIFACT / "expected.json").read_text())
+    assert "generator.code_emb.weight" not in torch.load(OLD_ARTIFACT / "model.pt", weights_only=True)
+    bundle = TrainedBundle.load(OLD_ARTIFACT)
+    assert bundle.model.reranks and bundle.model.reranker.weight == 0.5 and bundle.model.reranker.id_items == 36
+    items, scores = _answers(bundle, want)
+    assert items.tolist() == want["items"] and scores.tolist() == want["scores"]
+    ask = want["recommend"]
+    got = bundle.recommend(ask["histories"], k=ask["k"], user_ids=ask["user_ids"])
+    assert [[list(p) for p in row] for row in got] == ask["answer"]
+
+    # The serving graph reads the same files (its own loader) and answers the same.
+    art = ServingArtifact.open(OLD_ARTIFACT)
+    graph = build_graph(art, top_k=want["top_k"], beam_width=want["beam_width"])
+    with torch.inference_mode():
+        g_items, g_scores = graph(torch.tensor(want["history"]), torch.tensor(want["users"])[:, None],
+                                  torch.tensor(want["exclude"]), *TableTensors.from_table(bundle.code_table).as_tuple())
+    assert g_items.tolist() == want["items"] and g_scores.tolist() == want["scores"]
+
+    # Saved again, it is in today's layout (the weight with the weights) and still answers the same.
+    bundle.save(tmp_path / "again")
+    state = torch.load(tmp_path / "again" / "model.pt", weights_only=True)
+    assert {k.split(".")[0] for k in state} == {"generator", "reranker"}
+    assert float(state["reranker._extra_state"]) == 0.5
+    again = TrainedBundle.load(tmp_path / "again")
+    assert [t.tolist() for t in _answers(again, want)] == [want["items"], want["scores"]]
+
+
+def test_a_checkpoint_before_the_split_resumes_into_the_new_layout(tmp_path: Path) -> None:
+    """Checkpoints (``fit``'s ``model``) hold the same flat keys: plain ``load_state_dict`` maps them."""
+    old = TrainedBundle.load(OLD_ARTIFACT)
+    flat = torch.load(OLD_ARTIFACT / "model.pt", weights_only=True)
+    model = TigerModel(old.model.config, old.code_table.level_sizes, id_items=36)
+    model.reranker.set_weight(3.0)
+    model.load_state_dict(flat)  # strict: every key found a home
+    assert model.reranker.weight == 3.0  # a flat state has no weight: the model keeps its own
+    for key, value in old.model.state_dict().items():
+        if key != "reranker._extra_state":
+            assert torch.equal(model.state_dict()[key], value), key
+
+
+def test_the_tuned_weight_is_saved_with_the_weights_not_in_the_config() -> None:
+    cfg = GenerativeConfig(d_model=16, n_heads=2, encoder_layers=1, decoder_layers=1, d_ff=32,
+                           rerank=RerankConfig(weight=1.0))
+    model = TigerModel(cfg, [4, 4])
+    model.reranker.set_weight(1.5)
+    assert cfg.rerank.weight == 1.0
+    fresh = TigerModel(cfg, [4, 4])
+    fresh.load_state_dict(model.state_dict())
+    assert fresh.reranker.weight == 1.5
+    # A model without re-ranker has no reranker.* keys, and the ID table is sized at construction.
+    assert not any(k.startswith("reranker.") for k in TigerModel(cfg.model_copy(update={"rerank": None}), [4, 4])
+                   .state_dict())
+    with_ids = TigerModel.from_state_dict(cfg, [4, 4], TigerModel(cfg, [4, 4], id_items=7).state_dict())
+    assert with_ids.reranker.item_id_emb.num_embeddings == 7
+
+
+@pytest.mark.parametrize(("model", "want"), [
+    ({}, None),
+    ({"rerank": {}}, RerankConfig()),
+    ({"rerank": True}, RerankConfig()),
+    ({"rerank": False}, None),
+    ({"rerank": {"item_ids": True, "weight": 2.0}}, RerankConfig(item_ids=True, weight=2.0)),
+    # The flat keys of configs and artifacts before the split.
+    ({"rerank_head": True, "rerank_weight": 1.5, "rerank_item_ids": True, "rerank_id_items": 140,
+      "rerank_loss_weight": 0.5, "rerank_id_dropout": 0.2},
+     RerankConfig(weight=1.5, item_ids=True, loss_weight=0.5, id_dropout=0.2)),
+    ({"rerank_head": False, "rerank_weight": 1.5, "rerank_id_items": 0}, None),
+    ({"rerank_head": False, "rerank": {"item_ids": True}}, None),  # an override turning a budget's head off
+    ({"rerank": {"item_ids": True}, "rerank_weight": 3.0}, RerankConfig(item_ids=True, weight=3.0)),
+])
+def test_rerank_config_forms(model: dict, want: RerankConfig | None) -> None:
+    assert GenerativeConfig.model_validate(model).rerank == want
+
+
+def test_rerank_config_from_toml(tmp_path: Path) -> None:
+    (tmp_path / "new.toml").write_text("[model.rerank]\nitem_ids = true\n")
+    (tmp_path / "old.toml").write_text("[model]\nrerank_head = true\nrerank_item_ids = true\n")
+    for name in ("new.toml", "old.toml"):
+        assert load_config(tmp_path / name).model.rerank == RerankConfig(item_ids=True)
+    old = json.loads((OLD_ARTIFACT / "manifest.json").read_text())["config"]["model"]
+    assert old["rerank_head"] and GenerativeConfig.model_validate(old).rerank == RerankConfig(weight=0.5, item_ids=True)
