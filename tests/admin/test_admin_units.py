@@ -97,3 +97,12 @@ def test_category_tree_rolls_counts_up() -> None:
                           {"category_path": "E", "count": 1}])
     assert [(n["name"], n["count"]) for n in tree] == [("A", 5), ("E", 1)]
     assert tree[0]["children"][0]["path"] == "A|B" and len(tree[0]["children"][0]["children"]) == 2
+
+
+def test_a_store_outage_answers_503_naming_the_store_not_the_driver_text() -> None:
+    # Nothing listens on port 9: the driver's error names host and port; the client must not see it.
+    s = Settings(auth={"admin_tokens": {"watcher": "view-token"}},
+                 postgres={"dsn": "postgresql://genrec@127.0.0.1:9/genrec?connect_timeout=1"})
+    r = _client(s).get("/api/v1/items", headers={"authorization": "Bearer view-token"})
+    assert r.status_code == 503 and r.headers["retry-after"] == "1"
+    assert r.json() == {"error": "unavailable", "field": "", "message": "PostgreSQL is unavailable; try again shortly"}

@@ -58,5 +58,7 @@ def create_app(s: Settings | None = None, *, static_dir: Path | None = FRONTEND_
 
 
 async def _store_down(_r: Request, exc: Exception) -> JSONResponse:
-    log.warning("store unavailable: %s", exc)
-    return ApiError.unavailable(f"store unavailable: {exc}").response()
+    # The client learns which store, never the driver's text (hosts, ports, user names): that goes to the log.
+    store = "Redis" if isinstance(exc, redis.RedisError) else "PostgreSQL"
+    log.warning("%s unavailable: %s", store, exc)
+    return ApiError.unavailable(f"{store} is unavailable; try again shortly").response()
