@@ -27,10 +27,6 @@ class Subscription:
     fetch_wait_ms: int | None = None
 
     @property
-    def max_attempts(self) -> int:
-        return self.delivery.attempts
-
-    @property
     def group_id(self) -> str:
         return f"genrec-{self.function}"
 

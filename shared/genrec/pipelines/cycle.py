@@ -19,7 +19,7 @@ from genrec.config import Settings, get_settings
 from genrec.pipelines.backfill import bundle_code_changes
 from genrec.pipelines.featureset import FeatureSet
 from genrec.pipelines.gate import GateConfig, GateDecision, decide, evaluate_on_split
-from genrec.pipelines.publish import Published, ensure_fetch_cache, new_version, publish_candidate
+from genrec.pipelines.publish import Published, new_version, publish_candidate
 from genrec.stores.model_registry import ModelRegistry, ModelVersion
 from genrec.training.bundle import TrainedBundle
 from genrec.training.config import TrainConfig
@@ -70,7 +70,6 @@ def load_production(registry: ModelRegistry, s: Settings | None = None) -> tuple
     current = registry.production()
     if current is None:
         return None, None
-    ensure_fetch_cache()
     return current, TrainedBundle.load(fetch(current.artifact_uri, s or get_settings()))
 
 

@@ -98,18 +98,11 @@ def publish_candidate(artifact_dir: Path, version: str, metrics: dict[str, Any],
     return Published(version, uri, serving_uri, registered)
 
 
-def ensure_fetch_cache() -> None:
-    """Work around ``genrec.serving.artifact.fetch`` not creating its default cache folder
-    (reported to the serving helper); harmless once it does."""
-    (Path(tempfile.gettempdir()) / "genrec-artifacts").mkdir(parents=True, exist_ok=True)
-
-
 def switch_serving(uri: str, s: Settings | None = None, use_redis: bool = True) -> str:
     """Point the model server(s) at ``uri``; returns the version the server will report."""
     from genrec.serving.artifact import set_current
 
     s = s or get_settings()
-    ensure_fetch_cache()
     client = None
     if use_redis:
         from genrec.stores.hot_state import redis_client
@@ -144,7 +137,6 @@ def promote(version: str, registry: ModelRegistry, s: Settings | None = None, *,
         raise RegistryError(f"unknown model version {version!r}")
     from genrec.serving.artifact import ServingArtifact
 
-    ensure_fetch_cache()
     ServingArtifact.open(current.artifact_uri, s)  # validate before users are sent to it
     if canary is not None:
         promoted = registry.set_status(version, "canary", traffic_weight=canary)

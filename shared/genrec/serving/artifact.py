@@ -55,6 +55,7 @@ def fetch(uri: str, s: Settings | None = None, cache_dir: Path | None = None) ->
     from genrec.stores.objects import download_dir  # boto3: only needed for s3 artifacts
 
     root = cache_dir or Path(tempfile.gettempdir()) / "genrec-artifacts"
+    root.mkdir(parents=True, exist_ok=True)
     local = root / hashlib.sha256(uri.encode()).hexdigest()[:16]
     if (local / ".complete").exists():
         return local
