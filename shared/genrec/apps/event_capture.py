@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 from genrec.apps.auth import match_key, presented_key
 from genrec.apps.common import create_base_app, read_events
 from genrec.apps.errors import ApiError
+from genrec.apps.outages import KAFKA, OUTAGE, Fault
 from genrec.apps.readiness import Readiness
 from genrec.config import Settings, get_settings
 from genrec.events.codec import BATCH_CONTENT_TYPE
@@ -77,7 +78,8 @@ async def ingest(request: Request, capture: Annotated[Capture, Depends(_capture)
         await capture.publisher.get().publish(fresh)
     except BrokerUnavailable as exc:
         log.error("broker unavailable, %d events refused: %s", len(fresh), exc)
-        raise ApiError.unavailable(f"{exc}; retry the request", "broker_unavailable") from None
+        # librdkafka's text names brokers' hosts and ports: the log has it, the caller gets the name.
+        raise ApiError.unavailable(Fault(KAFKA, OUTAGE).message, "broker_unavailable") from None
     capture.dedup.mark(fresh)
     return JSONResponse(
         {"accepted": len(fresh), "duplicates": len(events) - len(fresh), "ids": [ev.id for ev in fresh]},

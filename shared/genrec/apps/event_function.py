@@ -2,7 +2,9 @@
 
 Status codes carry the delivery contract: 2xx = done (offset may be committed), 503 = a
 dependency is down (redelivered under the delivery policy, whose window outlasts the outages
-it is sized for), 400/422 = this record will never succeed (dead-lettered at once).
+it is sized for), 400/422 = this record will never succeed (dead-lettered at once), 500 =
+unexpected (redelivered for the policy's whole window, then dead-lettered). Which exception
+is which is ``genrec.apps.outages.classify``'s to say, for every dependency.
 
 A request holds one event (KafkaSource) or a CloudEvents batch (the local bridge, upstream
 replays). A function may give a *batch handler* for a type instead of a single one:
@@ -19,28 +21,18 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from itertools import groupby
 from typing import Any
 
-import psycopg
-import redis
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from genrec.apps.common import create_base_app, read_events
 from genrec.apps.errors import ApiError
+from genrec.apps.outages import api_error, classify
 from genrec.apps.readiness import Readiness
 from genrec.events.codec import EventError, ValidEvent
 from genrec.tracing import batch_span, event_span
 
 log = logging.getLogger("genrec.functions")
-
-# Exceptions that mean "a store is unreachable right now", not "this event is bad".
-UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
-    psycopg.OperationalError,
-    redis.ConnectionError,
-    redis.TimeoutError,
-    ConnectionError,
-    TimeoutError,
-)
 
 # A handler of one type takes that type's events: ``def on_item(ev: ValidEvent[ItemUpsertedData])``.
 Handler = Callable[[ValidEvent[Any]], dict | None]
@@ -49,7 +41,6 @@ BatchHandler = Callable[[Sequence[ValidEvent[Any]]], list[dict]]
 
 def create_event_app(name: str, title: str, handlers: Mapping[str, Handler] | None = None, *, path: str = "/",
                      batch_handlers: Mapping[str, BatchHandler] | None = None,
-                     unavailable: tuple[type[BaseException], ...] = UNAVAILABLE_ERRORS,
                      ready: Readiness | None = None) -> FastAPI:
     """A FastAPI app that receives CloudEvents at `path` and dispatches them by type; `ready`:
     the stores its handlers need (see ``create_base_app``)."""
@@ -83,11 +74,15 @@ def create_event_app(name: str, title: str, handlers: Mapping[str, Handler] | No
         for run in _runs_by_type(events):
             try:
                 results.extend(await run_in_threadpool(handle, run))
-            except unavailable as exc:
-                log.warning("%s: dependency unavailable for %s: %s", name, run[0].id, exc)
-                raise ApiError.unavailable(f"dependency unavailable: {exc}") from None
             except EventError as exc:  # valid envelope, but this record can never be processed
                 raise ApiError.from_event(exc, 422) from None
+            except Exception as exc:
+                fault = classify(exc)
+                if fault is None:
+                    raise  # unexpected: 500
+                # The driver's text (hosts, ports, users) goes to the log; the answer names the dependency.
+                log.warning("%s: %s for %s: %s: %s", name, fault.message, run[0].id, type(exc).__name__, exc)
+                raise api_error(fault, "data") from None
         return JSONResponse({"processed": len(results), "results": results}, status_code=200)
 
     return app

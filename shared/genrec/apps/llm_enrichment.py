@@ -12,10 +12,10 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from genrec.apps.event_function import UNAVAILABLE_ERRORS, create_event_app
+from genrec.apps.event_function import create_event_app
 from genrec.apps.readiness import Readiness
 from genrec.config import Settings, get_settings
-from genrec.enrichment.client import LLMBadOutput, LLMUnavailable
+from genrec.enrichment.client import LLMBadOutput
 from genrec.enrichment.enricher import ItemEnricher
 from genrec.events.codec import EventError, ValidEvent, new_event
 from genrec.events.contracts import ITEM_ENRICHED, ITEM_UPSERTED, ItemUpsertedData
@@ -72,7 +72,7 @@ def create_app(s: Settings | None = None, enricher: ItemEnricher | None = None) 
     # The LLM provider itself is not a readiness dependency: its outages answer 503 per delivery.
     needs = ("redis", "kafka") if s.llm.base_url or enricher is not None else ()
     app = create_event_app("llm-enrichment", "genrec LLM enrichment", {ITEM_UPSERTED: enrichment.on_item},
-                           unavailable=(*UNAVAILABLE_ERRORS, LLMUnavailable), ready=Readiness(s, needs))
+                           ready=Readiness(s, needs))
     app.state.enrichment = enrichment
     app.state.on_start = enrichment.enricher.get
     app.state.on_stop = enrichment.publisher.close

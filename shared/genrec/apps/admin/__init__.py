@@ -15,26 +15,27 @@ One module per area, each an ``APIRouter`` over the typed dependencies of ``deps
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import psycopg
-import psycopg_pool
 import redis
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from botocore.exceptions import BotoCoreError, ClientError
+from fastapi import FastAPI
+from grpc import RpcError
+from pymilvus import MilvusException
 
 from genrec.apps.admin import catalog, metrics, models, overview, semantic, shop, users
 from genrec.apps.admin.deps import AdminServices
 from genrec.apps.admin.frontend import FRONTEND_DIST, mount_frontend
 from genrec.apps.common import create_base_app
-from genrec.apps.errors import ApiError
+from genrec.apps.outages import answer_faults
 from genrec.apps.readiness import Readiness
 from genrec.config import Settings, get_settings
 
-log = logging.getLogger("genrec.admin")
-
-STORE_DOWN = (psycopg.OperationalError, psycopg_pool.PoolTimeout, redis.ConnectionError, redis.TimeoutError)
+# The drivers of the stores the handlers read (PostgreSQL, Redis, Milvus, S3 for artifacts):
+# an outage answers 503 naming the store, never the driver's text (hosts, ports, user names).
+DRIVER_ERRORS = (psycopg.Error, redis.RedisError, MilvusException, RpcError, BotoCoreError, ClientError,
+                 ConnectionError, TimeoutError)
 ROUTERS = (overview.router, metrics.router, catalog.router, users.router, semantic.router, models.router,
            shop.router)
 
@@ -49,16 +50,9 @@ def create_app(s: Settings | None = None, *, static_dir: Path | None = FRONTEND_
     app.state.settings = s  # the token checks read it (genrec.apps.admin_auth.require)
     app.state.services = services = AdminServices.open(s)
     app.state.on_stop = services.close
-    for kind in STORE_DOWN:
-        app.add_exception_handler(kind, _store_down)
+    answer_faults(app, *DRIVER_ERRORS)
     for router in ROUTERS:
         app.include_router(router)
     mount_frontend(app, static_dir)
     return app
 
-
-async def _store_down(_r: Request, exc: Exception) -> JSONResponse:
-    # The client learns which store, never the driver's text (hosts, ports, user names): that goes to the log.
-    store = "Redis" if isinstance(exc, redis.RedisError) else "PostgreSQL"
-    log.warning("%s unavailable: %s", store, exc)
-    return ApiError.unavailable(f"{store} is unavailable; try again shortly").response()

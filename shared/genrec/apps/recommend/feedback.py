@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from genrec.apps.errors import ApiError
+from genrec.apps.outages import KAFKA, OUTAGE, Fault
 from genrec.apps.recommend.deps import FeedbackPublisher
 from genrec.apps.recommend.served import SOURCE
 from genrec.events.codec import EventError, new_event
@@ -13,6 +16,7 @@ from genrec.events.contracts import INTERACTION
 from genrec.events.publisher import BrokerUnavailable
 from genrec.recommend.schemas import FeedbackRequest
 
+log = logging.getLogger("genrec.recommend")
 router = APIRouter()
 
 
@@ -28,5 +32,6 @@ async def feedback(req: FeedbackRequest, publisher: FeedbackPublisher) -> JSONRe
     try:
         await publisher.publish([ev])
     except BrokerUnavailable as exc:
-        raise ApiError.unavailable(f"{exc}; retry", "broker_unavailable") from None
+        log.warning("feedback refused: %s", exc)  # the broker's hosts stay in the log
+        raise ApiError.unavailable(Fault(KAFKA, OUTAGE).message, "broker_unavailable") from None
     return JSONResponse({"event_id": ev.id}, status_code=202)
