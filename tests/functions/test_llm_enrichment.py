@@ -3,6 +3,7 @@ OpenAI-compatible HTTP stand-in (below) plays it, so the real `openai` client is
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 
@@ -100,10 +101,33 @@ def test_output_that_is_not_the_schema_is_refused_for_dead_letter(stack: Setting
     assert resp.status_code == 422 and "Enrichment" in resp.json()["message"]
 
 
-def test_unreachable_provider_is_retryable(stack: Settings) -> None:
-    with TestClient(create_app(_settings(stack, "http://127.0.0.1:9/v1"))) as client:
-        resp = _post(client, _item_event(f"Cream {uuid.uuid4().hex}"))
-    assert resp.status_code == 503
+def _assert_llm_unavailable(resp) -> None:
+    assert resp.status_code == 503, resp.text  # retried by the delivery policy, never dead-lettered
+    assert resp.json() == {"error": "unavailable", "field": "",
+                           "message": "the LLM provider is unavailable; try again shortly"}
+
+
+def test_a_provider_that_refuses_connections_answers_503_until_it_is_back(stack: Settings) -> None:
+    provider = Provider()
+    server = ThreadedServer(provider.app)  # its port is chosen, nothing listens there yet
+    ev = _item_event(f"Cream {uuid.uuid4().hex}")
+    with TestClient(create_app(_settings(stack, server.url + "/v1"))) as client:
+        _assert_llm_unavailable(_post(client, ev))
+        with server:
+            resp = _post(client, ev)  # the same delivery, once the provider answers
+    assert resp.status_code == 200 and resp.json()["results"][0]["enriched"], resp.text
+
+
+def test_a_provider_that_stalls_past_the_timeout_answers_503(stack: Settings) -> None:
+    stalled = FastAPI()
+
+    @stalled.post("/v1/chat/completions")
+    async def complete() -> dict:
+        await asyncio.sleep(10)  # longer than the client's 2 s timeout
+        return {}
+
+    with ThreadedServer(stalled) as server, TestClient(create_app(_settings(stack, server.url + "/v1"))) as client:
+        _assert_llm_unavailable(_post(client, _item_event(f"Balm {uuid.uuid4().hex}")))
 
 
 def test_without_llm_items_pass_through_and_status_says_so(stack: Settings) -> None:

@@ -66,3 +66,18 @@ def test_s3_uri_parsing() -> None:
     assert objects.is_s3_uri("s3://b/k") and not objects.is_s3_uri("/tmp/x")
     with pytest.raises(ValueError):
         objects.split_uri("http://b/k")
+
+
+@pytest.mark.parametrize("escape", ["../../{uid}-escaped.txt", "sub/../../../{uid}-escaped.txt"])
+def test_download_dir_refuses_a_key_that_climbs_out_of_the_folder(stack: Settings, tmp_path: Path, uid: str,
+                                                                  escape: str) -> None:
+    # Anyone who can write to the bucket chooses keys: one under the prefix must not write outside.
+    prefix = objects.object_uri(f"tests/{uid}/artifact", stack)
+    objects.put_bytes(f"{prefix}/manifest.json", b"{}", stack)
+    evil = f"{prefix}/{escape.format(uid=uid)}"
+    objects.put_bytes(evil, b"pwned", stack)
+    assert evil in objects.list_uris(prefix, stack)  # the server keeps the key as written
+    target = tmp_path / "deep" / "down"
+    with pytest.raises(objects.UnsafeKey, match=r"\.\./"):
+        objects.download_dir(prefix, target, stack)
+    assert not list(tmp_path.rglob(f"{uid}-escaped.txt")) and not (tmp_path / "deep" / "down").exists()

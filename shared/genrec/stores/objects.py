@@ -88,16 +88,38 @@ def upload_dir(local_dir: Path, uri: str, s: Settings | None = None) -> list[str
     return written
 
 
+class UnsafeKey(ValueError):
+    """An object key that would be written outside the folder it is downloaded into."""
+
+
+def local_path(local_dir: Path, rel: str) -> Path:
+    """``local_dir / rel``, refused when ``rel`` (from an object key: anyone who can write to the
+    bucket chooses it) is absolute or climbs out with ``..``."""
+    root = local_dir.resolve()
+    target = (root / rel).resolve()
+    if target == root or not target.is_relative_to(root):
+        raise UnsafeKey(f"object key part {rel!r} would be written outside {local_dir}")
+    return target
+
+
 def download_dir(uri: str, local_dir: Path, s: Settings | None = None) -> Path:
-    """Mirror every object under an s3:// prefix into local_dir."""
+    """Mirror every object under an s3:// prefix into local_dir (nothing is written when a key
+    would land outside it: ``UnsafeKey``)."""
     s = s or get_settings()
     bucket, prefix = split_uri(uri.rstrip("/") + "/")
     client = s3_client(s)
+    targets = []
     for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         for obj in page.get("Contents", []):
             rel = obj["Key"][len(prefix):]
             if rel:
-                download_file(f"s3://{bucket}/{obj['Key']}", local_dir / rel, s)
+                try:
+                    targets.append((obj["Key"], local_path(local_dir, rel)))
+                except UnsafeKey:
+                    raise UnsafeKey(f"s3://{bucket}/{obj['Key']}: the key would be written outside "
+                                    f"{local_dir}; refusing to download {uri}") from None
+    for key, target in targets:
+        download_file(f"s3://{bucket}/{key}", target, s)
     return local_dir
 
 
