@@ -13,9 +13,11 @@ from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
+from clickhouse_connect.driver.exceptions import ClickHouseError
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 
 from genrec.apps.event_function import create_event_app
+from genrec.apps.outages import answer_faults
 from genrec.apps.readiness import Readiness
 from genrec.config import Settings, get_settings
 from genrec.events.codec import ValidEvent
@@ -100,5 +102,6 @@ def create_app(s: Settings | None = None) -> FastAPI:
                            ready=Readiness(s, ("clickhouse",)))
     app.state.sink = sink
     app.state.on_start = sink.store.get  # open (and create the schema) at start
+    answer_faults(app, ClickHouseError)  # the admin API's queries: 503 while ClickHouse is down
     app.include_router(router)
     return app
