@@ -6,6 +6,7 @@ import time
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
+from datetime import UTC, datetime
 
 import pytest
 from pydantic import SecretStr
@@ -223,6 +224,24 @@ def test_cluster_mode_end_to_end(stack: Settings, cluster_url: str, clock: FakeC
     check_batch_applied_once_in_order(hot, "batch")
 
 
+def test_edge_dedup_gives_every_copy_of_an_event_the_time_of_its_first_receipt(stack: Settings) -> None:
+    dedup = EventDeduplicator(redis_client(stack, timeout_s=0.5), ttl_s=60)
+    tag = uuid.uuid4().hex[:8]
+    events = [codec.new_event(INTERACTION, {"user_id": f"u{i}", "item_id": "i", "event_type": "view"},
+                              source="shop", event_id=f"{tag}-{i}") for i in range(4)]
+    first, resent = datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 1, 0, 5, tzinfo=UTC)
+    assert dedup.claim(events[:2], first) == [first, first]
+    # Event capture died after publishing, before marking: the caller resends with two new events.
+    assert dedup.claim(events, resent) == [first, first, resent, resent]
+    dedup.mark(events)
+    assert dedup.claim(events, resent) == [None] * 4
+    # The time goes on the event itself, unless the event has its own.
+    assert codec.received_at(events[0], first).event.get_time() == first
+    own = codec.new_event(INTERACTION, {"user_id": "u", "item_id": "i", "event_type": "view"}, source="shop",
+                          time=resent)
+    assert codec.received_at(own, first).event.get_time() == resent
+
+
 def test_edge_dedup_on_a_cluster(stack: Settings, cluster_url: str) -> None:
     # Event capture's client comes from the same factory: on a cluster, its keys span slots.
     s = stack.model_copy(deep=True)
@@ -230,6 +249,8 @@ def test_edge_dedup_on_a_cluster(stack: Settings, cluster_url: str) -> None:
     dedup = EventDeduplicator(redis_client(s, timeout_s=0.5), ttl_s=60)
     events = [codec.new_event(INTERACTION, {"user_id": f"u{i}", "item_id": "i", "event_type": "view"},
                               source="shop", event_id=f"dedup-{i}") for i in range(20)]
-    assert dedup.seen(events) == [False] * 20
+    first, later = datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 2, tzinfo=UTC)
+    assert dedup.claim(events, first) == [first] * 20
     dedup.mark(events[:15])
-    assert dedup.seen(events) == [True] * 15 + [False] * 5
+    # Accepted ones are duplicates; the others keep the time of their first receipt.
+    assert dedup.claim(events, later) == [None] * 15 + [first] * 5

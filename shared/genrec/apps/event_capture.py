@@ -1,6 +1,7 @@
 """event-capture: the front door for upstream systems' CloudEvents.
 
-Validates each event against its contract, drops (source, id) duplicates, publishes to Kafka
+Validates each event against its contract, drops (source, id) duplicates, gives an event
+without a ``time`` the time of its first receipt (a resend gets the same one), publishes to Kafka
 with an idempotent acks=all producer and answers 202 only once the broker has every event.
 400 names the bad field; 503 means "retry": nothing was silently dropped.
 """
@@ -19,7 +20,8 @@ from genrec.apps.errors import ApiError
 from genrec.apps.outages import KAFKA, OUTAGE, Fault
 from genrec.apps.readiness import Readiness
 from genrec.config import Settings, get_settings
-from genrec.events.codec import BATCH_CONTENT_TYPE
+from genrec.events.codec import BATCH_CONTENT_TYPE, received_at
+from genrec.events.contracts import now_utc
 from genrec.events.dedup import EventDeduplicator
 from genrec.events.publisher import BrokerUnavailable, EventPublisher
 from genrec.stores.hot_state import redis_client
@@ -72,8 +74,9 @@ async def ingest(request: Request, capture: Annotated[Capture, Depends(_capture)
         return events
 
     unique = list({(ev.source, ev.id): ev for ev in events}.values())
-    fresh = [ev for ev, dup in zip(unique, capture.dedup.seen(unique), strict=True) if not dup]
-    fresh = [stamp(ev) for ev in fresh]  # consumers continue this request's trace
+    receipts = capture.dedup.claim(unique, now_utc())
+    # None: accepted before. Consumers continue this request's trace.
+    fresh = [stamp(received_at(ev, t)) for ev, t in zip(unique, receipts, strict=True) if t is not None]
     try:
         await capture.publisher.get().publish(fresh)
     except BrokerUnavailable as exc:

@@ -94,3 +94,32 @@ def load(
     stem = write_results(results, out, label)
     console.print(markdown_report(results))
     console.print(f"results in {stem}.{{json,md,png}}")
+
+
+@app.command("faults")
+def faults(
+    only: str | None = typer.Option(None, "--faults", help="Comma-separated subset, e.g. postgres:stop,redis:stall."),
+    outage: float = typer.Option(20.0, "--outage", help="Seconds each server stays away (or stalled)."),
+    before: float = typer.Option(10.0, "--before", help="Seconds of load before each fault."),
+    after: float = typer.Option(10.0, "--after", help="Seconds of load after the server is back."),
+    event_rate: float = typer.Option(200.0, "--event-rate", help="Interactions/s offered."),
+    out: Path = typer.Option(Path("bench/results"), "--out", help="Where faults.{json,md,png} go."),
+) -> None:
+    """Stop, kill or stall each server under load, bring it back, and reconcile every accepted event."""
+    from genrec.bench.faults import FAULTS, FaultConfig, fault_named, markdown_report, run_faults, write_results
+
+    try:
+        chosen = tuple(fault_named(n.strip()) for n in only.split(",")) if only else FAULTS
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--faults") from None
+    cfg = FaultConfig(before_s=before, outage_s=outage, after_s=after, event_rate=event_rate)
+    try:
+        results = run_faults(cfg, chosen, progress=lambda m: console.print(f"[cyan]•[/] {m}"))
+    except RuntimeError as exc:
+        console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+    stem = write_results(results, out)
+    console.print(markdown_report(results))
+    console.print(f"results in {stem}.{{json,md,png}}")
+    if not results["all_ok"]:
+        raise typer.Exit(1)

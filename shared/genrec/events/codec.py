@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
@@ -76,6 +76,15 @@ class ValidEvent(Generic[D]):
     @property
     def partition_key(self) -> str:
         return str(getattr(self.data, self.spec.partition_field))
+
+
+def received_at(ev: ValidEvent[D], time: datetime) -> ValidEvent[D]:
+    """The event with ``time`` set, unless it carries its own: every consumer then reads one time,
+    where an event without one would read each consumer's clock."""
+    if ev.event.get_time() is not None:
+        return ev
+    return replace(ev, event=CloudEvent(attributes={**ev.event.get_attributes(), "time": time},
+                                        data=ev.event.get_data()))
 
 
 def validate(event: CloudEvent) -> ValidEvent[BaseModel]:

@@ -7,6 +7,8 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import redis
+
 from genrec.stores import redis_keys as keys
 
 PAGE_TTL_S = 600
@@ -15,6 +17,10 @@ _TOKEN = re.compile(r"^([0-9a-f]{32})\.(\d{1,4})$")
 
 class PageTokenError(ValueError):
     """A page token that is unknown, expired or not the caller's."""
+
+
+class PagesUnavailable(RuntimeError):
+    """The page store (Redis) cannot be reached: the list behind a token is out of reach for now."""
 
 
 @dataclass
@@ -35,14 +41,30 @@ class PageStore:
     def token(request_id: str, offset: int) -> str:
         return f"{request_id}.{offset}"
 
-    def save(self, ranked: RankedList) -> None:
-        self.r.set(keys.ranked_page(ranked.request_id), json.dumps(asdict(ranked)), ex=PAGE_TTL_S)
-
-    def load(self, token: str) -> tuple[RankedList, int]:
+    @staticmethod
+    def _parse(token: str) -> tuple[str, int]:
         match = _TOKEN.match(token)
         if not match:
             raise PageTokenError("malformed page_token")
-        raw = self.r.get(keys.ranked_page(match.group(1)))
+        return match.group(1), int(match.group(2))
+
+    @staticmethod
+    def offset(token: str) -> int:
+        """Where in its list a (well-formed) token points."""
+        return PageStore._parse(token)[1]
+
+    def save(self, ranked: RankedList) -> None:
+        try:
+            self.r.set(keys.ranked_page(ranked.request_id), json.dumps(asdict(ranked)), ex=PAGE_TTL_S)
+        except redis.RedisError as exc:
+            raise PagesUnavailable(type(exc).__name__) from exc
+
+    def load(self, token: str) -> tuple[RankedList, int]:
+        request_id, offset = self._parse(token)
+        try:
+            raw = self.r.get(keys.ranked_page(request_id))
+        except redis.RedisError as exc:
+            raise PagesUnavailable(type(exc).__name__) from exc
         if raw is None:
             raise PageTokenError("page_token expired or unknown; request the first page again")
-        return RankedList(**json.loads(raw)), int(match.group(2))
+        return RankedList(**json.loads(raw)), offset

@@ -5,6 +5,10 @@ server; when it is down (or the user has no history) a user vector (declared int
 mean of recently seen items) retrieves from Milvus; with nothing else, decayed popularity.
 The response says which path served it. Filters and pages apply to the ranked list, which is
 kept per request so that paging never repeats an item.
+
+No store outage is an error here: without PostgreSQL the lists are made of the item rows this
+process last read (``ItemRows``); without Redis a page token is served from a fresh ranking at its
+offset. Such an answer lists why in ``debug.degraded``.
 """
 
 from __future__ import annotations
@@ -21,9 +25,12 @@ import numpy as np
 
 from genrec.config import Settings
 from genrec.recommend import reasons
-from genrec.recommend.pages import PageStore, PageTokenError, RankedList
+from genrec.recommend.guard import StoreGuard, StoreUnavailable
+from genrec.recommend.item_rows import ItemRows
+from genrec.recommend.pages import PageStore, PagesUnavailable, PageTokenError, RankedList
 from genrec.recommend.schemas import Filters, RecommendationList, RecommendedItem, ServedBy
 from genrec.serving.client import ModelUnavailable
+from genrec.stores import postgres
 from genrec.stores.catalog_repo import Item
 from genrec.stores.categories import category_levels
 from genrec.stores.resources import Resources
@@ -64,18 +71,27 @@ class RecommendService:
         self.res = res
         self.model = model
         self.pages = PageStore(res.hot.r)
+        # Every PostgreSQL read on the request path goes through this: a stalled server costs a
+        # request at most its budget, and a failing one nothing once the breaker is open.
+        self.postgres = StoreGuard("PostgreSQL", budget_s=0.3, unavailable=postgres.UNAVAILABLE)
+        self.item_rows = ItemRows(res, self.postgres)
         self.top_k = s.model.top_k
         self._fallback_board: tuple[list[tuple[str, float]], float] = ([], float("-inf"))
 
     # ------------------------------------------------------------------ public API
     def for_user(self, user_id: str, count: int, *, exclude: Sequence[str] = (), filters: Filters | None = None,
                  page_token: str | None = None) -> RecommendationList:
+        offset, degraded = 0, []
         if page_token:
-            return self._page(page_token, count, user_id)
+            try:
+                return self._page(page_token, count, user_id)
+            except PagesUnavailable as exc:
+                offset, degraded = PageStore.offset(page_token), [f"page store unavailable ({exc}): ranked again"]
         filters = filters or Filters()
         history = self._history(user_id)
         ranked = self._ranked_for_user(user_id, history, filters.category or "")
-        return self._first_page(ranked, count, user_id=user_id, history=history, exclude=exclude, filters=filters)
+        return self._first_page(ranked, count, user_id=user_id, history=history, exclude=exclude, filters=filters,
+                                offset=offset, degraded=degraded)
 
     def for_session(self, items: Sequence[str], count: int, *, filters: Filters | None = None) -> RecommendationList:
         """Anonymous session: its item list is the history; nothing is cached per user.
@@ -90,12 +106,16 @@ class RecommendService:
         return self._first_page(ranked, count, user_id=None, history=history, exclude=(), filters=filters or Filters())
 
     def similar(self, item_id: str, count: int) -> RecommendationList | None:
-        item = self.res.catalog.get(item_id)
-        if item is None:
+        item, remembered = self.item_rows.get(item_id)
+        if item is None and not remembered:
             return None
         vec = self._item_vectors([item_id])
         if vec is None:
-            neighbours = [Candidate(n.item_id, n.score) for n in self.res.catalog.similar_to(item_id, k=count)]
+            try:
+                similar = self.postgres.call(lambda: self.res.catalog.similar_to(item_id, k=count))
+            except StoreUnavailable:
+                similar = []  # neither store can say now: an empty list (degraded), not "unknown item"
+            neighbours = [Candidate(n.item_id, n.score) for n in similar]
         else:
             hits = self.res.vectors.search(vec, k=count + 1, exclude=[item_id])
             neighbours = [Candidate(h.item_id, h.score) for h in hits]
@@ -103,11 +123,15 @@ class RecommendService:
         return self._first_page(ranked, count, user_id=None, history=[item_id], exclude=(), filters=Filters())
 
     def popular(self, category: str, count: int, page_token: str | None = None) -> RecommendationList:
+        offset, degraded = 0, []
         if page_token:
-            return self._page(page_token, count, None)
+            try:
+                return self._page(page_token, count, None)
+            except PagesUnavailable as exc:
+                offset, degraded = PageStore.offset(page_token), [f"page store unavailable ({exc}): ranked again"]
         ranked = self._popular(category, set(), size=max(self.top_k, 200))
         return self._first_page(ranked, count, user_id=None, history=[], exclude=(),
-                                filters=Filters(category=category or None))
+                                filters=Filters(category=category or None), offset=offset, degraded=degraded)
 
     # ------------------------------------------------------------------ ranking paths
     def _history(self, user_id: str) -> list[str]:
@@ -157,8 +181,8 @@ class RecommendService:
     def _user_vector(self, user_id: str | None, history: list[str]) -> np.ndarray | None:
         if user_id:
             try:
-                user = self.res.users.get(user_id)
-            except Exception:
+                user = self.postgres.call(lambda: self.res.users.get(user_id))
+            except StoreUnavailable:
                 user = None
             if user is not None and user.embedding is not None and not history:
                 return user.embedding
@@ -211,43 +235,47 @@ class RecommendService:
         board, at = self._fallback_board
         if now - at > FALLBACK_BOARD_TTL_S:
             try:
-                board = self.res.events.top_items(FALLBACK_BOARD_SIZE, datetime.now(UTC) - timedelta(days=7))
-            except Exception as exc:
+                board = self.postgres.call(lambda: self.res.events.top_items(
+                    FALLBACK_BOARD_SIZE, datetime.now(UTC) - timedelta(days=7)))
+            except StoreUnavailable as exc:
                 log.warning("no popularity from PostgreSQL either: %s", exc)
             self._fallback_board = (board, now)
         return board
 
     # ------------------------------------------------------------------ lists and pages
     def _first_page(self, ranked: Ranked, count: int, *, user_id: str | None, history: list[str],
-                    exclude: Sequence[str], filters: Filters) -> RecommendationList:
+                    exclude: Sequence[str], filters: Filters, offset: int = 0,
+                    degraded: list[str] | None = None) -> RecommendationList:
+        """The page at ``offset`` (0 but for a page token whose list could not be loaded) of the
+        ranked list, which is kept for the next pages."""
         request_id = uuid.uuid4().hex
         drop = set(exclude)
+        degraded = list(degraded or [])
         ids = [c.item_id for c in ranked.candidates if c.item_id not in drop]
-        items = {i.item_id: i for i in self._items(ids + history)}
+        rows, remembered = self.item_rows.get_many(ids + history)
+        if remembered:
+            degraded.append("catalogue unavailable: the item rows last read")
+        items = {i.item_id: i for i in rows}
         kept = [c for c in ranked.candidates
                 if c.item_id in items and c.item_id not in drop and _passes(items[c.item_id], filters)]
         hist_items = [items[h] for h in history if h in items]
         rows = [self._row(c, items[c.item_id], ranked.served_by, hist_items, filters) for c in kept]
+        debug = {**ranked.debug, "degraded": degraded} if degraded else ranked.debug
         stored = RankedList(request_id=request_id, user_id=user_id, served_by=ranked.served_by,
-                            version=ranked.version, rows=[r.model_dump() for r in rows], debug=ranked.debug)
-        if len(rows) > count:
+                            version=ranked.version, rows=[r.model_dump() for r in rows], debug=debug)
+        if len(rows) > offset + count:
             try:
                 self.pages.save(stored)
-            except Exception as exc:  # no page store (Redis away): serve the first page without a next token
+            except PagesUnavailable as exc:  # serve this page without a next token
                 log.warning("pages unavailable: %s", exc)
-                stored.rows = stored.rows[:count]
-        return _to_page(stored, 0, count)
+                stored.rows = stored.rows[:offset + count]
+        return _to_page(stored, offset, count)
 
     def _page(self, token: str, count: int, user_id: str | None) -> RecommendationList:
         stored, offset = self.pages.load(token)
         if user_id is not None and stored.user_id not in (None, user_id):
             raise PageTokenError("page_token belongs to another user")
         return _to_page(stored, offset, count)
-
-    def _items(self, ids: list[str]) -> list[Item]:
-        if not ids:
-            return []
-        return self.res.catalog.get_many(list(dict.fromkeys(ids)), with_embedding=False)
 
     def _row(self, c: Candidate, item: Item, served_by: ServedBy, history: list[Item],
              filters: Filters) -> RecommendedItem:

@@ -257,6 +257,18 @@ class AnalyticsStore:
         )
         return [CoverageRow(v, int(d), catalog_size, d / catalog_size if catalog_size else 0.0) for v, d in rows]
 
+    def event_copies(self, source: str, event_ids: Sequence[str], *, final: bool = True) -> dict[str, int]:
+        """Rows per event id of one source: as the queries see them after ReplacingMergeTree's
+        collapse (``final``), or as stored right now, before background merges drop re-deliveries."""
+        found: dict[str, int] = {}
+        for start in range(0, len(event_ids), 10_000):
+            rows = self._query(
+                f"SELECT event_id, count() FROM {{db}}.events {'FINAL' if final else ''}"
+                " WHERE source = {source:String} AND event_id IN {ids:Array(String)} GROUP BY event_id",
+                {"source": source, "ids": list(event_ids[start:start + 10_000])})
+            found.update({event_id: int(n) for event_id, n in rows})
+        return found
+
     def compare_versions(self, since: datetime, until: datetime, *, catalog_size: int | None = None,
                          window_s: int = 1800, click_types: Sequence[str] = ("click",)) -> list[VersionRow]:
         """Side by side per algorithm version: traffic, latency, CTR, coverage, who served it."""

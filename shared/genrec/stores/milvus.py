@@ -12,11 +12,12 @@ reaches an expression only through ``_lit``, which escapes it for the expression
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
-from pymilvus import DataType, MilvusClient
+from pymilvus import DataType, MilvusClient, MilvusException
 
 from genrec.config import Settings, get_settings
 from genrec.stores.categories import category_levels
@@ -83,6 +84,13 @@ def search_filter(*, category: str | None = None, status: str | None = "active",
 _GRPC_OPTIONS = {"grpc.keepalive_time_ms": 330_000, "grpc.keepalive_timeout_ms": 20_000}
 
 
+# Milvus answers a read of a released collection with this code. A restarted server comes back
+# with its collections released; ``ensure_collection`` loads them once per process, so a read
+# that meets a released collection loads it again and retries once.
+COLLECTION_NOT_LOADED = 101
+T = TypeVar("T")
+
+
 def milvus_client(s: Settings | None = None, *, token: str = "", timeout: float = 10) -> MilvusClient:
     s = s or get_settings()
     return MilvusClient(uri=s.milvus.uri, token=token, timeout=timeout, grpc_options=_GRPC_OPTIONS)
@@ -123,6 +131,15 @@ class ItemVectorIndex:
     def load(self) -> None:
         self.client.load_collection(self.collection)
 
+    def _read(self, call: Callable[[], T]) -> T:
+        try:
+            return call()
+        except MilvusException as exc:
+            if exc.code != COLLECTION_NOT_LOADED:
+                raise
+            self.load()
+            return call()
+
     def drop(self) -> None:
         self.client.drop_collection(self.collection)
 
@@ -151,9 +168,9 @@ class ItemVectorIndex:
     def get(self, item_ids: Sequence[str]) -> list[ItemVector]:
         if not item_ids:
             return []
-        rows = self.client.query(self.collection, filter=f"item_id in {_in_list(item_ids)}",
-                                 output_fields=["item_id", "embedding", "category", "status",
-                                                *(f"sid_{i}" for i in range(SID_LEVELS))])
+        rows = self._read(lambda: self.client.query(
+            self.collection, filter=f"item_id in {_in_list(item_ids)}",
+            output_fields=["item_id", "embedding", "category", "status", *(f"sid_{i}" for i in range(SID_LEVELS))]))
         by_id = {r["item_id"]: r for r in rows}
         return [
             ItemVector(i, np.asarray(by_id[i]["embedding"], dtype=np.float32),
@@ -163,7 +180,8 @@ class ItemVectorIndex:
         ]
 
     def count(self) -> int:
-        return int(self.client.query(self.collection, filter="", output_fields=["count(*)"])[0]["count(*)"])
+        rows = self._read(lambda: self.client.query(self.collection, filter="", output_fields=["count(*)"]))
+        return int(rows[0]["count(*)"])
 
     def search(self, vector: np.ndarray, k: int = 10, *, category: str | None = None,
                status: str | None = "active", exclude: Sequence[str] = (), ef: int | None = None,
@@ -175,12 +193,12 @@ class ItemVectorIndex:
     def search_many(self, vectors: np.ndarray, k: int = 10, *, category: str | None = None,
                     status: str | None = "active", exclude: Sequence[str] = (), ef: int | None = None,
                     ) -> list[list[VectorHit]]:
-        result = self.client.search(
+        result = self._read(lambda: self.client.search(
             self.collection, data=np.asarray(vectors, dtype=np.float32).tolist(), limit=k,
             filter=search_filter(category=category, status=status, exclude=exclude),
             output_fields=["category", "status", *(f"sid_{i}" for i in range(SID_LEVELS))],
             search_params={"metric_type": "COSINE", "params": {"ef": ef or max(64, 2 * k)}},
-        )
+        ))
         return [
             [VectorHit(h["item_id"], float(h["distance"]), h["entity"]["category"], h["entity"]["status"],
                        tuple(int(h["entity"][f"sid_{i}"]) for i in range(SID_LEVELS)))

@@ -17,12 +17,17 @@ from datetime import UTC, datetime
 import psycopg
 from pgvector.psycopg import register_vector
 from psycopg import errors, sql
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 
 from genrec.config import Settings, get_settings
 from genrec.stores.migrations import MIGRATIONS
 
 _MIGRATION_LOCK = 7_241_001  # pg_advisory_lock key: one migrator at a time
+
+# What PostgreSQL being away (down, restarting, out of connections) looks like to psycopg and its
+# pool; any other error is a bug or bad data.
+UNAVAILABLE: tuple[type[Exception], ...] = (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout,
+                                            PoolClosed)
 
 
 def dsn(s: Settings | None = None) -> str:

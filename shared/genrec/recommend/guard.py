@@ -1,0 +1,53 @@
+"""A store call on the request path that cannot hold the request: a time budget and a breaker.
+
+A store that is down fails fast on its own; one that stalls (a paused server, a full pool, a
+network partition: the connection is accepted and nothing comes back) would hold every request
+for as long as the driver waits, and PostgreSQL's driver has no client-side read timeout at all.
+So the call runs on a few threads of its own and the request waits at most ``budget_s``; after
+``failures`` misses in a row the breaker opens and requests skip the store (at once) until a
+trial call gets through. A call that timed out keeps its thread until the store answers; with
+the breaker open no new ones pile up behind it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import TypeVar
+
+from genrec.serving.breaker import CircuitBreaker
+
+T = TypeVar("T")
+
+
+class StoreUnavailable(RuntimeError):
+    """The store failed, took longer than the budget, or its breaker is open."""
+
+
+class StoreGuard:
+    def __init__(self, name: str, budget_s: float, *, workers: int = 4, failures: int = 3, reset_s: float = 2.0,
+                 unavailable: tuple[type[BaseException], ...] = (Exception,)) -> None:
+        self.name, self.budget_s, self.unavailable = name, budget_s, unavailable
+        self.breaker = CircuitBreaker(failures, reset_s)
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"guard-{name}")
+
+    def call(self, fn: Callable[[], T]) -> T:
+        """``fn()``'s result, or StoreUnavailable (the store's own error as its cause)."""
+        if not self.breaker.allow():
+            raise StoreUnavailable(f"{self.name} skipped: it failed repeatedly; retry in "
+                                   f"{self.breaker.retry_in():.1f}s")
+        future = self._pool.submit(fn)
+        try:
+            result = future.result(timeout=self.budget_s)
+        except FutureTimeout:
+            self.breaker.record_failure()
+            raise StoreUnavailable(f"{self.name} did not answer within {self.budget_s:.2f}s") from None
+        except self.unavailable as exc:
+            self.breaker.record_failure()
+            raise StoreUnavailable(f"{self.name} failed: {type(exc).__name__}") from exc
+        self.breaker.record_success()
+        return result
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
