@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Iterator, Sequence
@@ -236,7 +237,11 @@ def test_edge_dedup_gives_every_copy_of_an_event_the_time_of_its_first_receipt(s
     dedup.mark(events)
     assert dedup.claim(events, resent) == [None] * 4
     # The time goes on the event itself, unless the event has its own.
-    assert codec.received_at(events[0], first).event.get_time() == first
+    [untimed] = codec.parse_http({"content-type": "application/cloudevents+json"}, json.dumps(
+        {"specversion": "1.0", "id": "untimed", "source": "shop", "type": INTERACTION,
+         "data": {"user_id": "u", "item_id": "i", "event_type": "view"}}).encode())
+    assert not untimed.time_from_sender
+    assert codec.received_at(untimed, first).event.get_time() == first
     own = codec.new_event(INTERACTION, {"user_id": "u", "item_id": "i", "event_type": "view"}, source="shop",
                           time=resent)
     assert codec.received_at(own, first).event.get_time() == resent

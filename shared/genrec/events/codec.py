@@ -56,6 +56,9 @@ class ValidEvent(Generic[D]):
     event: CloudEvent
     spec: EventType
     data: D
+    # False: the sender gave no ``time`` and the SDK stamped this process's clock on parsing
+    # (``received_at`` then puts the event's receipt time there).
+    time_from_sender: bool = True
 
     @property
     def id(self) -> str:
@@ -79,15 +82,15 @@ class ValidEvent(Generic[D]):
 
 
 def received_at(ev: ValidEvent[D], time: datetime) -> ValidEvent[D]:
-    """The event with ``time`` set, unless it carries its own: every consumer then reads one time,
-    where an event without one would read each consumer's clock."""
-    if ev.event.get_time() is not None:
+    """The event with ``time`` as its time, unless its sender gave one: a resend of an event
+    without a time then carries the time of its first receipt, like the first copy."""
+    if ev.time_from_sender:
         return ev
     return replace(ev, event=CloudEvent(attributes={**ev.event.get_attributes(), "time": time},
-                                        data=ev.event.get_data()))
+                                        data=ev.event.get_data()), time_from_sender=True)
 
 
-def validate(event: CloudEvent) -> ValidEvent[BaseModel]:
+def validate(event: CloudEvent, *, time_from_sender: bool = True) -> ValidEvent[BaseModel]:
     """Check an event's type and data against the contract."""
     event_type = event.get_type()
     spec = EVENT_TYPES.get(event_type)
@@ -110,7 +113,7 @@ def validate(event: CloudEvent) -> ValidEvent[BaseModel]:
         err = exc.errors()[0]
         loc = ".".join(str(p) for p in err["loc"])
         raise EventError(f"data.{loc}" if loc else "data", err["msg"]) from None
-    return ValidEvent(event=event, spec=spec, data=data)
+    return ValidEvent(event=event, spec=spec, data=data, time_from_sender=time_from_sender)
 
 
 def _from_attributes(obj: Any) -> CloudEvent:
@@ -163,7 +166,7 @@ def parse_http(headers: Mapping[str, str], body: bytes) -> list[ValidEvent]:
         out = []
         for i, item in enumerate(items):
             try:
-                out.append(validate(_from_attributes(item)))
+                out.append(validate(_from_attributes(item), time_from_sender=_has_time(item)))
             except EventError as exc:
                 raise exc.at(i) from None
         return out
@@ -172,7 +175,7 @@ def parse_http(headers: Mapping[str, str], body: bytes) -> list[ValidEvent]:
             obj = json.loads(body)
         except ValueError as exc:
             raise EventError("body", f"not valid JSON: {exc}") from None
-        return [validate(_from_attributes(obj))]
+        return [validate(_from_attributes(obj), time_from_sender=_has_time(obj))]
     if not any(k.startswith("ce-") for k in lowered):
         raise EventError(
             "content-type",
@@ -188,7 +191,11 @@ def parse_http(headers: Mapping[str, str], body: bytes) -> list[ValidEvent]:
         raise _attribute_error(exc) from None
     except (ValueError, TypeError) as exc:
         raise EventError("body", f"not valid JSON: {exc}") from None
-    return [validate(event)]
+    return [validate(event, time_from_sender="ce-time" in lowered)]
+
+
+def _has_time(obj: Any) -> bool:
+    return isinstance(obj, dict) and "time" in obj
 
 
 def new_event(event_type: str, data: BaseModel | Mapping[str, Any], *, source: str,

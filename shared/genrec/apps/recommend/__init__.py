@@ -9,11 +9,14 @@ every served list) and ``deps`` (the service and publishers, as typed dependenci
 
 from __future__ import annotations
 
+import psycopg
+import redis
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
 
 from genrec.apps.common import create_base_app
 from genrec.apps.errors import ApiError
+from genrec.apps.outages import answer_faults
 from genrec.apps.readiness import Readiness
 from genrec.apps.recommend import feedback, lists
 from genrec.apps.recommend.deps import RecommendState, default_model_backend
@@ -34,6 +37,9 @@ def create_app(s: Settings | None = None, model: ModelBackend | None = None) -> 
     app.state.on_start = state.start
     app.state.on_stop = state.stop
     app.add_exception_handler(PageTokenError, _bad_page_token)
+    # The lists degrade rather than fail (genrec.recommend.service); what still reaches here (the
+    # feedback path, a store error the service does not expect) answers 503 naming the store.
+    answer_faults(app, psycopg.Error, redis.RedisError)
     app.add_exception_handler(HTTPException, _http_error)
     app.include_router(lists.router)
     app.include_router(feedback.router)
