@@ -18,8 +18,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 Identifier = Annotated[
     str, StringConstraints(min_length=1, max_length=256, pattern=r"^[^\x00-\x1f\x7f]+$", strip_whitespace=True)
 ]
-MAX_TEXT = 20_000  # characters in any string of an event
-ShortText = Annotated[str, StringConstraints(max_length=512)]
+MAX_TEXT, MAX_SHORT_TEXT = 20_000, 512  # characters in any string of an event; in a name or title
+ShortText = Annotated[str, StringConstraints(max_length=MAX_SHORT_TEXT)]
 LongText = Annotated[str, StringConstraints(max_length=MAX_TEXT)]
 
 # Free-form JSON (context, attributes, profile): bounded in depth, in entries (keys and list
