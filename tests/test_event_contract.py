@@ -116,12 +116,3 @@ def test_arbitrary_payloads_are_either_valid_or_refused_with_a_field(data: dict,
     else:
         assert len(events) == 1 and events[0].type == ce_type
 
-
-def test_token_buckets_limit_each_client_separately() -> None:
-    from genrec.apps.ratelimit import TokenBuckets
-
-    buckets = TokenBuckets(rate_per_s=10, burst=3)
-    assert [buckets.take("a", now=0.0) for _ in range(3)] == [0.0, 0.0, 0.0]
-    assert buckets.take("a", now=0.0) == pytest.approx(0.1)  # empty: one token per 100 ms
-    assert buckets.take("b", now=0.0) == 0.0  # another client is unaffected
-    assert buckets.take("a", now=0.1) == 0.0  # refilled

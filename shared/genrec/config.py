@@ -230,8 +230,14 @@ class AuthSettings(BaseModel):
     admin_roles: dict[str, Literal["viewer", "operator"]] = Field(default_factory=lambda: {"admin": "operator"})
     ingest_api_keys: dict[str, SecretStr] = Field(default_factory=dict)
     jwt_secret: SecretStr = SecretStr("dev-jwt-secret-change-me")
-    # Per client (API key, bearer token, else IP) and per replica, on public endpoints.
-    rate_limit_per_s: float = 1000.0
+    # Per client and per replica on the public endpoints (recommend, event capture, admin API): a client
+    # presenting a credential that verifies (ingest key, admin token, JWT subject) gets rate_limit_per_s; anyone
+    # else (no credential or one that does not verify) is limited by address at anonymous_rate_limit_per_s.
+    rate_limit_per_s: float = Field(default=1000.0, gt=0)
+    anonymous_rate_limit_per_s: float = Field(default=100.0, gt=0)
+    # Proxies in front of the apps whose X-Forwarded-For entries are believed (0: the peer address is the
+    # client's). With N, the client is the Nth address from the right, the one the outermost proxy saw.
+    trusted_proxy_hops: int = Field(default=0, ge=0, le=10)
     # Browser origins allowed to call the APIs cross-origin (the admin app is same-origin).
     cors_origins: list[str] = Field(default_factory=list)
 

@@ -27,7 +27,7 @@ def test_a_stalled_call_is_abandoned_at_the_budget_and_the_breaker_then_skips_th
     try:
         for _ in range(2):
             started = time.perf_counter()
-            with pytest.raises(StoreUnavailable, match="did not answer within 0.10s"):
+            with pytest.raises(StoreUnavailable, match=r"did not answer within 0\.10s"):
                 guard.call(stalled)
             assert time.perf_counter() - started < 1.0
         started = time.perf_counter()

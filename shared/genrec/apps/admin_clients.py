@@ -16,6 +16,13 @@ from genrec.events.codec import new_event, to_http_binary
 ADMIN_SOURCE = "genrec-admin"
 
 
+def _ingest_headers(s: Settings) -> dict[str, str]:
+    """The deployment's first ingest key: event capture wants it, and recommend limits its holder as a client of its
+    own (not as one more anonymous caller from the admin API's address)."""
+    key = next(iter(s.auth.ingest_api_keys.values()), None)
+    return {"authorization": f"Bearer {key.get_secret_value()}"} if key else {}
+
+
 def _upstream_error(what: str, resp: httpx.Response) -> ApiError:
     """A 4xx from a downstream service keeps its field and status; anything else is a 502/503."""
     try:
@@ -35,13 +42,12 @@ def _upstream_error(what: str, resp: httpx.Response) -> ApiError:
 class EventSender:
     def __init__(self, s: Settings, timeout_s: float = 10.0) -> None:
         self.url = s.function_url("event_capture") + "/api/v1/events"
-        key = next(iter(s.auth.ingest_api_keys.values()), None)
-        self.headers = {"authorization": f"Bearer {key.get_secret_value()}"} if key else {}
+        self.headers = _ingest_headers(s)
         self.client = httpx.AsyncClient(timeout=timeout_s)
 
-    async def send(self, event_type: str, data: BaseModel | dict[str, Any]) -> str:
+    async def send(self, event_type: str, data: BaseModel | dict[str, Any], source: str = ADMIN_SOURCE) -> str:
         """Publish one event through event capture; returns its id once the broker has it."""
-        ev = new_event(event_type, data, source=ADMIN_SOURCE)
+        ev = new_event(event_type, data, source=source)
         headers, body = to_http_binary(ev)
         try:
             resp = await self.client.post(self.url, headers={**headers, **self.headers}, content=body)
@@ -58,7 +64,7 @@ class EventSender:
 class RecommendClient:
     def __init__(self, s: Settings, timeout_s: float = 10.0) -> None:
         self.client = httpx.AsyncClient(base_url=s.function_url("recommend") + "/api/v1/recommend",
-                                        timeout=timeout_s)
+                                        headers=_ingest_headers(s), timeout=timeout_s)
 
     async def call(self, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None,
                    expect: tuple[int, ...] = (200,)) -> dict[str, Any]:

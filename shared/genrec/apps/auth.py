@@ -7,6 +7,8 @@ import hmac
 from fastapi import Request
 from pydantic import SecretStr
 
+from genrec.apps.errors import ApiError
+
 
 def presented_key(request: Request) -> str | None:
     auth = request.headers.get("authorization", "")
@@ -23,3 +25,9 @@ def match_key(presented: str | None, keys: dict[str, SecretStr]) -> str | None:
         if hmac.compare_digest(presented.encode(), secret.get_secret_value().encode()):
             return name
     return None
+
+
+def require_ingest_key(request: Request, keys: dict[str, SecretStr]) -> None:
+    """401 unless the request presents one of the ingest ``keys``; none configured: open (the loopback stack)."""
+    if keys and match_key(presented_key(request), keys) is None:
+        raise ApiError(401, "authorization", "missing or invalid API key", "unauthorized")

@@ -1,8 +1,7 @@
-"""What every genrec HTTP app shares: health, readiness, metrics, request ids, JSON errors, size limits."""
+"""What every genrec HTTP app shares: health, readiness, metrics, request ids, JSON errors, body and rate limits."""
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 import uuid
@@ -15,24 +14,23 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from starlette.concurrency import run_in_threadpool
 
+from genrec.apps.bodylimit import BodyLimit
 from genrec.apps.errors import ApiError, error_body, on_api_error
-from genrec.apps.ratelimit import TokenBuckets
+from genrec.apps.ratelimit import RateLimiter
 from genrec.apps.readiness import Readiness
 from genrec.logs import REQUEST_ID
 from genrec.tracing import server_span
 
 log = logging.getLogger("genrec.http")
+EXEMPT = frozenset({"/healthz", "/readyz", "/metrics", "/health/liveness", "/health/readiness"})  # never limited
 
-MAX_BODY_BYTES = 4 * 1024 * 1024
 
-
-def create_base_app(name: str, *, title: str, version: str = "0.1.0",
-                    ready: Readiness | None = None, max_body_bytes: int = MAX_BODY_BYTES,
-                    rate_limit_per_s: float | None = None, cors_origins: list[str] | None = None) -> FastAPI:
+def create_base_app(name: str, *, title: str, version: str = "0.1.0", ready: Readiness | None = None,
+                    limits: RateLimiter | None = None, cors_origins: list[str] | None = None) -> FastAPI:
     """The common app. `ready`: the stores the app cannot work without (/readyz answers 503 while
-    one does not answer; None: ready whenever the process is up). `rate_limit_per_s` turns on
-    per-client limits (public endpoints only: event deliveries from Kafka must never be
-    throttled into redelivery storms)."""
+    one does not answer; None: ready whenever the process is up). `limits` turns on per-client
+    rate limits (public apps only: event deliveries from Kafka must never be throttled into
+    redelivery storms). Every app refuses a body over ``genrec.apps.bodylimit.MAX_BODY_BYTES``."""
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         # func-python drives start/stop itself (AsgiFunction); uvicorn and tests come through here.
@@ -50,8 +48,7 @@ def create_base_app(name: str, *, title: str, version: str = "0.1.0",
     app.state.service_name = name
     app.state.readiness = ready
     app.add_exception_handler(ApiError, on_api_error)
-    buckets = TokenBuckets(rate_limit_per_s) if rate_limit_per_s else None
-    exempt = {"/healthz", "/readyz", "/metrics", "/health/liveness", "/health/readiness"}
+    app.add_middleware(BodyLimit)  # inside `observe` below: a 413 is counted and carries the request id
     if cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=cors_origins, allow_methods=["GET", "POST", "PUT", "DELETE"],
                            allow_headers=["authorization", "content-type", "x-api-key", "x-request-id", "ce-*"],
@@ -62,17 +59,12 @@ def create_base_app(name: str, *, title: str, version: str = "0.1.0",
         request_id = (request.headers.get("x-request-id") or uuid.uuid4().hex)[:128]
         request.state.request_id = request_id
         REQUEST_ID.set(request_id)  # this request's task context only: every log line carries it
-        length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > max_body_bytes:
-            return JSONResponse(
-                error_body("body", f"request body exceeds {max_body_bytes} bytes", "payload_too_large"),
-                status_code=413, headers={"x-request-id": request_id},
-            )
-        if buckets is not None and request.url.path not in exempt:
-            wait_s = buckets.take(_client_key(request))
-            if wait_s > 0:
-                return JSONResponse(error_body("", "rate limit exceeded; slow down", "rate_limited"), status_code=429,
-                                    headers={"retry-after": str(max(1, round(wait_s))), "x-request-id": request_id})
+        if limits is not None and request.url.path not in EXEMPT:
+            wait_s = limits.wait_s(request)
+            if wait_s > 0:  # answered here: exception handlers do not reach the middleware
+                refused = ApiError.rate_limited(wait_s).response()
+                refused.headers["x-request-id"] = request_id
+                return refused
         start = time.perf_counter()
         with server_span(f"{request.method} {request.url.path}", request.headers) as span:
             response = await call_next(request)
@@ -128,38 +120,12 @@ def stop_app(app: FastAPI) -> None:
         readiness.close()
 
 
-def _client_key(request: Request) -> str:
-    """Who is asking: the presented credential if any (hashed), else the peer address."""
-    presented = request.headers.get("authorization") or request.headers.get("x-api-key")
-    if presented:
-        return "k:" + hashlib.blake2b(presented.encode(), digest_size=8).hexdigest()
-    return "ip:" + (request.client.host if request.client else "unknown")
-
-
-async def read_body_limited(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
-    """Read the body, refusing more than `limit` bytes even without a Content-Length header."""
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(limit)
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-class PayloadTooLarge(Exception):
-    def __init__(self, limit: int) -> None:
-        super().__init__(f"request body exceeds {limit} bytes")
-        self.limit = limit
-
-
 async def read_events(request: Request):
-    """The request's CloudEvents, or the 4xx response that says why there are none."""
+    """The request's CloudEvents, or the 4xx response that says why there are none (the body's
+    size limit is ``BodyLimit``'s, applied while it is read)."""
     from genrec.events.codec import EventError, parse_http
 
     try:
-        return parse_http(request.headers, await read_body_limited(request))
-    except PayloadTooLarge as exc:
-        return JSONResponse(error_body("body", str(exc), "payload_too_large"), status_code=413)
+        return parse_http(request.headers, await request.body())
     except EventError as exc:
         return JSONResponse(exc.to_json(), status_code=400)

@@ -8,6 +8,7 @@ handler every app installs (``genrec.apps.common.create_base_app``) answers it.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 from fastapi import Request
@@ -33,6 +34,11 @@ class ApiError(Exception):
     def unavailable(cls, message: str, error: str = "unavailable") -> ApiError:
         """A dependency is down: 503, and the client may retry in a second."""
         return cls(503, "", message, error, headers={"retry-after": "1"})
+
+    @classmethod
+    def rate_limited(cls, wait_s: float, field: str = "", message: str = "rate limit exceeded; slow down") -> ApiError:
+        """429: the client may try again in ``wait_s`` seconds (``retry-after``, whole seconds, at least 1)."""
+        return cls(429, field, message, "rate_limited", headers={"retry-after": str(max(1, math.ceil(wait_s)))})
 
     @classmethod
     def from_event(cls, exc: EventError, status: int = 400) -> ApiError:

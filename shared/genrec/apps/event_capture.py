@@ -14,10 +14,11 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from genrec.apps.auth import match_key, presented_key
+from genrec.apps.auth import require_ingest_key
 from genrec.apps.common import create_base_app, read_events
 from genrec.apps.errors import ApiError
 from genrec.apps.outages import KAFKA, OUTAGE, Fault
+from genrec.apps.ratelimit import RateLimiter
 from genrec.apps.readiness import Readiness
 from genrec.config import Settings, get_settings
 from genrec.events.codec import BATCH_CONTENT_TYPE, received_at
@@ -66,9 +67,7 @@ router = APIRouter()
 @router.post("/api/v1/events", status_code=202, openapi_extra={"requestBody": _REQUEST_BODY},
              summary="Accept CloudEvents (single or batch)")
 async def ingest(request: Request, capture: Annotated[Capture, Depends(_capture)]) -> JSONResponse:
-    keys = capture.settings.auth.ingest_api_keys
-    if keys and match_key(presented_key(request), keys) is None:
-        raise ApiError(401, "authorization", "missing or invalid API key", "unauthorized")
+    require_ingest_key(request, capture.settings.auth.ingest_api_keys)
     events = await read_events(request)
     if isinstance(events, JSONResponse):
         return events
@@ -93,7 +92,7 @@ async def ingest(request: Request, capture: Annotated[Capture, Depends(_capture)
 def create_app(s: Settings | None = None) -> FastAPI:
     s = s or get_settings()
     # Kafka only: the dedup in Redis is an optimisation that events never wait for.
-    app = create_base_app("event-capture", title="genrec event capture", rate_limit_per_s=s.auth.rate_limit_per_s,
+    app = create_base_app("event-capture", title="genrec event capture", limits=RateLimiter(s.auth),
                           cors_origins=s.auth.cors_origins, ready=Readiness(s, ("kafka",)))
     app.state.capture = capture = Capture(s)
     app.state.on_start = capture.publisher.get

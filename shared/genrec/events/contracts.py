@@ -18,27 +18,41 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 Identifier = Annotated[
     str, StringConstraints(min_length=1, max_length=256, pattern=r"^[^\x00-\x1f\x7f]+$", strip_whitespace=True)
 ]
-ShortText = Annotated[str, StringConstraints(max_length=512)]
-LongText = Annotated[str, StringConstraints(max_length=20_000)]
+MAX_TEXT, MAX_SHORT_TEXT = 20_000, 512  # characters in any string of an event; in a name or title
+ShortText = Annotated[str, StringConstraints(max_length=MAX_SHORT_TEXT)]
+LongText = Annotated[str, StringConstraints(max_length=MAX_TEXT)]
 
+# Free-form JSON (context, attributes, profile): bounded in depth, in entries (keys and list
+# items at every level together) and in the length of every key and string.
 MAX_JSON_DEPTH = 8
+MAX_JSON_ENTRIES = 1000
+MAX_KEY = 256
+
+# An interaction whose context says ``{"trust": "untrusted"}`` is a signal nobody vouches for
+# (the public shop demo's): it moves that user's hot state, and training leaves it out.
+TRUST, UNTRUSTED = "trust", "untrusted"
 
 
-def _json_depth(value: Any, depth: int = 0) -> int:
-    if isinstance(value, dict):
-        return max((_json_depth(v, depth + 1) for v in value.values()), default=depth + 1)
-    if isinstance(value, list):
-        return max((_json_depth(v, depth + 1) for v in value), default=depth + 1)
-    return depth
-
-
-def _shallow(value: dict[str, Any]) -> dict[str, Any]:
-    if _json_depth(value) > MAX_JSON_DEPTH:
-        raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels")
+def _bounded(value: dict[str, Any]) -> dict[str, Any]:
+    entries, pending = 0, [(value, 1)]
+    while pending:
+        node, depth = pending.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels")
+        for key, child in node.items() if isinstance(node, dict) else enumerate(node):
+            entries += 1
+            if entries > MAX_JSON_ENTRIES:
+                raise ValueError(f"more than {MAX_JSON_ENTRIES} entries")
+            if isinstance(key, str) and len(key) > MAX_KEY:
+                raise ValueError(f"a key longer than {MAX_KEY} characters")
+            if isinstance(child, str) and len(child) > MAX_TEXT:
+                raise ValueError(f"a string longer than {MAX_TEXT} characters")
+            if isinstance(child, dict | list):
+                pending.append((child, depth + 1))
     return value
 
 
-FreeForm = Annotated[dict[str, Any], AfterValidator(_shallow)]
+FreeForm = Annotated[dict[str, Any], AfterValidator(_bounded)]
 
 
 def _aware(ts: datetime) -> datetime:
@@ -52,7 +66,7 @@ def _finite(v: float | None) -> float | None:
 
 
 class _Data(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_max_length=20_000)
+    model_config = ConfigDict(extra="forbid", str_max_length=MAX_TEXT)
 
 
 InteractionType = Literal["view", "click", "like", "add_to_cart", "purchase", "rating", "skip"]

@@ -28,6 +28,7 @@ import pyarrow.parquet as pq
 from genrec.config import Settings, get_settings
 from genrec.data.loaders import ITEMS_FILE, load_dataset
 from genrec.data.schema import EVENT_TYPE, ITEM_ID, TIMESTAMP, USER_ID, VALUE
+from genrec.events.contracts import TRUST, UNTRUSTED
 from genrec.pipelines.schema import EVENT_SCHEMA, ITEM_SCHEMA, ITEM_TEXT_COLUMNS, TS_TYPE
 from genrec.stores import objects
 from genrec.stores.postgres import connect
@@ -43,6 +44,7 @@ COPY (
     WHERE (%(since)s::timestamptz IS NULL OR ts >= %(since)s)
       AND (%(until)s::timestamptz IS NULL OR ts < %(until)s)
       AND (%(sources)s::text[] IS NULL OR source = ANY(%(sources)s))
+      AND context->>%(trust)s IS DISTINCT FROM %(untrusted)s  -- signals nobody vouches for never train
 ) TO STDOUT (FORMAT CSV, HEADER)
 """
 
@@ -132,7 +134,8 @@ def export_postgres(out_dir: Path, s: Settings | None = None, *, since: datetime
         ev_csv, it_csv = Path(tmp) / "events.csv", Path(tmp) / "items.csv"
         # One snapshot for both tables: REPEATABLE READ makes events and items agree.
         conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        _copy_to_csv(conn, _EVENTS_SQL, {"since": since, "until": until, "sources": sources}, ev_csv)
+        _copy_to_csv(conn, _EVENTS_SQL, {"since": since, "until": until, "sources": sources, "trust": TRUST,
+                                         "untrusted": UNTRUSTED}, ev_csv)
         _copy_to_csv(conn, _ITEMS_SQL, {"statuses": statuses}, it_csv)
         conn.execute("COMMIT")
         n_ev = _csv_to_parquet(ev_csv, out_dir / "events", ev_types, EVENT_SCHEMA, _events_table, "events")

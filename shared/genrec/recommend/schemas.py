@@ -2,15 +2,28 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from genrec.config import MAX_SEQUENCE
-from genrec.events.contracts import FreeForm, Identifier
+from genrec.events.contracts import MAX_SHORT_TEXT, FreeForm, Identifier
 
 ServedBy = Literal["cache", "model", "vector", "popularity", "session"]
 FeedbackType = Literal["like", "skip", "click", "add_to_cart", "purchase", "view"]
+# Every collection in a request is bounded (over: a 422 naming the field); ``context`` is FreeForm's.
+MAX_FILTER_ATTRIBUTES = 32
+AttributeName = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+
+
+def _short(value: str | int | float | bool) -> str | int | float | bool:
+    if isinstance(value, str) and len(value) > MAX_SHORT_TEXT:
+        raise ValueError(f"longer than {MAX_SHORT_TEXT} characters")
+    return value
+
+
+# Checked after the union so that an error names the attribute, not a member of the union.
+AttributeValue = Annotated[str | int | float | bool, AfterValidator(_short)]
 
 
 class Filters(BaseModel):
@@ -18,8 +31,9 @@ class Filters(BaseModel):
     category: str | None = Field(
         default=None, max_length=512, description="A category path ('Beauty|Skin Care'): it or any sub-category."
     )
-    attributes: dict[str, str | int | float | bool] = Field(
-        default_factory=dict, description="Every listed attribute must equal the item's."
+    attributes: dict[AttributeName, AttributeValue] = Field(
+        default_factory=dict, max_length=MAX_FILTER_ATTRIBUTES,
+        description="Every listed attribute must equal the item's.",
     )
 
 

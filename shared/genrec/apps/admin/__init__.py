@@ -29,6 +29,7 @@ from genrec.apps.admin.deps import AdminServices
 from genrec.apps.admin.frontend import FRONTEND_DIST, mount_frontend
 from genrec.apps.common import create_base_app
 from genrec.apps.outages import answer_faults
+from genrec.apps.ratelimit import RateLimiter
 from genrec.apps.readiness import Readiness
 from genrec.config import Settings, get_settings
 
@@ -46,7 +47,8 @@ def create_app(s: Settings | None = None, *, static_dir: Path | None = FRONTEND_
     s = s or get_settings()
     # PostgreSQL: the catalogue, users and the model registry; the analytics and live views
     # answer 503 for a missing store on their own.
-    app = create_base_app("admin-api", title="genrec admin API", ready=Readiness(s, ("postgres",)))
+    app = create_base_app("admin-api", title="genrec admin API", limits=RateLimiter(s.auth),
+                          ready=Readiness(s, ("postgres",)))
     app.state.settings = s  # the token checks read it (genrec.apps.admin_auth.require)
     app.state.services = services = AdminServices.open(s)
     app.state.on_stop = services.close

@@ -10,7 +10,7 @@ a store is down.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Query, Request
@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict
 from genrec.apps.admin_analytics import AnalyticsReader, LiveMetrics, make_reader
 from genrec.apps.admin_auth import Principal, require
 from genrec.apps.admin_clients import EventSender, RecommendClient
+from genrec.apps.ratelimit import TokenBuckets
 from genrec.config import Settings
 from genrec.stores.resources import Resources
 
@@ -37,6 +38,8 @@ class AdminServices:
     live: LiveMetrics
     events: EventSender
     recommend: RecommendClient
+    # The shop demo's feedback per shopper: one event every 5 s after a burst of 10 (genrec.apps.admin.shop).
+    shop_feedback: TokenBuckets = field(default_factory=lambda: TokenBuckets(0.2, burst=10))
 
     @classmethod
     def open(cls, s: Settings) -> AdminServices:
@@ -77,12 +80,17 @@ async def _recommend(request: Request) -> RecommendClient:
     return services(request).recommend
 
 
+async def _shop_feedback(request: Request) -> TokenBuckets:
+    return services(request).shop_feedback
+
+
 AppSettings = Annotated[Settings, Depends(_settings)]
 Stores = Annotated[Resources, Depends(_resources)]
 Analytics = Annotated[AnalyticsReader, Depends(_reader)]
 Live = Annotated[LiveMetrics, Depends(_live)]
 EventCapture = Annotated[EventSender, Depends(_events)]
 RecommendApi = Annotated[RecommendClient, Depends(_recommend)]
+ShopFeedbackLimits = Annotated[TokenBuckets, Depends(_shop_feedback)]
 
 # -- who is calling ---------------------------------------------------------------------------------
 # The bearer scheme is declared for the OpenAPI document (and /docs' Authorize button); the

@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse
 from genrec.apps.common import create_base_app
 from genrec.apps.errors import ApiError
 from genrec.apps.outages import answer_faults
+from genrec.apps.ratelimit import RateLimiter
 from genrec.apps.readiness import Readiness
 from genrec.apps.recommend import feedback, lists
 from genrec.apps.recommend.deps import RecommendState, default_model_backend
@@ -31,7 +32,7 @@ def create_app(s: Settings | None = None, model: ModelBackend | None = None) -> 
     s = s or get_settings()
     # Only PostgreSQL (every list's item rows): without Redis, Milvus, the model server or Kafka
     # the API still answers, from its fallbacks (feedback alone answers 503 without Kafka).
-    app = create_base_app("recommend", title="genrec recommend API", rate_limit_per_s=s.auth.rate_limit_per_s,
+    app = create_base_app("recommend", title="genrec recommend API", limits=RateLimiter(s.auth),
                           cors_origins=s.auth.cors_origins, ready=Readiness(s, ("postgres",)))
     app.state.recommend = state = RecommendState(s, model, app.state.registry)
     app.state.on_start = state.start

@@ -29,6 +29,7 @@ def default_model_backend(s: Settings) -> ModelBackend | None:
 
 class RecommendState:
     def __init__(self, s: Settings, model: ModelBackend | None, metrics: CollectorRegistry) -> None:
+        self.settings = s
         self.res = res = Resources(s)
         self.service = Lazy(lambda: RecommendService(s, res, model if model is not None else default_model_backend(s)))
         # Feedback is acknowledged before answering; served lists are fire-and-forget logs, batched

@@ -1,15 +1,20 @@
-"""Feedback on a recommended item: an interaction event, answered once the broker has it."""
+"""Feedback on a recommended item: an interaction event, answered once the broker has it.
+
+Feedback writes a user's history, as ingested events do, so it takes the same credential:
+when ingest keys are configured the caller presents one (the shop's backend, not a browser).
+"""
 
 from __future__ import annotations
 
 import logging
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
+from genrec.apps.auth import require_ingest_key
 from genrec.apps.errors import ApiError
 from genrec.apps.outages import KAFKA, OUTAGE, Fault
-from genrec.apps.recommend.deps import FeedbackPublisher
+from genrec.apps.recommend.deps import FeedbackPublisher, state
 from genrec.apps.recommend.served import SOURCE
 from genrec.events.codec import EventError, new_event
 from genrec.events.contracts import INTERACTION
@@ -20,7 +25,13 @@ log = logging.getLogger("genrec.recommend")
 router = APIRouter()
 
 
-@router.post("/api/v1/recommend/feedback", status_code=202, summary="Feedback on a recommended item")
+async def _ingest_key(request: Request) -> None:
+    require_ingest_key(request, state(request).settings.auth.ingest_api_keys)
+
+
+@router.post("/api/v1/recommend/feedback", status_code=202, summary="Feedback on a recommended item",
+             description="Needs an ingest API key (`x-api-key` or `Authorization: Bearer`) when keys are configured.",
+             dependencies=[Depends(_ingest_key)])
 async def feedback(req: FeedbackRequest, publisher: FeedbackPublisher) -> JSONResponse:
     try:
         ev = new_event(INTERACTION, {
