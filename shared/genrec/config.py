@@ -379,8 +379,8 @@ class SettingsRefused(Exception):
     def __init__(self, problems: list[SettingProblem]) -> None:
         self.problems = problems
         lines = "\n".join(f"  {p}" for p in problems)
-        super().__init__(f"{env_var('environment')}=production refuses these settings (development defaults or "
-                         f"weak secrets); set them to the deployment's own values:\n{lines}")
+        super().__init__(f"{env_var('environment')}=production refuses these settings; set each to the "
+                         f"deployment's own value:\n{lines}")
 
 
 def production_problems(s: Settings) -> list[SettingProblem]:

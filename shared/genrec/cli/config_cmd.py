@@ -40,7 +40,7 @@ def check() -> None:
     s = _load()
     problems = production_problems(s)
     if s.environment == "production" and problems:
-        typer.echo(f"refused: {env_var('environment')}=production with development defaults or weak secrets:")
+        typer.echo(f"refused: {env_var('environment')}=production does not start with these settings:")
         for p in problems:
             typer.echo(f"  {p}")
         raise typer.Exit(1)
