@@ -144,6 +144,7 @@ def _process_env(cwd: Path, extra: dict[str, str]) -> dict[str, str]:
     venv_bin = str(Path(sys.executable).parent)
     return {"PATH": f"{venv_bin}:{os.environ.get('PATH', '')}", "HOME": os.environ.get("HOME", str(cwd)),
             "PYTHONPATH": os.environ.get("PYTHONPATH", ""), "PYTHONUNBUFFERED": "1",
+            **{k: os.environ[k] for k in ("GENREC_SERVING_PYTHON",) if k in os.environ},  # where .venv-serving is
             "GENREC_FUNCTIONS_DIR": str(REPO / "functions"), "GENREC_STACK__STATE_DIR": str(cwd / ".genrec"), **extra}
 
 
@@ -191,13 +192,21 @@ def test_a_production_server_with_its_own_secrets_starts(tmp_path: Path, kind: s
         proc.wait(timeout=30)
 
 
-def test_a_production_job_with_a_development_secret_does_not_start(tmp_path: Path) -> None:
-    # A CronJob's or Job's command (the genrec CLI): the message and EX_CONFIG, no traceback.
+# A CronJob's or Job's command, the bridge, the model server (`genrec serve start` execs Triton's
+# launcher in the serving environment): the message and a non-zero exit, no traceback.
+@pytest.mark.parametrize(("args", "code"), [
+    (["pipeline", "nightly"], os.EX_CONFIG),
+    (["db", "migrate"], os.EX_CONFIG),
+    (["events", "bridge"], os.EX_CONFIG),
+    (["serve", "start", "--no-feed"], 1),
+], ids=["pipeline-nightly", "db-migrate", "events-bridge", "serve-start"])
+def test_a_production_job_with_a_development_secret_does_not_start(tmp_path: Path, args: list[str],
+                                                                    code: int) -> None:
     env = _process_env(tmp_path, _production(GENREC_S3__SECRET_ACCESS_KEY="genrec-local-secret"))
-    out = subprocess.run(["sh", str(ENTRYPOINT), "pipeline", "nightly"], env=env, cwd=tmp_path,
+    out = subprocess.run(["sh", str(ENTRYPOINT), *args], env=env, cwd=tmp_path,
                          capture_output=True, text=True, timeout=120)
-    assert out.returncode == os.EX_CONFIG, out.stdout + out.stderr
-    assert out.stderr.startswith("GENREC_ENVIRONMENT=production refuses these settings")
+    assert out.returncode == code, out.stdout + out.stderr
+    assert out.stderr.startswith("GENREC_ENVIRONMENT=production refuses these settings"), out.stderr[-3000:]
     assert "GENREC_S3__SECRET_ACCESS_KEY: the local stack's development key" in out.stderr
     assert "Traceback" not in out.stderr
 
