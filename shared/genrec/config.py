@@ -7,6 +7,11 @@ variables (nested with ``__``, e.g. ``GENREC_KAFKA__BOOTSTRAP_SERVERS``), a TOML
 Every default points at the embedded local stack started by ``genrec dev up``: endpoints
 left unset are derived from ``stack.host`` and ``stack.port_base``, so one knob moves the
 whole local stack (tests use it to run an isolated stack), while production sets URLs.
+
+``environment`` (``GENREC_ENVIRONMENT``) is ``development`` unless set. In ``production``,
+building Settings raises `SettingsRefused` while a development default secret (or a weak one)
+is in effect, so every process that reads its settings refuses to start
+(`production_problems` says why; `genrec config check` prints it).
 """
 
 from __future__ import annotations
@@ -14,9 +19,10 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import (
@@ -46,6 +52,16 @@ PORT_OFFSETS: dict[str, int] = {
     "bridge": 61,
     **{w.key: w.port_offset for w in WORKLOADS},
 }
+
+
+# The local stack's credentials: development values, which production refuses (`production_problems`).
+DEV_ADMIN_TOKENS = {"admin": "dev-admin-token", "viewer": "dev-viewer-token"}
+DEV_JWT_SECRET = "dev-jwt-secret-change-me"
+DEV_S3_SECRET = "genrec-local-secret"
+# Weak secrets production refuses too: an HS256 key shorter than the hash (RFC 7518 3.2), and
+# bearer tokens or API keys short enough to guess.
+MIN_JWT_SECRET_BYTES = 32
+MIN_KEY_LENGTH = 16
 
 
 # The design's sizes, stated once: recommendations per request, the history a model reads by
@@ -174,7 +190,7 @@ class S3Settings(BaseModel):
     kafka_bucket: str = "genrec-kafka"
     region: str = "us-east-1"
     access_key_id: str = "genrec"
-    secret_access_key: SecretStr = SecretStr("genrec-local-secret")
+    secret_access_key: SecretStr = SecretStr(DEV_S3_SECRET)
     multipart_threshold_mb: int = 16
 
 
@@ -221,20 +237,23 @@ class ModelSettings(BaseModel):
 
 
 class AuthSettings(BaseModel):
-    # Bearer tokens: name -> secret. Local defaults are development-only values.
+    # Bearer tokens: name -> secret. The defaults are development values (refused in production).
     admin_tokens: dict[str, SecretStr] = Field(
-        default_factory=lambda: {"admin": SecretStr("dev-admin-token"), "viewer": SecretStr("dev-viewer-token")}
+        default_factory=lambda: {name: SecretStr(token) for name, token in DEV_ADMIN_TOKENS.items()}
     )
     # Admin API role per token name ("viewer" reads, "operator" also changes); unlisted names are viewers.
     # HS256 JWTs signed with jwt_secret carry their own "role" claim.
     admin_roles: dict[str, Literal["viewer", "operator"]] = Field(default_factory=lambda: {"admin": "operator"})
     ingest_api_keys: dict[str, SecretStr] = Field(default_factory=dict)
-    jwt_secret: SecretStr = SecretStr("dev-jwt-secret-change-me")
+    jwt_secret: SecretStr = SecretStr(DEV_JWT_SECRET)
+    # A JWT must carry `exp`, at most this far after its `iat` (or after now, without `iat`).
+    jwt_max_lifetime_s: int = Field(default=12 * 3600, ge=60)
     # Per client and per replica on the public endpoints (recommend, event capture, admin API): a client
     # presenting a credential that verifies (ingest key, admin token, JWT subject) gets rate_limit_per_s; anyone
-    # else (no credential or one that does not verify) is limited by address at anonymous_rate_limit_per_s.
+    # else (no credential or one that does not verify) is limited by address at anonymous_rate_limit_per_s
+    # (as high by default: load benchmarks run from one address without credentials; lower it in production).
     rate_limit_per_s: float = Field(default=1000.0, gt=0)
-    anonymous_rate_limit_per_s: float = Field(default=100.0, gt=0)
+    anonymous_rate_limit_per_s: float = Field(default=1000.0, gt=0)
     # Proxies in front of the apps whose X-Forwarded-For entries are believed (0: the peer address is the
     # client's). With N, the client is the Nth address from the right, the one the outermost proxy saw.
     trusted_proxy_hops: int = Field(default=0, ge=0, le=10)
@@ -256,7 +275,10 @@ class Settings(BaseSettings):
         extra="ignore",
         toml_file="genrec.toml",
     )
+    # False in subclasses that report on settings rather than run with them (`UncheckedSettings`).
+    enforce_environment: ClassVar[bool] = True
 
+    environment: Literal["development", "production"] = "development"
     stack: StackSettings = Field(default_factory=StackSettings)
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     postgres: PostgresSettings = Field(default_factory=PostgresSettings)
@@ -286,6 +308,14 @@ class Settings(BaseSettings):
             env_settings,
             TomlConfigSettingsSource(settings_cls, toml_file=toml_path),
         )
+
+    @model_validator(mode="after")
+    def _refuse_development_secrets_in_production(self) -> Settings:
+        if self.environment == "production" and type(self).enforce_environment:
+            problems = production_problems(self)
+            if problems:
+                raise SettingsRefused(problems)
+        return self
 
     @model_validator(mode="after")
     def _derive_local_endpoints(self) -> Settings:
@@ -324,6 +354,68 @@ class Settings(BaseSettings):
     def masked(self) -> dict[str, Any]:
         """The effective config as plain data with every secret masked."""
         return _mask(self.model_dump(mode="python"))
+
+
+class UncheckedSettings(Settings):
+    """Settings from the same sources, never refused: for tools that report on a configuration
+    (`genrec config check`, `genrec deploy check`) instead of running with it."""
+
+    enforce_environment: ClassVar[bool] = False
+
+
+def env_var(*path: str) -> str:
+    """The environment variable that sets a setting, e.g. ``GENREC_AUTH__JWT_SECRET`` for ("auth", "jwt_secret")."""
+    config = Settings.model_config
+    return config["env_prefix"] + config["env_nested_delimiter"].join(p.upper() for p in path)
+
+
+@dataclass(frozen=True)
+class SettingProblem:
+    """Why production refuses a setting, named by the variable that sets it."""
+
+    setting: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.setting}: {self.reason}"
+
+
+class SettingsRefused(Exception):
+    """GENREC_ENVIRONMENT=production with development or weak secrets: the process must not start."""
+
+    def __init__(self, problems: list[SettingProblem]) -> None:
+        self.problems = problems
+        lines = "\n".join(f"  {p}" for p in problems)
+        super().__init__(f"{env_var('environment')}=production refuses these settings; set each to the "
+                         f"deployment's own value:\n{lines}")
+
+
+def production_problems(s: Settings) -> list[SettingProblem]:
+    """What production refuses in `s`, whatever its environment (empty: production would start)."""
+    auth = s.auth
+    found: list[SettingProblem] = []
+    dev_tokens = set(DEV_ADMIN_TOKENS.values())
+    for name, token in auth.admin_tokens.items():
+        if token.get_secret_value() in dev_tokens:
+            found.append(SettingProblem(env_var("auth", "admin_tokens"), f"token {name!r} is a development default"))
+        elif len(token.get_secret_value()) < MIN_KEY_LENGTH:
+            found.append(SettingProblem(env_var("auth", "admin_tokens"),
+                                        f"token {name!r} is shorter than {MIN_KEY_LENGTH} characters"))
+    jwt = auth.jwt_secret.get_secret_value()
+    if jwt == DEV_JWT_SECRET:
+        found.append(SettingProblem(env_var("auth", "jwt_secret"), "the development default"))
+    elif len(jwt.encode()) < MIN_JWT_SECRET_BYTES:
+        found.append(SettingProblem(env_var("auth", "jwt_secret"), f"shorter than {MIN_JWT_SECRET_BYTES} bytes"))
+    if not auth.ingest_api_keys:
+        found.append(SettingProblem(env_var("auth", "ingest_api_keys"),
+                                    "no key set, so event capture would accept events from anyone"))
+    for name, key in auth.ingest_api_keys.items():
+        if len(key.get_secret_value()) < MIN_KEY_LENGTH:
+            found.append(SettingProblem(env_var("auth", "ingest_api_keys"),
+                                        f"key {name!r} is shorter than {MIN_KEY_LENGTH} characters"))
+    if s.s3.secret_access_key.get_secret_value() == DEV_S3_SECRET:
+        found.append(SettingProblem(env_var("s3", "secret_access_key"), "the local stack's development key"))
+    return found
 
 
 def _mask(value: Any) -> Any:

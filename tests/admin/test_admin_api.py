@@ -52,7 +52,11 @@ def test_jwt_roles_and_expiry(stack: Settings, admin_url: str) -> None:
     body = _error(httpx.get(f"{admin_url}/api/v1/auth/me", headers={"authorization": f"Bearer {expired}"}), 401,
                   "authorization")
     assert "expired" in body["message"]
-    forged = encode_jwt({"sub": "x", "role": "operator"}, "not-the-secret")
+    forever = encode_jwt({"sub": "old", "role": "operator"}, secret)  # right secret, no exp
+    body = _error(httpx.get(f"{admin_url}/api/v1/auth/me", headers={"authorization": f"Bearer {forever}"}), 401,
+                  "authorization")
+    assert "no expiry (exp)" in body["message"]
+    forged = encode_jwt({"sub": "x", "role": "operator", "exp": time.time() + 300}, "not-the-secret")
     _error(httpx.get(f"{admin_url}/api/v1/auth/me", headers={"authorization": f"Bearer {forged}"}), 401,
            "authorization")
 

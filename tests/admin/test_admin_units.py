@@ -6,6 +6,7 @@ import base64
 import json
 import time
 
+import httpx
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
@@ -16,22 +17,41 @@ from genrec.apps.admin_queries import category_tree, pca3
 from genrec.config import Settings
 
 SECRET = "s3cret"
+HOUR = 3600
 
 
 def test_jwt_round_trip_and_refusals() -> None:
     token = encode_jwt({"sub": "ops", "role": "operator", "exp": time.time() + 60}, SECRET)
-    assert decode_jwt(token, SECRET)["sub"] == "ops"
+    assert decode_jwt(token, SECRET, max_lifetime_s=HOUR)["sub"] == "ops"
     with pytest.raises(ValueError, match="signature"):
-        decode_jwt(token, "other-secret")
+        decode_jwt(token, "other-secret", max_lifetime_s=HOUR)
     with pytest.raises(ValueError, match="expired"):
-        decode_jwt(encode_jwt({"sub": "x", "exp": time.time() - 3600}, SECRET), SECRET)
+        decode_jwt(encode_jwt({"sub": "x", "exp": time.time() - 3600}, SECRET), SECRET, max_lifetime_s=HOUR)
     with pytest.raises(ValueError, match="malformed"):
-        decode_jwt("a.b", SECRET)
+        decode_jwt("a.b", SECRET, max_lifetime_s=HOUR)
     # "alg: none" (or any other algorithm) is refused even with a valid-looking signature part
     _, payload, sig = token.split(".")
     forged = base64.urlsafe_b64encode(json.dumps({"alg": "none"}).encode()).rstrip(b"=").decode()
     with pytest.raises(ValueError, match="algorithm"):
-        decode_jwt(f"{forged}.{payload}.{sig}", SECRET)
+        decode_jwt(f"{forged}.{payload}.{sig}", SECRET, max_lifetime_s=HOUR)
+
+
+def test_jwt_must_expire_within_the_lifetime_allowed() -> None:
+    now = time.time()
+
+    def decode(claims: dict) -> dict:
+        return decode_jwt(encode_jwt(claims, SECRET), SECRET, max_lifetime_s=HOUR, now=now)
+
+    with pytest.raises(ValueError, match=r"no expiry \(exp\)"):
+        decode({"sub": "forever", "role": "operator"})
+    with pytest.raises(ValueError, match="lifetime of 7200 s exceeds the 3600 s allowed"):  # from iat
+        decode({"sub": "x", "iat": now - 60, "exp": now - 60 + 2 * HOUR})
+    with pytest.raises(ValueError, match="lifetime of 7200 s exceeds"):  # no iat: from now
+        decode({"sub": "x", "exp": now + 2 * HOUR})
+    with pytest.raises(ValueError, match="iat is not a time"):
+        decode({"sub": "x", "iat": "yesterday", "exp": now + 60})
+    assert decode({"sub": "ok", "iat": now - 60, "exp": now - 60 + HOUR})["sub"] == "ok"
+    assert decode({"sub": "ok", "exp": now + HOUR})["sub"] == "ok"
 
 
 def _client(s: Settings) -> TestClient:
@@ -51,8 +71,9 @@ def test_auth_rules_without_stores() -> None:
         "name": "watcher", "role": "viewer", "via": "token"}
     jwt_op = encode_jwt({"sub": "ci", "role": "operator", "exp": time.time() + 60}, SECRET)
     assert c.get("/api/v1/auth/me", headers={"authorization": f"Bearer {jwt_op}"}).json()["role"] == "operator"
-    bad_role = encode_jwt({"sub": "ci", "role": "root"}, SECRET)
-    assert c.get("/api/v1/auth/me", headers={"authorization": f"Bearer {bad_role}"}).status_code == 401
+    bad_role = encode_jwt({"sub": "ci", "role": "root", "exp": time.time() + 60}, SECRET)
+    r = c.get("/api/v1/auth/me", headers={"authorization": f"Bearer {bad_role}"})
+    assert r.status_code == 401 and "unknown role" in r.json()["message"]
     # a viewer asking for an operator action: 403 before any store is touched
     r = c.post("/api/v1/models/rollback", headers={"authorization": "Bearer view-token"})
     assert r.status_code == 403 and r.json() == {"error": "forbidden", "field": "authorization",
@@ -63,6 +84,24 @@ def test_auth_rules_without_stores() -> None:
     spec = c.get("/openapi.json").json()
     assert "/api/v1/metrics/stream" in spec["paths"] and "HTTPBearer" in spec["components"]["securitySchemes"]
     assert "not built" in c.get("/").text
+
+
+def test_admin_api_refuses_jwts_without_a_bounded_expiry() -> None:
+    # A token signed with the right secret but no exp, or one good for longer than
+    # auth.jwt_max_lifetime_s, is not an operator: 401 naming why.
+    s = Settings(auth={"jwt_secret": SECRET, "jwt_max_lifetime_s": HOUR})
+    c = _client(s)
+
+    def me(claims: dict) -> httpx.Response:
+        return c.get("/api/v1/auth/me", headers={"authorization": f"Bearer {encode_jwt(claims, SECRET)}"})
+
+    r = me({"sub": "forever", "role": "operator"})
+    assert r.status_code == 401 and r.json() == {"error": "unauthorized", "field": "authorization",
+                                                 "message": "token has no expiry (exp); tokens must expire"}
+    r = me({"sub": "long", "role": "operator", "iat": int(time.time()), "exp": int(time.time()) + 2 * HOUR})
+    assert r.status_code == 401 and "auth.jwt_max_lifetime_s" in r.json()["message"]
+    r = me({"sub": "ci", "role": "operator", "iat": int(time.time()), "exp": int(time.time()) + HOUR})
+    assert r.status_code == 200 and r.json() == {"name": "ci", "role": "operator", "via": "jwt"}
 
 
 def test_histogram_quantiles_from_prometheus_text() -> None:

@@ -7,7 +7,7 @@ from unittest import mock
 
 from pydantic import SecretStr
 
-from genrec.config import Settings
+from genrec.config import Settings, production_problems
 
 
 def _settings_from(run) -> tuple[Settings, dict]:
@@ -31,6 +31,15 @@ def test_settings_round_trip(run):
     assert ".svc.cluster.local" in s.postgres.dsn.get_secret_value()
     assert env["OTEL_EXPORTER_OTLP_ENDPOINT"].startswith("http")
     assert s.auth.admin_tokens and s.auth.jwt_secret.get_secret_value() != "dev-jwt-secret-change-me"
+
+
+def test_every_stack_is_production_with_generated_secrets(run):
+    # Settings() refuses production with a development or weak secret (SettingsRefused): the
+    # program's generated values are accepted, so the workloads start.
+    s, env = _settings_from(run)
+    assert env["GENREC_ENVIRONMENT"] == "production" and s.environment == "production"
+    assert production_problems(s) == []
+    assert set(s.auth.admin_tokens) == {"admin"} and s.auth.ingest_api_keys
 
 
 def test_only_non_secret_values_in_config_map(run):

@@ -16,7 +16,7 @@ import yaml
 from typer.testing import CliRunner
 
 from genrec.cli.deploy import app
-from genrec.deploy import check, k8s_schemas, kserve_schema, manifests, mockrun, render
+from genrec.deploy import check, k8s_schemas, kserve_schema, manifests, mockrun, render, workloads
 from genrec.deploy.invariants.addresses import dev_address
 from genrec.deploy.invariants.images import built_images, image_name
 from genrec.deploy.paths import NODE_VALIDATOR
@@ -168,6 +168,7 @@ ADMIN = "genrec/Service.serving.knative.dev-admin-api.yaml"
 ISVC = "genrec/InferenceService.serving.kserve.io-genrec-model.yaml"
 CONFIG = "genrec/ConfigMap-genrec-config.yaml"
 CRON = "genrec/CronJob-nightly-pipeline.yaml"
+APP_SECRETS = "genrec/Secret-genrec-app-secrets.yaml"
 USER_EVENTS = "kafka/KafkaTopic.kafka.strimzi.io-user-events.yaml"
 SOURCE = "genrec/KafkaSource.sources.knative.dev-feature-update-user-events.yaml"
 
@@ -186,6 +187,10 @@ def _break_secret_ref(key: str, value: str) -> Callable[[dict[str, Any]], None]:
 
 def _append_env(obj: dict[str, Any]) -> None:
     _container(obj)["env"].append({"name": "GENREC_MILVUS__URI", "value": "http://127.0.0.1:19530"})
+
+
+def _drop_env(name: str) -> Callable[[dict[str, Any]], None]:
+    return lambda obj: _container(obj)["env"].pop(_env_index(obj, name))
 
 
 # (id, file, change, object, field, source, message part); file None: the db-migrate Job (name has a hash)
@@ -217,6 +222,17 @@ BROKEN: list[tuple[str, str | None, Callable[[dict[str, Any]], None], str, str, 
      lambda o: o["data"].pop("GENREC_FUNCTIONS__URLS"),
      "Service/admin-api", "spec.template.spec.containers[0].env", "invariant:no-dev-addresses",
      "GENREC_FUNCTIONS__URLS has no URL for admin-api, analytics-sink"),
+    ("environment left to development", CONFIG,
+     lambda o: o["data"].pop("GENREC_ENVIRONMENT"),
+     "Service/admin-api", "spec.template.spec.containers[0].env", "invariant:production-environment",
+     "GENREC_ENVIRONMENT is not set, not 'production'"),
+    ("no ingest key from the Secret", ADMIN, _drop_env("GENREC_AUTH__INGEST_API_KEYS"),
+     "Service/admin-api", "spec.template.spec.containers[0].env", "invariant:production-environment",
+     "production refuses GENREC_AUTH__INGEST_API_KEYS: no key set"),
+    ("development secret in the Secret", APP_SECRETS,
+     lambda o: o["stringData"].__setitem__("GENREC_AUTH__JWT_SECRET", "dev-jwt-secret-change-me"),
+     "CronJob/nightly-pipeline", "spec.jobTemplate.spec.template.spec.containers[0].env",
+     "invariant:production-environment", "production refuses GENREC_AUTH__JWT_SECRET: the development default"),
     ("secretKeyRef to a missing Secret", ADMIN, _break_secret_ref("name", "no-such-secret"),
      "Service/admin-api", "spec.template.spec.containers[0].env[{dsn}].valueFrom.secretKeyRef", "invariant:secrets",
      "Secret genrec/no-such-secret is not created by this render"),
@@ -270,6 +286,28 @@ def test_check_names_the_broken_object_and_field(prod_copy, file, change, obj, f
     assert hits, "\n".join(str(p) for p in check.check(prod_copy).problems)
     flat = " ".join(result.output.split())  # rich wraps long lines
     assert f"{hits[0].file}: {hits[0].obj} {field}:" in flat
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_every_genrec_process_runs_as_production(stack, rendered):
+    # Every stack is production: each container that reads genrec's settings sees
+    # GENREC_ENVIRONMENT=production and every secret that production refuses to default.
+    objs = manifests.load(rendered[stack])
+    by_key = manifests.index([m for m in objs if not m.is_helm])
+    genrec = {}
+    for m in objs:
+        for c in [] if m.is_helm else workloads.containers(m):
+            env = workloads.resolved_env(c, by_key)
+            if any(name.startswith("GENREC_") for name in env):
+                genrec[f"{m.kind}/{m.name}"] = env
+    kinds = {label.split("/")[0] for label in genrec}
+    assert kinds == {"Service", "Job", "CronJob", "InferenceService"}, sorted(genrec)
+    assert len([k for k in genrec if k.startswith("Service/")]) == 7
+    for label, env in genrec.items():
+        assert env["GENREC_ENVIRONMENT"].value == "production", label
+        for secret in ("GENREC_AUTH__ADMIN_TOKENS", "GENREC_AUTH__INGEST_API_KEYS", "GENREC_AUTH__JWT_SECRET",
+                       "GENREC_S3__SECRET_ACCESS_KEY"):
+            assert env[secret].obj == "Secret/genrec-app-secrets", (label, secret)
 
 
 def test_missing_kafka_topic_is_named_on_every_reader(prod_copy):

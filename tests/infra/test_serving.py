@@ -42,7 +42,8 @@ def test_predictor_serves_what_publish_writes_with_genrec_inside(run):
 
     model = _isvc(run)["spec"]["predictor"]["model"]
     config_map = run.named("core/v1:ConfigMap", "genrec-config")["data"]
-    with mock.patch.dict(os.environ, config_map, clear=True):
+    secret = run.named("core/v1:Secret", "genrec-app-secrets")["stringData"]  # production refuses it without
+    with mock.patch.dict(os.environ, {**config_map, **secret}, clear=True):
         s = Settings()
     assert model["storageUri"] == production_repository_uri(s)
     image = run.stack_config()["genrec:image"]

@@ -59,7 +59,9 @@ def local(tmp_path_factory: pytest.TempPathFactory, stack_env: dict[str, str]) -
     """The stores and broker, on loopback, Redis a cluster as in production."""
     s = Settings(stack={"state_dir": tmp_path_factory.mktemp("prod-shape-stack"),
                         "port_base": free_port_base(taken=int(stack_env["GENREC_STACK__PORT_BASE"]))},
-                 redis={"cluster": True})
+                 redis={"cluster": True},
+                 # The workloads run as production, which refuses the local stack's development S3 key.
+                 s3={"secret_access_key": uuid.uuid4().hex})
     try:
         devstack.up(s, ["s3", "kafka", "postgres", "redis", "milvus"], on_progress=lambda _m: None)
         yield s

@@ -5,6 +5,8 @@ URLs, then flattened with genrec's env conventions (prefix `GENREC_`, nesting `_
 mappings). Non-secret values go to one ConfigMap; every `SecretStr` field comes from one
 Secret through `secretKeyRef`. Topic names come from genrec's defaults, so a rename in
 `genrec.config` reaches the KafkaTopics, the KafkaSources and the functions together.
+Every stack is production (`GENREC_ENVIRONMENT=production`): a genrec process there refuses
+to start with a development default secret, so each one the apps check is generated here.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import pulumi_kubernetes as k8s
 from pydantic import BaseModel, SecretStr
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from genrec.config import Settings, TopicSettings
+from genrec.config import Settings, TopicSettings, UncheckedSettings
 from genrec.workloads import WORKLOADS
 from genrec_infra import secrets
 from genrec_infra.clickhouse import analytics_cluster
@@ -34,8 +36,9 @@ _LOCAL_ONLY = {"stack", "auth"}
 _PLACEHOLDER = SecretStr("from-secret")  # secret fields are never rendered; see SECRET_ENV
 
 
-class PinnedSettings(Settings):
-    """Settings from constructor arguments only: the deployer's shell env and genrec.toml must not leak in."""
+class PinnedSettings(UncheckedSettings):
+    """Settings from constructor arguments only: the deployer's shell env and genrec.toml must not leak in.
+    Unchecked: the secrets are rendered as Secret references, never as these values."""
 
     model_config = SettingsConfigDict(**{**Settings.model_config, "toml_file": None})
 
@@ -92,6 +95,7 @@ def production_topics(cfg: StackConfig) -> dict[str, TopicSettings]:
 def production_settings(cfg: StackConfig) -> Settings:
     ep = endpoints(cfg)
     return PinnedSettings(
+        environment="production",
         kafka={
             "bootstrap_servers": ep.kafka,
             "topics": production_topics(cfg),
@@ -149,9 +153,11 @@ def render_env(s: Settings) -> dict[str, str]:
     for name in type(s).model_fields:
         if name in _LOCAL_ONLY:
             continue
-        section = getattr(s, name)
-        if isinstance(section, BaseModel):
-            _flatten(f"GENREC_{name.upper()}", section, out)
+        value = getattr(s, name)
+        if isinstance(value, BaseModel):
+            _flatten(f"GENREC_{name.upper()}", value, out)
+        else:  # a top-level setting, e.g. GENREC_ENVIRONMENT
+            out[f"GENREC_{name.upper()}"] = str(value)
     return dict(sorted(out.items()))
 
 

@@ -1,9 +1,10 @@
 """Admin API authentication: static bearer tokens or HS256 JWTs, and two roles.
 
 viewer reads everything; operator may also change things (canary weights, promotion,
-item upserts, test interactions). A JWT carries ``sub`` and ``role`` (and optional ``exp``)
-and is signed with ``settings.auth.jwt_secret``; the HS256 check is a few lines of stdlib,
-which avoids a dependency and leaves no room for "alg: none" style confusion.
+item upserts, test interactions). A JWT carries ``sub``, ``role`` and ``exp`` (required, at most
+``auth.jwt_max_lifetime_s`` after ``iat``, or after now without one) and is signed with
+``settings.auth.jwt_secret``; the HS256 check is a few lines of stdlib, which avoids a dependency
+and leaves no room for "alg: none" style confusion.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ def _unb64url(text: str) -> bytes:
 
 
 def encode_jwt(claims: dict[str, Any], secret: str) -> str:
-    """An HS256 JWT (used by tests and `genrec` tooling to mint short-lived admin tokens)."""
+    """An HS256 JWT (used by tests and tooling to mint short-lived admin tokens: set `exp`)."""
     header = _b64url(json.dumps({"alg": "HS256", "typ": "JWT"}, separators=(",", ":")).encode())
     payload = _b64url(json.dumps(claims, separators=(",", ":")).encode())
     signing_input = f"{header}.{payload}".encode()
@@ -54,8 +55,8 @@ def encode_jwt(claims: dict[str, Any], secret: str) -> str:
     return f"{header}.{payload}.{_b64url(sig)}"
 
 
-def decode_jwt(token: str, secret: str, *, now: float | None = None) -> dict[str, Any]:
-    """Verified claims of an HS256 JWT; ValueError says why it was refused."""
+def decode_jwt(token: str, secret: str, *, max_lifetime_s: float, now: float | None = None) -> dict[str, Any]:
+    """Verified claims of an HS256 JWT that expires within `max_lifetime_s`; ValueError says why it was refused."""
     parts = token.split(".")
     if len(parts) != 3:
         raise ValueError("malformed token")
@@ -74,12 +75,25 @@ def decode_jwt(token: str, secret: str, *, now: float | None = None) -> dict[str
     if not isinstance(claims, dict):
         raise ValueError("malformed token")
     t = time.time() if now is None else now
-    exp, nbf = claims.get("exp"), claims.get("nbf")
-    if exp is not None and (not isinstance(exp, int | float) or t > exp + CLOCK_SKEW_S):
+    exp, nbf, iat = claims.get("exp"), claims.get("nbf"), claims.get("iat")
+    if exp is None:
+        raise ValueError("token has no expiry (exp); tokens must expire")
+    if not _is_time(exp) or t > exp + CLOCK_SKEW_S:
         raise ValueError("token expired")
-    if nbf is not None and (not isinstance(nbf, int | float) or t < nbf - CLOCK_SKEW_S):
+    if nbf is not None and (not _is_time(nbf) or t < nbf - CLOCK_SKEW_S):
         raise ValueError("token not yet valid")
+    if iat is not None and not _is_time(iat):
+        raise ValueError("malformed token: iat is not a time")
+    # A stolen token is good until exp: bound how long that is, from its issue (else from now).
+    lifetime = exp - (iat if iat is not None else t)
+    if lifetime > max_lifetime_s:
+        raise ValueError(f"token lifetime of {lifetime:.0f} s exceeds the {max_lifetime_s:.0f} s allowed "
+                         f"(auth.jwt_max_lifetime_s)")
     return claims
+
+
+def _is_time(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def unauthorized(message: str) -> ApiError:
@@ -97,7 +111,8 @@ def authenticate(request: Request, s: Settings) -> Principal:
         return Principal(name, s.auth.admin_roles.get(name, "viewer"), "token")
     if presented.count(".") == 2:
         try:
-            claims = decode_jwt(presented, s.auth.jwt_secret.get_secret_value())
+            claims = decode_jwt(presented, s.auth.jwt_secret.get_secret_value(),
+                                max_lifetime_s=s.auth.jwt_max_lifetime_s)
         except ValueError as exc:
             raise unauthorized(str(exc)) from None
         role = claims.get("role", "viewer")

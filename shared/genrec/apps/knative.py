@@ -12,10 +12,14 @@ from collections.abc import Callable
 from fastapi import FastAPI
 
 from genrec.apps.common import stop_app
+from genrec.config import get_settings
 
 
 class AsgiFunction:
     def __init__(self, factory: Callable[[], FastAPI]) -> None:
+        # The settings now, before the server binds: hypercorn would serve on without an app whose
+        # start() raised, so a production process refused its settings (SettingsRefused) must fail here.
+        get_settings()
         self._factory = factory
         self.app: FastAPI | None = None
 

@@ -2,12 +2,28 @@
 
 from __future__ import annotations
 
+import os
+from typing import Any
+
 import typer
 
 from genrec.cli import admin, bench, config_cmd, data, db, demo, deploy, dev, events, pipeline, serve, train
 from genrec.cli import export as export_cmd
+from genrec.config import SettingsRefused
 
-app = typer.Typer(help="genrec: event-driven generative recommender platform.", no_args_is_help=True)
+
+class _Cli(typer.Typer):
+    """A command whose settings production refuses ends with that message and EX_CONFIG, not a traceback."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().__call__(*args, **kwargs)
+        except SettingsRefused as exc:
+            typer.echo(str(exc), err=True)
+            raise SystemExit(os.EX_CONFIG) from None
+
+
+app = _Cli(help="genrec: event-driven generative recommender platform.", no_args_is_help=True)
 app.add_typer(config_cmd.app, name="config")
 app.add_typer(dev.app, name="dev")
 app.add_typer(data.app, name="data")

@@ -3,7 +3,8 @@
 A setting the environment leaves unset falls back to genrec's default, which for every
 endpoint is the embedded local stack on 127.0.0.1: an env var that is merely missing is as
 wrong in a cluster as one that names localhost. This builds the Settings a container gets,
-so the check can tell which values are defaults.
+so the check can tell which values are defaults. They are built unchecked: a production
+environment's refusal (`genrec.config.SettingsRefused`) is a finding to report, not a crash.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pydantic import BaseModel, SecretStr
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 from pydantic_settings.sources import EnvSettingsSource
 
-from genrec.config import Settings
+from genrec.config import Settings, UncheckedSettings
 
 PREFIX = "GENREC_"
 _DELIMITER = "__"
@@ -43,7 +44,7 @@ class _MappingEnv(EnvSettingsSource):
 def from_env(env: Mapping[str, str]) -> Settings:
     """Settings from `env` only: no process environment, no genrec.toml. Raises pydantic's ValidationError."""
 
-    class ContainerSettings(Settings):
+    class ContainerSettings(UncheckedSettings):
         model_config = SettingsConfigDict(**{**Settings.model_config, "toml_file": None})
 
         @classmethod

@@ -27,7 +27,7 @@ import sys
 import sysconfig
 from pathlib import Path
 
-from genrec.config import Settings, get_settings
+from genrec.config import Settings, SettingsRefused, get_settings
 from genrec.serving.repository import write_repository
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -119,7 +119,10 @@ def main(argv: list[str] | None = None) -> None:
                          "instead of writing one")
     args = ap.parse_args(argv)
 
-    s = get_settings()
+    try:
+        s = get_settings()
+    except SettingsRefused as exc:  # production with a development secret: the message, not a traceback
+        raise SystemExit(str(exc)) from None
     work = args.workdir or (s.stack.state_dir.resolve() / "model-server" / (f"port-{args.http_port}"
                                                                              if args.http_port else "default"))
     repo = args.model_repository or work / "repository"

@@ -5,13 +5,14 @@
     images       every image is built by a Dockerfile in deploy/ (or is a listed third-party one)
     topics       every topic a KafkaSource reads / KafkaSink writes has a KafkaTopic with partitions
     model_store  an InferenceService's storageUri is where genrec writes its Triton repository
+    environment  every genrec container runs as production, with settings production accepts
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from genrec.deploy.invariants import addresses, images, model_store, secrets, topics
+from genrec.deploy.invariants import addresses, environment, images, model_store, secrets, topics
 from genrec.deploy.invariants.context import Context
 from genrec.deploy.problems import Problem
 
@@ -21,6 +22,7 @@ ALL: dict[str, Callable[[Context], list[Problem]]] = {
     "images": images.check,
     "topics": topics.check,
     "model_store": model_store.check,
+    "environment": environment.check,
 }
 
 
