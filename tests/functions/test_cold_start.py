@@ -63,6 +63,40 @@ def test_new_item_is_generatable_within_seconds_of_its_upsert(stack: Settings, t
     assert time.monotonic() - started < 60
 
 
+def test_items_whose_code_prefix_is_full_are_stored_and_retrievable_without_a_semantic_id(
+        stack: Settings, tmp_path: Path) -> None:
+    """The production tokenizer gives one prefix at most `disambiguation_size` (64 in the test
+    config) items; identical texts share a prefix, so some of these cannot get a unique code. They
+    used to be refused (500, retried, then dead-lettered: the item lost)."""
+    from genrec.data import SynthConfig, generate_synthetic
+
+    train_and_promote(stack, generate_synthetic(SynthConfig(n_items=60, n_users=80, seed=4)),
+                      tmp_path / f"full-{uuid.uuid4().hex[:6]}")
+    tag = uuid.uuid4().hex[:8]
+    ids = [f"TWIN-{tag}-{k}" for k in range(70)]
+    for item_id in ids:
+        _post(stack, new_event(ITEM_UPSERTED, {"item_id": item_id, "title": "Identical twin lip balm",
+                                               "category_path": "Beauty|Lips", "price": 5.0},
+                               source="cold-start-test"))
+    pool = make_pool(stack)
+    try:
+        catalog = CatalogRepo(pool)
+        assert wait_for(lambda: len(catalog.get_many(ids)) == len(ids), 120)
+        items = catalog.get_many(ids)
+    finally:
+        pool.close()
+    coded = [tuple(i.semantic_ids) for i in items if i.semantic_ids]
+    assert all(i.embedding is not None for i in items)
+    assert 0 < len(coded) < len(ids) and len(set(coded)) == len(coded)
+    from genrec.stores.milvus import ItemVectorIndex
+
+    index = ItemVectorIndex(stack)
+    try:
+        assert len(index.get(ids)) == len(ids)  # every one retrievable by vector
+    finally:
+        index.close()
+
+
 def test_user_with_declared_interests_gets_a_vector(stack: Settings) -> None:
     user = f"cold-user-{uuid.uuid4().hex[:8]}"
     _post(stack, new_event(USER_UPSERTED, {"user_id": user, "interests": ["vegan skin care", "rose"]},

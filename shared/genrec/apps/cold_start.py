@@ -76,7 +76,10 @@ class SemanticIds:
             return self._bundle, self._feed
 
     def assign(self, item_id: str, text_vector: np.ndarray) -> list[int] | None:
-        """The item's code tuple (existing if already known), or None when no model is in production."""
+        """The item's code tuple (existing if already known), or None when no model is in production
+        or the item's code prefix is full: the item is then served by vector retrieval until the
+        next training gives it a code (refusing the event would lose the item for good)."""
+        from genrec.semantic.tokenizer import PrefixFull
         from genrec.serving.feed import assign_and_append
 
         bundle, feed = self._current()
@@ -88,8 +91,12 @@ class SemanticIds:
                 # The tokenizer was fitted on interaction vectors: content cannot place a new item.
                 log.info("no Semantic ID for %s: the production tokenizer has no text input", item_id)
                 return None
-            assign_and_append(bundle.tokenizer, [item_id], bundle.tokenizer_input(text_vector[None, :]),
-                              artifact=feed.art, settings=self.s, client=self.r)
+            try:
+                assign_and_append(bundle.tokenizer, [item_id], bundle.tokenizer_input(text_vector[None, :]),
+                                  artifact=feed.art, settings=self.s, client=self.r)
+            except PrefixFull as exc:
+                log.warning("no Semantic ID for %s until the next training: %s", item_id, exc)
+                return None
             known = feed.codes_of(item_id)
         return [int(c) for c in known]
 

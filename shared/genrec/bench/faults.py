@@ -95,6 +95,11 @@ class FaultConfig:
 
 
 # ------------------------------------------------------------------ traffic
+_WORDS = ("rose", "matte", "velvet", "serum", "lip", "balm", "hydrating", "night", "cream", "shampoo", "argan",
+          "oil", "mascara", "volume", "charcoal", "mask", "citrus", "toner", "sunscreen", "mineral", "glow",
+          "primer", "brush", "nail", "polish", "vitamin", "retinol", "cleanser", "foam", "gel", "scrub", "musk")
+_CATEGORIES = ("Beauty|Skin Care|Face", "Beauty|Makeup|Lips", "Beauty|Hair Care", "Beauty|Makeup|Eyes",
+               "Beauty|Fragrance", "Beauty|Nails")
 @dataclass
 class Ledger:
     """What the traffic sent and what came back, for one fault."""
@@ -184,15 +189,18 @@ class Traffic:
                             self.ledger.accepted_at[ev["id"]] = now
                             self.ledger.user_of[ev["id"]] = ev["data"]["user_id"]
 
-    def _items(self, _client: int) -> None:
+    def _items(self, client: int) -> None:
+        rng = np.random.default_rng((self.cfg.seed, 200 + client))
         n = 0
         with httpx.Client(timeout=self.cfg.request_timeout_s) as http:
             while not self._stop.wait(1.0 / self.cfg.item_rate):
                 item = f"{self.tag}-item-{n}"
                 n += 1
+                # Varied texts: items that all read alike would all get one code prefix, and fill it.
+                title = " ".join(rng.choice(_WORDS, size=4))
                 ev = {"specversion": "1.0", "id": f"{self.tag}-i{n}", "source": SOURCE, "type": ITEM_UPSERTED,
-                      "data": {"item_id": item, "title": f"Fault-test serum {n}: hydrating rose face mist",
-                               "category_path": "Beauty|Skin Care|Face", "price": 10.0 + n % 7}}
+                      "data": {"item_id": item, "title": title.capitalize(),
+                               "category_path": str(rng.choice(_CATEGORIES)), "price": 5.0 + n % 40}}
                 if self._send_until_accepted(http, [ev]):
                     with self.ledger.lock:
                         self.ledger.items_accepted[item] = time.monotonic()

@@ -23,6 +23,10 @@ FORMAT_VERSION = 1
 _FILE = "tokenizer.pt"
 
 
+class PrefixFull(ValueError):
+    """Every disambiguation index of an item's code prefix is taken: no unique tuple is left for it."""
+
+
 class TokenizerConfig(BaseModel):
     method: Literal["rqvae", "rqkmeans"] = "rqvae"
     levels: int = Field(default=3, ge=1)
@@ -144,7 +148,7 @@ class SemanticIdTokenizer:
             key = tuple(int(v) for v in row)
             d = nxt.get(key, 0)
             if d >= self.config.disambiguation_size:
-                raise ValueError(
+                raise PrefixFull(
                     f"prefix {key} already holds {d} items; raise tokenizer.disambiguation_size "
                     f"(now {self.config.disambiguation_size}) or use more/larger codebooks"
                 )
