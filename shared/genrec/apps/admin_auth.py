@@ -21,7 +21,7 @@ from fastapi import Request
 
 from genrec.apps.auth import match_key, presented_key
 from genrec.apps.errors import ApiError
-from genrec.config import Settings
+from genrec.config import AuthSettings, Settings
 
 Role = Literal["viewer", "operator"]
 ROLE_RANK: dict[str, int] = {"viewer": 0, "operator": 1}
@@ -101,25 +101,29 @@ def unauthorized(message: str) -> ApiError:
     return ApiError(401, "authorization", message, "unauthorized", headers={"www-authenticate": "Bearer"})
 
 
+def principal_for(presented: str, auth: AuthSettings) -> Principal:
+    """Whom a presented admin token or JWT verifies as; ValueError says why it does not."""
+    name = match_key(presented, auth.admin_tokens)
+    if name is not None:
+        return Principal(name, auth.admin_roles.get(name, "viewer"), "token")
+    if presented.count(".") != 2:
+        raise ValueError("invalid token")
+    claims = decode_jwt(presented, auth.jwt_secret.get_secret_value(), max_lifetime_s=auth.jwt_max_lifetime_s)
+    role = claims.get("role", "viewer")
+    if role not in ROLE_RANK:
+        raise ValueError(f"unknown role {role!r} in token")
+    return Principal(str(claims.get("sub", "jwt")), role, "jwt")
+
+
 def authenticate(request: Request, s: Settings) -> Principal:
     """Who is calling; raises 401 ApiError when no valid credential was presented."""
     presented = presented_key(request)
     if not presented:
         raise unauthorized("missing bearer token")
-    name = match_key(presented, s.auth.admin_tokens)
-    if name is not None:
-        return Principal(name, s.auth.admin_roles.get(name, "viewer"), "token")
-    if presented.count(".") == 2:
-        try:
-            claims = decode_jwt(presented, s.auth.jwt_secret.get_secret_value(),
-                                max_lifetime_s=s.auth.jwt_max_lifetime_s)
-        except ValueError as exc:
-            raise unauthorized(str(exc)) from None
-        role = claims.get("role", "viewer")
-        if role not in ROLE_RANK:
-            raise unauthorized(f"unknown role {role!r} in token")
-        return Principal(str(claims.get("sub", "jwt")), role, "jwt")
-    raise unauthorized("invalid token")
+    try:
+        return principal_for(presented, s.auth)
+    except ValueError as exc:
+        raise unauthorized(str(exc)) from None
 
 
 def require(role: Role):

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from fastapi import Request
 
-from genrec.apps.admin_auth import decode_jwt
+from genrec.apps.admin_auth import principal_for
 from genrec.apps.auth import match_key, presented_key
 from genrec.config import AuthSettings
 
@@ -85,17 +85,15 @@ def identify(request: Request, auth: AuthSettings) -> Client:
     """Who is asking, for rate limits: the credential that verifies, else the client address."""
     presented = presented_key(request)
     if presented:
-        for kind, keys in (("key", auth.ingest_api_keys), ("token", auth.admin_tokens)):
-            name = match_key(presented, keys)
-            if name is not None:
-                return Client(f"{kind}:{name}", True)
-        if presented.count(".") == 2:
-            try:
-                claims = decode_jwt(presented, auth.jwt_secret.get_secret_value())
-            except ValueError:
-                pass
-            else:
-                return Client(f"jwt:{claims.get('sub', '')}", True)
+        name = match_key(presented, auth.ingest_api_keys)
+        if name is not None:
+            return Client(f"key:{name}", True)
+        try:
+            principal = principal_for(presented, auth)
+        except ValueError:
+            pass  # a credential that does not verify is no credential
+        else:
+            return Client(f"{principal.via}:{principal.name}", True)
     return Client("ip:" + client_address(request, auth.trusted_proxy_hops), False)
 
 
