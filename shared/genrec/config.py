@@ -163,6 +163,9 @@ class RedisSettings(BaseModel):
     recommendation_ttl_s: int = 300
     popularity_half_life_s: float = 6 * 3600.0
     idempotency_ttl_s: int = 7 * 24 * 3600
+    # How long a Redis call on a request's path (recommend's reads) may wait: a stalled Redis
+    # then costs a request this much per call until the breaker opens, not the client's seconds.
+    request_timeout_s: float = Field(default=0.5, gt=0, le=10)
 
 
 class MilvusSettings(BaseModel):

@@ -51,3 +51,32 @@ def test_a_real_connection_failure_is_unavailable_and_a_bug_is_raised_as_itself(
         assert guard.call(lambda: "answer") == "answer"
     finally:
         guard.close()
+
+
+def test_an_inline_guard_skips_a_store_whose_client_keeps_timing_out() -> None:
+    import redis
+
+    # A real client against a port nobody answers on: each call fails after the client's own timeout.
+    client = redis.Redis(host="127.0.0.1", port=1, socket_timeout=0.2, socket_connect_timeout=0.2)
+    guard = StoreGuard("Redis", budget_s=None, failures=2, reset_s=60, unavailable=(redis.RedisError,))
+    for _ in range(2):
+        with pytest.raises(StoreUnavailable, match="Redis failed"):
+            guard.call(client.ping)
+    started = time.perf_counter()
+    with pytest.raises(StoreUnavailable, match="skipped"):
+        guard.call(client.ping)
+    assert time.perf_counter() - started < 0.05
+
+
+def test_an_answer_that_is_an_error_closes_a_half_open_breaker() -> None:
+    """A trial call that raises something other than an outage (an unknown page token, say) is
+    the store answering: the breaker must let calls through again, not wait for a trial forever."""
+    clock = [0.0]
+    guard = StoreGuard("Redis", budget_s=None, failures=1, reset_s=1.0, unavailable=(ConnectionError,))
+    guard.breaker.clock = lambda: clock[0]
+    with pytest.raises(StoreUnavailable):
+        guard.call(lambda: (_ for _ in ()).throw(ConnectionError("down")))
+    clock[0] = 2.0  # half-open: one trial
+    with pytest.raises(KeyError):
+        guard.call(lambda: {}["unknown token"])
+    assert guard.call(lambda: "served") == "served"

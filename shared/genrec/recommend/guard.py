@@ -6,7 +6,8 @@ for as long as the driver waits, and PostgreSQL's driver has no client-side read
 So the call runs on a few threads of its own and the request waits at most ``budget_s``; after
 ``failures`` misses in a row the breaker opens and requests skip the store (at once) until a
 trial call gets through. A call that timed out keeps its thread until the store answers; with
-the breaker open no new ones pile up behind it.
+the breaker open no new ones pile up behind it. A store whose client bounds every call itself
+(Redis: a socket timeout) is called inline (``budget_s=None``), behind the breaker alone.
 """
 
 from __future__ import annotations
@@ -26,28 +27,39 @@ class StoreUnavailable(RuntimeError):
 
 
 class StoreGuard:
-    def __init__(self, name: str, budget_s: float, *, workers: int = 4, failures: int = 3, reset_s: float = 2.0,
-                 unavailable: tuple[type[BaseException], ...] = (Exception,)) -> None:
+    def __init__(self, name: str, budget_s: float | None, *, workers: int = 4, failures: int = 3,
+                 reset_s: float = 2.0, unavailable: tuple[type[BaseException], ...] = (Exception,)) -> None:
         self.name, self.budget_s, self.unavailable = name, budget_s, unavailable
         self.breaker = CircuitBreaker(failures, reset_s)
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"guard-{name}")
+        self._pool = (ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"guard-{name}")
+                      if budget_s is not None else None)
 
     def call(self, fn: Callable[[], T]) -> T:
-        """``fn()``'s result, or StoreUnavailable (the store's own error as its cause)."""
+        """``fn()``'s result, or StoreUnavailable (the store's own error as its cause). Any other
+        exception is the store's answer (a bad query, an unknown token): it is raised as itself."""
         if not self.breaker.allow():
             raise StoreUnavailable(f"{self.name} skipped: it failed repeatedly; retry in "
                                    f"{self.breaker.retry_in():.1f}s")
-        future = self._pool.submit(fn)
         try:
-            result = future.result(timeout=self.budget_s)
-        except FutureTimeout:
-            self.breaker.record_failure()
-            raise StoreUnavailable(f"{self.name} did not answer within {self.budget_s:.2f}s") from None
+            result = fn() if self._pool is None else self._within_budget(fn)
+        except StoreUnavailable:
+            raise
         except self.unavailable as exc:
             self.breaker.record_failure()
             raise StoreUnavailable(f"{self.name} failed: {type(exc).__name__}") from exc
+        except BaseException:
+            self.breaker.record_success()
+            raise
         self.breaker.record_success()
         return result
 
+    def _within_budget(self, fn: Callable[[], T]) -> T:
+        try:
+            return self._pool.submit(fn).result(timeout=self.budget_s)
+        except FutureTimeout:
+            self.breaker.record_failure()
+            raise StoreUnavailable(f"{self.name} did not answer within {self.budget_s:.2f}s") from None
+
     def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)

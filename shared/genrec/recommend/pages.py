@@ -7,8 +7,6 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import redis
-
 from genrec.stores import redis_keys as keys
 
 PAGE_TTL_S = 600
@@ -17,10 +15,6 @@ _TOKEN = re.compile(r"^([0-9a-f]{32})\.(\d{1,4})$")
 
 class PageTokenError(ValueError):
     """A page token that is unknown, expired or not the caller's."""
-
-
-class PagesUnavailable(RuntimeError):
-    """The page store (Redis) cannot be reached: the list behind a token is out of reach for now."""
 
 
 @dataclass
@@ -54,17 +48,11 @@ class PageStore:
         return PageStore._parse(token)[1]
 
     def save(self, ranked: RankedList) -> None:
-        try:
-            self.r.set(keys.ranked_page(ranked.request_id), json.dumps(asdict(ranked)), ex=PAGE_TTL_S)
-        except redis.RedisError as exc:
-            raise PagesUnavailable(type(exc).__name__) from exc
+        self.r.set(keys.ranked_page(ranked.request_id), json.dumps(asdict(ranked)), ex=PAGE_TTL_S)
 
     def load(self, token: str) -> tuple[RankedList, int]:
         request_id, offset = self._parse(token)
-        try:
-            raw = self.r.get(keys.ranked_page(request_id))
-        except redis.RedisError as exc:
-            raise PagesUnavailable(type(exc).__name__) from exc
+        raw = self.r.get(keys.ranked_page(request_id))
         if raw is None:
             raise PageTokenError("page_token expired or unknown; request the first page again")
         return RankedList(**json.loads(raw)), offset

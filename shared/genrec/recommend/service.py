@@ -22,17 +22,19 @@ from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 import numpy as np
+import redis
 
 from genrec.config import Settings
 from genrec.recommend import reasons
 from genrec.recommend.guard import StoreGuard, StoreUnavailable
 from genrec.recommend.item_rows import ItemRows
-from genrec.recommend.pages import PageStore, PagesUnavailable, PageTokenError, RankedList
+from genrec.recommend.pages import PageStore, PageTokenError, RankedList
 from genrec.recommend.schemas import Filters, RecommendationList, RecommendedItem, ServedBy
 from genrec.serving.client import ModelUnavailable
 from genrec.stores import postgres
 from genrec.stores.catalog_repo import Item
 from genrec.stores.categories import category_levels
+from genrec.stores.hot_state import HotState, redis_client
 from genrec.stores.resources import Resources
 
 log = logging.getLogger("genrec.recommend")
@@ -70,9 +72,12 @@ class RecommendService:
         self.s = s
         self.res = res
         self.model = model
-        self.pages = PageStore(res.hot.r)
-        # Every PostgreSQL read on the request path goes through this: a stalled server costs a
-        # request at most its budget, and a failing one nothing once the breaker is open.
+        # Every store call on the request path goes through a guard: a stalled store costs a request
+        # at most its budget (PostgreSQL) or its client's timeout (Redis), a failing one nothing
+        # once the breaker is open.
+        self.hot = HotState(s, client=redis_client(s, timeout_s=s.redis.request_timeout_s))
+        self.redis = StoreGuard("Redis", budget_s=None, unavailable=(redis.RedisError,))
+        self.pages = PageStore(self.hot.r)
         self.postgres = StoreGuard("PostgreSQL", budget_s=0.3, unavailable=postgres.UNAVAILABLE)
         self.item_rows = ItemRows(res, self.postgres)
         self.top_k = s.model.top_k
@@ -84,8 +89,8 @@ class RecommendService:
         offset, degraded = 0, []
         if page_token:
             try:
-                return self._page(page_token, count, user_id)
-            except PagesUnavailable as exc:
+                return self.redis.call(lambda: self._page(page_token, count, user_id))
+            except StoreUnavailable as exc:
                 offset, degraded = PageStore.offset(page_token), [f"page store unavailable ({exc}): ranked again"]
         filters = filters or Filters()
         history = self._history(user_id)
@@ -126,8 +131,8 @@ class RecommendService:
         offset, degraded = 0, []
         if page_token:
             try:
-                return self._page(page_token, count, None)
-            except PagesUnavailable as exc:
+                return self.redis.call(lambda: self._page(page_token, count, None))
+            except StoreUnavailable as exc:
                 offset, degraded = PageStore.offset(page_token), [f"page store unavailable ({exc}): ranked again"]
         ranked = self._popular(category, set(), size=max(self.top_k, 200))
         return self._first_page(ranked, count, user_id=None, history=[], exclude=(),
@@ -136,8 +141,8 @@ class RecommendService:
     # ------------------------------------------------------------------ ranking paths
     def _history(self, user_id: str) -> list[str]:
         try:
-            return self.res.hot.recent_items(user_id, self.s.model.max_history)
-        except Exception as exc:  # Redis down: serve without history rather than fail
+            return self.redis.call(lambda: self.hot.recent_items(user_id, self.s.model.max_history))
+        except StoreUnavailable as exc:  # serve without history rather than fail
             log.warning("no history for %s: %s", user_id, exc)
             return []
 
@@ -145,8 +150,8 @@ class RecommendService:
         """``category`` (the request's filter) picks the popularity board when nothing else serves:
         the global top-50 may hold nothing of a small category."""
         try:
-            cached = self.res.hot.cached_recommendations(user_id)
-        except Exception:
+            cached = self.redis.call(lambda: self.hot.cached_recommendations(user_id))
+        except StoreUnavailable:
             cached = None
         # A list is reused only for the history it was made from. An event can land between
         # reading the history and writing the cache (its invalidation then comes first), and
@@ -160,11 +165,11 @@ class RecommendService:
             or self._vector_for(history, user_id, seen) or self._popular(category, seen)
         if ranked.candidates:
             board = {"board": category} if ranked.served_by == "popularity" else {}
+            entry = {"served_by": ranked.served_by, "version": ranked.version,
+                     "items": [[c.item_id, c.score] for c in ranked.candidates], "history": history, **board}
             try:
-                self.res.hot.cache_recommendations(user_id, {
-                    "served_by": ranked.served_by, "version": ranked.version,
-                    "items": [[c.item_id, c.score] for c in ranked.candidates], "history": history, **board})
-            except Exception as exc:
+                self.redis.call(lambda: self.hot.cache_recommendations(user_id, entry))
+            except StoreUnavailable as exc:
                 log.warning("could not cache recommendations: %s", exc)
         return ranked
 
@@ -218,15 +223,18 @@ class RecommendService:
         when the category board is short, e.g. for a category nobody has interacted with yet."""
         size = size or self.top_k
         try:
-            board = self.res.hot.popular_items(category, size + len(seen))
-            if category and len(board) < size + len(seen):
-                have = {i for i, _ in board}
-                board += [(i, s) for i, s in self.res.hot.popular_items("", 4 * (size + len(seen)))
-                          if i not in have]
-        except Exception as exc:
+            board = self.redis.call(lambda: self._board(category, size + len(seen)))
+        except StoreUnavailable as exc:
             log.warning("popularity unavailable in Redis, using recent events: %s", exc)
             board = self._recent_board()
         return Ranked("popularity", FALLBACK_VERSION, [Candidate(i, s) for i, s in board if i not in seen])
+
+    def _board(self, category: str, size: int) -> list[tuple[str, float]]:
+        board = self.hot.popular_items(category, size)
+        if category and len(board) < size:
+            have = {i for i, _ in board}
+            board += [(i, s) for i, s in self.hot.popular_items("", 4 * size) if i not in have]
+        return board
 
     def _recent_board(self) -> list[tuple[str, float]]:
         """Most interacted items of the last week from PostgreSQL, cached for a minute so a
@@ -265,8 +273,8 @@ class RecommendService:
                             version=ranked.version, rows=[r.model_dump() for r in rows], debug=debug)
         if len(rows) > offset + count:
             try:
-                self.pages.save(stored)
-            except PagesUnavailable as exc:  # serve this page without a next token
+                self.redis.call(lambda: self.pages.save(stored))
+            except StoreUnavailable as exc:  # serve this page without a next token
                 log.warning("pages unavailable: %s", exc)
                 stored.rows = stored.rows[:offset + count]
         return _to_page(stored, offset, count)
