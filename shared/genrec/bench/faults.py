@@ -544,13 +544,17 @@ def markdown_report(r: dict[str, Any]) -> str:
             f"| {row['fault']} | {row['accepted']} | {row['postgres']['lost']} / {an['lost']} / {row['redis']['lost']} "
             f"| {row['postgres']['duplicated']} / {an['duplicated']} / {row['redis']['duplicated']} "
             f"| {row['items']['lost_postgres']} / {row['items']['lost_milvus']} of {row['items']['accepted']} "
-            f"| {rec['server_errors']} | {rec['during_fault_p99_ms'] or '-'} | {row['recovery_s'] or '-'} "
+            f"| {rec['server_errors']} | {_or_dash(rec['during_fault_p99_ms'])} | {_or_dash(row['recovery_s'])} "
             f"| {'yes' if row['ok'] else '**no**'} |")
     lines += ["", "Recommend answers per fault (status: count; `unreachable` is a refused connection, only while "
               "the recommend process itself is down; production runs several replicas):", ""]
     lines += [f"- {row['fault']}: {row['recommend']['statuses']}; event batches resent (why: times): "
               f"{row['resends'] or 'none'}, never accepted: {row['abandoned']}" for row in r["faults"]]
     return "\n".join(lines) + "\n"
+
+
+def _or_dash(value: float | None) -> str:
+    return "-" if value is None else f"{value}"
 
 
 def plot(r: dict[str, Any], path: Path) -> None:
