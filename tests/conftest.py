@@ -19,6 +19,18 @@ STACK_WATCH = pytest.StashKey[StackWatch]()
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Path]:
+    """No GENREC_* variable and an empty working directory (no genrec.toml): the defaults alone."""
+    for key in list(os.environ):
+        if key.startswith("GENREC_"):
+            monkeypatch.delenv(key)
+    monkeypatch.chdir(tmp_path)
+    get_settings.cache_clear()
+    yield tmp_path
+    get_settings.cache_clear()
+
+
 @pytest.fixture(scope="session")
 def stack_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """Environment that points genrec at a private stack (state dir + port base)."""

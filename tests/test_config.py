@@ -8,20 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from genrec.cli import app
-from genrec.config import Settings, get_settings
-
-
-@pytest.fixture
-def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    import os
-
-    for key in list(os.environ):
-        if key.startswith("GENREC_"):
-            monkeypatch.delenv(key)
-    monkeypatch.chdir(tmp_path)
-    get_settings.cache_clear()
-    yield tmp_path
-    get_settings.cache_clear()
+from genrec.config import Settings
 
 
 def test_defaults_point_at_embedded_stack(clean_env: Path) -> None:

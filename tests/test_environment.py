@@ -22,7 +22,6 @@ from genrec.config import (
     Settings,
     SettingsRefused,
     UncheckedSettings,
-    get_settings,
     production_problems,
 )
 from genrec.devstack.process import wait_until
@@ -38,17 +37,6 @@ OWN = {
 }
 EVERY_DEV_DEFAULT = ("GENREC_AUTH__ADMIN_TOKENS", "GENREC_AUTH__JWT_SECRET", "GENREC_AUTH__INGEST_API_KEYS",
                      "GENREC_S3__SECRET_ACCESS_KEY")
-
-
-@pytest.fixture
-def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    for key in list(os.environ):
-        if key.startswith("GENREC_"):
-            monkeypatch.delenv(key)
-    monkeypatch.chdir(tmp_path)
-    get_settings.cache_clear()
-    yield tmp_path
-    get_settings.cache_clear()
 
 
 def _production(**overrides: str) -> dict[str, str]:
