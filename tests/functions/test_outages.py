@@ -78,6 +78,11 @@ def test_milvus_unavailable_and_timeouts_are_outages_but_bad_requests_are_bad_da
         raise MilvusException(grpc.StatusCode.UNAVAILABLE, "[upsert] Retry timeout: 10s") from rpc_error
     except MilvusException as exc:
         assert classify(exc) == Fault(MILVUS, OUTAGE)
+    # What the client raises when it cannot (re)connect: its own CONNECT_FAILED code.
+    from pymilvus import MilvusClient
+
+    assert classify(raised(lambda: MilvusClient(uri=f"http://127.0.0.1:{closed_port}", timeout=2))) == \
+        Fault(MILVUS, OUTAGE)
     assert classify(MilvusException(message="collection not loaded")) is None
     assert classify(ParamError(message="invalid dim")) == Fault(MILVUS, BAD_DATA)
     assert classify(DataNotMatchException(message="the row has 3 fields, the schema 5")) == Fault(MILVUS, BAD_DATA)

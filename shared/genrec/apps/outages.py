@@ -99,15 +99,18 @@ _MILVUS_BAD_REQUEST = {1100, 1101, 1102}
 
 def _milvus(exc: BaseException) -> Kind | None:
     from pymilvus import exceptions as m
+    from pymilvus.client.types import Status
 
     if isinstance(exc, m.ConnectError | m.MilvusUnavailableException | m.ConnectionNotExistException):
         return OUTAGE
     if not isinstance(exc, m.MilvusException):
         return None
     # pymilvus' retry loop ends with a MilvusException carrying the last gRPC code, or Milvus's
-    # rate-limit (8) / write-quota (9: disk or memory quota reached) codes.
+    # rate-limit (8) / write-quota (9: disk or memory quota reached) codes; its reconnect after a
+    # dropped channel ends with the client's own CONNECT_FAILED (2).
     code = getattr(exc.code, "name", exc.code)
-    if code in _GRPC_OUTAGE or code in (m.ErrorCode.RATE_LIMIT, m.ErrorCode.FORCE_DENY) or exc.retriable:
+    if (code in _GRPC_OUTAGE or code in (m.ErrorCode.RATE_LIMIT, m.ErrorCode.FORCE_DENY, Status.CONNECT_FAILED)
+            or exc.retriable):
         return OUTAGE
     if (exc.is_input_error or code in _MILVUS_BAD_REQUEST
             or isinstance(exc, m.ParamError | m.DataTypeNotMatchException | m.DataNotMatchException

@@ -511,15 +511,26 @@ def _row_ok(row: dict[str, Any]) -> bool:
 
 
 def catalogue_sample(s: Settings, n: int = 1000) -> list[str]:
-    """Active items the traffic interacts with (any catalogue: the demo's or a test's)."""
+    """Active items the traffic interacts with (any catalogue: the demo's or a test's), among
+    those whose ids an event may carry."""
+    from pydantic import TypeAdapter, ValidationError
+
+    from genrec.events.contracts import Identifier
     from genrec.stores.postgres import connect
 
     with connect(s) as conn:
         rows = conn.execute("SELECT item_id FROM items WHERE status = 'active' AND item_id NOT LIKE 'f%%-item-%%'"
-                            " ORDER BY item_id LIMIT %s", (n,)).fetchall()
-    if not rows:
+                            " ORDER BY item_id LIMIT %s", (4 * n,)).fetchall()
+    valid, ids = TypeAdapter(Identifier), []
+    for (item_id,) in rows:
+        try:
+            if valid.validate_python(item_id) == item_id:
+                ids.append(item_id)
+        except ValidationError:
+            continue
+    if not ids:
         raise RuntimeError("the catalogue is empty: run `make demo` (or load items) before `genrec bench faults`")
-    return [row[0] for row in rows]
+    return ids[:n]
 
 
 # ------------------------------------------------------------------ reporting
