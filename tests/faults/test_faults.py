@@ -61,7 +61,7 @@ def test_every_accepted_event_is_once_in_the_analytics_store(stack: Settings, st
     ids = [event_id for ledger in LEDGERS for event_id in ledger.accepted_at]
     if not ids:
         pytest.skip("no fault ran in this session")
-    copies, _stored = analytics_copies(stack, ids, on_planned_exit=stack_watch.expect_exit)
+    copies, _stored = analytics_copies(stack, ids, SHORT.settle_s, on_planned_exit=stack_watch.expect_exit)
     missing = [e for e in ids if e not in copies]
     assert not missing, f"{len(missing)} of {len(ids)} accepted events missing, e.g. {missing[:5]}"
     assert all(copies[e] == 1 for e in ids)

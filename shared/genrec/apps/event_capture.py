@@ -2,7 +2,7 @@
 
 Validates each event against its contract, drops (source, id) duplicates, gives an event
 without a ``time`` the time of its first receipt (a resend gets the same one), publishes to Kafka
-with an idempotent acks=all producer and answers 202 only once the broker has every event.
+with an acks=all producer and answers 202 only once the broker has every event.
 400 names the bad field; 503 means "retry": nothing was silently dropped.
 """
 

@@ -388,11 +388,26 @@ def reconcile(s: Settings, r: Any, ledger: Ledger, settle_s: float) -> dict[str,
     }
 
 
-def analytics_copies(s: Settings, ids: list[str], on_planned_exit: Callable[[str], None] = lambda _n: None
+def analytics_copies(s: Settings, ids: list[str], settle_s: float,
+                     on_planned_exit: Callable[[str], None] = lambda _n: None) -> tuple[dict[str, int], dict[str, int]]:
+    """Copies of each event in the analytics store as its queries see them (``FINAL``), and the
+    rows stored right now (before background merges collapse re-deliveries). Counted once the
+    sink's subscriptions show no lag, and again while some are missing, for up to ``settle_s``:
+    the bridge's lag is its consumers' last view, which lags itself after a broker outage.
+
+    The local store is chDB inside the analytics sink, one process at a time: the sink stops
+    while it is read, and its backlog waits in the broker."""
+    deadline = time.monotonic() + settle_s
+    while True:
+        _analytics_synced(s, max(1.0, deadline - time.monotonic()))
+        copies, stored = _count_analytics(s, ids, on_planned_exit)
+        if all(e in copies for e in ids) or time.monotonic() > deadline:
+            return copies, stored
+        time.sleep(5.0)
+
+
+def _count_analytics(s: Settings, ids: list[str], on_planned_exit: Callable[[str], None]
                      ) -> tuple[dict[str, int], dict[str, int]]:
-    """Copies of each event in the analytics store as its queries see them (``FINAL``). The local
-    store is chDB inside the analytics sink, one process at a time: the sink stops while it is
-    read, and its backlog waits in the broker. None when it cannot be read."""
     from genrec.stores.analytics import AnalyticsStore
 
     def count() -> tuple[dict[str, int], dict[str, int]]:
@@ -487,8 +502,8 @@ def run_faults(cfg: FaultConfig, faults: tuple[Fault, ...] = FAULTS, *, s: Setti
         rows.append(row)
         ledgers.append(ledger)
     say("counting every accepted event in the analytics store")
-    _analytics_synced(s, cfg.settle_s)
-    copies, stored = analytics_copies(s, [e for led in ledgers for e in led.accepted_at], on_planned_exit)
+    copies, stored = analytics_copies(s, [e for led in ledgers for e in led.accepted_at], cfg.settle_s,
+                                      on_planned_exit)
     for row, ledger in zip(rows, ledgers, strict=True):
         ids = list(ledger.accepted_at)
         row["analytics"] = {"lost": sum(1 for e in ids if e not in copies),

@@ -36,7 +36,7 @@ from prometheus_client.registry import Collector
 from genrec.config import Settings
 from genrec.events.codec import BATCH_CONTENT_TYPE, kafka_to_http_headers, kafka_to_structured
 from genrec.events.delivery import is_retryable
-from genrec.events.kafka import RenewingProducer, consumer
+from genrec.events.kafka import consumer, producer
 from genrec.events.subscriptions import SUBSCRIPTIONS, Subscription
 
 log = logging.getLogger("genrec.bridge")
@@ -108,7 +108,7 @@ class SubscriptionWorker:
         self.next_offsets: dict[int, int] = {}
         self.lag = 0  # records not yet delivered, as of this worker's last loop
         self.client = httpx.Client(timeout=self.policy.timeout_s)
-        self.dlq = RenewingProducer(s)  # renewed if a broker restart fences it
+        self.dlq = producer(s)
         self.consumer = consumer(
             s, sub.group_id,
             # offsets are stored only after success and committed in the background
@@ -267,9 +267,9 @@ class SubscriptionWorker:
                    ("genrec-dlq-subscriber", self.sub.function.encode()),
                    ("genrec-dlq-origin", f"{msg.topic()}/{msg.partition()}/{msg.offset()}".encode())]
         delivered: list[bool] = []
-        out = self.dlq.produce(dlq_topic, key=msg.key(), value=msg.value(), headers=headers,
-                               on_delivery=lambda err, _m: delivered.append(err is None))
-        out.flush(10)
+        self.dlq.produce(dlq_topic, key=msg.key(), value=msg.value(), headers=headers,
+                         on_delivery=lambda err, _m: delivered.append(err is None))
+        self.dlq.flush(10)
         if not delivered or not delivered[0]:
             return False  # the record stays uncommitted and is retried after restart
         log.error("%s: dead-lettered %s/%d/%d: %s", self.sub.function, msg.topic(), msg.partition(),

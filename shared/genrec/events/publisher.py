@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from genrec.config import Settings
 from genrec.events.codec import ValidEvent, to_kafka
-from genrec.events.kafka import RenewingProducer
+from genrec.events.kafka import producer
 
 log = logging.getLogger("genrec.publisher")
 
@@ -59,8 +59,7 @@ class EventPublisher:
         """``linger_ms`` trades delay for fewer, larger produce requests (fire-and-forget logs)."""
         self.s = s
         self.timeout_s = timeout_s
-        # Renewed when a restarted broker fences it: the process keeps publishing.
-        self._producer = RenewingProducer(s, **({"linger.ms": linger_ms} if linger_ms is not None else {}))
+        self._producer = producer(s, **({"linger.ms": linger_ms} if linger_ms is not None else {}))
         self._stop = threading.Event()
         self._poller = threading.Thread(target=self._poll, name="kafka-delivery", daemon=True)
         self._poller.start()
@@ -97,14 +96,12 @@ class EventPublisher:
 
     def publish_sync(self, events: Sequence[ValidEvent]) -> None:
         """Blocking variant for scripts and workers."""
-        if not events:
-            return
         errors: list[str] = []
         for ev in events:
             topic, msg = to_kafka(ev, self.s)
-            target = self._producer.produce(topic, key=msg.key, value=msg.value, headers=list(msg.headers.items()),
-                                            on_delivery=lambda err, _m: errors.append(str(err)) if err else None)
-        if target.flush(self.timeout_s) > 0 or errors:
+            self._producer.produce(topic, key=msg.key, value=msg.value, headers=list(msg.headers.items()),
+                                   on_delivery=lambda err, _m: errors.append(str(err)) if err else None)
+        if self._producer.flush(self.timeout_s) > 0 or errors:
             raise BrokerUnavailable(errors[0] if errors else "broker did not acknowledge in time")
 
     def close(self) -> None:
