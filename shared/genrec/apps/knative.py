@@ -27,13 +27,16 @@ class AsgiFunction:
         from genrec.logs import configure_logging
         from genrec.tracing import setup_tracing
 
-        self.app = self._factory()
-        service = getattr(self.app.state, "service_name", "genrec")
+        app = self._factory()
+        service = getattr(app.state, "service_name", "genrec")
         configure_logging(service)
         setup_tracing(service)
-        on_start = getattr(self.app.state, "on_start", None)
+        on_start = getattr(app.state, "on_start", None)
         if on_start:
             on_start()
+        # Only a started app is alive: hypercorn serves on after a start() that raised, and an app
+        # whose start hook failed must fail its probes (Knative restarts it), not answer ready.
+        self.app = app
 
     def stop(self) -> None:
         if self.app is not None:
