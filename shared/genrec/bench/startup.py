@@ -170,7 +170,7 @@ def run_startup(names: Sequence[str] = (), hows: Sequence[str] = ("local",), rep
     for w in chosen:  # one workload at a time: launches never compete with each other
         for how in hows:
             for _ in range(repeats):
-                one = launch(w, how, s, python=python)
+                one = launch(w, how, s, python=python.replace("{workload}", w.name) if python else None)
                 log(f"{w.name} ({how}): " + (f"ready in {one.ready_s:.2f} s, {one.rss_mb:.0f} MB"
                                              if one.ready_s is not None else one.error))
                 launches.append(one)

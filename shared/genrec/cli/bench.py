@@ -130,7 +130,8 @@ def startup(
     workloads: str | None = typer.Option(None, "--workloads", help="Comma-separated subset (default: all)."),
     how: str = typer.Option("local,image", "--how", help="local (as `genrec dev up`), image (deploy/entrypoint.sh)."),
     repeats: int = typer.Option(3, "--repeats", min=1, help="Launches per workload and way."),
-    python: str | None = typer.Option(None, "--python", help="Interpreter of another environment (default: this)."),
+    python: str | None = typer.Option(None, "--python", help="Interpreter of another environment (default: this); "
+                                      "{workload} in it names the workload, e.g. /venvs/{workload}/bin/python."),
     out: Path = typer.Option(Path("bench/results"), "--out", help="Where startup[-LABEL].{json,md} go."),
     label: str = typer.Option("", "--label", help="Suffix of the result files."),
 ) -> None:
