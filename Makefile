@@ -17,11 +17,13 @@ SPY := $(SERVING_VENV)/bin/python
 install: $(VENV)/.installed $(SERVING_VENV)/.installed frontend validator chromium qemu
 
 # torch first, pinned to the cached CPU wheel: any other spec would pull GBs of CUDA.
+# `local`: every workload's extra, the embedded stack's servers and the benchmarks' plots
+# (a workload's image installs only its own extra: deploy/Dockerfile).
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[dev,spark,infra,export]'
+	$(PY) -m pip install -q -e '.[local,dev,spark,infra,export]'
 	touch $@
 
 # The model server's own environment: Triton (from the nvidia-pytriton wheel) needs numpy<2,

@@ -372,6 +372,7 @@ def test_image_names_map_to_dockerfiles():
     built = built_images()
     assert built["genrec"] == "deploy/Dockerfile"
     assert built["genrec-serving"] == "deploy/Dockerfile.serving"
+    assert built["genrec-event-capture"] == "deploy/Dockerfile --build-arg WORKLOAD=event-capture"
     assert not any(name.endswith("dockerignore") for name in built)
 
 

@@ -37,6 +37,14 @@ def test_knative_services_have_requests_and_probes(run):
             assert c["securityContext"]["runAsNonRoot"] is True
 
 
+def test_each_workload_runs_its_own_image(run):
+    # deploy/Dockerfile with WORKLOAD=NAME: genrec with only that workload's extra
+    repo, tag = run.stack_config()["genrec:image"].rsplit(":", 1)
+    for name, svc in run.knative_services().items():
+        (c,) = _containers(svc)
+        assert c["image"] == f"{repo}-{name}:{tag}", name
+
+
 def test_plain_pod_workloads_have_requests_and_probes(run):
     for kind in POD_WORKLOADS:
         for r in run.of(kind):

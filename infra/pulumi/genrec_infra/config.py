@@ -253,7 +253,9 @@ class StackConfig:
     llm: LlmConfig = field(default_factory=LlmConfig)
 
     def image_for(self, workload: str) -> str:
-        return self.workloads[workload].image or self.image
+        """The workload's own image: deploy/Dockerfile built with WORKLOAD=<name> installs only
+        genrec's extra of that name, so a start from zero imports and maps no more than it uses."""
+        return self.workloads[workload].image or self.sibling_image(workload)
 
     def sibling_image(self, flavour: str) -> str:
         """The image deploy/Dockerfile.<flavour> builds, named after the stack's image:

@@ -1,6 +1,7 @@
 """genrec's workloads as Knative Services: the five functions, the admin API and the analytics sink.
 
-All of them run the one genrec image (deploy/Dockerfile); its entrypoint takes
+Each runs its own image (deploy/Dockerfile built with WORKLOAD=NAME: genrec with only that
+workload's extra, `genrec-NAME`, unless `genrec:workloads` names one); its entrypoint takes
 `function NAME` (func-python, health on /health/*) or `service MODULE:FACTORY` (uvicorn,
 health on /healthz and /readyz). Settings arrive as GENREC_* variables from the ConfigMap,
 secrets through secretKeyRef.

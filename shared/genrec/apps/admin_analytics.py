@@ -19,13 +19,17 @@ import time
 from collections import deque
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from genrec.apps.errors import ApiError
 from genrec.config import Settings
+from genrec.stores.resources import Lazy
+
+if TYPE_CHECKING:
+    from genrec.stores.analytics import AnalyticsStore
 
 Row = dict[str, Any]
 FALLBACK_PATHS = frozenset({"vector", "popularity"})  # served without the generative model
@@ -77,9 +81,13 @@ class StoreAnalyticsReader:
     """Queries a ClickHouse server directly through AnalyticsStore."""
 
     def __init__(self, s: Settings) -> None:
-        from genrec.stores.analytics import AnalyticsStore
+        # Connected on the first query: a ClickHouse that is down while the admin API starts costs
+        # the analytics views 503s (then recovers), not the start.
+        self._store = Lazy(lambda: _open_store(s), close=lambda store: store.close())
 
-        self.store = AnalyticsStore(s, create_schema=False)
+    @property
+    def store(self) -> AnalyticsStore:
+        return self._store.get()
 
     @staticmethod
     def _window(hours: float) -> tuple[datetime, datetime]:
@@ -100,7 +108,13 @@ class StoreAnalyticsReader:
         return [asdict(r) for r in self.store.compare_versions(*self._window(hours), catalog_size=catalog_size)]
 
     def close(self) -> None:
-        self.store.close()
+        self._store.close()
+
+
+def _open_store(s: Settings) -> AnalyticsStore:
+    from genrec.stores.analytics import AnalyticsStore
+
+    return AnalyticsStore(s, create_schema=False)
 
 
 def make_reader(s: Settings) -> AnalyticsReader:

@@ -123,3 +123,29 @@ def faults(
     console.print(f"results in {stem}.{{json,md,png}}")
     if not results["all_ok"]:
         raise typer.Exit(1)
+
+
+@app.command("startup")
+def startup(
+    workloads: str | None = typer.Option(None, "--workloads", help="Comma-separated subset (default: all)."),
+    how: str = typer.Option("local,image", "--how", help="local (as `genrec dev up`), image (deploy/entrypoint.sh)."),
+    repeats: int = typer.Option(3, "--repeats", min=1, help="Launches per workload and way."),
+    python: str | None = typer.Option(None, "--python", help="Interpreter of another environment (default: this); "
+                                      "{workload} in it names the workload, e.g. /venvs/{workload}/bin/python."),
+    out: Path = typer.Option(Path("bench/results"), "--out", help="Where startup[-LABEL].{json,md} go."),
+    label: str = typer.Option("", "--label", help="Suffix of the result files."),
+) -> None:
+    """Each workload from process start to ready, and its RSS then (needs `genrec dev up`)."""
+    from genrec.bench.startup import markdown_report, run_startup, write_results
+
+    def names(text: str | None) -> list[str]:
+        return [n.strip() for n in (text or "").split(",") if n.strip()]
+
+    try:
+        results = run_startup(names(workloads), names(how), repeats, python,
+                              log=lambda m: console.print(f"[cyan]•[/] {m}"))
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    stem = write_results(results, out, label)
+    console.print(markdown_report(results))
+    console.print(f"results in {stem}.{{json,md}}")

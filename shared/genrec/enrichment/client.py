@@ -1,14 +1,21 @@
-"""A JSON-only chat client over the `openai` package, validated with pydantic before use."""
+"""A JSON-only chat client over the `openai` package, validated with pydantic before use.
+
+`openai` is imported, and its client built, on the first question: the package takes about a
+second to import, which llm-enrichment would otherwise pay on every start from zero.
+"""
 
 from __future__ import annotations
 
 import json
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-from openai import APIConnectionError, APIStatusError, APITimeoutError, OpenAI, RateLimitError
 from pydantic import BaseModel, ValidationError
 
 from genrec.config import LLMSettings
+from genrec.stores.resources import Lazy
+
+if TYPE_CHECKING:
+    from openai import OpenAI
 
 T = TypeVar("T", bound=BaseModel)
 
@@ -21,20 +28,33 @@ class LLMBadOutput(ValueError):
     """The model answered, but not with JSON matching the expected schema."""
 
 
+def _open(llm: LLMSettings) -> OpenAI:
+    from openai import OpenAI
+
+    return OpenAI(
+        base_url=llm.base_url,
+        api_key=llm.api_key.get_secret_value() if llm.api_key else "not-needed",
+        timeout=llm.timeout_s,
+        max_retries=llm.max_retries,  # the SDK retries connection errors, 429 and 5xx with backoff
+    )
+
+
 class JsonChat:
     def __init__(self, llm: LLMSettings) -> None:
         if not llm.base_url:
             raise ValueError("no LLM configured (set GENREC_LLM__BASE_URL)")
-        self.client = OpenAI(
-            base_url=llm.base_url,
-            api_key=llm.api_key.get_secret_value() if llm.api_key else "not-needed",
-            timeout=llm.timeout_s,
-            max_retries=llm.max_retries,  # the SDK retries connection errors, 429 and 5xx with backoff
-        )
+        self._client = Lazy(lambda: _open(llm))
+
+    @property
+    def client(self) -> OpenAI:
+        return self._client.get()
 
     def ask(self, model: str, system: str, user: str, schema: type[T]) -> T:
+        client = self.client
+        from openai import APIConnectionError, APIStatusError, APITimeoutError, RateLimitError
+
         try:
-            resp = self.client.chat.completions.create(
+            resp = client.chat.completions.create(
                 model=model,
                 messages=[{"role": "system", "content": system}, {"role": "user", "content": user}],
                 response_format={"type": "json_object"},

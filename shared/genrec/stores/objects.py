@@ -1,6 +1,8 @@
 """Object storage over the S3 API (SeaweedFS locally, MinIO or any S3 service in production).
 
-Every place that takes a path also takes an ``s3://bucket/key`` URI.
+Every place that takes a path also takes an ``s3://bucket/key`` URI. boto3 is imported with the
+first client (it takes a second on a small CPU): the admin API imports this module for its
+model operations, and should not pay for S3 on every start.
 """
 
 from __future__ import annotations
@@ -9,15 +11,15 @@ import json
 from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
-import boto3
-from boto3.s3.transfer import TransferConfig
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from genrec.config import Settings, get_settings
+
+if TYPE_CHECKING:
+    from boto3.s3.transfer import TransferConfig
 
 
 def s3_client(s: Settings | None = None):
@@ -29,6 +31,9 @@ def s3_client(s: Settings | None = None):
 @lru_cache(maxsize=8)
 def _cached_client(endpoint_url: str | None, region: str, key_id: str, secret: str):
     # Building a boto3 client costs tens of milliseconds; clients are thread-safe, so share one.
+    import boto3
+    from botocore.config import Config
+
     return boto3.client(
         "s3",
         endpoint_url=endpoint_url,
@@ -57,6 +62,8 @@ def split_uri(uri: str) -> tuple[str, str]:
 
 
 def _transfer_config(s: Settings) -> TransferConfig:
+    from boto3.s3.transfer import TransferConfig
+
     mb = 1024 * 1024
     return TransferConfig(multipart_threshold=s.s3.multipart_threshold_mb * mb,
                           multipart_chunksize=max(5, s.s3.multipart_threshold_mb // 2) * mb)

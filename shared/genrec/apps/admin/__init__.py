@@ -21,8 +21,6 @@ import psycopg
 import redis
 from botocore.exceptions import BotoCoreError, ClientError
 from fastapi import FastAPI
-from grpc import RpcError
-from pymilvus import MilvusException
 
 from genrec.apps.admin import catalog, metrics, models, overview, semantic, shop, users
 from genrec.apps.admin.deps import AdminServices
@@ -33,10 +31,10 @@ from genrec.apps.ratelimit import RateLimiter
 from genrec.apps.readiness import Readiness
 from genrec.config import Settings, get_settings
 
-# The drivers of the stores the handlers read (PostgreSQL, Redis, Milvus, S3 for artifacts):
-# an outage answers 503 naming the store, never the driver's text (hosts, ports, user names).
-DRIVER_ERRORS = (psycopg.Error, redis.RedisError, MilvusException, RpcError, BotoCoreError, ClientError,
-                 ConnectionError, TimeoutError)
+# The drivers of the stores the handlers read (PostgreSQL, Redis, S3 for artifacts; none reads
+# Milvus, whose client would import pandas): an outage answers 503 naming the store, never the
+# driver's text (hosts, ports, user names).
+DRIVER_ERRORS = (psycopg.Error, redis.RedisError, BotoCoreError, ClientError, ConnectionError, TimeoutError)
 ROUTERS = (overview.router, metrics.router, catalog.router, users.router, semantic.router, models.router,
            shop.router)
 

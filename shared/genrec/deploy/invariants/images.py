@@ -1,10 +1,12 @@
 """Every image a rendered object names is built by a Dockerfile in deploy/, or is a listed third-party image.
 
 Naming rule (the one `StackConfig.sibling_image` in the Pulumi program follows): `deploy/Dockerfile`
-builds the image named `genrec`, `deploy/Dockerfile.<flavour>` the image `genrec-<flavour>`; the
-name is the reference's last path part without tag or digest (`ghcr.io/genrec/genrec-serving:0.1.0`
-→ `genrec-serving`). Images inside Helm charts are not in the render (Helm expands charts at
-`pulumi up`), so only the images of operator-managed stores need exempting: THIRD_PARTY.
+builds the image named `genrec`, and with the build argument WORKLOAD=<name> the image
+`genrec-<name>` of each workload in genrec.workloads (genrec with that workload's extra only);
+`deploy/Dockerfile.<flavour>` builds the image `genrec-<flavour>`; the name is the reference's
+last path part without tag or digest (`ghcr.io/genrec/genrec-serving:0.1.0` → `genrec-serving`).
+Images inside Helm charts are not in the render (Helm expands charts at `pulumi up`), so only
+the images of operator-managed stores need exempting: THIRD_PARTY.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from genrec.deploy.invariants.context import Context, problem
 from genrec.deploy.manifests import walk
 from genrec.deploy.paths import DOCKERFILES
 from genrec.deploy.problems import Problem
+from genrec.workloads import WORKLOADS
 
 SOURCE = "invariant:images"
 BASE_IMAGE = "genrec"
@@ -35,13 +38,15 @@ def image_name(reference: str) -> str:
 
 
 def built_images(folder: Path = DOCKERFILES) -> dict[str, str]:
-    """Image name → the Dockerfile that builds it."""
+    """Image name → the Dockerfile (and build argument) that builds it."""
     built = {}
     for path in sorted(folder.glob("Dockerfile*")):
         if path.name.endswith(".dockerignore"):
             continue
         flavour = path.name.removeprefix("Dockerfile").removeprefix(".")
         built[f"{BASE_IMAGE}-{flavour}" if flavour else BASE_IMAGE] = f"deploy/{path.name}"
+        if not flavour:
+            built |= {f"{BASE_IMAGE}-{w.name}": f"deploy/{path.name} --build-arg WORKLOAD={w.name}" for w in WORKLOADS}
     return built
 
 
