@@ -145,3 +145,18 @@ def test_a_store_outage_answers_503_naming_the_store_not_the_driver_text() -> No
     r = _client(s).get("/api/v1/items", headers={"authorization": "Bearer view-token"})
     assert r.status_code == 503 and r.headers["retry-after"] == "1"
     assert r.json() == {"error": "unavailable", "field": "", "message": "PostgreSQL is unavailable; try again shortly"}
+
+
+def test_the_analytics_views_answer_503_naming_clickhouse_while_its_server_is_down() -> None:
+    import socket
+
+    from genrec.apps.admin_analytics import StoreAnalyticsReader
+    from genrec.apps.errors import ApiError
+
+    with socket.socket() as sock:  # a port nothing listens on once closed
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    reader = StoreAnalyticsReader(Settings(clickhouse={"url": f"http://default@127.0.0.1:{port}/genrec"}))
+    with pytest.raises(ApiError) as caught:
+        reader.latency(1)
+    assert caught.value.status == 503 and caught.value.message == "ClickHouse is unavailable; try again shortly"

@@ -17,6 +17,7 @@ import math
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
@@ -25,6 +26,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from genrec.apps.errors import ApiError
+from genrec.apps.outages import api_error, classify
 from genrec.config import Settings
 from genrec.stores.resources import Lazy
 
@@ -94,18 +96,27 @@ class StoreAnalyticsReader:
         until = datetime.now(UTC) + timedelta(minutes=1)  # same window as the sink's endpoints
         return until - timedelta(hours=hours), until
 
+    def _ask(self, query: Callable[[AnalyticsStore], list]) -> list[Row]:
+        """The query's rows; a ClickHouse outage is a 503 naming it (genrec.apps.outages)."""
+        try:
+            return [asdict(r) for r in query(self.store)]
+        except Exception as exc:
+            fault = classify(exc)
+            if fault is None:
+                raise
+            raise api_error(fault) from None
+
     def latency(self, hours: float, algorithm_version: str = "") -> list[Row]:
-        return [asdict(r) for r in self.store.latency_by_hour(*self._window(hours),
-                                                               algorithm_version=algorithm_version)]
+        return self._ask(lambda st: st.latency_by_hour(*self._window(hours), algorithm_version=algorithm_version))
 
     def ctr(self, hours: float, window_s: int = 1800) -> list[Row]:
-        return [asdict(r) for r in self.store.click_through(*self._window(hours), window_s=window_s)]
+        return self._ask(lambda st: st.click_through(*self._window(hours), window_s=window_s))
 
     def coverage(self, hours: float, catalog_size: int) -> list[Row]:
-        return [asdict(r) for r in self.store.coverage(*self._window(hours), catalog_size)]
+        return self._ask(lambda st: st.coverage(*self._window(hours), catalog_size))
 
     def versions(self, hours: float, catalog_size: int | None = None) -> list[Row]:
-        return [asdict(r) for r in self.store.compare_versions(*self._window(hours), catalog_size=catalog_size)]
+        return self._ask(lambda st: st.compare_versions(*self._window(hours), catalog_size=catalog_size))
 
     def close(self) -> None:
         self._store.close()
