@@ -26,9 +26,15 @@ class TritonModelBackend:
     """
 
     def __init__(self, s: Settings) -> None:
+        from genrec.stores.hot_state import redis_client
+
         self.settings = s
-        self.client = serving.ModelClient(s)
-        self.canary_client = serving.ModelClient(s, model_name=canary_model_name(s.model_server.model_name))
+        # On the request path (the code table's refresh, the canary): Redis waits at most the
+        # request timeout, so a stalled Redis costs a request half a second, not seconds.
+        self.redis = redis_client(s, timeout_s=s.redis.request_timeout_s)
+        self.client = serving.ModelClient(s, redis_client=self.redis)
+        self.canary_client = serving.ModelClient(s, model_name=canary_model_name(s.model_server.model_name),
+                                                 redis_client=self.redis)
         self._canary: Canary | None = None
         self._canary_read_at = float("-inf")
 
@@ -36,9 +42,7 @@ class TritonModelBackend:
         if time.monotonic() - self._canary_read_at >= CANARY_REFRESH_S:
             self._canary_read_at = time.monotonic()
             try:
-                from genrec.stores.hot_state import redis_client
-
-                self._canary = read_canary(redis_client(self.settings))
+                self._canary = read_canary(self.redis)
             except (RedisError, OSError, ValueError) as exc:  # no canary while Redis is away
                 log.warning("could not read the canary: %s", exc)
                 self._canary = None
