@@ -89,7 +89,8 @@ def native_bf16() -> bool:
     about three times faster than fp32; elsewhere it is emulated and slower."""
     import torch
 
-    return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # torch's own CPU probes (private)
+    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
 
 
 class TextEmbedder:
