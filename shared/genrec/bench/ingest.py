@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 
 from genrec.bench.load import CpuMeter, _check_stack, _percentiles, _production_items
 from genrec.bench.serving import machine_info
@@ -119,7 +120,7 @@ def run_ingest(cfg: IngestConfig, progress: Any = None) -> dict[str, Any]:
     say(f"{len(events)} item upserts in batches of {cfg.batch} against model {version}")
     try:
         with httpx.Client(timeout=60) as http:
-            cpu = CpuMeter(s)
+            cpu, machine = CpuMeter(s), psutil.cpu_times()
             t0 = time.perf_counter()
             for start in range(0, len(events), cfg.batch):
                 batch = events[start:start + cfg.batch]
@@ -131,7 +132,7 @@ def run_ingest(cfg: IngestConfig, progress: Any = None) -> dict[str, Any]:
             while tracker.poll() and time.perf_counter() - t0 < cfg.timeout_s:
                 time.sleep(cfg.poll_s)
             elapsed = (max(tracker.done_at.values()) if tracker.done_at else time.perf_counter()) - t0
-            cpu_percent = cpu.percent()
+            cpu_percent, machine_percent = cpu.percent(), _machine_percent(machine, time.perf_counter() - t0)
     finally:
         tracker.close()
     done = len(tracker.done_at)
@@ -144,7 +145,19 @@ def run_ingest(cfg: IngestConfig, progress: Any = None) -> dict[str, Any]:
         "items_per_s": round(done / elapsed, 1) if elapsed > 0 else None,
         "latency_s": {k: None if v is None else round(v, 2) for k, v in _percentiles(latency_s).items()},
         "cpu_percent": cpu_percent,
+        # CPU per item ingested, ms of one core: what a process would need with the cores to itself.
+        "cpu_ms_per_item": {name: round(10 * pct * elapsed / done, 1) for name, pct in cpu_percent.items()
+                            if done and pct >= 1},
+        # The whole machine (other tenants included) and, on a VM, time the hypervisor took away.
+        "machine_cpu_percent": machine_percent,
     }
+
+
+def _machine_percent(before: Any, seconds: float) -> dict[str, float]:
+    after = psutil.cpu_times()
+    busy = sum(getattr(after, f) - getattr(before, f) for f in after._fields if f not in ("idle", "iowait", "steal"))
+    steal = getattr(after, "steal", 0.0) - getattr(before, "steal", 0.0)
+    return {"busy": round(100 * busy / seconds, 1), "steal": round(100 * steal / seconds, 1)}
 
 
 def markdown_report(r: dict[str, Any]) -> str:
@@ -154,7 +167,8 @@ def markdown_report(r: dict[str, Any]) -> str:
         "# Ingest: item upserts end to end (event accepted → PostgreSQL + Milvus + code feed)",
         "",
         f"{r['items']} item.upserted events in batches of {cfg['batch']} to event-capture on {m.get('cpu', '?')} "
-        f"({m.get('cores', '?')} cores), model {r['model_version']} in production.",
+        f"({m.get('cores', '?')} cores; load average {m.get('load_average_at_start', ['?'])[0]} at the start), "
+        f"model {r['model_version']} in production.",
         "",
         "| measure | value |",
         "| --- | ---: |",
@@ -169,8 +183,13 @@ def markdown_report(r: dict[str, Any]) -> str:
     if missing:
         lines += ["", f"**{missing} items were not ingested within {cfg['timeout_s']:.0f} s.**"]
     if r.get("cpu_percent"):
+        busy = r.get("machine_cpu_percent", {})
         lines += ["", f"CPU during the run, % of one core ({m.get('cores', '?')} cores in all): "
-                  + ", ".join(f"{name} {pct:.0f}" for name, pct in r["cpu_percent"].items()) + "."]
+                  + ", ".join(f"{name} {pct:.0f}" for name, pct in r["cpu_percent"].items())
+                  + f"; the whole machine {busy.get('busy', '?')} (other tenants included), "
+                  f"steal {busy.get('steal', '?')}.",
+                  "", "CPU per item ingested, ms of one core: "
+                  + ", ".join(f"{name} {ms}" for name, ms in r["cpu_ms_per_item"].items()) + "."]
     return "\n".join(lines) + "\n"
 
 
