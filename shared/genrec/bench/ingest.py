@@ -40,6 +40,7 @@ class IngestConfig:
     seed: int = 0
     timeout_s: float = 600.0  # for the last item to be ingested
     poll_s: float = 0.25
+    note: str = ""  # what this run compares, for the report
 
 
 @dataclass
@@ -168,7 +169,7 @@ def markdown_report(r: dict[str, Any]) -> str:
         "",
         f"{r['items']} item.upserted events in batches of {cfg['batch']} to event-capture on {m.get('cpu', '?')} "
         f"({m.get('cores', '?')} cores; load average {m.get('load_average_at_start', ['?'])[0]} at the start), "
-        f"model {r['model_version']} in production.",
+        f"model {r['model_version']} in production. {cfg.get('note', '')}".rstrip(),
         "",
         "| measure | value |",
         "| --- | ---: |",
@@ -176,10 +177,10 @@ def markdown_report(r: dict[str, Any]) -> str:
         f"| items ingested / with a Semantic ID in the code feed | {r['ingested']} / {r['with_semantic_id']} |",
         f"| seconds: all posted / last item ingested | {r['posted_seconds']} / {r['seconds']} |",
         f"| latency per item, accepted → ingested, p50 / p95 / max s | {lat['p50']} / {lat['p95']} / {lat['max']} |",
-        "",
-        "Items without a Semantic ID had a full code prefix: they are stored and served by vector "
-        "retrieval until the next training gives them codes.",
     ]
+    if r["with_semantic_id"] < r["ingested"]:
+        lines += ["", "Items without a Semantic ID had a full code prefix: they are stored and served by vector "
+                  "retrieval until the next training gives them codes."]
     if missing:
         lines += ["", f"**{missing} items were not ingested within {cfg['timeout_s']:.0f} s.**"]
     if r.get("cpu_percent"):

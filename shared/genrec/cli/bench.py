@@ -103,13 +103,14 @@ def ingest(
     seed: int = typer.Option(0, "--seed"),
     out: Path = typer.Option(Path("bench/results"), "--out", help="Where the json/md go."),
     label: str = typer.Option("cpu", "--label", help="Results go to ingest-LABEL.{json,md}."),
+    note: str = typer.Option("", "--note", help="What this run compares, for the report."),
 ) -> None:
     """Item upserts end to end against the running stack: accepted → PostgreSQL + Milvus + code feed."""
     from genrec.bench.ingest import IngestConfig, markdown_report, run_ingest, write_results
     from genrec.bench.load import LoadError
 
     try:
-        results = run_ingest(IngestConfig(items=items, batch=batch, seed=seed),
+        results = run_ingest(IngestConfig(items=items, batch=batch, seed=seed, note=note),
                              progress=lambda m: console.print(f"[cyan]•[/] {m}"))
     except LoadError as exc:
         console.print(f"[red]error:[/] {exc}")
