@@ -143,6 +143,9 @@ class ColdStart:
         self.s, self.res = s, res
         self.embedder = Lazy(event_path_embedder)
         self.semantic = Lazy(lambda: SemanticIds(s, res.hot.r))
+        # Upserts and enrichments come on different topics, at once: each reads an item, merges
+        # and writes it back, seconds later for a batch, so they take turns (no lost tags).
+        self._writes = threading.Lock()
 
     def embed(self, items: Sequence[Item]) -> None:
         vectors = self.embedder.get().encode(item_texts(items_frame(items)), progress=False)
@@ -158,29 +161,32 @@ class ColdStart:
         return {it.item_id: it for it in self.res.catalog.get_many(list(dict.fromkeys(item_ids)))}
 
     def on_items(self, events: Sequence[ValidEvent[ItemUpsertedData]]) -> list[dict]:
-        items, active = upserted_items([ev.data for ev in events], self.stored(ev.data.item_id for ev in events))
-        self.embed(items)
-        coded = [it for it in items if it.item_id in active]  # an inactive item gets no new code
-        if coded:
-            got = self.semantic.get().assign([it.item_id for it in coded], np.stack([it.embedding for it in coded]))
-            for item, codes in zip(coded, got, strict=True):
-                item.semantic_ids = codes or item.semantic_ids
-        self.store(items)
+        with self._writes:
+            items, active = upserted_items([ev.data for ev in events], self.stored(ev.data.item_id for ev in events))
+            self.embed(items)
+            coded = [it for it in items if it.item_id in active]  # an inactive item gets no new code
+            if coded:
+                got = self.semantic.get().assign([it.item_id for it in coded],
+                                                 np.stack([it.embedding for it in coded]))
+                for item, codes in zip(coded, got, strict=True):
+                    item.semantic_ids = codes or item.semantic_ids
+            self.store(items)
         by_id = {it.item_id: it for it in items}
         return [{"id": ev.id, "item_id": ev.data.item_id, "semantic_ids": by_id[ev.data.item_id].semantic_ids}
                 for ev in events]
 
     def on_enriched(self, events: Sequence[ValidEvent[ItemEnrichedData]]) -> list[dict]:
-        stored = self.stored(ev.data.item_id for ev in events)
-        for ev in events:  # an enrichment that overtook its upsert (different topics): the upsert re-embeds later
-            d, item = ev.data, stored.get(ev.data.item_id)
-            if item is not None:
-                item.attributes = {**item.attributes, "tags": d.tags, "summary": d.summary,
-                                   **{f"llm_{k}": v for k, v in d.attributes.items()}}
-        items = list(stored.values())
-        if items:
-            self.embed(items)  # codes stay: a Semantic ID is an item's stable address
-            self.store(items)
+        with self._writes:
+            stored = self.stored(ev.data.item_id for ev in events)
+            for ev in events:  # an enrichment that overtook its upsert (other topic): the upsert re-embeds later
+                d, item = ev.data, stored.get(ev.data.item_id)
+                if item is not None:
+                    item.attributes = {**item.attributes, "tags": d.tags, "summary": d.summary,
+                                       **{f"llm_{k}": v for k, v in d.attributes.items()}}
+            items = list(stored.values())
+            if items:
+                self.embed(items)  # codes stay: a Semantic ID is an item's stable address
+                self.store(items)
         return [{"id": ev.id, "item_id": ev.data.item_id, "applied": ev.data.item_id in stored} for ev in events]
 
     def on_user(self, ev: ValidEvent[UserUpsertedData]) -> dict:
