@@ -9,7 +9,7 @@ GENREC := $(VENV)/bin/genrec
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install up down status demo test test-frontend frontend validator chromium qemu bench bench-serving bench-load bench-faults lint clean
+.PHONY: install up down status demo test test-frontend frontend validator chromium qemu bench bench-serving bench-load bench-ingest bench-faults lint clean
 
 SERVING_VENV ?= .venv-serving
 SPY := $(SERVING_VENV)/bin/python
@@ -102,6 +102,10 @@ bench-serving: install
 # Needs the stack and a model in production: `make demo` leaves both.
 bench-load: install
 	$(GENREC) bench load --duration $(or $(DURATION),60)
+
+# Item upserts end to end through cold-start-embedding (same needs).
+bench-ingest: install
+	$(GENREC) bench ingest --items $(or $(ITEMS),2000)
 
 # Stops, kills and stalls every server under load and reconciles every accepted event (same needs).
 bench-faults: install

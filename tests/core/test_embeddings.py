@@ -76,3 +76,17 @@ def test_auto_mode_choice_and_hybrid_layout(tmp_path: Path) -> None:
     assert hyb.source == "hybrid" and hyb.vectors.shape == (4, 388)
     assert np.allclose(np.linalg.norm(hyb.vectors, axis=1), 1, atol=1e-5)
     assert not hyb.vectors[3, 384:].any()  # item 3 never interacted: collaborative part is zero
+
+
+def test_bf16_vectors_match_fp32_ones() -> None:
+    """The cold-start function embeds in bf16 where the CPU has it (``precision="auto"``): its
+    vectors must be the bulk pipeline's fp32 ones for every purpose (search, Semantic IDs)."""
+    from genrec.data import SynthConfig, generate_synthetic
+
+    texts = item_texts(generate_synthetic(SynthConfig(n_items=64, n_users=10, seed=2)).items)
+    fp32 = TextEmbedder("cpu").encode(texts, progress=False)
+    fast = TextEmbedder("cpu", precision="auto")
+    fast.bf16 = True  # the same numbers whether this CPU runs bf16 natively or emulates it
+    got = fast.encode(texts, progress=False)
+    assert np.allclose(np.linalg.norm(got, axis=1), 1, atol=1e-5)
+    assert float((got * fp32).sum(1).min()) > 0.9999

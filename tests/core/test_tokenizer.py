@@ -68,6 +68,19 @@ def test_disambiguation_overflow_is_an_error(fitted) -> None:
         tok.assign(np.repeat(x[:1], 70, axis=0), existing=codes)
 
 
+def test_a_full_prefix_leaves_only_its_own_items_without_codes(fitted) -> None:
+    """The cold-start batch path: one item whose prefix is full must not cost the others theirs."""
+    tok, x, codes = fitted
+    free = 64 - int(codes[(codes[:, :2] == codes[0, :2]).all(1), 2].max()) - 1
+    batch = np.concatenate([x[100:101], np.repeat(x[:1], free + 2, axis=0), x[200:201]])
+    got, placed = tok.assign_where_free(batch, existing=codes)
+    assert placed.tolist() == [True] + [True] * free + [False, False] + [True]
+    assert (got[~placed, 2] == -1).all() and (got[~placed, :2] == codes[0, :2]).all()
+    table = np.concatenate([codes, got[placed]])
+    assert len({tuple(r) for r in table.tolist()}) == len(table)
+    assert np.array_equal(got[placed][[0, -1]], tok.assign(batch[[0, -1]], existing=codes))
+
+
 def test_save_load_round_trip(fitted, tmp_path: Path) -> None:
     tok, x, codes = fitted
     tok.save(tmp_path)

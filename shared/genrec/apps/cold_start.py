@@ -10,7 +10,9 @@ user.upserted → declared interests → a user vector for cold-start retrieval.
 from __future__ import annotations
 
 import logging
+import os
 import threading
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -38,14 +40,31 @@ from genrec.stores.users_repo import User
 log = logging.getLogger("genrec.cold_start")
 
 
-def item_frame(item: Item) -> pd.DataFrame:
-    """The dataset layout (genrec.data) for one stored item, so text is rendered one way everywhere."""
-    attrs = item.attributes
+def items_frame(items: Sequence[Item]) -> pd.DataFrame:
+    """The dataset layout (genrec.data) for stored items, so text is rendered one way everywhere."""
     return pd.DataFrame([{
-        "item_id": item.item_id, "title": item.title, "description": item.description,
-        "categories": item.category_path, "brand": attrs.get("brand", ""), "price": attrs.get("price"),
-        "tags": "|".join(attrs.get("tags", [])),
-    }])
+        "item_id": it.item_id, "title": it.title, "description": it.description,
+        "categories": it.category_path, "brand": it.attributes.get("brand", ""), "price": it.attributes.get("price"),
+        "tags": "|".join(it.attributes.get("tags", [])),
+    } for it in items])
+
+
+def upserted_items(upserts: Sequence[ItemUpsertedData], stored: Mapping[str, Item]) -> tuple[list[Item], set[str]]:
+    """The items a run of upserts leaves, applied in order over the stored ones (attributes
+    merge, so an enrichment that came first keeps its tags; the rest is the last upsert's, and
+    stored codes stay), and the ids upserted as active at least once: those get a Semantic ID,
+    as they would if each event were handled alone."""
+    items: dict[str, Item] = {}
+    active: set[str] = set()
+    for d in upserts:
+        prev = items.get(d.item_id) or stored.get(d.item_id)
+        attrs = {**(prev.attributes if prev else {}), **d.attributes}
+        attrs.update({k: v for k, v in (("brand", d.brand), ("price", d.price), ("image_url", d.image_url)) if v})
+        items[d.item_id] = Item(d.item_id, title=d.title, description=d.description, category_path=d.category_path,
+                                attributes=attrs, status=d.status, semantic_ids=prev.semantic_ids if prev else None)
+        if d.status == "active":
+            active.add(d.item_id)
+    return list(items.values()), active
 
 
 class SemanticIds:
@@ -75,69 +94,100 @@ class SemanticIds:
                 self._uri = uri
             return self._bundle, self._feed
 
-    def assign(self, item_id: str, text_vector: np.ndarray) -> list[int] | None:
-        """The item's code tuple (existing if already known), or None when no model is in production
-        or the item's code prefix is full: the item is then served by vector retrieval until the
-        next training gives it a code (refusing the event would lose the item for good)."""
-        from genrec.semantic.tokenizer import PrefixFull
+    def assign(self, item_ids: Sequence[str], text_vectors: np.ndarray) -> list[list[int] | None]:
+        """Each item's code tuple (existing if already known; new ones fed in one append), or None
+        when no model is in production or the item's code prefix is full: the item is then
+        served by vector retrieval until the next training gives it a code (refusing the event
+        would lose the item for good)."""
         from genrec.serving.feed import assign_and_append
 
         bundle, feed = self._current()
         if bundle is None:
-            return None
-        known = feed.codes_of(item_id)
-        if known is None:
-            if bundle.embedding_source == "interactions":
-                # The tokenizer was fitted on interaction vectors: content cannot place a new item.
-                log.info("no Semantic ID for %s: the production tokenizer has no text input", item_id)
-                return None
-            try:
-                assign_and_append(bundle.tokenizer, [item_id], bundle.tokenizer_input(text_vector[None, :]),
-                                  artifact=feed.art, settings=self.s, client=self.r)
-            except PrefixFull as exc:
-                log.warning("no Semantic ID for %s until the next training: %s", item_id, exc)
-                return None
-            known = feed.codes_of(item_id)
-        return [int(c) for c in known]
+            return [None] * len(item_ids)
+        known = feed.codes_of_many(item_ids)
+        new = [k for k, codes in enumerate(known) if codes is None]
+        if new and bundle.embedding_source == "interactions":
+            # The tokenizer was fitted on interaction vectors: content cannot place a new item.
+            log.info("no Semantic ID for %d items: the production tokenizer has no text input", len(new))
+        elif new:
+            got = assign_and_append(bundle.tokenizer, [item_ids[k] for k in new],
+                                    bundle.tokenizer_input(text_vectors[new]), artifact=feed.art, settings=self.s,
+                                    client=self.r, skip_full=True)
+            full = [item_ids[k] for k, index in zip(new, got, strict=True) if index < 0]
+            if full:
+                log.warning("no Semantic ID until the next training for %d items whose code prefix is full: %s",
+                            len(full), ", ".join(full[:10]))
+            fed = [k for k, index in zip(new, got, strict=True) if index >= 0]
+            for k, codes in zip(fed, feed.codes_of_many([item_ids[k] for k in fed]), strict=True):
+                known[k] = codes
+        return [None if codes is None else [int(c) for c in codes] for codes in known]
+
+
+def event_path_embedder() -> TextEmbedder:
+    """bf16 where the CPU has it natively, and one torch thread unless OMP_NUM_THREADS says
+    otherwise: the function scales out by pods, and on a busy 2-core machine two threads spent
+    two to three times the CPU per text waiting on each other (`genrec bench ingest`)."""
+    if "OMP_NUM_THREADS" not in os.environ:
+        import torch
+
+        torch.set_num_threads(1)
+    return TextEmbedder("cpu", batch_size=64, precision="auto")
 
 
 class ColdStart:
+    """Each handler takes a delivered batch at once: one catalogue read, one embedding call, one
+    code-feed append, one PostgreSQL upsert and one Milvus upsert, whatever the batch size. A
+    failure fails the batch, which is redelivered whole: every step is idempotent."""
+
     def __init__(self, s: Settings, res: Resources) -> None:
         self.s, self.res = s, res
-        self.embedder = Lazy(lambda: TextEmbedder("cpu", batch_size=32))
+        self.embedder = Lazy(event_path_embedder)
         self.semantic = Lazy(lambda: SemanticIds(s, res.hot.r))
+        # Upserts and enrichments come on different topics, at once: each reads an item, merges
+        # and writes it back, seconds later for a batch, so they take turns (no lost tags).
+        self._writes = threading.Lock()
 
-    def embed(self, item: Item) -> np.ndarray:
-        return self.embedder.get().encode(item_texts(item_frame(item)), progress=False)[0]
+    def embed(self, items: Sequence[Item]) -> None:
+        vectors = self.embedder.get().encode(item_texts(items_frame(items)), progress=False)
+        for item, vector in zip(items, vectors, strict=True):
+            item.embedding = vector
 
-    def store(self, item: Item, codes: list[int] | None) -> None:
-        self.res.catalog.upsert(item)
-        self.res.vectors.upsert([ItemVector(item.item_id, item.embedding, coarse_levels(codes), item.category_path,
-                                            item.status)])
+    def store(self, items: Sequence[Item]) -> None:
+        self.res.catalog.upsert_many(items)
+        self.res.vectors.upsert([ItemVector(it.item_id, it.embedding, coarse_levels(it.semantic_ids),
+                                            it.category_path, it.status) for it in items])
 
-    def on_item(self, ev: ValidEvent[ItemUpsertedData]) -> dict:
-        d = ev.data
-        existing = self.res.catalog.get(d.item_id)
-        attrs = {**(existing.attributes if existing else {}), **d.attributes}
-        attrs.update({k: v for k, v in (("brand", d.brand), ("price", d.price), ("image_url", d.image_url)) if v})
-        item = Item(d.item_id, title=d.title, description=d.description, category_path=d.category_path,
-                    attributes=attrs, status=d.status)
-        item.embedding = self.embed(item)
-        codes = self.semantic.get().assign(d.item_id, item.embedding) if d.status == "active" else None
-        item.semantic_ids = codes if codes else (existing.semantic_ids if existing else None)
-        self.store(item, item.semantic_ids)
-        return {"id": ev.id, "item_id": d.item_id, "semantic_ids": item.semantic_ids}
+    def stored(self, item_ids: Iterable[str]) -> dict[str, Item]:
+        return {it.item_id: it for it in self.res.catalog.get_many(list(dict.fromkeys(item_ids)))}
 
-    def on_enriched(self, ev: ValidEvent[ItemEnrichedData]) -> dict:
-        d = ev.data
-        item = self.res.catalog.get(d.item_id)
-        if item is None:  # enrichment overtook the upsert (different topics): the upsert re-embeds later
-            return {"id": ev.id, "item_id": d.item_id, "applied": False}
-        item.attributes = {**item.attributes, "tags": d.tags, "summary": d.summary,
-                           **{f"llm_{k}": v for k, v in d.attributes.items()}}
-        item.embedding = self.embed(item)  # codes stay: a Semantic ID is an item's stable address
-        self.store(item, item.semantic_ids)
-        return {"id": ev.id, "item_id": d.item_id, "applied": True}
+    def on_items(self, events: Sequence[ValidEvent[ItemUpsertedData]]) -> list[dict]:
+        with self._writes:
+            items, active = upserted_items([ev.data for ev in events], self.stored(ev.data.item_id for ev in events))
+            self.embed(items)
+            coded = [it for it in items if it.item_id in active]  # an inactive item gets no new code
+            if coded:
+                got = self.semantic.get().assign([it.item_id for it in coded],
+                                                 np.stack([it.embedding for it in coded]))
+                for item, codes in zip(coded, got, strict=True):
+                    item.semantic_ids = codes or item.semantic_ids
+            self.store(items)
+        by_id = {it.item_id: it for it in items}
+        return [{"id": ev.id, "item_id": ev.data.item_id, "semantic_ids": by_id[ev.data.item_id].semantic_ids}
+                for ev in events]
+
+    def on_enriched(self, events: Sequence[ValidEvent[ItemEnrichedData]]) -> list[dict]:
+        with self._writes:
+            stored = self.stored(ev.data.item_id for ev in events)
+            for ev in events:  # an enrichment that overtook its upsert (other topic): the upsert re-embeds later
+                d, item = ev.data, stored.get(ev.data.item_id)
+                if item is not None:
+                    item.attributes = {**item.attributes, "tags": d.tags, "summary": d.summary,
+                                       **{f"llm_{k}": v for k, v in d.attributes.items()}}
+            items = list(stored.values())
+            if items:
+                self.embed(items)  # codes stay: a Semantic ID is an item's stable address
+                self.store(items)
+        return [{"id": ev.id, "item_id": ev.data.item_id, "applied": ev.data.item_id in stored} for ev in events]
 
     def on_user(self, ev: ValidEvent[UserUpsertedData]) -> dict:
         d = ev.data
@@ -153,9 +203,9 @@ def create_app(s: Settings | None = None) -> FastAPI:
     s = s or get_settings()
     res = Resources(s)
     cold = ColdStart(s, res)
-    app = create_event_app("cold-start-embedding", "genrec cold-start embedding", {
-        ITEM_UPSERTED: cold.on_item, ITEM_ENRICHED: cold.on_enriched, USER_UPSERTED: cold.on_user,
-    }, ready=Readiness(s, ("postgres", "milvus", "redis")))  # redis: the production model's code feed
+    app = create_event_app("cold-start-embedding", "genrec cold-start embedding", {USER_UPSERTED: cold.on_user},
+                           batch_handlers={ITEM_UPSERTED: cold.on_items, ITEM_ENRICHED: cold.on_enriched},
+                           ready=Readiness(s, ("postgres", "milvus", "redis")))  # redis: the code feed
     # Load the embedding model in the background: the function answers health checks at once,
     # and the first event waits for the load instead of the whole start-up.
     app.state.on_start = lambda: threading.Thread(target=lambda: cold.embedder.get().load(), daemon=True).start()

@@ -96,6 +96,32 @@ def load(
     console.print(f"results in {stem}.{{json,md,png}}")
 
 
+@app.command("ingest")
+def ingest(
+    items: int = typer.Option(2000, "--items", help="Item upserts to send (a synthetic catalogue)."),
+    batch: int = typer.Option(500, "--batch", help="CloudEvents per request to event-capture."),
+    seed: int = typer.Option(0, "--seed"),
+    out: Path = typer.Option(Path("bench/results"), "--out", help="Where the json/md go."),
+    label: str = typer.Option("cpu", "--label", help="Results go to ingest-LABEL.{json,md}."),
+    note: str = typer.Option("", "--note", help="What this run compares, for the report."),
+) -> None:
+    """Item upserts end to end against the running stack: accepted → PostgreSQL + Milvus + code feed."""
+    from genrec.bench.ingest import IngestConfig, markdown_report, run_ingest, write_results
+    from genrec.bench.load import LoadError
+
+    try:
+        results = run_ingest(IngestConfig(items=items, batch=batch, seed=seed, note=note),
+                             progress=lambda m: console.print(f"[cyan]•[/] {m}"))
+    except LoadError as exc:
+        console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+    stem = write_results(results, out, label)
+    console.print(markdown_report(results))
+    console.print(f"results in {stem}.{{json,md}}")
+    if results["ingested"] < results["items"]:
+        raise typer.Exit(1)
+
+
 @app.command("faults")
 def faults(
     only: str | None = typer.Option(None, "--faults", help="Comma-separated subset, e.g. postgres:stop,redis:stall."),

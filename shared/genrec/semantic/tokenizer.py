@@ -135,7 +135,22 @@ class SemanticIdTokenizer:
 
         Each new item takes the next free disambiguation index for its prefix (after the
         largest one in ``existing`` and the new items before it), so tuples stay unique.
+        Raises ``PrefixFull`` when an item's prefix has no free index left.
         """
+        codes, placed = self.assign_where_free(embeddings, existing)
+        if not placed.all():
+            key = tuple(int(v) for v in codes[int(np.argmin(placed)), :-1])
+            raise PrefixFull(
+                f"prefix {key} already holds {self.config.disambiguation_size} items; raise "
+                f"tokenizer.disambiguation_size (now {self.config.disambiguation_size}) or use more/larger codebooks"
+            )
+        return codes
+
+    def assign_where_free(self, embeddings: np.ndarray,
+                          existing: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """``assign`` item by item: codes ``[M, levels+1]`` and a mask of the items that got one.
+        An item whose prefix is full takes no index (its last code is -1), and later items of a
+        batch are placed as if it were not there."""
         pre = self.prefixes(embeddings)
         nxt: dict[tuple[int, ...], int] = {}
         if existing is not None and len(existing):
@@ -143,18 +158,14 @@ class SemanticIdTokenizer:
             for row in ex:
                 key = tuple(int(v) for v in row[:-1])
                 nxt[key] = max(nxt.get(key, 0), int(row[-1]) + 1)
-        dis = np.empty(len(pre), dtype=np.int64)
+        dis = np.full(len(pre), -1, dtype=np.int64)
         for i, row in enumerate(pre):
             key = tuple(int(v) for v in row)
             d = nxt.get(key, 0)
-            if d >= self.config.disambiguation_size:
-                raise PrefixFull(
-                    f"prefix {key} already holds {d} items; raise tokenizer.disambiguation_size "
-                    f"(now {self.config.disambiguation_size}) or use more/larger codebooks"
-                )
-            dis[i] = d
-            nxt[key] = d + 1
-        return np.concatenate([pre, dis[:, None]], axis=1)
+            if d < self.config.disambiguation_size:
+                dis[i] = d
+                nxt[key] = d + 1
+        return np.concatenate([pre, dis[:, None]], axis=1), dis >= 0
 
     # ------------------------------------------------------------------ report
     def report(self, codes: np.ndarray | None = None) -> dict[str, object]:

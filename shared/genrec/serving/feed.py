@@ -86,6 +86,8 @@ class CodeFeed:
         self._base_index: dict[str, int] | None = None
         self._base_keys: set[int] | None = None
         self._script = client.register_script(_APPEND_LUA)
+        self._entries: list[FeedEntry] = []  # the feed as far as read (it only grows)
+        self._entries_lock = threading.Lock()
 
     # ------------------------------------------------------------------ read
     def length(self) -> int:
@@ -94,21 +96,50 @@ class CodeFeed:
     def read(self, start: int = 0, stop: int = -1) -> list[FeedEntry]:
         return [decode_entry(r) for r in self.client.lrange(keys.feed(self.version), start, stop)]
 
+    def entries(self) -> list[FeedEntry]:
+        """Every fed item in feed order, reading only the entries not read before (one round trip):
+        the cold-start path needs the whole table for every batch, and the feed grows until the
+        next training."""
+        key = keys.feed(self.version)
+        with self._entries_lock:
+            pipe = self.client.pipeline(transaction=False)
+            pipe.llen(key)
+            pipe.lrange(key, len(self._entries), -1)
+            length, raw = pipe.execute()
+            if int(length) < len(self._entries):  # the feed was lost (Redis without its data): start over
+                self._entries = self.read()
+            else:
+                self._entries.extend(decode_entry(r) for r in raw)
+            return list(self._entries)
+
     def codes(self) -> np.ndarray:
         """Codes of every fed item ``[M, C]``, in feed order."""
-        entries = self.read()
-        return np.asarray([e.codes for e in entries], dtype=np.int64).reshape(-1, len(self.level_sizes))
+        return np.asarray([e.codes for e in self.entries()], dtype=np.int64).reshape(-1, len(self.level_sizes))
 
     def codes_of(self, item_id: str) -> tuple[int, ...] | None:
         """The codes an item already has (trained or fed), so re-delivered upserts keep them."""
+        return self.codes_of_many([item_id])[0]
+
+    def codes_of_many(self, item_ids: Sequence[str]) -> list[tuple[int, ...] | None]:
+        """``codes_of`` for many items in at most two round trips (None: no codes yet)."""
         base_index, _ = self._base()
-        if item_id in base_index:
-            return tuple(int(c) for c in self.art.item_codes[base_index[item_id]])
-        idx = self.client.hget(keys.feed_ids(self.version), item_id)
-        if idx is None:
-            return None
-        raw = self.client.lindex(keys.feed(self.version), int(idx) - self.n_base)
-        return decode_entry(raw).codes if raw is not None else None
+        out: list[tuple[int, ...] | None] = [None] * len(item_ids)
+        asked = []
+        for k, iid in enumerate(item_ids):
+            if iid in base_index:
+                out[k] = tuple(int(c) for c in self.art.item_codes[base_index[iid]])
+            else:
+                asked.append(k)
+        if not asked:
+            return out
+        found = [(k, int(i)) for k, i in zip(asked, self.client.hmget(keys.feed_ids(self.version),
+                                                                        [item_ids[k] for k in asked]), strict=True)
+                 if i is not None]
+        entries = self.entries() if found else []
+        for k, idx in found:
+            if idx - self.n_base < len(entries):
+                out[k] = entries[idx - self.n_base].codes
+        return out
 
     def all_codes(self) -> np.ndarray:
         """Trained + fed codes: the ``existing`` table to pass to ``tokenizer.assign``."""
@@ -191,19 +222,29 @@ def append_items(
 
 def assign_and_append(
     tokenizer: Any, item_ids: Sequence[str], embeddings: np.ndarray, *, artifact: ServingArtifact | str | None = None,
-    settings: Settings | None = None, client: Any = None, retries: int = 3,
+    settings: Settings | None = None, client: Any = None, retries: int = 3, skip_full: bool = False,
 ) -> np.ndarray:
-    """The cold-start path in one call: Semantic IDs for new items, then the feed.
+    """The cold-start path in one call: Semantic IDs for new items, then the feed (one script
+    run for the whole batch; tuples unique within it and against the table).
 
     ``tokenizer`` is the artifact's ``SemanticIdTokenizer`` (``TrainedBundle.tokenizer``);
     codes are assigned against the trained *and* fed table, and reassigned if another
-    writer took one of them in the meantime (``CodesTaken``).
+    writer took one of them in the meantime (``CodesTaken``). An item whose code prefix is
+    full raises ``PrefixFull``; with ``skip_full`` it is left out instead (index -1) and the
+    others are fed.
     """
     feed = _feed(artifact, settings, client)
+    embeddings = np.asarray(embeddings, dtype=np.float32)
+    out = np.full(len(item_ids), -1, dtype=np.int64)
     for attempt in range(retries + 1):
-        codes = tokenizer.assign(np.asarray(embeddings, dtype=np.float32), existing=feed.all_codes())
+        if skip_full:
+            codes, placed = tokenizer.assign_where_free(embeddings, existing=feed.all_codes())
+        else:
+            codes, placed = tokenizer.assign(embeddings, existing=feed.all_codes()), np.ones(len(item_ids), bool)
+        rows = np.flatnonzero(placed)
         try:
-            return feed.append(item_ids, codes)
+            out[rows] = feed.append([item_ids[k] for k in rows], codes[rows]) if len(rows) else []
+            return out
         except CodesTaken:
             if attempt == retries:
                 raise
