@@ -43,7 +43,7 @@ def items(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator
 @pytest.mark.parametrize("fault", FAULTS, ids=lambda f: f.name.replace(" ", "-"))
 def test_nothing_accepted_is_lost_or_applied_twice_and_recommend_never_answers_5xx(
         stack: Settings, stack_watch: StackWatch, items: list[str], fault: Fault) -> None:
-    row, ledger = run_fault(stack, fault, SHORT, items, on_planned_exit=stack_watch.expect_exit)
+    row, ledger = run_fault(stack, fault, SHORT, items, watch=stack_watch)
     LEDGERS.append(ledger)
     assert row["accepted"] > 0 and not row["rejected"], row
     assert row["abandoned"] == 0, row  # every batch refused during the fault was accepted once it was over
@@ -61,7 +61,7 @@ def test_every_accepted_event_is_once_in_the_analytics_store(stack: Settings, st
     ids = [event_id for ledger in LEDGERS for event_id in ledger.accepted_at]
     if not ids:
         pytest.skip("no fault ran in this session")
-    copies, _stored = analytics_copies(stack, ids, SHORT.settle_s, on_planned_exit=stack_watch.expect_exit)
+    copies, _stored = analytics_copies(stack, ids, SHORT.settle_s, watch=stack_watch)
     missing = [e for e in ids if e not in copies]
     assert not missing, f"{len(missing)} of {len(ids)} accepted events missing, e.g. {missing[:5]}"
     assert all(copies[e] == 1 for e in ids)

@@ -34,7 +34,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import httpx
 import numpy as np
@@ -49,6 +49,25 @@ from genrec.stores import redis_keys as keys
 
 SOURCE = "genrec-bench-faults"
 Action = Literal["stop", "kill", "stall"]
+# Servers that may exit once resumed after a stall: Triton's Python backend aborts when the lock of
+# its shared-memory channel to a stub timed out while both were frozen (boost lock_exception). The
+# run starts such a server again, as Kubernetes restarts a pod, and the row says so.
+MAY_EXIT_AFTER_A_STALL = frozenset({"model-server"})
+
+
+class Watch(Protocol):
+    """What the run tells a crash watch (``genrec.devstack.watch.StackWatch``) of its planned exits."""
+
+    def expect_exit(self, name: str) -> None: ...
+    def expect_back(self, name: str) -> None: ...
+
+
+class _NoWatch:
+    def expect_exit(self, name: str) -> None:
+        pass
+
+    def expect_back(self, name: str) -> None:
+        pass
 
 
 @dataclass(frozen=True)
@@ -258,22 +277,31 @@ def _signal_tree(procs: list[psutil.Process], sig: int) -> None:
 
 
 @contextlib.contextmanager
-def injected(s: Settings, fault: Fault, on_planned_exit: Callable[[str], None] = lambda _n: None
-             ) -> Iterator[None]:
-    """The fault holds inside the block; on leaving it the server is back (healthy) or resumed."""
+def injected(s: Settings, fault: Fault, watch: Watch, outcome: dict[str, Any]) -> Iterator[None]:
+    """The fault holds inside the block; on leaving it the server is back (healthy) or resumed.
+    ``outcome["restarted"]``: a stalled server exited once resumed and was started again."""
     quiet = {"on_progress": lambda _m: None}
     proc = devstack.local_processes(s).get(fault.service)
     if proc is None:
         raise RuntimeError(f"{fault.service} is not running in this local stack: start it with `genrec dev up`")
     if fault.action == "stall":
+        may_exit = fault.service in MAY_EXIT_AFTER_A_STALL
+        if may_exit:
+            watch.expect_exit(fault.service)
         procs = _tree(proc)
         _signal_tree(procs, signal.SIGSTOP)
         try:
             yield
         finally:
             _signal_tree(procs, signal.SIGCONT)
+            if may_exit:
+                gone, _alive = psutil.wait_procs([proc], timeout=5)
+                if gone:
+                    outcome["restarted"] = True
+                    devstack.up(s, [fault.service], **quiet)
+                watch.expect_back(fault.service)
         return
-    on_planned_exit(fault.service)
+    watch.expect_exit(fault.service)
     if fault.action == "kill":
         _signal_tree(_tree(proc), signal.SIGKILL)
         psutil.wait_procs([proc], timeout=10)
@@ -388,8 +416,8 @@ def reconcile(s: Settings, r: Any, ledger: Ledger, settle_s: float) -> dict[str,
     }
 
 
-def analytics_copies(s: Settings, ids: list[str], settle_s: float,
-                     on_planned_exit: Callable[[str], None] = lambda _n: None) -> tuple[dict[str, int], dict[str, int]]:
+def analytics_copies(s: Settings, ids: list[str], settle_s: float, watch: Watch | None = None,
+                     ) -> tuple[dict[str, int], dict[str, int]]:
     """Copies of each event in the analytics store as its queries see them (``FINAL``), and the
     rows stored right now (before background merges collapse re-deliveries). Counted once the
     sink's subscriptions show no lag, and again while some are missing, for up to ``settle_s``:
@@ -400,14 +428,13 @@ def analytics_copies(s: Settings, ids: list[str], settle_s: float,
     deadline = time.monotonic() + settle_s
     while True:
         _analytics_synced(s, max(1.0, deadline - time.monotonic()))
-        copies, stored = _count_analytics(s, ids, on_planned_exit)
+        copies, stored = _count_analytics(s, ids, watch or _NoWatch())
         if all(e in copies for e in ids) or time.monotonic() > deadline:
             return copies, stored
         time.sleep(5.0)
 
 
-def _count_analytics(s: Settings, ids: list[str], on_planned_exit: Callable[[str], None]
-                     ) -> tuple[dict[str, int], dict[str, int]]:
+def _count_analytics(s: Settings, ids: list[str], watch: Watch) -> tuple[dict[str, int], dict[str, int]]:
     from genrec.stores.analytics import AnalyticsStore
 
     def count() -> tuple[dict[str, int], dict[str, int]]:
@@ -420,7 +447,7 @@ def _count_analytics(s: Settings, ids: list[str], on_planned_exit: Callable[[str
     if not s.embedded:
         return count()
     quiet = {"on_progress": lambda _m: None}
-    on_planned_exit("analytics-sink")
+    watch.expect_exit("analytics-sink")
     devstack.down(s, ["analytics-sink"], **quiet)
     try:
         return count()
@@ -457,9 +484,8 @@ def _recommend_summary(ledger: Ledger, fault_at: float, back_at: float) -> dict[
     }
 
 
-def run_fault(s: Settings, fault: Fault, cfg: FaultConfig, item_ids: list[str],
-              on_planned_exit: Callable[[str], None] = lambda _n: None, say: Callable[[str], None] = lambda _m: None,
-              ) -> tuple[dict[str, Any], Ledger]:
+def run_fault(s: Settings, fault: Fault, cfg: FaultConfig, item_ids: list[str], watch: Watch | None = None,
+              say: Callable[[str], None] = lambda _m: None) -> tuple[dict[str, Any], Ledger]:
     from genrec.stores.hot_state import redis_client
 
     tag = f"f{uuid.uuid4().hex[:8]}"
@@ -469,7 +495,8 @@ def run_fault(s: Settings, fault: Fault, cfg: FaultConfig, item_ids: list[str],
     time.sleep(cfg.before_s)
     say(f"{fault.name}: for {cfg.outage_s:.0f} s under load")
     fault_at = time.monotonic()
-    with injected(s, fault, on_planned_exit):
+    outcome: dict[str, Any] = {"restarted": False}
+    with injected(s, fault, watch or _NoWatch(), outcome):
         time.sleep(cfg.outage_s)
     back_at = time.monotonic()
     clock = RecoveryClock(s, r, traffic.ledger, back_at, cfg.settle_s)
@@ -480,15 +507,14 @@ def run_fault(s: Settings, fault: Fault, cfg: FaultConfig, item_ids: list[str],
     ledger = traffic.ledger
     row = {"fault": fault.name, "service": fault.service, "action": fault.action, **counts,
            "recovery_s": None if (t := clock.wait()) is None else round(t, 1),
-           "restored_after_s": round(back_at - fault_at, 1),
+           "restored_after_s": round(back_at - fault_at, 1), **outcome,
            "resends": dict(ledger.resends), "rejected": ledger.rejected[:5], "abandoned": ledger.abandoned,
            "recommend": _recommend_summary(ledger, fault_at, back_at)}
     return row, ledger
 
 
 def run_faults(cfg: FaultConfig, faults: tuple[Fault, ...] = FAULTS, *, s: Settings | None = None,
-               on_planned_exit: Callable[[str], None] = lambda _n: None,
-               progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+               watch: Watch | None = None, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     s = s or get_settings()
     say = progress or (lambda _m: None)
     # pymilvus logs every failed call of its reconnecting client with a traceback, also while the
@@ -498,12 +524,11 @@ def run_faults(cfg: FaultConfig, faults: tuple[Fault, ...] = FAULTS, *, s: Setti
     rows, ledgers = [], []
     started = time.time()
     for fault in faults:
-        row, ledger = run_fault(s, fault, cfg, item_ids, on_planned_exit, say)
+        row, ledger = run_fault(s, fault, cfg, item_ids, watch, say)
         rows.append(row)
         ledgers.append(ledger)
     say("counting every accepted event in the analytics store")
-    copies, stored = analytics_copies(s, [e for led in ledgers for e in led.accepted_at], cfg.settle_s,
-                                      on_planned_exit)
+    copies, stored = analytics_copies(s, [e for led in ledgers for e in led.accepted_at], cfg.settle_s, watch)
     for row, ledger in zip(rows, ledgers, strict=True):
         ids = list(ledger.accepted_at)
         row["analytics"] = {"lost": sum(1 for e in ids if e not in copies),
@@ -575,7 +600,9 @@ def markdown_report(r: dict[str, Any]) -> str:
     lines += ["", "Recommend answers per fault (status: count; `unreachable` is a refused connection, only while "
               "the recommend process itself is down; production runs several replicas):", ""]
     lines += [f"- {row['fault']}: {row['recommend']['statuses']}; event batches resent (why: times): "
-              f"{row['resends'] or 'none'}, never accepted: {row['abandoned']}" for row in r["faults"]]
+              f"{row['resends'] or 'none'}, never accepted: {row['abandoned']}"
+              + ("; the server exited once resumed and was started again" if row.get("restarted") else "")
+              for row in r["faults"]]
     return "\n".join(lines) + "\n"
 
 

@@ -55,6 +55,10 @@ class StackWatch:
         if record is not None:
             self._planned[name] = record
 
+    def expect_back(self, name: str) -> None:
+        """The server ``expect_exit`` named runs on (it survived, or was started again): watch it again."""
+        self._planned.pop(name, None)
+
     def _follow(self, svc: Service) -> None:
         """Take the server's current process as the one to watch, and its log from here on."""
         record = read_record(self._paths.pid(svc.name))
