@@ -53,8 +53,6 @@ def test_nothing_accepted_is_lost_or_applied_twice_and_recommend_never_answers_5
     assert row["recommend"]["server_errors"] == 0, row["recommend"]
     if fault.service != "recommend":  # its own process is the only thing that may refuse a connection
         assert row["recommend"]["unreachable"] == 0, row["recommend"]
-    if fault.name in ("kafka stop", "s3 stop"):  # the broker (its log is on S3) cannot take events
-        assert "503" in row["resends"], row["resends"]  # the caller was told to retry, and nothing was lost
 
 
 def test_every_accepted_event_is_once_in_the_analytics_store(stack: Settings, stack_watch: StackWatch) -> None:
