@@ -40,6 +40,7 @@ import httpx
 import numpy as np
 import psutil
 
+from genrec.bench.report import write_report
 from genrec.bench.serving import machine_info
 from genrec.config import Settings, get_settings
 from genrec.devstack import stack as devstack
@@ -633,10 +634,5 @@ def plot(r: dict[str, Any], path: Path) -> None:
 
 
 def write_results(r: dict[str, Any], out_dir: Path) -> Path:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    stem = out_dir / "faults"
-    stem.with_suffix(".json").write_text(json.dumps(r, indent=2))
-    stem.with_suffix(".md").write_text(markdown_report(r))
-    plot(r, stem.with_suffix(".png"))
-    return stem
+    return write_report(r, out_dir / "faults", markdown_report, plot)
 

@@ -25,6 +25,7 @@ import httpx
 import psutil
 
 from genrec.bench.load import CpuMeter, _check_stack, _percentiles, _production_items
+from genrec.bench.report import write_report
 from genrec.bench.serving import machine_info
 from genrec.config import Settings, get_settings
 from genrec.events.codec import BATCH_CONTENT_TYPE
@@ -195,9 +196,5 @@ def markdown_report(r: dict[str, Any]) -> str:
 
 
 def write_results(r: dict[str, Any], out_dir: Path, label: str = "cpu") -> Path:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    stem = out_dir / f"ingest-{label}"
-    stem.with_suffix(".json").write_text(json.dumps(r, indent=2))
-    stem.with_suffix(".md").write_text(markdown_report(r))
-    return stem
+    return write_report(r, out_dir / f"ingest-{label}", markdown_report)
 

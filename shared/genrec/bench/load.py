@@ -32,6 +32,7 @@ import httpx
 import numpy as np
 import psutil
 
+from genrec.bench.report import write_report
 from genrec.bench.serving import machine_info
 from genrec.config import MAX_HISTORY, TOP_K, Settings, get_settings
 from genrec.events.codec import BATCH_CONTENT_TYPE
@@ -497,9 +498,4 @@ def plot(r: dict[str, Any], path: Path) -> None:
 
 
 def write_results(r: dict[str, Any], out_dir: Path, label: str = "cpu") -> Path:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    stem = out_dir / f"load-{label}"
-    stem.with_suffix(".json").write_text(json.dumps(r, indent=2))
-    stem.with_suffix(".md").write_text(markdown_report(r))
-    plot(r, stem.with_suffix(".png"))
-    return stem
+    return write_report(r, out_dir / f"load-{label}", markdown_report, plot)

@@ -18,7 +18,6 @@ recommend API (client -> recommend function -> model server) come from `genrec b
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import platform
 import signal
@@ -34,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from genrec.bench.report import write_report
 from genrec.serving.launch import UNBATCHED_TWIN, serving_python
 from genrec.serving.synthetic import PRODUCTION_LEVELS, make_artifact
 
@@ -326,10 +326,4 @@ def plot(results: dict[str, Any], path: Path) -> None:
 
 
 def write_results(results: dict[str, Any], out_dir: Path) -> Path:
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    stem = out_dir / result_stem(results)
-    stem.with_suffix(".json").write_text(json.dumps(results, indent=2))
-    stem.with_suffix(".md").write_text(markdown_report(results))
-    plot(results, stem.with_suffix(".png"))
-    return stem
+    return write_report(results, Path(out_dir) / result_stem(results), markdown_report, plot)

@@ -18,7 +18,6 @@ the analytics sink never opens the running stack's (chDB allows one engine per p
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import socket
@@ -35,6 +34,7 @@ from typing import Any
 import httpx
 import psutil
 
+from genrec.bench.report import write_report
 from genrec.config import Settings, get_settings
 from genrec.devstack.services import SERVICES, KnativeFunction, StackPaths
 from genrec.workloads import WORKLOADS, Workload
@@ -205,8 +205,4 @@ def markdown_report(r: dict[str, Any]) -> str:
 
 
 def write_results(r: dict[str, Any], out_dir: Path, label: str = "") -> Path:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    stem = out_dir / f"startup{'-' + label if label else ''}"
-    stem.with_suffix(".json").write_text(json.dumps(r, indent=2))
-    stem.with_suffix(".md").write_text(markdown_report(r))
-    return stem
+    return write_report(r, out_dir / f"startup{'-' + label if label else ''}", markdown_report)

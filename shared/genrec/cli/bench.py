@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import typer
 from rich.console import Console
@@ -10,6 +12,20 @@ from rich.console import Console
 app = typer.Typer(help="Benchmarks: offline quality, the model server alone, the running system under load.",
                   no_args_is_help=True)
 console = Console()
+T = TypeVar("T")
+
+
+def _say(message: str) -> None:
+    console.print(f"[cyan]•[/] {message}")
+
+
+def _or_exit(run: Callable[[], T], refusal: type[Exception]) -> T:
+    """``run()``, or exit 2 with its message when the stack is not ready for it (``refusal``)."""
+    try:
+        return run()
+    except refusal as exc:
+        console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
 
 
 @app.callback()
@@ -54,7 +70,7 @@ def serving(
         return [int(v) for v in text.split(",")] if text else None
 
     results = run_serving_bench(out, budget=budget, sizes=ints(sizes), batches=ints(batches), threads=threads,
-                                log=lambda m: console.print(f"[cyan]•[/] {m}"))
+                                log=_say)
     console.print(markdown_report(results))
     console.print(f"results in {out}/{result_stem(results)}.{{json,md,png}}")
 
@@ -86,11 +102,7 @@ def load(
     cfg = LoadConfig(duration_s=duration, recommend_processes=rp, recommend_threads=rt, event_processes=ep,
                      event_threads=et, event_batch=event_batch, event_rate=event_rate, freshness_probes=probes,
                      new_item_probes=max(1, probes // 4))
-    try:
-        results = run_load(cfg, progress=lambda m: console.print(f"[cyan]•[/] {m}"))
-    except LoadError as exc:
-        console.print(f"[red]error:[/] {exc}")
-        raise typer.Exit(2) from None
+    results = _or_exit(lambda: run_load(cfg, progress=_say), LoadError)
     stem = write_results(results, out, label)
     console.print(markdown_report(results))
     console.print(f"results in {stem}.{{json,md,png}}")
@@ -109,12 +121,8 @@ def ingest(
     from genrec.bench.ingest import IngestConfig, markdown_report, run_ingest, write_results
     from genrec.bench.load import LoadError
 
-    try:
-        results = run_ingest(IngestConfig(items=items, batch=batch, seed=seed, note=note),
-                             progress=lambda m: console.print(f"[cyan]•[/] {m}"))
-    except LoadError as exc:
-        console.print(f"[red]error:[/] {exc}")
-        raise typer.Exit(2) from None
+    results = _or_exit(lambda: run_ingest(IngestConfig(items=items, batch=batch, seed=seed, note=note),
+                                          progress=_say), LoadError)
     stem = write_results(results, out, label)
     console.print(markdown_report(results))
     console.print(f"results in {stem}.{{json,md}}")
@@ -139,11 +147,7 @@ def faults(
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--faults") from None
     cfg = FaultConfig(before_s=before, outage_s=outage, after_s=after, event_rate=event_rate)
-    try:
-        results = run_faults(cfg, chosen, progress=lambda m: console.print(f"[cyan]•[/] {m}"))
-    except RuntimeError as exc:
-        console.print(f"[red]error:[/] {exc}")
-        raise typer.Exit(2) from None
+    results = _or_exit(lambda: run_faults(cfg, chosen, progress=_say), RuntimeError)
     stem = write_results(results, out)
     console.print(markdown_report(results))
     console.print(f"results in {stem}.{{json,md,png}}")
@@ -169,7 +173,7 @@ def startup(
 
     try:
         results = run_startup(names(workloads), names(how), repeats, python,
-                              log=lambda m: console.print(f"[cyan]•[/] {m}"))
+                              log=_say)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     stem = write_results(results, out, label)
