@@ -123,7 +123,7 @@ def test_the_load_benchmark_measures_a_short_mixed_run(stack: Settings, promoted
     from genrec.bench.load import LoadConfig, run_load, write_results
 
     cfg = LoadConfig(duration_s=5, recommend_processes=1, recommend_threads=1, event_processes=1, event_threads=1,
-                     event_batch=20, freshness_probes=2, new_item_probes=0, history_len=3)
+                     event_batch=20, freshness_probes=2, new_item_probes=0, history_len=3, profile=True)
     r = run_load(cfg)
     rec, events = r["recommend"], r["events"]
     assert rec["requests"] > 0 and rec["statuses"] == {"200": rec["requests"]} and rec["server_errors"] == 0
@@ -134,6 +134,13 @@ def test_the_load_benchmark_measures_a_short_mixed_run(stack: Settings, promoted
     # Where the CPU went: each local server that served the run, and the load clients themselves.
     assert {"recommend", "event-capture", "bridge", "feature-update", "load clients"} <= set(r["cpu_percent"])
     assert r["cpu_percent"]["recommend"] > 0 and r["cpu_percent"]["event-capture"] > 0
+    # The profile: CPU per request and per event, recommend's Python time split by what it was doing.
+    budgets = {b["unit"]: b for b in r["cpu_budget"]}
+    assert budgets["request"]["units"] == rec["requests"] and budgets["event"]["units"] == events["accepted"]
+    recommend = budgets["request"]["processes"]["recommend"]
+    assert recommend["cpu_ms"] > 0 and recommend["samples"] > 0
+    assert any(c.startswith("genrec: genrec.recommend") for c in recommend["categories"]), recommend
     write_results(r, tmp_path, "smoke")
     assert "CPU during the load" in (tmp_path / "load-smoke.md").read_text()
+    assert "CPU budget per request" in (tmp_path / "load-smoke.md").read_text()
     assert (tmp_path / "load-smoke.json").is_file() and (tmp_path / "load-smoke.png").is_file()

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import tempfile
 import threading
 import time
 import uuid
@@ -32,6 +33,8 @@ import httpx
 import numpy as np
 import psutil
 
+from genrec.bench.profile import SamplingProfiler, budget
+from genrec.bench.profile import markdown as budget_markdown
 from genrec.bench.report import write_report
 from genrec.bench.serving import machine_info
 from genrec.config import MAX_HISTORY, TOP_K, Settings, get_settings
@@ -39,6 +42,7 @@ from genrec.events.codec import BATCH_CONTENT_TYPE
 from genrec.events.contracts import INTERACTION, ITEM_UPSERTED
 
 SOURCE = "genrec-bench-load"
+PROFILE_RATE_HZ = 100  # py-spy samples per second and process (--profile)
 
 
 @dataclass
@@ -55,6 +59,7 @@ class LoadConfig:
     freshness_probes: int = 20
     new_item_probes: int = 5
     seed: int = 0
+    profile: bool = False  # sample every local Python process with py-spy (genrec.bench.profile)
 
 
 class LoadError(RuntimeError):
@@ -273,9 +278,10 @@ class LagSampler:
 
 
 class CpuMeter:
-    """CPU each local server used during the run, in % of one core (children included: the model
-    server runs Triton and its Python stubs as child processes), and the load clients' own share,
-    since they run on the same machine. Empty for servers that are not local processes."""
+    """CPU each local server used during the run (children included: the model server runs Triton
+    and its Python stubs as child processes), and the load clients' own share, since they run on the
+    same machine. Empty for servers that are not local processes. The profiler's own recorders are
+    children of the load clients and are left out."""
 
     def __init__(self, s: Settings) -> None:
         from genrec.devstack.stack import local_processes
@@ -289,17 +295,23 @@ class CpuMeter:
             with contextlib.suppress(psutil.Error):
                 for p in (proc, *proc.children(recursive=True)):
                     with contextlib.suppress(psutil.Error):
+                        if p.name() == "py-spy":
+                            continue
                         t = p.cpu_times()
                         times[(name, p.pid)] = t.user + t.system
         return times
 
-    def percent(self) -> dict[str, float]:
-        """Per server since the meter started, busiest first."""
-        after, seconds = self._times(), time.monotonic() - self.started
+    def seconds(self) -> dict[str, float]:
+        """CPU seconds per server since the meter started, busiest first."""
         used: Counter[str] = Counter()
-        for (name, pid), t in after.items():
+        for (name, pid), t in self._times().items():
             used[name] += t - self.before.get((name, pid), 0.0)
-        return {name: round(100 * cpu / seconds, 1) for name, cpu in used.most_common()}
+        return dict(used.most_common())
+
+    def percent(self, seconds: dict[str, float] | None = None) -> dict[str, float]:
+        """``seconds`` as % of one core over the time since the meter started."""
+        wall = time.monotonic() - self.started
+        return {name: round(100 * cpu / wall, 1) for name, cpu in (seconds or self.seconds()).items()}
 
 
 # ------------------------------------------------------------------ the run
@@ -348,18 +360,40 @@ def run_load(cfg: LoadConfig, progress: Any = None) -> dict[str, Any]:
         lag_thread = threading.Thread(target=sampler.run, args=(t0,), daemon=True)
         lag_thread.start()
         cpu = CpuMeter(s)
+        profiler = _profiler(cpu, cfg, deadline)
         probes.run(deadline)
         rec_out = [f.result() for f in rec]
         ev_out = [f.result() for f in ev]
         elapsed = time.time() - t0
-        cpu_percent = cpu.percent()
+        cpu_s = cpu.seconds()
+        cpu_percent = cpu.percent(cpu_s)
     sampler.stop.set()
     say("load finished; waiting for the consumers to drain")
     drain_s = sampler.drain()
     result = _summarise(cfg, version, elapsed, rec_out, ev_out, probes, sampler, drain_s)
     result["model_server"] = _model_server_config(s)
     result["cpu_percent"] = cpu_percent
+    if profiler is not None:
+        result["cpu_budget"] = _budgets(cpu_s, profiler.samples(), result)
     return result
+
+
+def _profiler(cpu: CpuMeter, cfg: LoadConfig, deadline: float) -> SamplingProfiler | None:
+    if not cfg.profile:
+        return None
+    servers = {name: p for name, p in cpu.processes.items() if name != "load clients"}
+    profiler = SamplingProfiler(servers, Path(tempfile.mkdtemp(prefix="genrec-profile-")), deadline - time.time(),
+                                PROFILE_RATE_HZ)
+    profiler.start()
+    return profiler
+
+
+def _budgets(cpu_s: dict[str, float], samples: dict, result: dict[str, Any]) -> list[dict[str, Any]]:
+    """The run's CPU per recommend request and per accepted event. A run with both loads divides
+    all of its CPU by each: a budget is exact only for a run with one kind of load."""
+    units = [("request", result["recommend"]["requests"]), ("event", result["events"]["accepted"])]
+    mixed = all(n for _, n in units)
+    return [{**budget(cpu_s, samples, n, unit, PROFILE_RATE_HZ), "mixed": mixed} for unit, n in units if n]
 
 
 def _model_server_config(s: Settings) -> dict[str, Any]:
@@ -462,6 +496,10 @@ def markdown_report(r: dict[str, Any]) -> str:
     if r.get("cpu_percent"):
         lines += ["", f"CPU during the load, % of one core ({m.get('cores', '?')} cores in all): "
                   + ", ".join(f"{name} {pct:.0f}" for name, pct in r["cpu_percent"].items()) + "."]
+    for b in r.get("cpu_budget", []):
+        lines += ["", *budget_markdown(b)]
+        if b.get("mixed"):
+            lines.append("\n(Both loads ran: all of the run's CPU is divided by this unit.)")
     return "\n".join(lines) + "\n"
 
 

@@ -85,6 +85,8 @@ def load(
     probes: int = typer.Option(20, "--probes", help="Freshness probes (new-item probes: a quarter of it)."),
     out: Path = typer.Option(Path("bench/results"), "--out", help="Where the json/md/png go."),
     label: str = typer.Option("cpu", "--label", help="Results go to load-LABEL.{json,md,png}."),
+    profile: bool = typer.Option(False, "--profile", help="Sample every local Python process with py-spy: "
+                                 "a CPU budget per request / per event in the report."),
 ) -> None:
     """Mixed traffic against the running stack (`genrec dev up` + a model in production)."""
     from genrec.bench.load import LoadConfig, LoadError, markdown_report, run_load, write_results
@@ -101,7 +103,7 @@ def load(
     ep, et = pair(event_clients, "--event-clients")
     cfg = LoadConfig(duration_s=duration, recommend_processes=rp, recommend_threads=rt, event_processes=ep,
                      event_threads=et, event_batch=event_batch, event_rate=event_rate, freshness_probes=probes,
-                     new_item_probes=max(1, probes // 4))
+                     new_item_probes=max(1, probes // 4), profile=profile)
     results = _or_exit(lambda: run_load(cfg, progress=_say), LoadError)
     stem = write_results(results, out, label)
     console.print(markdown_report(results))
