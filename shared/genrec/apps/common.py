@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
-import uuid
 from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI, Request
@@ -16,13 +14,11 @@ from starlette.concurrency import run_in_threadpool
 
 from genrec.apps.bodylimit import BodyLimit
 from genrec.apps.errors import ApiError, error_body, on_api_error
+from genrec.apps.observe import Observe
 from genrec.apps.ratelimit import RateLimiter
 from genrec.apps.readiness import Readiness
-from genrec.logs import REQUEST_ID
-from genrec.tracing import server_span
 
 log = logging.getLogger("genrec.http")
-EXEMPT = frozenset({"/healthz", "/readyz", "/metrics", "/health/liveness", "/health/readiness"})  # never limited
 
 
 def create_base_app(name: str, *, title: str, version: str = "0.1.0", ready: Readiness | None = None,
@@ -48,34 +44,13 @@ def create_base_app(name: str, *, title: str, version: str = "0.1.0", ready: Rea
     app.state.service_name = name
     app.state.readiness = ready
     app.add_exception_handler(ApiError, on_api_error)
-    app.add_middleware(BodyLimit)  # inside `observe` below: a 413 is counted and carries the request id
+    app.add_middleware(BodyLimit)  # inside `Observe` below: a 413 is counted and carries the request id
     if cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=cors_origins, allow_methods=["GET", "POST", "PUT", "DELETE"],
                            allow_headers=["authorization", "content-type", "x-api-key", "x-request-id", "ce-*"],
                            max_age=600)
 
-    @app.middleware("http")
-    async def observe(request: Request, call_next):
-        request_id = (request.headers.get("x-request-id") or uuid.uuid4().hex)[:128]
-        request.state.request_id = request_id
-        REQUEST_ID.set(request_id)  # this request's task context only: every log line carries it
-        if limits is not None and request.url.path not in EXEMPT:
-            wait_s = limits.wait_s(request)
-            if wait_s > 0:  # answered here: exception handlers do not reach the middleware
-                refused = ApiError.rate_limited(wait_s).response()
-                refused.headers["x-request-id"] = request_id
-                return refused
-        start = time.perf_counter()
-        with server_span(f"{request.method} {request.url.path}", request.headers) as span:
-            response = await call_next(request)
-            route = request.scope.get("route")
-            path = getattr(route, "path", "unmatched")
-            span.update_name(f"{request.method} {path}")
-            span.set_attribute("http.response.status_code", response.status_code)
-        latency.labels(name, path).observe(time.perf_counter() - start)
-        requests.labels(name, path, str(response.status_code)).inc()
-        response.headers["x-request-id"] = request_id
-        return response
+    app.add_middleware(Observe, service=name, requests=requests, latency=latency, limits=limits)  # outermost
 
     @app.exception_handler(RequestValidationError)
     async def on_validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:

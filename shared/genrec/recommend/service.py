@@ -25,10 +25,10 @@ import numpy as np
 import redis
 
 from genrec.config import Settings
-from genrec.recommend import reasons
 from genrec.recommend.guard import StoreGuard, StoreUnavailable
 from genrec.recommend.item_rows import ItemRows
 from genrec.recommend.pages import PageStore, PageTokenError, RankedList
+from genrec.recommend.reasons import Reasons
 from genrec.recommend.schemas import Filters, RecommendationList, RecommendedItem, ServedBy
 from genrec.serving.client import ModelUnavailable
 from genrec.stores import postgres
@@ -79,7 +79,7 @@ class RecommendService:
         self.redis = StoreGuard("Redis", budget_s=None, unavailable=(redis.RedisError,))
         self.pages = PageStore(self.hot.r)
         self.postgres = StoreGuard("PostgreSQL", budget_s=0.3, unavailable=postgres.UNAVAILABLE)
-        self.item_rows = ItemRows(res, self.postgres)
+        self.item_rows = ItemRows(res, self.postgres, max_age_s=s.postgres.item_rows_max_age_s)
         self.top_k = s.model.top_k
         self._fallback_board: tuple[list[tuple[str, float]], float] = ([], float("-inf"))
 
@@ -266,8 +266,8 @@ class RecommendService:
         items = {i.item_id: i for i in rows}
         kept = [c for c in ranked.candidates
                 if c.item_id in items and c.item_id not in drop and _passes(items[c.item_id], filters)]
-        hist_items = [items[h] for h in history if h in items]
-        rows = [self._row(c, items[c.item_id], ranked.served_by, hist_items, filters) for c in kept]
+        why = Reasons(ranked.served_by, [items[h] for h in history if h in items], filters.category)
+        rows = [self._row(c, items[c.item_id], why) for c in kept]
         debug = {**ranked.debug, "degraded": degraded} if degraded else ranked.debug
         stored = RankedList(request_id=request_id, user_id=user_id, served_by=ranked.served_by,
                             version=ranked.version, rows=[r.model_dump() for r in rows], debug=debug)
@@ -285,15 +285,14 @@ class RecommendService:
             raise PageTokenError("page_token belongs to another user")
         return _to_page(stored, offset, count)
 
-    def _row(self, c: Candidate, item: Item, served_by: ServedBy, history: list[Item],
-             filters: Filters) -> RecommendedItem:
+    def _row(self, c: Candidate, item: Item, why: Reasons) -> RecommendedItem:
         created = item.created_at
         is_new = created is not None and datetime.now(UTC) - created < NEW_ITEM_AGE
         return RecommendedItem(
             item_id=item.item_id, score=float(c.score), semantic_ids=item.semantic_ids, title=item.title,
             description=item.description[:500], category_path=item.category_path,
             image_url=str(item.attributes.get("image_url", "")),
-            reason=reasons.explain(item, served_by, history, filters.category), is_new=is_new,
+            reason=why.explain(item), is_new=is_new,
         )
 
 
@@ -310,7 +309,8 @@ def _to_page(stored: RankedList, offset: int, count: int) -> RecommendationList:
     nxt = offset + count
     return RecommendationList(
         request_id=stored.request_id, user_id=stored.user_id, served_by=stored.served_by,
-        algorithm_version=stored.version, items=[RecommendedItem(**r) for r in rows],
+        # The rows are this module's own dumps (kept in memory or in the page store): not validated again.
+        algorithm_version=stored.version, items=[RecommendedItem.model_construct(**r) for r in rows],
         next_page_token=PageStore.token(stored.request_id, nxt) if nxt < len(stored.rows) else None,
         debug=stored.debug,
     )
