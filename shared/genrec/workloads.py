@@ -14,8 +14,10 @@ class Workload:
     description: str
     port_offset: int  # its local port: stack.port_base + offset
     needs: tuple[str, ...]  # the local servers it talks to (the dev stack starts them first)
-    # How the image runs it in production: a Knative function (functions/NAME under
-    # func-python) or an ASGI app factory under uvicorn. Locally every one runs under func-python.
+    # How its image runs it, in production and in the dev stack alike: a Knative function
+    # (functions/NAME under func-python) or an ASGI app factory under uvicorn. The request/response
+    # APIs on a hot path are services: func-python serves HTTP with hypercorn and h11, whose
+    # per-request cost was a third of a cached recommend request's CPU (uvicorn: httptools, uvloop).
     kind: Literal["function", "service"] = "function"
     factory: str = ""  # `module:callable` of a service
     public: bool = False  # False: cluster-local only (reached through KafkaSources or the mesh)
@@ -46,7 +48,8 @@ WORKLOADS: tuple[Workload, ...] = (
              ("kafka", "redis", "postgres", "milvus")),
     Workload("llm-enrichment", "llm-enrichment function (items → LLM tags → item.enriched)", 73, ("kafka", "redis")),
     # public through the Istio VirtualService (infra/pulumi routing.py)
-    Workload("recommend", "recommend function (the recommendation API)", 74, ("kafka", "redis", "postgres", "milvus")),
+    Workload("recommend", "recommend function (the recommendation API)", 74, ("kafka", "redis", "postgres", "milvus"),
+             kind="service", factory="genrec.apps.recommend:create_app"),
     Workload("analytics-sink", "analytics sink (events → ClickHouse/chDB, analytics queries)", 60, ("kafka",),
              kind="service", factory="genrec.apps.analytics_sink:create_app"),
     Workload("admin-api", "admin API and admin app (frontend/dist)", 75, ("postgres", "redis"),

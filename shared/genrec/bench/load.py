@@ -1,8 +1,9 @@
 """`genrec bench load`: sustained mixed traffic against a running stack, from separate processes.
 
-Recommendation requests (top-50, every request a cache miss: each goes to a user nobody has
-asked about yet, whose history was just written to Redis) and interaction events (batched
-CloudEvents into event-capture) run closed-loop for a fixed time. Meanwhile probes measure:
+Recommendation requests (top-50, by default every request a cache miss: each goes to a user nobody
+has asked about yet, whose history was just written to Redis; ``cache_hits`` asks that share of them
+again for a user already answered) and interaction events (batched CloudEvents into event-capture)
+run closed-loop for a fixed time. Meanwhile probes measure:
 
 * freshness: a user clicks the top item of their list; how long until their next list no
   longer shows it (event-capture → Kafka → bridge → feature-update → cache invalidated);
@@ -56,6 +57,7 @@ class LoadConfig:
     event_rate: float = 0.0  # events/s offered in total, paced; 0 = as fast as event-capture accepts
     history_len: int = MAX_HISTORY
     count: int = TOP_K
+    cache_hits: float = 0.0  # share of requests that ask again for a user already answered (the cache serves)
     freshness_probes: int = 20
     new_item_probes: int = 5
     seed: int = 0
@@ -101,11 +103,15 @@ def _recommend_process(args: tuple[list[str], LoadConfig, int, float]) -> dict[s
     def client(thread: int) -> None:
         rng = np.random.default_rng((cfg.seed, proc, thread))
         http = httpx.Client(timeout=30)
-        n = 0
+        n, asked = 0, []
         while time.time() < deadline:
-            user = f"load-{proc}-{thread}-{n}-{uuid.uuid4().hex[:6]}"
-            n += 1
-            hot.append_recent_items(user, [item_ids[i] for i in rng.integers(0, len(item_ids), cfg.history_len)])
+            if asked and rng.random() < cfg.cache_hits:
+                user = asked[rng.integers(len(asked))]  # answered before, history unchanged: a cache hit
+            else:
+                user = f"load-{proc}-{thread}-{n}-{uuid.uuid4().hex[:6]}"
+                n += 1
+                hot.append_recent_items(user, [item_ids[i] for i in rng.integers(0, len(item_ids), cfg.history_len)])
+                asked = [*asked[-99:], user]
             started = time.perf_counter()
             try:
                 resp = http.get(url + user, params={"count": cfg.count})
@@ -470,7 +476,7 @@ def markdown_report(r: dict[str, Any]) -> str:
         "",
         f"{r['seconds']:.0f} s on {m.get('cpu', '?')} ({m.get('cores', '?')} cores), model {r['model_version']}; "
         f"{r['config']['recommend_processes']}x{r['config']['recommend_threads']} recommend clients "
-        f"(top-{r['config']['count']}, every request a cache miss), "
+        f"(top-{r['config']['count']}, {_hits(r['config'].get('cache_hits', 0.0))}), "
         f"{r['config']['event_processes']}x{r['config']['event_threads']} event clients "
         f"(batches of {ev['batch_size']}, offered "
         f"{'as fast as accepted' if not r['config']['event_rate'] else str(r['config']['event_rate']) + ' events/s'}). "
@@ -501,6 +507,10 @@ def markdown_report(r: dict[str, Any]) -> str:
         if b.get("mixed"):
             lines.append("\n(Both loads ran: all of the run's CPU is divided by this unit.)")
     return "\n".join(lines) + "\n"
+
+
+def _hits(share: float) -> str:
+    return "every request a cache miss" if not share else f"{100 * share:.0f} % of requests asking again (cache hits)"
 
 
 def _on_off(flag: bool | None) -> str:

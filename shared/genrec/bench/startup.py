@@ -5,8 +5,8 @@ imports, opens its clients, and gets traffic once its readiness probe answers. E
 started afresh ``repeats`` times on a free loopback port, against the stores of the running stack
 (`genrec dev up`), in one of two ways:
 
-* ``local``: as the dev stack starts it (``genrec.devstack.services.KnativeFunction``: func-python
-  in ``functions/NAME``), readiness at ``/health/readiness``;
+* ``local``: as the dev stack starts it (``genrec.devstack.services.KnativeFunction``: the image's
+  runtime, started directly with this interpreter), readiness at the workload's own path;
 * ``image``: as the image starts it (``deploy/entrypoint.sh``: ``function NAME`` under func-python,
   ``service MODULE:FACTORY`` under uvicorn), readiness at the workload's own path.
 
@@ -75,7 +75,9 @@ def command(w: Workload, how: str, s: Settings, port: int, python: str | None = 
         argv = svc.argv(s, StackPaths(s.stack.state_dir))
         if python:
             argv = [python, *argv[1:]]
-        return argv, svc.cwd(s), env, f"http://{host}:{port}/health/readiness"  # func-python's, for every kind
+        if w.kind == "service":  # uvicorn takes its port on the command line
+            argv[argv.index("--port") + 1] = str(port)
+        return argv, svc.cwd(s), env, f"http://{host}:{port}{w.health[0]}"
     if how != "image":
         raise ValueError(f"how must be one of {HOW}, not {how!r}")
     bin_dir = str(Path(python or sys.executable).parent)

@@ -82,6 +82,8 @@ def load(
     event_clients: str = typer.Option("1x2", "--event-clients", help="PROCESSESxTHREADS posting event batches."),
     event_batch: int = typer.Option(100, "--event-batch", help="CloudEvents per batch."),
     event_rate: float = typer.Option(0.0, "--event-rate", help="Events/s offered in total (0: as fast as accepted)."),
+    cache_hits: float = typer.Option(0.0, "--cache-hits", min=0.0, max=1.0,
+                                     help="Share of recommend requests asking again for a user already answered."),
     probes: int = typer.Option(20, "--probes", help="Freshness probes (new-item probes: a quarter of it)."),
     out: Path = typer.Option(Path("bench/results"), "--out", help="Where the json/md/png go."),
     label: str = typer.Option("cpu", "--label", help="Results go to load-LABEL.{json,md,png}."),
@@ -103,7 +105,7 @@ def load(
     ep, et = pair(event_clients, "--event-clients")
     cfg = LoadConfig(duration_s=duration, recommend_processes=rp, recommend_threads=rt, event_processes=ep,
                      event_threads=et, event_batch=event_batch, event_rate=event_rate, freshness_probes=probes,
-                     new_item_probes=max(1, probes // 4), profile=profile)
+                     new_item_probes=max(1, probes // 4), cache_hits=cache_hits, profile=profile)
     results = _or_exit(lambda: run_load(cfg, progress=_say), LoadError)
     stem = write_results(results, out, label)
     console.print(markdown_report(results))

@@ -18,7 +18,7 @@ from typing import ClassVar
 
 from genrec.config import Settings
 from genrec.devstack.process import StackError, wait_until
-from genrec.workloads import WORKLOADS
+from genrec.workloads import WORKLOADS, Workload
 
 # A grpc sidecar port that SeaweedFS derives from each http port.
 SEAWEED_GRPC_OFFSET = 10000
@@ -356,11 +356,14 @@ FUNCTIONS_DIR = Path(__file__).resolve().parents[3] / "functions"
 
 
 class KnativeFunction(Service):
-    """A function from functions/NAME run by the Knative func Python runtime (func-python)."""
+    """A workload run as its image runs it (``deploy/entrypoint.sh``): a function from functions/NAME
+    under the Knative func Python runtime (func-python), a service's app factory under uvicorn."""
 
-    def __init__(self, name: str, description: str, depends_on: tuple[str, ...]):
-        super().__init__(name, description, f"Knative Service {name}", depends_on=depends_on)
-        self.port_key = name.replace("-", "_")
+    def __init__(self, workload: Workload):
+        super().__init__(workload.name, workload.description, f"Knative Service {workload.name}",
+                         depends_on=workload.needs)
+        self.workload = workload
+        self.port_key = workload.key
 
     def ports(self, s: Settings) -> list[int]:
         return [s.stack.port(self.port_key)]
@@ -369,6 +372,9 @@ class KnativeFunction(Service):
         return FUNCTIONS_DIR / self.name
 
     def argv(self, s: Settings, paths: StackPaths) -> list[str]:
+        if self.workload.kind == "service":
+            return [sys.executable, "-m", "uvicorn", "--factory", self.workload.factory, "--host", s.stack.host,
+                    "--port", str(self.ports(s)[0]), "--no-access-log"]
         return [sys.executable, "-c", "from func_python.http import serve; from function import new; serve(new)"]
 
     def env(self, s: Settings) -> dict[str, str]:
@@ -377,7 +383,7 @@ class KnativeFunction(Service):
     def healthy(self, s: Settings) -> bool:
         import httpx
 
-        return httpx.get(f"{s.function_url(self.port_key)}/health/readiness", timeout=2).status_code == 200
+        return httpx.get(f"{s.function_url(self.port_key)}{self.workload.health[0]}", timeout=2).status_code == 200
 
     def endpoint(self, s: Settings) -> str:
         return s.function_url(self.port_key)
@@ -419,7 +425,7 @@ INFRA = ("s3", "kafka", "postgres", "redis", "milvus")
 
 for _svc in (
     ObjectStore(), KafkaBroker(), Postgres(), Redis(), Milvus(),
-    *(KnativeFunction(w.name, w.description, depends_on=w.needs) for w in WORKLOADS),
+    *(KnativeFunction(w) for w in WORKLOADS),
     EventingBridge(),
 ):
     register(_svc)

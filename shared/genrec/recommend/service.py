@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import redis
@@ -267,10 +267,11 @@ class RecommendService:
         kept = [c for c in ranked.candidates
                 if c.item_id in items and c.item_id not in drop and _passes(items[c.item_id], filters)]
         why = Reasons(ranked.served_by, [items[h] for h in history if h in items], filters.category)
-        rows = [self._row(c, items[c.item_id], why) for c in kept]
+        new_since = datetime.now(UTC) - NEW_ITEM_AGE
+        rows = [_row(c, items[c.item_id], why, new_since) for c in kept]
         debug = {**ranked.debug, "degraded": degraded} if degraded else ranked.debug
         stored = RankedList(request_id=request_id, user_id=user_id, served_by=ranked.served_by,
-                            version=ranked.version, rows=[r.model_dump() for r in rows], debug=debug)
+                            version=ranked.version, rows=rows, debug=debug)
         if len(rows) > offset + count:
             try:
                 self.redis.call(lambda: self.pages.save(stored))
@@ -285,15 +286,15 @@ class RecommendService:
             raise PageTokenError("page_token belongs to another user")
         return _to_page(stored, offset, count)
 
-    def _row(self, c: Candidate, item: Item, why: Reasons) -> RecommendedItem:
-        created = item.created_at
-        is_new = created is not None and datetime.now(UTC) - created < NEW_ITEM_AGE
-        return RecommendedItem(
-            item_id=item.item_id, score=float(c.score), semantic_ids=item.semantic_ids, title=item.title,
-            description=item.description[:500], category_path=item.category_path,
-            image_url=str(item.attributes.get("image_url", "")),
-            reason=why.explain(item), is_new=is_new,
-        )
+
+def _row(c: Candidate, item: Item, why: Reasons, new_since: datetime) -> dict[str, Any]:
+    """A ``RecommendedItem``'s fields, as kept in the ranked list (built from typed rows: not validated)."""
+    return {
+        "item_id": item.item_id, "score": float(c.score), "semantic_ids": item.semantic_ids, "title": item.title,
+        "description": item.description[:500], "category_path": item.category_path,
+        "image_url": str(item.attributes.get("image_url", "")), "reason": why.explain(item),
+        "is_new": item.created_at is not None and item.created_at > new_since,
+    }
 
 
 def _passes(item: Item, filters: Filters) -> bool:
