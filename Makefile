@@ -9,7 +9,7 @@ GENREC := $(VENV)/bin/genrec
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install up down status demo test test-frontend frontend validator chromium qemu bench bench-serving bench-load bench-ingest bench-faults lint clean
+.PHONY: install up down status demo test test-frontend frontend validator chromium qemu bench bench-serving bench-load bench-capacity bench-ingest bench-faults lint clean
 
 SERVING_VENV ?= .venv-serving
 SPY := $(SERVING_VENV)/bin/python
@@ -102,6 +102,15 @@ bench-serving: install
 # Needs the stack and a model in production: `make demo` leaves both.
 bench-load: install
 	$(GENREC) bench load --duration $(or $(DURATION),60)
+
+# The serving CPU budget and the capacity plan (same needs): two profiled runs of 8 recommend clients,
+# every request a cache miss, then every one a hit; docs/capacity.md is computed from them.
+bench-capacity: install
+	$(GENREC) bench load --duration $(or $(DURATION),60) --recommend-clients 2x4 --event-clients 0x0 --probes 0 \
+		--profile --label recommend-8clients
+	$(GENREC) bench load --duration $(or $(DURATION),60) --recommend-clients 2x4 --event-clients 0x0 --probes 0 \
+		--profile --cache-hits 1 --label recommend-8clients-cache-hits
+	$(GENREC) bench capacity
 
 # Item upserts end to end through cold-start-embedding (same needs).
 bench-ingest: install

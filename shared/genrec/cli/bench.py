@@ -112,6 +112,28 @@ def load(
     console.print(f"results in {stem}.{{json,md,png}}")
 
 
+@app.command("capacity")
+def capacity(
+    miss: Path = typer.Option(Path("bench/results/load-recommend-8clients.json"), "--miss",
+                              help="A profiled load run, every request a cache miss (genrec bench load --profile)."),
+    hit: Path = typer.Option(Path("bench/results/load-recommend-8clients-cache-hits.json"), "--hit",
+                             help="A profiled load run, every request a cache hit (--cache-hits 1)."),
+    utilisation: float = typer.Option(0.5, "--utilisation", min=0.05, max=1.0,
+                                      help="Share of its cores a tier is planned to use."),
+    doc: Path = typer.Option(Path("docs/capacity.md"), "--doc", help="Where the plan goes."),
+    data: Path = typer.Option(Path("bench/results/capacity.json"), "--data", help="Where its numbers go."),
+) -> None:
+    """Cores and replicas per tier for 10k / 100k / 1M requests/s, from measured CPU per request."""
+    from genrec.bench.capacity import write
+
+    for path, option in ((miss, "--miss"), (hit, "--hit")):
+        if not path.is_file():
+            raise typer.BadParameter(f"{path} does not exist: run `genrec bench load --profile` first",
+                                     param_hint=option)
+    _or_exit(lambda: write(miss, hit, doc, data, utilisation), ValueError)
+    console.print(doc.read_text())
+
+
 @app.command("ingest")
 def ingest(
     items: int = typer.Option(2000, "--items", help="Item upserts to send (a synthetic catalogue)."),
