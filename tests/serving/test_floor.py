@@ -57,3 +57,23 @@ def test_the_floor_is_the_flops_over_the_measured_throughput() -> None:
     assert all(g > 0.01 for g in floor.gflops.values())
     assert floor.ms_per_user(1) == pytest.approx(floor.flops_per_user / floor.gflops[1] / 1e6)
     assert floor.as_dict()["floor"]["2"]["users_per_s"] == round(floor.users_per_s(2), 1)
+
+
+def test_the_serving_report_sets_the_cpu_time_per_user_beside_the_floor() -> None:
+    from genrec.bench.serving import markdown_report
+
+    graph, table = _graph(4)
+    floor = compute_floor(graph, table, 8, batch=1, threads=2, seconds=0.05).as_dict()
+    floor["gflops"]["1"], floor["floor"]["1"]["ms_per_user"] = 50.0, 2.5  # as if measured so
+    results = {
+        "budget": "smoke", "config": {"history_length": 8, "concurrency": 2}, "concurrency": [],
+        "machine": {"cpu": "test", "cores": 2, "memory_gb": 1, "gpu": None, "torch": torch.__version__,
+                    "load_average_at_start": [0, 0, 0]},
+        "model": {"kind": "tiny", "level_sizes": LEVELS},
+        "sweep": [{"catalog": 200, "batch": 1, "requests": 3, "p50_ms": 9, "p95_ms": 9, "p99_ms": 9, "users_per_s": 50,
+                   "server_cpu_ms_per_user": 10.0}],
+        "floor": {"1": floor},
+    }
+    report = markdown_report(results)
+    assert "## Compute floor" in report and "| 1 | [4, 16] x [16, 24] | 50.0 |" in report
+    assert "| 200 | 1 | 10.0 | 2.5 | 4.0x | 50 |" in report
