@@ -3,12 +3,13 @@
 Only the loop over code levels (a handful, static) is in Python. The decoder is a step
 function with a cache: after each level's selection the cache rows follow their parent
 beam, so the next level decodes one new position per beam. At each level every
-(beam, next code) candidate is checked against the sorted key table: the number of
-catalogue items under the extended prefix (one ``searchsorted``), minus the number of
-excluded items (the user's history) under it, must be positive. So the search can only
-ever reach real, non-excluded items, and never wastes a beam on a prefix whose items are
-all excluded. Ties are broken as a stable sort would (the lower candidate index first),
-making the result deterministic and the same on CPU and CUDA for the same scores.
+(beam, next code) candidate is checked against the sorted key table with two
+``searchsorted`` calls: the number of catalogue items under the extended prefix, minus
+the number of excluded items (the user's history) under it, must be positive. So the
+search can only ever reach real, non-excluded items, and never wastes a beam on a
+prefix whose items are all excluded. Ties are broken as a stable sort would (the lower
+candidate index first), making the result deterministic and the same on CPU and CUDA for
+the same scores.
 
 There is no data-dependent Python control flow: shapes depend only on (batch, beam
 width, level sizes), which keeps the function traceable by torch.export / ONNX.
@@ -73,10 +74,10 @@ def constrained_beam_search(
         span = base ** (n_levels - 1 - level)
         # Item counts under each extended prefix: code c spans keys [lo_c, lo_c + span), and
         # lo_{c+1} = lo_c + span, so one searchsorted over V+1 boundaries gives all V counts.
-        edges = (prefix_key * (base * span))[..., None] + torch.arange(size + 1, device=device) * span
-        count = _range_counts(sorted_keys, edges.reshape(B, -1), beams, size)
+        edges = ((prefix_key * (base * span))[..., None] + torch.arange(size + 1, device=device) * span).reshape(B, -1)
+        count = _range_counts(sorted_keys, edges, beams, size)
         if exclude_keys is not None:
-            count = count - _excluded_counts(exclude_keys, prefix_key, size, span, base)
+            count = count - _range_counts(exclude_keys, edges, beams, size)
         total = torch.where(count > 0, scores[..., None] + logp, neg_inf).reshape(B, -1)
         keep = min(top_k if level == n_levels - 1 else beam_width, beams * size)
         scores, pick = _stable_top(total, keep)
@@ -100,29 +101,14 @@ def constrained_beam_search(
     return items, scores
 
 
-def _range_counts(sorted_keys: torch.Tensor, edges: torch.Tensor, beams: int, size: int) -> torch.Tensor:
-    """How many of the catalogue's ``sorted_keys`` fall between consecutive ``edges``: ``[B, beams, size]``."""
-    b = edges.shape[0]
-    pos = torch.searchsorted(sorted_keys, edges.contiguous()).reshape(b, beams, size + 1)
-    return pos[..., 1:] - pos[..., :-1]
+def _range_counts(sorted_seq: torch.Tensor, edges: torch.Tensor, beams: int, size: int) -> torch.Tensor:
+    """How many keys of ``sorted_seq`` fall between consecutive ``edges``: ``[B, beams, size]``.
 
-
-def _excluded_counts(
-    exclude_keys: torch.Tensor, prefix_key: torch.Tensor, size: int, span: int, base: int
-) -> torch.Tensor:
-    """How many of the excluded keys ``[B, H]`` fall under each candidate: ``[B, beams, size]``.
-
-    An excluded key is under the beam whose prefix it extends, at its own code of this level,
-    so H ones are scattered per beam (rather than searching H keys for every beam's V+1 edges).
-    The sentinel extends no prefix.
+    ``sorted_seq`` is 1-D (shared catalogue) or ``[B, H]`` (per-row exclusions).
     """
-    b, beams = prefix_key.shape
-    parent = torch.div(exclude_keys, span * base, rounding_mode="floor")  # its prefix before this level
-    code = torch.remainder(torch.div(exclude_keys, span, rounding_mode="floor"), base)  # its code at this level
-    under = (parent[:, None, :] == prefix_key[:, :, None]).long()  # [B, beams, H]
-    slot = torch.arange(beams, device=prefix_key.device)[:, None] * size + code[:, None, :]
-    counts = torch.zeros((b, beams * size), dtype=torch.long, device=prefix_key.device)
-    return counts.scatter_add(1, slot.reshape(b, -1), under.reshape(b, -1)).reshape(b, beams, size)
+    b = edges.shape[0]
+    pos = torch.searchsorted(sorted_seq, edges.contiguous()).reshape(b, beams, size + 1)
+    return pos[..., 1:] - pos[..., :-1]
 
 
 def _stable_top(total: torch.Tensor, keep: int) -> tuple[torch.Tensor, torch.Tensor]:
