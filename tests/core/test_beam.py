@@ -14,7 +14,9 @@ from genrec.model import (
     RerankConfig,
     TigerModel,
     constrained_beam_search,
+    exclusion_keys,
 )
+from genrec.model.beam import _stable_top
 
 LEVELS = [4, 4, 3]
 
@@ -44,12 +46,12 @@ def _histories(n_items: int, rows: int = 6, seed: int = 1) -> torch.Tensor:
 def _exhaustive(model: TigerModel, table: CodeTable, hist: torch.Tensor) -> torch.Tensor:
     """log p(item) for every item by teacher forcing: ``[B, N]``."""
     memory, mask = model.encode(hist, table.item_codes)
-    b, n = hist.shape[0], table.n_items
+    gen, b, n = model.generator, hist.shape[0], table.n_items
     codes = table.item_codes[None].expand(b, -1, -1)
+    h, _ = gen.decode(codes[:, :, :-1], gen.memory_kv(memory), mask)  # every position at once
     total = torch.zeros(b, n)
-    for lvl in range(len(LEVELS)):
-        logits = model.generator.step_logits(codes[:, :, :lvl], lvl, memory, mask)
-        total += torch.log_softmax(logits, -1).gather(2, codes[:, :, lvl : lvl + 1]).squeeze(2)
+    for lvl, head in enumerate(gen.heads):
+        total += torch.log_softmax(head(h[:, :, lvl]), -1).gather(2, codes[:, :, lvl : lvl + 1]).squeeze(2)
     return total
 
 
@@ -178,10 +180,10 @@ def test_adding_an_item_makes_it_generatable_at_once() -> None:
 
     def prefer(target: tuple[int, ...]):
         # A stand-in decoder that strongly prefers the codes of `target` at every level.
-        def step(prefix: torch.Tensor, level: int) -> torch.Tensor:
+        def step(prefix: torch.Tensor, level: int, cache: tuple) -> tuple[torch.Tensor, tuple]:
             logits = torch.zeros(prefix.shape[0], prefix.shape[1], LEVELS[level])
             logits[..., target[level]] = 10.0
-            return logits
+            return logits, cache
 
         return step
 
@@ -212,3 +214,32 @@ def test_results_independent_of_batch_composition() -> None:
         full = rec(hist)[0]
         single = torch.cat([rec(hist[i : i + 1])[0] for i in range(5)])
     assert torch.equal(full, single)
+
+
+@pytest.mark.parametrize("beam_width", [3, 64])
+def test_equal_scores_keep_the_lower_candidate_and_so_the_lower_key(beam_width: int) -> None:
+    """A decoder with no preference: every item scores the same, and ties go to the lower
+    (beam, code) candidate as in a stable sort, so the beam returns the lowest keys in order."""
+    table = _table(30, seed=6)
+
+    def indifferent(prefix: torch.Tensor, level: int, cache: tuple) -> tuple[torch.Tensor, tuple]:
+        return torch.zeros(prefix.shape[0], prefix.shape[1], LEVELS[level]), cache
+
+    hist = torch.stack([table.sorted_items[[0, 2, 5]], torch.tensor([-1, -1, -1])])
+    excl = exclusion_keys(hist, table.item_keys, table.sentinel)
+    items, scores = constrained_beam_search(indifferent, 2, LEVELS, table.base, table.sorted_keys,
+                                            table.sorted_items, excl, beam_width, top_k=3)
+    assert items[0].tolist() == table.sorted_items[[1, 3, 4]].tolist()
+    assert items[1].tolist() == table.sorted_items[:3].tolist()
+    assert torch.isfinite(scores).all() and (scores == scores[0, 0]).all()
+
+
+def test_selection_orders_as_a_stable_descending_sort() -> None:
+    g = torch.Generator().manual_seed(8)
+    total = torch.randint(-3, 2, (6, 40), generator=g).float()  # ties everywhere
+    total[total == -3] = float("-inf")
+    total[0] = float("-inf")  # a row with nothing left
+    want_values, want_index = torch.sort(total, dim=1, descending=True, stable=True)
+    for keep in (1, 9, 25, 40):
+        values, index = _stable_top(total, keep)
+        assert torch.equal(index, want_index[:, :keep]) and torch.equal(values, want_values[:, :keep])

@@ -24,6 +24,13 @@ def _answers(bundle: TrainedBundle, want: dict) -> tuple[torch.Tensor, torch.Ten
         return rec(torch.tensor(want["history"]), torch.tensor(want["users"]), torch.tensor(want["exclude"]))
 
 
+def _assert_answers(items: torch.Tensor, scores: torch.Tensor, want: dict) -> None:
+    """The same items; the same scores up to float rounding (today's decoder computes the same
+    sums in other shapes: one position at a time on a cache)."""
+    assert items.tolist() == want["items"]
+    torch.testing.assert_close(scores, torch.tensor(want["scores"]), rtol=0, atol=1e-5)
+
+
 def test_an_artifact_saved_before_the_split_loads_and_answers_as_it_did(tmp_path: Path) -> None:
     from genrec.serving.artifact import ServingArtifact
     from genrec.serving.graph import TableTensors, build_graph
@@ -32,11 +39,12 @@ def test_an_artifact_saved_before_the_split_loads_and_answers_as_it_did(tmp_path
     assert "generator.code_emb.weight" not in torch.load(OLD_ARTIFACT / "model.pt", weights_only=True)
     bundle = TrainedBundle.load(OLD_ARTIFACT)
     assert bundle.model.reranks and bundle.model.reranker.weight == 0.5 and bundle.model.reranker.id_items == 36
-    items, scores = _answers(bundle, want)
-    assert items.tolist() == want["items"] and scores.tolist() == want["scores"]
+    _assert_answers(*_answers(bundle, want), want)
     ask = want["recommend"]
     got = bundle.recommend(ask["histories"], k=ask["k"], user_ids=ask["user_ids"])
-    assert [[list(p) for p in row] for row in got] == ask["answer"]
+    assert [[item for item, _ in row] for row in got] == [[item for item, _ in row] for row in ask["answer"]]
+    torch.testing.assert_close(torch.tensor([[score for _, score in row] for row in got]),
+                               torch.tensor([[score for _, score in row] for row in ask["answer"]]), rtol=0, atol=1e-5)
 
     # The serving graph reads the same files (its own loader) and answers the same.
     art = ServingArtifact.open(OLD_ARTIFACT)
@@ -44,7 +52,7 @@ def test_an_artifact_saved_before_the_split_loads_and_answers_as_it_did(tmp_path
     with torch.inference_mode():
         g_items, g_scores = graph(torch.tensor(want["history"]), torch.tensor(want["users"])[:, None],
                                   torch.tensor(want["exclude"]), *TableTensors.from_table(bundle.code_table).as_tuple())
-    assert g_items.tolist() == want["items"] and g_scores.tolist() == want["scores"]
+    _assert_answers(g_items, g_scores, want)
 
     # Saved again, it is in today's layout (the weight with the weights) and still answers the same.
     bundle.save(tmp_path / "again")
@@ -52,7 +60,7 @@ def test_an_artifact_saved_before_the_split_loads_and_answers_as_it_did(tmp_path
     assert {k.split(".")[0] for k in state} == {"generator", "reranker"}
     assert float(state["reranker._extra_state"]) == 0.5
     again = TrainedBundle.load(tmp_path / "again")
-    assert [t.tolist() for t in _answers(again, want)] == [want["items"], want["scores"]]
+    _assert_answers(*_answers(again, want), want)
 
 
 def test_a_checkpoint_before_the_split_resumes_into_the_new_layout(tmp_path: Path) -> None:

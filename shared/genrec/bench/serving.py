@@ -8,7 +8,9 @@ serves it twice: ``genrec`` (dynamic batching) and ``genrec_nobatch`` (none). Me
 * batch sweep: one client, sequential requests of B users (B = 1..64) -> latency
   p50/p95/p99 per request and users/s;
 * concurrency: C clients sending single-user requests at once, with and without dynamic
-  batching -> latency percentiles, users/s, and the mean batch Triton actually executed.
+  batching -> latency percentiles, users/s, and the mean batch Triton actually executed;
+* the compute floor (``genrec.serving.floor``): the FLOPs of a request over the matmul
+  throughput of this CPU, beside the server's CPU time per user in the batch sweep.
 
 The client runs on the same machine as the server (they share its cores): on a small
 box the numbers are a floor for what a dedicated replica does. End-to-end numbers of the
@@ -34,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from genrec.bench.report import write_report
+from genrec.config import TOP_K
 from genrec.serving.launch import UNBATCHED_TWIN, serving_python
 from genrec.serving.synthetic import PRODUCTION_LEVELS, make_artifact
 
@@ -109,6 +112,18 @@ class LocalServer:
         s = httpx.get(f"http://{self.url}/v2/models/{model}/stats", timeout=5).json()["model_stats"][0]
         return int(s["inference_count"]), int(s["execution_count"])
 
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) so far of the server's processes: Triton and the model's stub."""
+        import psutil
+
+        total = 0.0
+        root = psutil.Process(self.proc.pid)
+        for proc in [root, *root.children(recursive=True)]:
+            with contextlib.suppress(psutil.Error):
+                times = proc.cpu_times()
+                total += times.user + times.system
+        return total
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGTERM)
@@ -153,17 +168,32 @@ def _summary(latencies: list[float], users: int, seconds: float) -> dict[str, An
     }
 
 
-def sweep_point(url: str, n_items: int, batch: int, length: int, point_s: float, min_requests: int,
+def sweep_point(server: LocalServer, n_items: int, batch: int, length: int, point_s: float, min_requests: int,
                 seed: int = 0) -> dict[str, Any]:
-    client, rng = _client(url, "genrec"), np.random.default_rng(seed)
+    client, rng = _client(server.url, "genrec"), np.random.default_rng(seed)
     lat: list[float] = []
+    cpu = server.cpu_seconds()
     t0 = time.perf_counter()
     while time.perf_counter() - t0 < point_s or len(lat) < min_requests:
         seq = _histories(rng, n_items, batch, length)
         t = time.perf_counter()
         client.infer(seq)
         lat.append(time.perf_counter() - t)
-    return _summary(lat, batch * len(lat), time.perf_counter() - t0)
+    out = _summary(lat, batch * len(lat), time.perf_counter() - t0)
+    out["server_cpu_ms_per_user"] = round((server.cpu_seconds() - cpu) * 1000 / (batch * len(lat)), 3)
+    return out
+
+
+def compute_floors(artifact: Path, batches: list[int], length: int, threads: int) -> dict[str, Any]:
+    """The compute floor of the served graph for each batch size (FLOPs per user, and the matmul
+    throughput at that batch's GEMM shape on one thread and on the server's threads)."""
+    from genrec.serving.artifact import ServingArtifact
+    from genrec.serving.floor import compute_floor
+    from genrec.serving.graph import TableTensors, base_table, build_graph
+
+    art = ServingArtifact.open(artifact)
+    graph, table = build_graph(art, TOP_K), TableTensors.from_table(base_table(art))
+    return {str(b): compute_floor(graph, table, length, batch=b, threads=threads).as_dict() for b in batches}
 
 
 def concurrency_point(server: LocalServer, model: str, n_items: int, clients: int, length: int, point_s: float,
@@ -219,12 +249,17 @@ def run_serving_bench(
         "config": {**cfg, "history_length": length, "torch_threads": threads or "all cores"},
         "model": {"kind": "untrained TigerModel, production size (GenerativeConfig defaults)",
                   "level_sizes": list(PRODUCTION_LEVELS), "top_k": 50, "beam_width": 50},
-        "sweep": [], "concurrency": [],
+        "sweep": [], "concurrency": [], "floor": {},
     }
     started = time.perf_counter()
     for n in cfg["sizes"]:
         log(f"catalogue {n:,} items: writing a synthetic artifact")
         art = make_artifact(work / f"artifact-{n}", n, level_sizes=PRODUCTION_LEVELS, seed=n % 9973)
+        if not results["floor"]:  # FLOPs do not depend on the catalogue; measured before any server runs
+            results["floor"] = compute_floors(art, cfg["batches"], length, threads)
+            one = results["floor"][str(cfg["batches"][0])]
+            log(f"compute floor: {one['flops_per_user'] / 1e6:.1f} MFLOP per user, "
+                f"{one['floor']['1']['ms_per_user']} ms per user on one thread")
         server = LocalServer(art, work / f"server-{n}", threads)
         try:
             t = time.perf_counter()
@@ -234,7 +269,7 @@ def run_serving_bench(
                 for b in (1, 64):
                     _client(server.url, model).infer(_histories(np.random.default_rng(0), n, b, length))
             for b in cfg["batches"]:
-                point = sweep_point(server.url, n, b, length, cfg["point_s"], cfg["min_requests"])
+                point = sweep_point(server, n, b, length, cfg["point_s"], cfg["min_requests"])
                 results["sweep"].append({"catalog": n, "batch": b, **point})
                 log(f"  batch {b:>2}: p50 {point['p50_ms']} ms, p99 {point['p99_ms']} ms, "
                     f"{point['users_per_s']} users/s")
@@ -282,7 +317,44 @@ def markdown_report(results: dict[str, Any]) -> str:
     for r in results["concurrency"]:
         lines.append(f"| {r['catalog']:,} | {r['dynamic_batching']} | {r['requests']} | {r['p50_ms']} | "
                      f"{r['p95_ms']} | {r['p99_ms']} | {r['users_per_s']} | {r['mean_executed_batch']} |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + floor_report(results)) + "\n"
+
+
+def floor_report(results: dict[str, Any]) -> list[str]:
+    """The "Compute floor" section: the floor by batch, then each sweep point's CPU time per user
+    against it (the floor on one thread is CPU time: all the server's threads count)."""
+    floors = results.get("floor") or {}
+    if not floors:
+        return []
+    any_floor = next(iter(floors.values()))
+    threads = max(int(t) for t in any_floor["gflops"])
+    lines = [
+        "", "## Compute floor", "",
+        f"FLOPs per user (matrix products and attention, counted on the serving graph): "
+        f"{any_floor['flops_per_user'] / 1e6:.1f} M. Throughput: fp32 `torch.mm` of the decoder's largest GEMM "
+        f"at the batch's shape, best of short loops. Floor = FLOPs / throughput.", "",
+        f"| batch | GEMM timed | GFLOP/s 1 thread | GFLOP/s {threads} threads | floor ms/user (1 thread) | "
+        f"floor users/s ({threads} threads) |",
+        "|---:|:---:|---:|---:|---:|---:|",
+    ]
+    for b, f in floors.items():
+        m, k, n = f["gemm"]
+        lines.append(f"| {b} | [{m}, {k}] x [{k}, {n}] | {f['gflops']['1']} | {f['gflops'][str(threads)]} | "
+                     f"{f['floor']['1']['ms_per_user']} | {f['floor'][str(threads)]['users_per_s']} |")
+    lines += [
+        "", "| catalogue | batch | server CPU ms/user | floor ms/user | CPU / floor | users/s | floor users/s | "
+        "floor / users/s |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results["sweep"]:
+        f = floors.get(str(r["batch"]))
+        if f is None or "server_cpu_ms_per_user" not in r:
+            continue
+        floor_ms, floor_users = f["floor"]["1"]["ms_per_user"], f["floor"][str(threads)]["users_per_s"]
+        lines.append(f"| {r['catalog']:,} | {r['batch']} | {r['server_cpu_ms_per_user']} | {floor_ms} | "
+                     f"{r['server_cpu_ms_per_user'] / floor_ms:.1f}x | {r['users_per_s']} | {floor_users} | "
+                     f"{floor_users / r['users_per_s']:.1f}x |")
+    return lines
 
 
 def plot(results: dict[str, Any], path: Path) -> None:

@@ -1,12 +1,15 @@
 """Constrained beam search over code tuples, vectorised over batch and beams.
 
-Only the loop over code levels (a handful, static) is in Python. At each level every
+Only the loop over code levels (a handful, static) is in Python. The decoder is a step
+function with a cache: after each level's selection the cache rows follow their parent
+beam, so the next level decodes one new position per beam. At each level every
 (beam, next code) candidate is checked against the sorted key table with two
 ``searchsorted`` calls: the number of catalogue items under the extended prefix, minus
 the number of excluded items (the user's history) under it, must be positive. So the
 search can only ever reach real, non-excluded items, and never wastes a beam on a
-prefix whose items are all excluded. Ties are broken by a stable sort, making the
-result deterministic and the same on CPU and CUDA for the same scores.
+prefix whose items are all excluded. Ties are broken as a stable sort would (the lower
+candidate index first), making the result deterministic and the same on CPU and CUDA for
+the same scores.
 
 There is no data-dependent Python control flow: shapes depend only on (batch, beam
 width, level sizes), which keeps the function traceable by torch.export / ONNX.
@@ -18,8 +21,11 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-# (prefix codes [B, W, t], level) -> logits [B, W, level_size]
-StepFn = Callable[[torch.Tensor, int], torch.Tensor]
+# A decoder's state between levels: tensors whose rows are the B*W beams (row b*W + w), such
+# as the keys / values of the positions decoded so far. Empty at the first level.
+Cache = tuple[torch.Tensor, ...]
+# (prefix codes [B, W, t], level, cache) -> (logits [B, W, level_size], the cache extended)
+StepFn = Callable[[torch.Tensor, int, Cache], tuple[torch.Tensor, Cache]]
 
 
 def exclusion_keys(items: torch.Tensor, item_keys: torch.Tensor, sentinel: int) -> torch.Tensor:
@@ -60,28 +66,30 @@ def constrained_beam_search(
     scores = torch.zeros((B, 1), device=device)
     prefix = torch.zeros((B, 1, 0), dtype=torch.long, device=device)
     prefix_key = torch.zeros((B, 1), dtype=torch.long, device=device)
+    cache: Cache = ()
     for level, size in enumerate(level_sizes):
         beams = prefix.shape[1]
-        logp = torch.log_softmax(step_fn(prefix, level).float(), dim=-1)  # [B, beams, V]
-        cand_key = prefix_key[..., None] * base + torch.arange(size, device=device)  # [B, beams, V]
+        logits, cache = step_fn(prefix, level, cache)
+        logp = torch.log_softmax(logits.float(), dim=-1)  # [B, beams, V]
         span = base ** (n_levels - 1 - level)
         # Item counts under each extended prefix: code c spans keys [lo_c, lo_c + span), and
         # lo_{c+1} = lo_c + span, so one searchsorted over V+1 boundaries gives all V counts.
-        edges = (prefix_key[..., None] * base + torch.arange(size + 1, device=device)) * span
-        count = _range_counts(sorted_keys, edges.reshape(B, -1), beams, size)
+        edges = ((prefix_key * (base * span))[..., None] + torch.arange(size + 1, device=device) * span).reshape(B, -1)
+        count = _range_counts(sorted_keys, edges, beams, size)
         if exclude_keys is not None:
-            count = count - _range_counts(exclude_keys, edges.reshape(B, -1), beams, size)
-        total = (scores[..., None] + logp).reshape(B, -1)
-        total = torch.where(count.reshape(B, -1) > 0, total, neg_inf)
+            count = count - _range_counts(exclude_keys, edges, beams, size)
+        total = torch.where(count > 0, scores[..., None] + logp, neg_inf).reshape(B, -1)
         keep = min(top_k if level == n_levels - 1 else beam_width, beams * size)
-        ordered, order = torch.sort(total, dim=1, descending=True, stable=True)
-        scores, pick = ordered[:, :keep], order[:, :keep]
+        scores, pick = _stable_top(total, keep)
         beam = torch.div(pick, size, rounding_mode="floor")
         code = pick - beam * size
         prefix = torch.cat(
             [torch.gather(prefix, 1, beam[..., None].expand(-1, -1, prefix.shape[2])), code[..., None]], dim=2
         )
-        prefix_key = torch.gather(cand_key.reshape(B, -1), 1, pick)
+        prefix_key = torch.gather(prefix_key, 1, beam) * base + code
+        if level < n_levels - 1:  # static; the last level's cache is not used again
+            rows = (beam + torch.arange(B, device=device)[:, None] * beams).reshape(-1)
+            cache = tuple(c.index_select(0, rows) for c in cache)
     pos = torch.searchsorted(sorted_keys, prefix_key).clamp(max=sorted_keys.shape[0] - 1)
     found = (sorted_keys[pos] == prefix_key) & torch.isfinite(scores)
     items = torch.where(found, sorted_items[pos], torch.full_like(pos, -1))
@@ -101,3 +109,23 @@ def _range_counts(sorted_seq: torch.Tensor, edges: torch.Tensor, beams: int, siz
     b = edges.shape[0]
     pos = torch.searchsorted(sorted_seq, edges.contiguous()).reshape(b, beams, size + 1)
     return pos[..., 1:] - pos[..., :-1]
+
+
+def _stable_top(total: torch.Tensor, keep: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first ``keep`` values and indices of a stable descending sort of ``total [B, N]`` (ties:
+    the lower index first), without sorting all N.
+
+    ``topk`` breaks ties arbitrarily, so it only gives the keep-th largest value v. The picks are
+    the values above v, then the values equal to v, lowest index first, as many as are missing;
+    a second ``topk``, over a key unique among the picks, lists them by index, and a stable sort
+    of those ``keep`` values orders them.
+    """
+    n = total.shape[1]
+    kth = torch.topk(total, keep, dim=1).values[:, -1:]
+    above, tied = total > kth, total == kth
+    missing = keep - above.sum(dim=1, keepdim=True)
+    picked = above | (tied & (torch.cumsum(tied.long(), dim=1) <= missing))
+    by_index = torch.arange(n, 0, -1, device=total.device, dtype=total.dtype)  # exact below 2**24
+    idx = torch.topk(torch.where(picked, by_index, torch.zeros_like(by_index)), keep, dim=1).indices
+    values, order = torch.sort(total.gather(1, idx), dim=1, descending=True, stable=True)
+    return values, idx.gather(1, order)

@@ -24,7 +24,7 @@ from pydantic import BaseModel, Field, model_validator
 from torch import nn
 
 from genrec.config import MAX_HISTORY, MAX_SEQUENCE, TOP_K
-from genrec.model.beam import constrained_beam_search, exclusion_keys
+from genrec.model.beam import Cache, constrained_beam_search, exclusion_keys
 from genrec.model.code_table import CodeTable
 from genrec.model.layers import DecoderLayer, EncoderLayer
 from genrec.model.rerank import RerankConfig, Reranker
@@ -134,42 +134,67 @@ class TigerGenerator(nn.Module):
         return self.enc_ln(x), attn_mask
 
     # ----------------------------------------------------------------- decoder
-    def decode(self, prefix: torch.Tensor, memory: torch.Tensor, mem_mask: torch.Tensor) -> torch.Tensor:
-        """``prefix [B, W, t]`` codes -> last hidden state ``[B, W, d]`` (predicts level t)."""
+    def memory_kv(self, memory: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Each decoder layer's cross-attention keys / values of ``memory``: the same at every
+        level of a beam search, so computed once per request."""
+        return [layer.cross_attn.keys_values(memory) for layer in self.decoder]
+
+    def decode(
+        self, prefix: torch.Tensor, memory_kv: list[tuple[torch.Tensor, torch.Tensor]], mem_mask: torch.Tensor,
+        cache: Cache = (),
+    ) -> tuple[torch.Tensor, Cache]:
+        """Hidden states ``[B, W, T, d]`` of ``prefix [B, W, t]`` codes at the positions not in
+        ``cache``, and the cache extended by them.
+
+        Position 0 is BOS, position i the code of level i-1; the state at position t predicts
+        level t. ``cache``: each layer's self-attention keys, values (rows: the B*W beams) of
+        positions 0..t-1, so beam search decodes only position t; empty: all t+1 positions
+        (teacher forcing).
+        """
         b, w, t = prefix.shape
-        x = self.bos.expand(b, w, 1, -1)
-        if t:  # t is a static shape (the level), not data
-            x = torch.cat([x, self.code_emb(prefix + self.offsets[:t])], dim=2)
-        x = x + self.dec_pos.weight[: t + 1]
-        x = self.drop(x.reshape(b * w, t + 1, -1))
-        causal = torch.ones(t + 1, t + 1, dtype=torch.bool, device=x.device).tril()
-        for layer in self.decoder:
-            x = layer(x, memory, mem_mask, causal)
-        return self.dec_ln(x).reshape(b, w, t + 1, -1)
+        start = cache[0].shape[2] if cache else 0  # positions already decoded (static: the level)
+        first = max(start - 1, 0)  # the first code that is an input here
+        parts = [self.bos.expand(b, w, 1, -1)] if start == 0 else []
+        if t > first:
+            parts.append(self.code_emb(prefix[:, :, first:] + self.offsets[first:t]))
+        x = torch.cat(parts, dim=2) + self.dec_pos.weight[start : t + 1]
+        n = t + 1 - start
+        x = self.drop(x.reshape(b * w, n, -1))
+        # Position i sees positions <= i; a single new position sees them all (no mask needed).
+        mask = torch.ones(n, t + 1, dtype=torch.bool, device=x.device).tril(start) if n > 1 else None
+        present: list[torch.Tensor] = []
+        for i, layer in enumerate(self.decoder):
+            x, kv = layer(x, memory_kv[i], mem_mask, mask, cache[2 * i : 2 * i + 2])
+            present += kv
+        return self.dec_ln(x).reshape(b, w, n, -1), tuple(present)
 
     def loss(self, memory: torch.Tensor, mask: torch.Tensor, target_codes: torch.Tensor) -> torch.Tensor:
         """Teacher-forced cross-entropy summed over code levels (mean over the batch)."""
         n = len(self.level_sizes)
-        h = self.decode(target_codes[:, None, : n - 1], memory, mask)[:, 0]  # [B, n, d]
+        h, _ = self.decode(target_codes[:, None, : n - 1], self.memory_kv(memory), mask)
+        h = h[:, 0]  # [B, n, d]
         total = memory.new_zeros((), dtype=torch.float32)
         for lvl, head in enumerate(self.heads):
             logits = head(h[:, lvl]).float()
             total = total + F.cross_entropy(logits, target_codes[:, lvl], label_smoothing=self.config.label_smoothing)
         return total
 
-    def step_logits(self, prefix: torch.Tensor, level: int, memory: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        h = self.decode(prefix, memory, mask)[:, :, -1]
-        return self.heads[level](h)
-
     # ---------------------------------------------------------------- search
     def beam(
         self, memory: torch.Tensor, mask: torch.Tensor, exclude_keys: torch.Tensor | None,
         sorted_keys: torch.Tensor, sorted_items: torch.Tensor, beam_width: int, keep: int,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Constrained beam search over the code table: ``keep`` items per row, by log-prob."""
+        """Constrained beam search over the code table: ``keep`` items per row, by log-prob.
+        Each level decodes one position per beam, on the cache of the earlier ones."""
+        memory_kv = self.memory_kv(memory)
+
+        def step(prefix: torch.Tensor, level: int, cache: Cache) -> tuple[torch.Tensor, Cache]:
+            h, cache = self.decode(prefix, memory_kv, mask, cache)
+            return self.heads[level](h[:, :, -1]), cache
+
         return constrained_beam_search(
-            lambda prefix, level: self.step_logits(prefix, level, memory, mask), memory.shape[0],
-            self.level_sizes, max(self.level_sizes), sorted_keys, sorted_items, exclude_keys, beam_width, keep,
+            step, memory.shape[0], self.level_sizes, max(self.level_sizes), sorted_keys, sorted_items, exclude_keys,
+            beam_width, keep,
         )
 
 

@@ -1,8 +1,9 @@
 """Small pre-LayerNorm transformer blocks built on ``scaled_dot_product_attention``.
 
 Written out (rather than ``nn.Transformer``) so that cross-attention can serve W beams
-per user without copying the encoder memory W times, and so that the graph stays simple
-for torch.export / ONNX.
+per user without copying the encoder memory W times, so that inference can decode one
+position at a time (the keys / values of earlier positions and of the memory kept, not
+recomputed), and so that the graph stays simple for torch.export / ONNX.
 """
 
 from __future__ import annotations
@@ -23,14 +24,22 @@ class Attention(nn.Module):
         self.out = nn.Linear(d_model, d_model)
         self.dropout = dropout
 
-    def forward(self, x: torch.Tensor, mem: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        """``x [B, T, d]`` attends to ``mem [B, S, d]``; ``mask`` bool, True = may attend."""
-        b, t, d = x.shape
-        s = mem.shape[1]
-        q = self.q(x).view(b, t, self.h, d // self.h).transpose(1, 2)
+    def keys_values(self, mem: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``mem [B, S, d]`` -> keys, values ``[B, heads, S, d / heads]`` (kept for reuse by a decoder)."""
+        b, s, d = mem.shape
         k, v = self.kv(mem).view(b, s, 2, self.h, d // self.h).permute(2, 0, 3, 1, 4)
+        return k, v
+
+    def attend(self, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """``x [B, T, d]`` attends to keys / values ``[B, heads, S, d / heads]``; ``mask`` bool, True = may attend."""
+        b, t, d = x.shape
+        q = self.q(x).view(b, t, self.h, d // self.h).transpose(1, 2)
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0)
         return self.out(y.transpose(1, 2).reshape(b, t, d))
+
+    def forward(self, x: torch.Tensor, mem: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """``x [B, T, d]`` attends to ``mem [B, S, d]``; ``mask`` bool, True = may attend."""
+        return self.attend(x, *self.keys_values(mem), mask)
 
 
 class FeedForward(nn.Sequential):
@@ -62,15 +71,25 @@ class DecoderLayer(nn.Module):
         self.drop = nn.Dropout(dropout)
 
     def forward(
-        self, x: torch.Tensor, mem: torch.Tensor, mem_mask: torch.Tensor, causal: torch.Tensor
-    ) -> torch.Tensor:
-        """``x [B*W, T, d]`` (W beams per user), ``mem [B, S, d]``, ``mem_mask [B, 1, 1, S]``."""
+        self, x: torch.Tensor, mem_kv: tuple[torch.Tensor, torch.Tensor], mem_mask: torch.Tensor,
+        mask: torch.Tensor | None, past: tuple[torch.Tensor, ...] = (),
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """``x [B*W, T, d]``: the positions after those in ``past`` (W beams per user).
+
+        ``mem_kv``: cross-attention keys / values of the memory ``[B, heads, S, d / heads]``
+        (``cross_attn.keys_values``), ``mem_mask [B, 1, 1, S]``; ``mask [T, P + T]``: self-attention
+        (None: all); ``past``: the self-attention keys / values of the P earlier positions, or ().
+        Returns the new states and the keys / values of all P + T positions (the next ``past``).
+        """
         h = self.ln1(x)
-        x = x + self.drop(self.self_attn(h, h, causal))
+        k, v = self.self_attn.keys_values(h)
+        if past:  # static: empty for a whole prefix, a cache when decoding one position at a time
+            k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
+        x = x + self.drop(self.self_attn.attend(h, k, v, mask))
         # Cross-attention does not mix query positions, so the W beams of a user can be
         # folded into the query length and share one copy of that user's memory.
         bw, t, d = x.shape
-        b = mem.shape[0]
+        b = mem_kv[0].shape[0]
         h = self.ln2(x).reshape(b, -1, d)
-        x = x + self.drop(self.cross_attn(h, mem, mem_mask)).reshape(bw, t, d)
-        return x + self.drop(self.ff(self.ln3(x)))
+        x = x + self.drop(self.cross_attn.attend(h, *mem_kv, mem_mask)).reshape(bw, t, d)
+        return x + self.drop(self.ff(self.ln3(x))), (k, v)

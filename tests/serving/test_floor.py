@@ -1,0 +1,79 @@
+"""The compute floor: FLOPs counted on the real serving graph, matmul throughput measured."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+
+from genrec.model import CodeTable, GenerativeConfig, TigerModel
+from genrec.serving.floor import compute_floor, count_flops, flops_per_user
+from genrec.serving.graph import ServingGraph, TableTensors
+
+LEVELS = [6, 5, 7, 4]
+CONFIG = GenerativeConfig(d_model=16, n_heads=2, encoder_layers=2, decoder_layers=3, d_ff=24, dropout=0.0,
+                          max_history=10, user_buckets=3)
+
+
+def _graph(beam_width: int) -> tuple[ServingGraph, TableTensors]:
+    space = torch.tensor(list(itertools.product(*[range(v) for v in LEVELS])))
+    table = CodeTable(space[torch.randperm(len(space), generator=torch.Generator().manual_seed(0))[:200]], LEVELS)
+    torch.manual_seed(0)
+    graph = ServingGraph(TigerModel(CONFIG, LEVELS), LEVELS, top_k=min(3, beam_width), beam_width=beam_width)
+    return graph, TableTensors.from_table(table)
+
+
+def _expected_flops(beam_width: int, history: int) -> int:
+    """Matrix products and attention of one user, each decoded position computed once."""
+    d, f, s = CONFIG.d_model, CONFIG.d_ff, history + 1  # memory: the user token and the history
+    total = CONFIG.encoder_layers * (2 * s * (4 * d * d + 2 * d * f) + 4 * s * s * d)
+    total += CONFIG.decoder_layers * 2 * s * 2 * d * d  # cross-attention keys, values of the memory: once
+    beams = 1
+    for t, size in enumerate(LEVELS):
+        # Position t of each beam: self-attention over t + 1 positions, cross-attention over s, the level's head.
+        layer = 2 * (6 * d * d + 2 * d * f) + 4 * (t + 1) * d + 4 * s * d
+        total += beams * (CONFIG.decoder_layers * layer + 2 * d * size)
+        beams = min(beam_width, beams * size)
+    return total
+
+
+def test_a_linear_layer_counts_two_flops_per_multiply_add() -> None:
+    layer = torch.nn.Linear(12, 7)
+    assert count_flops(layer, torch.randn(5, 12)) == 2 * 5 * 12 * 7
+
+
+@pytest.mark.parametrize("beam_width", [1, 4, 9])
+def test_a_request_decodes_each_position_once_per_beam(beam_width: int) -> None:
+    graph, table = _graph(beam_width)
+    assert flops_per_user(graph, table, length=8) == _expected_flops(beam_width, 8)
+    assert flops_per_user(graph, table, length=8, batch=5) == _expected_flops(beam_width, 8)  # per user
+
+
+def test_the_floor_is_the_flops_over_the_measured_throughput() -> None:
+    graph, table = _graph(4)
+    floor = compute_floor(graph, table, 8, batch=2, threads=2, seconds=0.05)
+    assert floor.gemm == (8, CONFIG.d_model, CONFIG.d_ff) and set(floor.gflops) == {1, 2}
+    assert all(g > 0.01 for g in floor.gflops.values())
+    assert floor.ms_per_user(1) == pytest.approx(floor.flops_per_user / floor.gflops[1] / 1e6)
+    assert floor.as_dict()["floor"]["2"]["users_per_s"] == round(floor.users_per_s(2), 1)
+
+
+def test_the_serving_report_sets_the_cpu_time_per_user_beside_the_floor() -> None:
+    from genrec.bench.serving import markdown_report
+
+    graph, table = _graph(4)
+    floor = compute_floor(graph, table, 8, batch=1, threads=2, seconds=0.05).as_dict()
+    floor["gflops"]["1"], floor["floor"]["1"]["ms_per_user"] = 50.0, 2.5  # as if measured so
+    results = {
+        "budget": "smoke", "config": {"history_length": 8, "concurrency": 2}, "concurrency": [],
+        "machine": {"cpu": "test", "cores": 2, "memory_gb": 1, "gpu": None, "torch": torch.__version__,
+                    "load_average_at_start": [0, 0, 0]},
+        "model": {"kind": "tiny", "level_sizes": LEVELS},
+        "sweep": [{"catalog": 200, "batch": 1, "requests": 3, "p50_ms": 9, "p95_ms": 9, "p99_ms": 9, "users_per_s": 50,
+                   "server_cpu_ms_per_user": 10.0}],
+        "floor": {"1": floor},
+    }
+    report = markdown_report(results)
+    assert "## Compute floor" in report and "| 1 | [4, 16] x [16, 24] | 50.0 |" in report
+    assert "| 200 | 1 | 10.0 | 2.5 | 4.0x | 50 |" in report
