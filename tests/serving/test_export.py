@@ -14,7 +14,14 @@ from genrec.config import Settings
 from genrec.serving.artifact import ServingArtifact
 from genrec.serving.engine import ServingEngine
 from genrec.serving.export import check_parity, export_repository
-from genrec.serving.graph import TableTensors, base_table, build_graph, example_inputs
+from genrec.serving.graph import (
+    TableTensors,
+    base_table,
+    build_graph,
+    example_inputs,
+    extend_table,
+    synthetic_extra_items,
+)
 from genrec.serving.repository import config_pbtxt
 from genrec.serving.runners import make_runner
 
@@ -115,12 +122,25 @@ def test_auto_runner_prefers_the_exported_graph(bundle_dir: Path, tmp_path: Path
     version = tmp_path / "repo" / "genrec" / "1"
     art = ServingArtifact.open(version / "artifact")
     assert make_runner(art, version, "auto").kind == "torchscript"
-    assert make_runner(art, None, "auto").kind == "eager"
+    assert make_runner(art, None, "auto").kind == "traced"  # no graph file: the eager graph traced at load
     # The engine uses an exported graph only for the artifact bundled next to it.
     bundled = ServingEngine(artifact=str(version / "artifact"), graph_dir=version, settings=Settings())
     bundled._check_pointer()
     assert bundled.state.runner.kind == "torchscript"
     other = ServingEngine(artifact=str(bundle_dir), graph_dir=version, settings=Settings())
     other._check_pointer()
-    assert other.state.runner.kind == "eager"
+    assert other.state.runner.kind == "traced"
     assert json.loads((version / "artifact" / "manifest.json").read_text())["n_items"] == 150
+
+
+def test_the_graph_traced_at_load_answers_as_the_eager_one(bundle_dir: Path) -> None:
+    art = ServingArtifact.open(bundle_dir)
+    traced, eager = make_runner(art, None, "traced"), make_runner(art, None, "eager")
+    assert traced.kind == "traced"
+    trained = base_table(art)
+    fed = extend_table(trained, synthetic_extra_items(trained, 40, seed=7))
+    for seed, (table, batch, length) in enumerate([(trained, 5, 12), (fed, 17, 50), (fed, 1, 3)]):
+        inputs = example_inputs(TableTensors.from_table(table), batch, length, 4, seed=seed)
+        (want_items, want_scores), (got_items, got_scores) = eager(*inputs), traced(*inputs)
+        assert torch.equal(want_items, got_items)
+        torch.testing.assert_close(got_scores, want_scores, atol=1e-4, rtol=0)

@@ -21,6 +21,7 @@ import pulumi_kubernetes as k8s
 from pulumi_kubernetes.apiextensions import CustomResource
 
 from genrec.config import Settings
+from genrec.serving.launch import ALLOCATOR_ENV
 from genrec.serving.repository import production_repository_uri
 from genrec_infra import secrets
 from genrec_infra.appconfig import AppConfig
@@ -50,7 +51,8 @@ def predictor(cfg: StackConfig, s: Settings, app: AppConfig) -> dict[str, Any]:
         "storageUri": production_repository_uri(s),
         "image": cfg.serving_image,
         "envFrom": app.env_from(),
-        "env": [{"name": "OTEL_SERVICE_NAME", "value": m.name}, *app.secret_env()],
+        "env": [{"name": "OTEL_SERVICE_NAME", "value": m.name},
+                *({"name": k, "value": v} for k, v in ALLOCATOR_ENV.items()), *app.secret_env()],
         "resources": m.resources.to_k8s(),
     }
     spec: dict[str, Any] = {

@@ -11,7 +11,6 @@ within ``atol``.
 from __future__ import annotations
 
 import json
-import math
 import shutil
 import time
 import warnings
@@ -35,6 +34,7 @@ from genrec.serving.graph import (
     build_graph,
     example_inputs,
     extend_table,
+    synthetic_extra_items,
 )
 from genrec.serving.repository import MAX_BATCH_SIZE, write_repository
 from genrec.serving.runners import GRAPH_FILES, Runner, make_runner
@@ -140,23 +140,6 @@ def write_capacity(graph_path: Path, **capacity: int) -> None:
 
 
 # ------------------------------------------------------------------ parity
-def synthetic_extra_items(table: CodeTable, n: int, seed: int = 0) -> np.ndarray:
-    """``n`` random code tuples not in ``table`` (stand-ins for cold-start items)."""
-    rng = np.random.default_rng(seed)
-    taken = set(table.item_keys.tolist())
-    weights = table.base ** np.arange(table.n_levels - 1, -1, -1)
-    out: list[np.ndarray] = []
-    space = math.prod(table.level_sizes)
-    n = min(n, space - table.n_items)
-    while len(out) < n:
-        codes = np.stack([rng.integers(0, v) for v in table.level_sizes])
-        key = int((codes * weights).sum())
-        if key not in taken:
-            taken.add(key)
-            out.append(codes)
-    return np.asarray(out, dtype=np.int64).reshape(-1, table.n_levels)
-
-
 def check_parity(
     eager: Callable[..., tuple[torch.Tensor, torch.Tensor]], exported: Runner, table: CodeTable,
     cases: tuple[tuple[int, int, int], ...] = PARITY_CASES, extra_items: int = 16,

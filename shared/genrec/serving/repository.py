@@ -4,7 +4,7 @@
 
     <repo>/genrec/config.pbtxt     contract, dynamic batching, instances, parameters
     <repo>/genrec/1/model.py       Python backend: re-exports genrec.serving.triton_model
-    <repo>/genrec/1/graph.{pt,onnx,plan}   exported graph (optional; eager without one)
+    <repo>/genrec/1/graph.{pt,onnx,plan}   exported graph (optional; traced at load without one)
     <repo>/genrec/1/artifact/      the trained artifact (``artifact: bundled``)
 
 Contract: ``user_sequence`` INT64 [-1, L] (L <= 1024, pad -1), optional ``user_token``

