@@ -134,6 +134,9 @@ def test_the_load_benchmark_measures_a_short_mixed_run(stack: Settings, promoted
     # Where the CPU went: each local server that served the run, and the load clients themselves.
     assert {"recommend", "event-capture", "bridge", "feature-update", "load clients"} <= set(r["cpu_percent"])
     assert r["cpu_percent"]["recommend"] > 0 and r["cpu_percent"]["event-capture"] > 0
+    # What the model server served equals the reference graph on the same table.
+    assert r["parity"]["users"] == 32 and r["parity"]["version"] == promoted["artifact"].version
+    assert r["parity"]["mean_item_match"] >= 0.99 and r["parity"]["max_score_diff"] < 1e-3
     # The profile: CPU per request and per event, recommend's Python time split by what it was doing.
     budgets = {b["unit"]: b for b in r["cpu_budget"]}
     assert budgets["request"]["units"] == rec["requests"] and budgets["event"]["units"] == events["accepted"]

@@ -37,6 +37,7 @@ import httpx
 import numpy as np
 import psutil
 
+from genrec.bench.parity import served_parity
 from genrec.bench.profile import SamplingProfiler, budget
 from genrec.bench.profile import markdown as budget_markdown
 from genrec.bench.report import write_report
@@ -384,6 +385,8 @@ def run_load(cfg: LoadConfig, progress: Any = None) -> dict[str, Any]:
     _check_stack(s)
     version, item_ids, catalogs = _production_items(s)
     say = progress or (lambda _m: None)
+    say("checking the served lists against the reference graph")
+    parity = served_parity(s, catalogs.get().art.uri)
     sampler = LagSampler(s)
     probes = Probes(s, item_ids, cfg, catalogs)
     ctx = get_context("spawn")
@@ -413,6 +416,7 @@ def run_load(cfg: LoadConfig, progress: Any = None) -> dict[str, Any]:
     drain_s = sampler.drain()
     result = _summarise(cfg, version, elapsed, rec_out, ev_out, probes, sampler, drain_s)
     result["model_server"] = _model_server_config(s)
+    result["parity"] = parity
     result["cpu_percent"] = cpu_percent
     if profiler is not None:
         result["cpu_budget"] = _budgets(cpu_s, profiler.samples(), result)
@@ -534,6 +538,10 @@ def markdown_report(r: dict[str, Any]) -> str:
         f"Consumer lag: max per subscription {r['consumer_lag']['max']}; drained "
         f"{r['consumer_lag']['drain_seconds']} s after the load stopped.",
     ]
+    if p := r.get("parity"):
+        lines += ["", f"Served lists against the reference (eager) graph on the same table, {p['users']} users "
+                  f"of model {p['version']}: items equal {_share(p['item_match'])} (worst user), scores within "
+                  f"{p['max_score_diff']:.1e}."]
     if r.get("cpu_percent"):
         lines += ["", f"CPU during the load, % of one core ({m.get('cores', '?')} cores in all): "
                   + ", ".join(f"{name} {pct:.0f}" for name, pct in r["cpu_percent"].items()) + "."]
@@ -542,6 +550,10 @@ def markdown_report(r: dict[str, Any]) -> str:
         if b.get("mixed"):
             lines.append("\n(Both loads ran: all of the run's CPU is divided by this unit.)")
     return "\n".join(lines) + "\n"
+
+
+def _share(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f} %"
 
 
 def _hits(share: float) -> str:
