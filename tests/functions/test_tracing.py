@@ -93,3 +93,19 @@ def test_batch_is_handled_in_one_call_linked_to_every_events_trace(spans: InMemo
     batch = next(s for s in spans.get_finished_spans() if s.name == f"batcher {INTERACTION} batch")
     assert {link.context.span_id for link in batch.links} == {p.span_id for p in producers[:2]}
     assert batch.attributes["messaging.batch.message_count"] == 2
+
+
+def test_a_large_batch_links_the_first_traces_the_sdk_keeps(spans: InMemorySpanExporter) -> None:
+    from genrec.tracing import MAX_LINKS, batch_span
+
+    events, producers = [], []
+    for i in range(MAX_LINKS + 50):
+        with trace.get_tracer("test").start_as_current_span(f"producer-{i}") as producer:
+            events.append(stamp(new_event(INTERACTION, {"user_id": "u", "item_id": "i", "event_type": "view"},
+                                          source="t", event_id=f"big{i}")).event)
+            producers.append(producer.get_span_context())
+    with batch_span("big batch", events):
+        pass
+    batch = next(s for s in spans.get_finished_spans() if s.name == "big batch")
+    assert [link.context.span_id for link in batch.links] == [p.span_id for p in producers[:MAX_LINKS]]
+    assert batch.attributes["messaging.batch.message_count"] == MAX_LINKS + 50
