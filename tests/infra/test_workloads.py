@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from genrec.events.subscriptions import SUBSCRIPTIONS
+from genrec.workloads import WORKLOADS
 
 FUNCTIONS = {"event-capture", "feature-update", "cold-start-embedding", "llm-enrichment", "recommend"}
+KINDS = {w.name: w.kind for w in WORKLOADS}
 ALWAYS_WARM = {"recommend", "admin-api", "event-capture"}
 POD_WORKLOADS = ("apps/v1:Deployment", "apps/v1:StatefulSet", "apps/v1:DaemonSet")
 
@@ -30,10 +32,10 @@ def test_knative_services_have_requests_and_probes(run):
         for c in _containers(svc):
             assert _requests_ok(c["resources"]), name
             ready, live = c["readinessProbe"]["httpGet"]["path"], c["livenessProbe"]["httpGet"]["path"]
-            if name in FUNCTIONS:  # func-python answers its own health endpoints
-                assert (ready, live) == ("/health/readiness", "/health/liveness"), name
-            else:
-                assert (ready, live) == ("/readyz", "/healthz"), name
+            # func-python answers its own health endpoints; an app under uvicorn answers /readyz, /healthz
+            kind = KINDS.get(name, "service")
+            want = ("/health/readiness", "/health/liveness") if kind == "function" else ("/readyz", "/healthz")
+            assert (ready, live) == want, name
             assert c["securityContext"]["runAsNonRoot"] is True
 
 
