@@ -16,10 +16,10 @@ case "${1:-}" in
     ;;
   service)
     [ $# -eq 2 ] || { echo "usage: service MODULE:FACTORY" >&2; exit 64; }
-    # No --proxy-headers: the queue-proxy in front connects from 127.0.0.1, which uvicorn trusts, so the
-    # caller's own X-Forwarded-For would become the client address; genrec reads that header itself,
-    # only as far as `auth.trusted_proxy_hops` allows (genrec.apps.ratelimit).
-    exec uvicorn --factory "$2" --host "${HOST:-0.0.0.0}" --port "${PORT:-8080}" --no-access-log
+    # --no-proxy-headers (uvicorn believes them by default): the queue-proxy in front connects from
+    # 127.0.0.1, which uvicorn trusts, so a caller's own X-Forwarded-For would become the client address;
+    # genrec reads that header itself, only as far as `auth.trusted_proxy_hops` allows (genrec.apps.ratelimit).
+    exec uvicorn --factory "$2" --host "${HOST:-0.0.0.0}" --port "${PORT:-8080}" --no-proxy-headers --no-access-log
     ;;
   *)
     exec genrec "$@"

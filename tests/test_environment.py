@@ -208,3 +208,27 @@ def test_config_check_as_a_process(tmp_path: Path, extra: dict[str, str], code: 
     out = subprocess.run(["sh", str(ENTRYPOINT), "config", "check"], env=env, cwd=tmp_path, capture_output=True,
                          text=True, timeout=120)
     assert out.returncode == code and out.stdout.startswith(verdict), out.stdout + out.stderr
+
+
+def test_a_service_in_its_image_limits_the_connection_not_a_forwarded_header(tmp_path: Path) -> None:
+    """Behind the queue-proxy every connection comes from 127.0.0.1: a server that believed the
+    X-Forwarded-For of such peers would let each caller name its own address, and so its own rate limit."""
+    args, health = SERVERS["service"]
+    port = _free_port()
+    env = _process_env(tmp_path, {**_production(GENREC_AUTH__ANONYMOUS_RATE_LIMIT_PER_S="0.5"), "PORT": str(port),
+                                  "HOST": "127.0.0.1"})
+    log = tmp_path / "server.log"
+    with log.open("w") as sink:
+        proc = subprocess.Popen(["sh", str(ENTRYPOINT), *args], env=env, cwd=tmp_path, stdout=sink,
+                                stderr=subprocess.STDOUT)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        up = wait_until(lambda: httpx.get(url + health, timeout=2).status_code == 200, timeout_s=120,
+                        alive=lambda: proc.poll() is None)
+        assert up, log.read_text()[-3000:]
+        statuses = [httpx.get(url + "/api/v1/overview", headers={"x-forwarded-for": f"203.0.113.{i}"},
+                              timeout=10).status_code for i in range(4)]
+        assert 429 in statuses, statuses  # one bucket for the one peer address, whatever the header says
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

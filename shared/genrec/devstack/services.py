@@ -374,7 +374,7 @@ class KnativeFunction(Service):
     def argv(self, s: Settings, paths: StackPaths) -> list[str]:
         if self.workload.kind == "service":
             return [sys.executable, "-m", "uvicorn", "--factory", self.workload.factory, "--host", s.stack.host,
-                    "--port", str(self.ports(s)[0]), "--no-access-log"]
+                    "--port", str(self.ports(s)[0]), "--no-proxy-headers", "--no-access-log"]  # as the image
         return [sys.executable, "-c", "from func_python.http import serve; from function import new; serve(new)"]
 
     def env(self, s: Settings) -> dict[str, str]:
