@@ -20,8 +20,8 @@ from genrec.serving.graph import (
     build_graph,
     example_inputs,
     extend_table,
-    synthetic_extra_items,
 )
+from genrec.serving.parity import synthetic_extra_items
 from genrec.serving.repository import config_pbtxt
 from genrec.serving.runners import make_runner
 

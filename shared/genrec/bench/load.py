@@ -38,7 +38,7 @@ import numpy as np
 import psutil
 
 from genrec.bench.parity import served_parity
-from genrec.bench.profile import SamplingProfiler, budget
+from genrec.bench.profile import SamplingProfiler, budget, process_tree_cpu
 from genrec.bench.profile import markdown as budget_markdown
 from genrec.bench.report import write_report
 from genrec.bench.serving import machine_info
@@ -332,16 +332,7 @@ class CpuMeter:
         self.started, self.before = time.monotonic(), self._times()
 
     def _times(self) -> dict[tuple[str, int], float]:
-        times = {}
-        for name, proc in self.processes.items():
-            with contextlib.suppress(psutil.Error):
-                for p in (proc, *proc.children(recursive=True)):
-                    with contextlib.suppress(psutil.Error):
-                        if p.name() == "py-spy":
-                            continue
-                        t = p.cpu_times()
-                        times[(name, p.pid)] = t.user + t.system
-        return times
+        return {(name, pid): t for name, proc in self.processes.items() for pid, t in process_tree_cpu(proc).items()}
 
     def seconds(self) -> dict[str, float]:
         """CPU seconds per server since the meter started, busiest first."""

@@ -102,6 +102,19 @@ def parse_raw(text: str) -> Counter[tuple[str, str]]:
     return out
 
 
+def process_tree_cpu(proc: psutil.Process, skip: tuple[str, ...] = ("py-spy",)) -> dict[int, float]:
+    """CPU seconds (user + system) so far of ``proc`` and its children, by pid; ``skip``: process
+    names left out (the profiler's own recorders)."""
+    out = {}
+    with contextlib.suppress(psutil.Error):
+        for p in (proc, *proc.children(recursive=True)):
+            with contextlib.suppress(psutil.Error):
+                if p.name() not in skip:
+                    times = p.cpu_times()
+                    out[p.pid] = times.user + times.system
+    return out
+
+
 def _python_pids(proc: psutil.Process) -> list[int]:
     """The process and its children that run Python (Triton's stubs embed it)."""
     pids = []

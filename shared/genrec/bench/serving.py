@@ -116,13 +116,9 @@ class LocalServer:
         """CPU time (user + system) so far of the server's processes: Triton and the model's stub."""
         import psutil
 
-        total = 0.0
-        root = psutil.Process(self.proc.pid)
-        for proc in [root, *root.children(recursive=True)]:
-            with contextlib.suppress(psutil.Error):
-                times = proc.cpu_times()
-                total += times.user + times.system
-        return total
+        from genrec.bench.profile import process_tree_cpu
+
+        return sum(process_tree_cpu(psutil.Process(self.proc.pid)).values())
 
     def stop(self) -> None:
         if self.proc.poll() is None:

@@ -19,7 +19,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from genrec.config import TOP_K, Settings
@@ -33,25 +32,12 @@ from genrec.serving.graph import (
     base_table,
     build_graph,
     example_inputs,
-    extend_table,
-    synthetic_extra_items,
 )
+from genrec.serving.parity import ParityCase, check_parity
 from genrec.serving.repository import MAX_BATCH_SIZE, write_repository
-from genrec.serving.runners import GRAPH_FILES, Runner, make_runner
+from genrec.serving.runners import GRAPH_FILES, make_runner, trace_graph
 
 FORMATS = ("torchscript", "onnx", "tensorrt")
-PARITY_CASES = ((1, 1, 1), (3, 7, 2), (8, 20, 5), (MAX_BATCH_SIZE, 33, 1))  # (batch, length, excluded)
-
-
-@dataclass
-class ParityCase:
-    batch: int
-    length: int
-    excluded: int
-    n_items: int
-    item_match: float
-    max_abs_diff: float
-    inf_mismatch: int
 
 
 @dataclass
@@ -84,15 +70,7 @@ class ExportReport:
 
 # ------------------------------------------------------------------ graph export
 def trace_torchscript(graph: ServingGraph, example: tuple[torch.Tensor, ...], path: Path) -> Path:
-    # The tracer warns about every Python int/bool it sees; those are static here (level
-    # sizes, beam counts), and shapes stay symbolic, which the parity check verifies.
-    # torch 2.13 also flags TorchScript as deprecated: it is still what Triton's PyTorch
-    # backend loads, and the ONNX path is the forward-looking one.
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore", torch.jit.TracerWarning)
-        warnings.simplefilter("ignore", DeprecationWarning)
-        traced = torch.jit.trace(graph, example, check_trace=False)
-    traced.save(str(path))
+    trace_graph(graph, example).save(str(path))
     return path
 
 
@@ -140,28 +118,6 @@ def write_capacity(graph_path: Path, **capacity: int) -> None:
 
 
 # ------------------------------------------------------------------ parity
-def check_parity(
-    eager: Callable[..., tuple[torch.Tensor, torch.Tensor]], exported: Runner, table: CodeTable,
-    cases: tuple[tuple[int, int, int], ...] = PARITY_CASES, extra_items: int = 16,
-) -> list[ParityCase]:
-    tables = [table, extend_table(table, synthetic_extra_items(table, extra_items))]
-    out = []
-    for t_i, tab in enumerate(tables):
-        tensors = TableTensors.from_table(tab)
-        for c_i, (b, length, e) in enumerate(cases):
-            inputs = example_inputs(tensors, b, length, e, seed=100 * t_i + c_i)
-            with torch.inference_mode():
-                want_items, want_scores = (x.cpu().numpy() for x in eager(*inputs))
-                got_items, got_scores = (np.asarray(x.cpu().numpy()) for x in exported(*inputs))
-            finite = np.isfinite(want_scores) & np.isfinite(got_scores)
-            diff = float(np.abs(want_scores[finite] - got_scores[finite]).max()) if finite.any() else 0.0
-            out.append(ParityCase(
-                b, length, e, tab.n_items, float((want_items == got_items).mean()), diff,
-                int((np.isfinite(want_scores) != np.isfinite(got_scores)).sum()),
-            ))
-    return out
-
-
 # ------------------------------------------------------------------ repository
 def export_repository(
     artifact: str | Path,

@@ -15,7 +15,6 @@ fewer than K items remain).
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -103,23 +102,6 @@ def extend_table(table: CodeTable, codes: np.ndarray | torch.Tensor) -> CodeTabl
     """A *new* table with ``codes`` appended (the old one stays valid for in-flight calls)."""
     extra = torch.as_tensor(np.asarray(codes), dtype=torch.int64).reshape(-1, table.n_levels)
     return CodeTable(torch.cat([table.item_codes.cpu(), extra]), table.level_sizes)
-
-
-def synthetic_extra_items(table: CodeTable, n: int, seed: int = 0) -> np.ndarray:
-    """``n`` random code tuples not in ``table`` (stand-ins for cold-start items)."""
-    rng = np.random.default_rng(seed)
-    taken = set(table.item_keys.tolist())
-    weights = table.base ** np.arange(table.n_levels - 1, -1, -1)
-    out: list[np.ndarray] = []
-    space = math.prod(table.level_sizes)
-    n = min(n, space - table.n_items)
-    while len(out) < n:
-        codes = np.stack([rng.integers(0, v) for v in table.level_sizes])
-        key = int((codes * weights).sum())
-        if key not in taken:
-            taken.add(key)
-            out.append(codes)
-    return np.asarray(out, dtype=np.int64).reshape(-1, table.n_levels)
 
 
 def example_inputs(
