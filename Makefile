@@ -9,7 +9,7 @@ GENREC := $(VENV)/bin/genrec
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install up down status demo test test-frontend frontend validator chromium qemu bench bench-serving bench-load bench-capacity bench-ingest bench-faults lint clean
+.PHONY: install up down status demo test test-frontend frontend validator chromium qemu bench bench-serving bench-load bench-capacity bench-events bench-ingest bench-faults lint clean
 
 SERVING_VENV ?= .venv-serving
 SPY := $(SERVING_VENV)/bin/python
@@ -111,6 +111,17 @@ bench-capacity: install
 	$(GENREC) bench load --duration $(or $(DURATION),60) --recommend-clients 2x4 --event-clients 0x0 --probes 0 \
 		--profile --cache-hits 1 --label recommend-8clients-cache-hits
 	$(GENREC) bench capacity
+
+# The event path (same needs): recommend alone; 1,000 events/s offered beside one recommend client
+# (click → next list, new item → recommendable, recommend against its value alone); then events
+# as fast as accepted, profiled (the CPU budget per event).
+bench-events: install
+	$(GENREC) bench load --duration $(or $(DURATION),60) --recommend-clients 1x1 --event-clients 0x0 --probes 0 \
+		--label recommend-1client-alone
+	$(GENREC) bench load --duration $(or $(DURATION),60) --recommend-clients 1x1 --event-clients 2x4 \
+		--event-rate 1000 --probes 20 --label events-1000-recommend
+	$(GENREC) bench load --duration $(or $(DURATION),60) --recommend-clients 0x0 --event-clients 1x4 \
+		--event-batch 1000 --probes 8 --profile --label events
 
 # Item upserts end to end through cold-start-embedding (same needs).
 bench-ingest: install

@@ -8,7 +8,7 @@ import uuid
 
 from genrec.config import PORT_OFFSETS, Settings
 from genrec.devstack.process import port_is_free
-from genrec.devstack.services import SEAWEED_GRPC_OFFSET
+from genrec.devstack.services import REDIS_CLUSTER_BUS_OFFSET, SEAWEED_GRPC_OFFSET
 from genrec.events.codec import EventError, ValidEvent, from_kafka
 from genrec.events.kafka import consumer
 
@@ -18,8 +18,9 @@ NO_AVX512_EMULATOR = "qemu-x86_64 -cpu max"
 
 
 def free_port_base(host: str = "127.0.0.1", taken: int | None = None) -> int:
-    """A port base whose every derived port (and SeaweedFS grpc twin) is free, and that shares
-    none with the stack at base `taken` (which may not have bound its ports yet)."""
+    """A port base whose every derived port (and SeaweedFS grpc twin, and the Redis cluster bus
+    port) is free, and that shares none with the stack at base `taken` (which may not have bound
+    its ports yet)."""
     rng = random.Random()
     span = max(PORT_OFFSETS.values()) + 1
     for _ in range(200):
@@ -27,6 +28,7 @@ def free_port_base(host: str = "127.0.0.1", taken: int | None = None) -> int:
         if taken is not None and base in (taken, taken - SEAWEED_GRPC_OFFSET, taken + SEAWEED_GRPC_OFFSET):
             continue
         ports = [base + i for i in range(span)] + [base + i + SEAWEED_GRPC_OFFSET for i in range(8)]
+        ports.append(base + PORT_OFFSETS["redis"] + REDIS_CLUSTER_BUS_OFFSET)
         if all(port_is_free(host, p) for p in ports):
             return base
     raise RuntimeError("no free port range for a test stack")

@@ -116,3 +116,13 @@ def test_arbitrary_payloads_are_either_valid_or_refused_with_a_field(data: dict,
     else:
         assert len(events) == 1 and events[0].type == ce_type
 
+
+
+def test_every_subscription_delivers_batches_its_function_accepts() -> None:
+    # A bigger batch is refused (400) and the bridge re-sends it record by record: a backlog
+    # then drains a thousand times slower than it should.
+    from genrec.events.codec import MAX_BATCH
+    from genrec.events.subscriptions import SUBSCRIPTIONS
+
+    assert all(1 <= sub.max_batch <= MAX_BATCH for sub in SUBSCRIPTIONS), [
+        (sub.function, sub.topic_key, sub.max_batch) for sub in SUBSCRIPTIONS]

@@ -166,6 +166,25 @@ def test_up_twice_is_harmless(stack: Settings) -> None:
     assert all("already running" in m for m in messages)
 
 
+def test_bulk_workloads_and_their_bridge_run_niced(stack: Settings) -> None:
+    # Freshness first on a shared machine: the freshness path at normal priority, the bulk
+    # consumers (and the bridge that feeds them) below it, their threads and children too.
+    import psutil
+
+    paths = devstack.paths_for(stack)
+
+    def nice(name: str) -> set[int]:
+        proc = read_record(paths.pid(name)).process()
+        assert proc is not None, f"{name} is not running"
+        return {p.nice() for p in (proc, *proc.children(recursive=True))}
+
+    for name in ("event-capture", "feature-update", "recommend", "bridge"):
+        assert nice(name) == {0}, name
+    for name in ("analytics-sink", "llm-enrichment", "bridge-bulk"):
+        assert nice(name) == {10}, name
+    assert psutil.Process(read_record(paths.pid("bridge-bulk")).pid).cmdline()[-2:] == ["--priority", "bulk"]
+
+
 def test_status_cli_shows_every_part(stack: Settings) -> None:
     result = CliRunner().invoke(app, ["dev", "status"])
     assert result.exit_code == 0, result.output

@@ -94,6 +94,9 @@ await step('dashboard shows live metrics, platform counts and per-version analyt
   const rps = await page.locator('[data-test=stat-rps]').innerText()
   assert(!rps.includes('–'), `requests/s should have a value, got ${rps}`)
   await page.locator('[data-test=versions] .ant-table-row').first().waitFor()
+  await page.locator('[data-test=pipeline-lag] .ant-table-row').first().waitFor()
+  const lagRows = await count(page, '[data-test=pipeline-lag] .ant-table-row')
+  assert(lagRows >= 7, `the pipeline lag should list every subscription, got ${lagRows} rows`)
   assert((await count(page, '[data-test=page-dashboard] canvas')) >= 2, 'charts should render')
   await page.waitForTimeout(4500) // a few live samples on the chart
   await shot(page, '02-dashboard')

@@ -32,7 +32,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from genrec.workloads import WORKLOADS
+from genrec.workloads import WORKLOADS, Priority
 
 # Offsets from stack.port_base for each embedded server. Kept in one table so that
 # `genrec dev` and the derived URLs below can never disagree.
@@ -49,9 +49,17 @@ PORT_OFFSETS: dict[str, int] = {
     "redis": 30,
     "milvus": 40,
     "model_server": 50,
+    # the local eventing bridges, one per priority (bridge_port_key)
     "bridge": 61,
+    "bridge_bulk": 62,
     **{w.key: w.port_offset for w in WORKLOADS},
 }
+
+
+
+def bridge_port_key(priority: Priority) -> str:
+    """The port key of the local bridge that delivers one priority's subscriptions."""
+    return "bridge" if priority == "realtime" else f"bridge_{priority}"
 
 
 # The local stack's credentials: development values, which production refuses (`production_problems`).
@@ -357,6 +365,10 @@ class Settings(BaseSettings):
         if configured:
             return configured.rstrip("/")
         return f"http://{self.stack.host}:{self.stack.port(name.replace('-', '_'))}"
+
+    def bridge_metrics_url(self, priority: Priority) -> str:
+        """The local bridge's Prometheus endpoint for one priority (its delivery counts and lag)."""
+        return f"http://{self.stack.host}:{self.stack.port(bridge_port_key(priority))}/metrics"
 
     def masked(self) -> dict[str, Any]:
         """The effective config as plain data with every secret masked."""

@@ -5,7 +5,16 @@ Pulumi program deploys each as a Knative Service (infra/pulumi), and callers fin
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
+
+# Freshness first: where every workload shares the cores, the ones on the click → next-list path
+# (and the request/response APIs) run before the bulk consumers, which absorb a backlog with
+# big batches and may lag minutes without harm (analytics, the event history, LLM tags).
+Priority = Literal["realtime", "bulk"]
+PRIORITIES: tuple[Priority, ...] = get_args(Priority)
+# The dev stack's nice value per priority (10: the kernel gives a busy realtime process ~10x the
+# CPU of a busy bulk one); production states the same order with PriorityClasses (infra/pulumi).
+NICENESS: dict[Priority, int] = {"realtime": 0, "bulk": 10}
 
 
 @dataclass(frozen=True)
@@ -21,6 +30,7 @@ class Workload:
     kind: Literal["function", "service"] = "function"
     factory: str = ""  # `module:callable` of a service
     public: bool = False  # False: cluster-local only (reached through KafkaSources or the mesh)
+    priority: Priority = "realtime"
 
     @property
     def key(self) -> str:
@@ -42,16 +52,25 @@ class Workload:
 WORKLOADS: tuple[Workload, ...] = (
     Workload("event-capture", "event-capture function (HTTP CloudEvents → Kafka)", 70,
              ("kafka", "redis", "postgres"), public=True),  # upstream systems post here
-    Workload("feature-update", "feature-update function (interactions → Redis, PostgreSQL)", 71,
+    Workload("feature-update", "feature-update function (interactions → each user's hot state in Redis)", 71,
              ("kafka", "redis", "postgres")),
     Workload("cold-start-embedding", "cold-start-embedding function (items/users → vectors, Semantic IDs)", 72,
              ("kafka", "redis", "postgres", "milvus")),
-    Workload("llm-enrichment", "llm-enrichment function (items → LLM tags → item.enriched)", 73, ("kafka", "redis")),
+    Workload("llm-enrichment", "llm-enrichment function (items → LLM tags → item.enriched)", 73, ("kafka", "redis"),
+             priority="bulk"),
     # public through the Istio VirtualService (infra/pulumi routing.py)
     Workload("recommend", "recommend function (the recommendation API)", 74, ("kafka", "redis", "postgres", "milvus"),
              kind="service", factory="genrec.apps.recommend:create_app"),
-    Workload("analytics-sink", "analytics sink (events → ClickHouse/chDB, analytics queries)", 60, ("kafka",),
-             kind="service", factory="genrec.apps.analytics_sink:create_app"),
+    Workload("analytics-sink", "analytics sink (events → PostgreSQL history, ClickHouse/chDB; analytics queries)", 60,
+             ("kafka", "postgres"), kind="service", factory="genrec.apps.analytics_sink:create_app", priority="bulk"),
     Workload("admin-api", "admin API and admin app (frontend/dist)", 75, ("postgres", "redis"),
              kind="service", factory="genrec.apps.admin:create_app", public=True),
 )
+
+
+def workload(name: str) -> Workload:
+    """The workload called ``name`` (KeyError naming the known ones otherwise)."""
+    for w in WORKLOADS:
+        if w.name == name:
+            return w
+    raise KeyError(f"no workload {name!r}; known: {', '.join(w.name for w in WORKLOADS)}")

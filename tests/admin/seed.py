@@ -109,9 +109,9 @@ def _seed(s: Settings) -> World:
         }, source=SOURCE, event_id=f"ev-{run}-{i}"))
     send_events(s, events, key=lambda ev: ev.partition_key)
     users = sorted(inter["user_id"].unique().tolist())
-    with connect(s) as conn:
+    with connect(s) as conn:  # the history is the bulk consumer's (niced, big batches): it may lag
         wait_for(lambda: conn.execute("SELECT count(DISTINCT user_id) FROM user_events WHERE user_id = ANY(%s)",
-                                      (users,)).fetchone()[0] == len(users), 90, "feature-update to store events")
+                                      (users,)).fetchone()[0] == len(users), 240, "analytics-sink to store the events")
 
     versions = _register_models(s, run)
     _serve_and_click(s, users[:8])

@@ -87,6 +87,23 @@ def test_overview(viewer: httpx.Client, world: World) -> None:
                              "llm_enrichment": True, "recommend": True, "analytics_sink": True}
 
 
+def test_pipeline_lag_per_subscription(viewer: httpx.Client, admin_url: str, world: World) -> None:
+    from genrec.events.subscriptions import SUBSCRIPTIONS
+
+    _error(httpx.get(admin_url + "/api/v1/pipeline/lag"), 401, "authorization")
+    body = viewer.get("/api/v1/pipeline/lag").json()
+    assert body["error"] is None, body
+    rows = {(r["function"], r["topic"]): r for r in body["subscriptions"]}
+    assert len(rows) == len(SUBSCRIPTIONS)
+    fresh = rows[("feature-update", "user_events")]
+    assert fresh["priority"] == "realtime" and fresh["group"] == "genrec-feature-update"
+    assert rows[("analytics-sink", "user_events")]["priority"] == "bulk"
+    # the seed's events are all applied and stored: nothing is waiting for those consumers
+    assert all(isinstance(r["lag"], int) and r["lag"] >= 0 for r in rows.values())
+    assert wait_for(lambda: next(r["lag"] for r in viewer.get("/api/v1/pipeline/lag").json()["subscriptions"]
+                                 if r["function"] == "feature-update") == 0, 30, "feature-update to catch up")
+
+
 def test_analytics_endpoints(viewer: httpx.Client) -> None:
     lat = viewer.get("/api/v1/analytics/latency", params={"hours": 2}).json()
     assert lat and set(lat[0]) == {"hour", "requests", "p50_ms", "p95_ms", "p99_ms"}
@@ -190,6 +207,9 @@ def test_test_interaction_reaches_the_user(operator: httpx.Client, world: World)
     wait_for(lambda: operator.get(f"/api/v1/users/{user}").json()["sequence"], 30, "the interaction in the sequence")
     detail = operator.get(f"/api/v1/users/{user}").json()
     assert detail["sequence"][-1]["item_id"] == world.item_ids[5]
+    # the history is the bulk consumer's: it follows, niced, in big batches
+    wait_for(lambda: operator.get(f"/api/v1/users/{user}").json()["recent_events"], 120, "the event in the history")
+    detail = operator.get(f"/api/v1/users/{user}").json()
     assert detail["recent_events"][0]["event_id"] == r.json()["event_id"]
     _error(operator.post(f"/api/v1/users/{user}/interactions", json={"item_id": "x", "event_type": "poke"}), 422,
            "event_type")

@@ -160,3 +160,15 @@ def test_the_analytics_views_answer_503_naming_clickhouse_while_its_server_is_do
     with pytest.raises(ApiError) as caught:
         reader.latency(1)
     assert caught.value.status == 503 and caught.value.message == "ClickHouse is unavailable; try again shortly"
+
+
+def test_the_pipeline_lag_names_kafka_while_the_broker_is_away() -> None:
+    # The dashboard keeps its rows (every subscription, with its priority) and says why no lag is shown.
+    s = Settings(auth={"admin_tokens": {"watcher": "view-token"}}, kafka={"bootstrap_servers": "127.0.0.1:9"})
+    r = _client(s).get("/api/v1/pipeline/lag", headers={"authorization": "Bearer view-token"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["error"] == "Kafka is unavailable; try again shortly"
+    assert {(row["function"], row["priority"]) for row in body["subscriptions"]} >= {
+        ("feature-update", "realtime"), ("analytics-sink", "bulk")}
+    assert all(row["lag"] is None for row in body["subscriptions"])

@@ -164,6 +164,14 @@ def test_the_broker_unreachable_is_an_outage(closed_port: int) -> None:
         publisher.close()
 
 
+def test_the_kafka_clients_own_errors_from_an_unreachable_broker_are_outages(closed_port: int) -> None:
+    # confluent-kafka's exceptions live in its C module (`cimpl`), not under `confluent_kafka`.
+    from genrec.events.kafka import consumer_lag
+
+    s = Settings(kafka={"bootstrap_servers": f"127.0.0.1:{closed_port}"})
+    assert classify(raised(lambda: consumer_lag(s, {"g": ["t"]}, timeout_s=1))) == Fault(KAFKA, OUTAGE)
+
+
 def test_a_fault_raised_from_another_is_that_fault_and_the_rest_is_unexpected(closed_port: int) -> None:
     import redis
 

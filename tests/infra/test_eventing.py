@@ -32,7 +32,9 @@ def test_one_kafka_source_per_subscription(run):
             assert "uri" not in spec["sink"]
         else:
             assert spec["sink"]["uri"] == sub.path
-        assert spec["ordering"] == "ordered"
+        # Per-partition order wherever it matters (a user's sequence); the bulk sink's inserts
+        # do not depend on it and take many records in flight.
+        assert spec["ordering"] == ("unordered" if sub.function == "analytics-sink" else "ordered")
         assert spec["initialOffset"] == "earliest"
 
 

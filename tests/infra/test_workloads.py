@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from genrec.events.subscriptions import SUBSCRIPTIONS
-from genrec.workloads import WORKLOADS
+from genrec.workloads import WORKLOADS, workload
 
 FUNCTIONS = {"event-capture", "feature-update", "cold-start-embedding", "llm-enrichment", "recommend"}
 KINDS = {w.name: w.kind for w in WORKLOADS}
-ALWAYS_WARM = {"recommend", "admin-api", "event-capture"}
+# the synchronous path, and feature-update: a cold start would cost the click → next-list second
+ALWAYS_WARM = {"recommend", "admin-api", "event-capture", "feature-update"}
 POD_WORKLOADS = ("apps/v1:Deployment", "apps/v1:StatefulSet", "apps/v1:DaemonSet")
 
 
@@ -89,6 +90,23 @@ def test_min_scale(run):
         if name in ALWAYS_WARM:
             assert low >= 1, f"{name} is on the synchronous path and must not scale to zero"
         assert annotations["autoscaling.knative.dev/metric"] == "concurrency"
+
+
+def test_freshness_first_when_cores_are_short(run):
+    # Realtime pods schedule first and may preempt; bulk pods (the analytics sink, LLM enrichment)
+    # never preempt and are the first evicted. Every Knative Service names its workload's class.
+    classes = {r["inputs"]["metadata"]["name"]: r["inputs"] for r in run.of("scheduling.k8s.io/v1:PriorityClass")}
+    realtime, bulk = classes["genrec-realtime"], classes["genrec-bulk"]
+    assert realtime["value"] > 0 > bulk["value"]
+    assert bulk["preemptionPolicy"] == "Never" and not bulk.get("globalDefault")
+    for name, svc in run.knative_services().items():
+        assert svc["spec"]["template"]["spec"]["priorityClassName"] == f"genrec-{workload(name).priority}", name
+    assert workload("feature-update").priority == "realtime"
+    assert {w.name for w in WORKLOADS if w.priority == "bulk"} == {"analytics-sink", "llm-enrichment"}
+    # the sink's KafkaSources hand it records unordered: its inserts do not depend on order
+    sink_sources = [r["inputs"]["spec"] for r in run.of("sources.knative.dev/v1beta1:KafkaSource")
+                    if r["inputs"]["spec"]["sink"]["ref"]["name"] == "analytics-sink"]
+    assert sink_sources and all(spec["ordering"] == "unordered" for spec in sink_sources)
 
 
 def test_nightly_pipeline(run):

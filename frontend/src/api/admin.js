@@ -13,6 +13,7 @@ export const api = {
   coverage: (hours = 24) => get('/api/v1/analytics/coverage', { hours }),
   versions: (hours = 24) => get('/api/v1/analytics/versions', { hours }),
   live: () => get('/api/v1/metrics/live'),
+  pipelineLag: () => get('/api/v1/pipeline/lag'),
   items: (params) => get('/api/v1/items', params),
   item: (id) => get(`/api/v1/items/${enc(id)}`),
   categories: () => get('/api/v1/categories'),

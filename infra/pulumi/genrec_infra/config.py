@@ -224,10 +224,13 @@ def _default_workloads() -> dict[str, Workload]:
         "event-capture": Workload(min_scale=1, max_scale=50, target=100),
         "recommend": Workload(min_scale=2, max_scale=100, target=50, resources=Resources("1", "2Gi")),
         "admin-api": Workload(min_scale=1, max_scale=5, target=50),
-        "feature-update": Workload(min_scale=0, max_scale=50, target=100),
+        # The freshness path: always warm (a cold start would cost the click → next-list second),
+        # a whole core per replica, scaled out before its queue grows.
+        "feature-update": Workload(min_scale=1, max_scale=50, target=50, resources=Resources("1", "512Mi")),
         "cold-start-embedding": Workload(min_scale=0, max_scale=20, target=10, resources=Resources("1", "3Gi")),
         "llm-enrichment": Workload(min_scale=0, max_scale=10, target=5, resources=sync),
-        "analytics-sink": Workload(min_scale=0, max_scale=20, target=100),
+        # Bulk: may lag minutes; memory for big batches, little CPU guaranteed.
+        "analytics-sink": Workload(min_scale=0, max_scale=20, target=100, resources=Resources("100m", "1Gi")),
     }
 
 

@@ -61,7 +61,9 @@ def source_spec(s: Settings, sub: Subscription) -> dict[str, Any]:
         "topics": [sub.topic(s)],
         "consumerGroup": sub.group_id,
         "initialOffset": "earliest",
-        "ordering": "ordered",  # one record in flight per partition, as the bridge does
+        # one record in flight per partition, as the bridge does; unordered for consumers whose
+        # writes do not depend on order (the bulk analytics sink): many in flight per partition
+        "ordering": "ordered" if sub.ordered else "unordered",
         "sink": sink,
         "delivery": delivery(sub.delivery, dead_letter_sink_name(s, sub.topic_key)),
     }

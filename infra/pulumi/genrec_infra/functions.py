@@ -21,6 +21,7 @@ from genrec.workloads import Workload as Declared
 from genrec_infra.appconfig import SERVICE_ACCOUNT, AppConfig
 from genrec_infra.config import StackConfig, Workload
 from genrec_infra.k8s import custom, digest, http_probe, labels
+from genrec_infra.priorities import class_name
 
 KNATIVE_API = "serving.knative.dev/v1"
 PORT = 8080
@@ -72,6 +73,8 @@ def template(spec: Declared, w: Workload, cfg: StackConfig, app: AppConfig) -> d
             "containerConcurrency": w.container_concurrency,
             "timeoutSeconds": w.timeout_s,
             "serviceAccountName": SERVICE_ACCOUNT,
+            # Knative needs the `kubernetes.podspec-priorityclassname` feature enabled (infra/README.md).
+            "priorityClassName": class_name(spec.priority),
             "containers": [container(spec, w, cfg, app)],
         },
     }
@@ -94,11 +97,12 @@ class Functions:
     recommend_revision: str
 
 
-def create(cfg: StackConfig, app: AppConfig, opts: pulumi.ResourceOptions) -> Functions:
+def create(cfg: StackConfig, app: AppConfig, priority_classes: list[pulumi.Resource],
+           opts: pulumi.ResourceOptions) -> Functions:
     check_catalogue(cfg)
     ns = cfg.namespaces.app
     svc_opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(
-        depends_on=[app.service_account, app.config_map, app.secret]))
+        depends_on=[app.service_account, app.config_map, app.secret, *priority_classes]))
     services: dict[str, CustomResource] = {}
     recommend_revision = ""
     for spec in WORKLOADS:

@@ -17,6 +17,7 @@ from genrec_infra import (
     observability,
     pipelines,
     postgres,
+    priorities,
     redis,
     routing,
     secrets,
@@ -45,7 +46,9 @@ def main() -> None:
     stores = pulumi.ResourceOptions(depends_on=[ns[names.app], broker.cluster, pg, cache, vectors, analytics])
     migrate = pipelines.migration(cfg, app, pulumi.ResourceOptions.merge(stores, pulumi.ResourceOptions(
         depends_on=[app.config_map, app.secret, app.service_account])))
-    fns = functions.create(cfg, app, pulumi.ResourceOptions.merge(stores, pulumi.ResourceOptions(depends_on=[migrate])))
+    classes = list(priorities.create().values())
+    fns = functions.create(cfg, app, classes,
+                           pulumi.ResourceOptions.merge(stores, pulumi.ResourceOptions(depends_on=[migrate])))
     events = eventing.create(cfg, settings, broker.topics, fns.services, in_ns(names.app))
     repository = pipelines.model_repository(cfg, app, pulumi.ResourceOptions.merge(stores, pulumi.ResourceOptions(
         depends_on=[objects, app.config_map, app.secret, app.service_account])))

@@ -1,9 +1,13 @@
-"""analytics-sink: the one process that owns the analytics store locally.
+"""analytics-sink: the bulk consumer of the event streams, and locally the one process that owns
+the analytics store.
 
-chDB is ClickHouse in-process with one engine per data path, so locally this service writes
-the interaction and served-recommendation topics into it (delivered by the eventing bridge)
-and answers the admin API's analytics queries over HTTP. In production ClickHouse is a server:
-the same sink (or ClickHouse's Kafka engine) ingests, and readers may query it directly.
+It stores every interaction in the event history (PostgreSQL ``user_events``: what training
+data and the admin app read) and in ClickHouse, and every served list in ClickHouse. It may lag
+without harm (feature-update keeps the freshness path), so it takes big batches at low priority.
+
+chDB is ClickHouse in-process with one engine per data path, so locally this service also
+answers the admin API's analytics queries over HTTP. In production ClickHouse is a server:
+the same sink ingests, and readers may query it directly.
 """
 
 from __future__ import annotations
@@ -23,7 +27,14 @@ from genrec.config import Settings, get_settings
 from genrec.events.codec import ValidEvent
 from genrec.events.contracts import INTERACTION, RECOMMENDATION_SERVED, InteractionData, RecommendationServedData
 from genrec.stores.analytics import AnalyticsEvent, AnalyticsStore, RecommendationLog
-from genrec.stores.resources import Lazy
+from genrec.stores.events_repo import UserEvent
+from genrec.stores.resources import Lazy, Resources
+
+
+def history_row(ev: ValidEvent[InteractionData]) -> UserEvent:
+    d = ev.data
+    return UserEvent(event_id=ev.id, source=ev.source, user_id=d.user_id, item_id=d.item_id,
+                     event_type=d.event_type, ts=d.timestamp or ev.time, value=d.value, context=d.context)
 
 
 def interaction_row(ev: ValidEvent[InteractionData]) -> AnalyticsEvent:
@@ -45,15 +56,19 @@ def served_row(ev: ValidEvent[RecommendationServedData]) -> RecommendationLog:
 
 
 class Sink:
-    """Batches of delivered events into the store, one insert per batch (ClickHouse wants few
-    large inserts, not many rows)."""
+    """Batches of delivered events into the stores, one insert per store and batch (ClickHouse
+    wants few large inserts, not many rows)."""
 
     def __init__(self, s: Settings) -> None:
+        self.res = Resources(s)
         self.store = Lazy(lambda: AnalyticsStore(s))
 
     def on_interactions(self, evs: Sequence[ValidEvent[InteractionData]]) -> list[dict]:
+        # The history first: its insert skips rows it has (ON CONFLICT DO NOTHING), and ClickHouse
+        # collapses re-delivered rows, so a batch retried after either failed is stored once.
+        new_ids = self.res.events.insert_new([history_row(ev) for ev in evs])
         self.store.get().insert_events([interaction_row(ev) for ev in evs])
-        return [{"id": ev.id} for ev in evs]
+        return [{"id": ev.id, "stored": (ev.source, ev.id) in new_ids} for ev in evs]
 
     def on_served(self, evs: Sequence[ValidEvent[RecommendationServedData]]) -> list[dict]:
         self.store.get().insert_recommendation_logs([served_row(ev) for ev in evs])
@@ -99,8 +114,9 @@ def create_app(s: Settings | None = None) -> FastAPI:
     sink = Sink(s)
     app = create_event_app("analytics-sink", "genrec analytics sink", path="/events",
                            batch_handlers={INTERACTION: sink.on_interactions, RECOMMENDATION_SERVED: sink.on_served},
-                           ready=Readiness(s, ("clickhouse",)))
+                           ready=Readiness(s, ("clickhouse", "postgres")))
     app.state.sink = sink
+    app.state.on_stop = sink.res.close
     app.state.on_start = sink.store.get  # open (and create the schema) at start
     answer_faults(app, ClickHouseError)  # the admin API's queries: 503 while ClickHouse is down
     app.include_router(router)

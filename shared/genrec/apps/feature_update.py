@@ -1,9 +1,11 @@
-"""feature-update: interaction events → each user's hot state, popularity, and the record.
+"""feature-update: interaction events → each user's hot state and popularity in Redis.
+
+This is the freshness path (a click changes the user's next list within a second), so it does
+nothing else: the event history (PostgreSQL) and ClickHouse get the same events from the
+analytics sink, a bulk consumer of the same topic that may lag without harm.
 
 Idempotent under redelivery: the user's Redis state changes in one script together with a
-claim on (source, id), so it is applied exactly once even across crashes; the PostgreSQL
-insert is itself idempotent (ON CONFLICT DO NOTHING), so it is simply retried. ClickHouse gets the same events from the
-analytics sink, which consumes the same topic.
+claim on (source, id), so it is applied exactly once even across crashes.
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ from genrec.config import Settings, get_settings
 from genrec.events.codec import ValidEvent
 from genrec.events.contracts import INTERACTION, InteractionData
 from genrec.stores.categories import category_levels
-from genrec.stores.events_repo import UserEvent
 from genrec.stores.hot_state import Interaction
 from genrec.stores.resources import Resources, TTLCache
 
@@ -33,28 +34,20 @@ class FeatureUpdate:
         item = self.res.catalog.get(item_id)
         return item.category_path if item else ""
 
-    def as_interaction(self, ev: ValidEvent[InteractionData]) -> tuple[Interaction, UserEvent]:
-        """What the hot state applies and the row to store, for one delivered event."""
+    def as_interaction(self, ev: ValidEvent[InteractionData]) -> Interaction:
+        """What the hot state applies for one delivered event."""
         d = ev.data
-        ts = d.timestamp or ev.time
         positive = signals.is_positive(d.event_type, d.value)
-        interaction = Interaction(
-            ev.source, ev.id, d.user_id, d.item_id, event_type=d.event_type, ts=ts, append=positive,
-            weight=signals.weight(d.event_type, d.value) if positive else 0.0,
+        return Interaction(
+            ev.source, ev.id, d.user_id, d.item_id, event_type=d.event_type, ts=d.timestamp or ev.time,
+            append=positive, weight=signals.weight(d.event_type, d.value) if positive else 0.0,
             categories=tuple(category_levels(self.categories.get(d.item_id, self.category_of))) if positive else (),
         )
-        row = UserEvent(event_id=ev.id, source=ev.source, user_id=d.user_id, item_id=d.item_id,
-                        event_type=d.event_type, ts=ts, value=d.value, context=d.context)
-        return interaction, row
 
     def on_interactions(self, evs: Sequence[ValidEvent[InteractionData]]) -> list[dict]:
-        # Redis first, in stream order (claims make it once per event); then one INSERT for the
-        # batch. A redelivery after a failed INSERT finds the claims taken and only stores rows.
-        interactions, rows = zip(*(self.as_interaction(ev) for ev in evs), strict=True)
-        applied = self.res.hot.apply_interactions_once(interactions)
-        new_ids = self.res.events.insert_new(list(rows))
-        return [{"id": ev.id, "hot_state_applied": ok, "stored": (ev.source, ev.id) in new_ids}
-                for ev, ok in zip(evs, applied, strict=True)]
+        # In stream order, in one script per batch; the claims make it once per event.
+        applied = self.res.hot.apply_interactions_once([self.as_interaction(ev) for ev in evs])
+        return [{"id": ev.id, "hot_state_applied": ok} for ev, ok in zip(evs, applied, strict=True)]
 
 
 def create_app(s: Settings | None = None) -> FastAPI:

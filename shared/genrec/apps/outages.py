@@ -214,7 +214,7 @@ RULES: dict[str, tuple[str, Callable[[BaseException], Kind | None]]] = {
     "clickhouse_connect": (CLICKHOUSE, _clickhouse),
     "botocore": (S3, _s3), "s3transfer": (S3, _s3transfer),
     "openai": (LLM, _openai),
-    "confluent_kafka": (KAFKA, _kafka),
+    "confluent_kafka": (KAFKA, _kafka), "cimpl": (KAFKA, _kafka),  # confluent-kafka's C module
 }
 # The libraries whose frames tell who raised a builtin ConnectionError or TimeoutError.
 _RAISED_IN = {**{pkg: dep for pkg, (dep, _rule) in RULES.items()}, "chdb": CLICKHOUSE, "boto3": S3,

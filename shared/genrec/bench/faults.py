@@ -47,6 +47,7 @@ from genrec.devstack import stack as devstack
 from genrec.events.codec import BATCH_CONTENT_TYPE
 from genrec.events.contracts import INTERACTION, ITEM_UPSERTED
 from genrec.stores import redis_keys as keys
+from genrec.workloads import workload
 
 SOURCE = "genrec-bench-faults"
 Action = Literal["stop", "kill", "stall"]
@@ -86,7 +87,7 @@ class Fault:
 FAULTS: tuple[Fault, ...] = (
     *(Fault(svc, "stop") for svc in ("kafka", "s3", "postgres", "redis", "milvus", "model-server")),
     *(Fault(svc, "kill") for svc in ("event-capture", "feature-update", "cold-start-embedding", "llm-enrichment",
-                                     "analytics-sink", "bridge", "recommend")),
+                                     "analytics-sink", "bridge", "bridge-bulk", "recommend")),
     *(Fault(svc, "stall") for svc in ("postgres", "redis", "kafka", "milvus", "model-server")),
 )
 
@@ -457,17 +458,14 @@ def _count_analytics(s: Settings, ids: list[str], watch: Watch) -> tuple[dict[st
 
 
 def _analytics_synced(s: Settings, timeout_s: float) -> None:
-    """Until the analytics sink's subscriptions have no lag (the bridge's own view)."""
-    from prometheus_client.parser import text_string_to_metric_families
+    """Until the analytics sink's subscriptions have no lag (its bridge's own view)."""
+    from genrec.bench.load import bridge_lag
 
-    url = f"http://{s.stack.host}:{s.stack.port('bridge')}/metrics"
+    bulk = (workload("analytics-sink").priority,)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         with contextlib.suppress(Exception):
-            text = httpx.get(url, timeout=5).text
-            lag = sum(sample.value for family in text_string_to_metric_families(text)
-                      if family.name == "genrec_bridge_consumer_lag" for sample in family.samples)
-            if lag == 0:
+            if sum(bridge_lag(s, bulk).values()) == 0:
                 return
         time.sleep(1.0)
 

@@ -45,6 +45,7 @@ from genrec.bench.serving import machine_info
 from genrec.config import MAX_HISTORY, TOP_K, Settings, get_settings
 from genrec.events.codec import BATCH_CONTENT_TYPE
 from genrec.events.contracts import INTERACTION, ITEM_UPSERTED
+from genrec.workloads import PRIORITIES, Priority
 
 SOURCE = "genrec-bench-load"
 PROFILE_RATE_HZ = 100  # py-spy samples per second and process (--profile)
@@ -281,23 +282,30 @@ class Probes:
             time.sleep(gap * float(self.rng.uniform(0.5, 1.0)))
 
 
+def bridge_lag(s: Settings, priorities: tuple[Priority, ...] = PRIORITIES) -> dict[str, int]:
+    """``group/topic`` -> records not yet delivered, as the local bridges' /metrics report it (their
+    consumers' own view: asking the broker every few seconds would itself load tansu and the object store)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    lag: dict[str, int] = {}
+    for priority in priorities:
+        text = httpx.get(s.bridge_metrics_url(priority), timeout=5).text
+        lag.update({f"{sample.labels['group']}/{sample.labels['topic']}": int(sample.value)
+                    for family in text_string_to_metric_families(text)
+                    if family.name == "genrec_bridge_consumer_lag" for sample in family.samples})
+    return lag
+
+
 class LagSampler:
-    """Consumer lag as the bridge's /metrics reports it (its consumers' own view: sampling the
-    broker every few seconds would itself load tansu and the object store)."""
+    """Consumer lag of every subscription, sampled from the bridges during a run (bridge_lag)."""
 
     def __init__(self, s: Settings, interval_s: float = 2.0) -> None:
         self.s, self.interval_s = s, interval_s
-        self.url = f"http://{s.stack.host}:{s.stack.port('bridge')}/metrics"
         self.samples: list[tuple[float, dict[str, int]]] = []
         self.stop = threading.Event()
 
     def read(self) -> dict[str, int]:
-        from prometheus_client.parser import text_string_to_metric_families
-
-        text = httpx.get(self.url, timeout=5).text
-        return {f"{sample.labels['group']}/{sample.labels['topic']}": int(sample.value)
-                for family in text_string_to_metric_families(text) if family.name == "genrec_bridge_consumer_lag"
-                for sample in family.samples}
+        return bridge_lag(self.s)
 
     def run(self, t0: float) -> None:
         while not self.stop.is_set():

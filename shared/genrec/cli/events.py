@@ -13,6 +13,7 @@ from rich.console import Console
 from genrec.config import get_settings
 from genrec.events.contracts import EVENT_TYPES, INTERACTION
 from genrec.events.schemas import SCHEMA_DIR, write_all
+from genrec.workloads import PRIORITIES
 
 app = typer.Typer(help="CloudEvents contract: schemas, test events, the local eventing bridge, dead-letter replay.",
                   no_args_is_help=True)
@@ -93,27 +94,34 @@ def replay(
 
 
 @app.command()
-def bridge() -> None:
+def bridge(priority: str = typer.Option("realtime", help="Deliver the subscriptions of this priority: "
+                                         f"{' or '.join(PRIORITIES)} (the dev stack runs one bridge per priority).")
+           ) -> None:
     """Run the local eventing bridge (Kafka → functions) in the foreground."""
+    if priority not in PRIORITIES:
+        raise typer.BadParameter(f"one of {', '.join(PRIORITIES)}", param_hint="--priority")
     import signal
     import threading
 
     from prometheus_client import CollectorRegistry, start_http_server
 
+    from genrec.config import bridge_port_key
     from genrec.devstack.services import SERVICES
     from genrec.events.bridge import Bridge, ConsumerLagCollector
+    from genrec.events.subscriptions import SUBSCRIPTIONS
     from genrec.logs import configure_logging
 
     s = get_settings()
-    configure_logging("bridge", s)
+    configure_logging(bridge_port_key(priority).replace("_", "-"), s)
     # Deliver only to functions this stack runs; records for the others wait in Kafka.
-    running = Bridge(s, url_for=lambda name: s.function_url(name.replace("-", "_")) if name in SERVICES else None)
+    running = Bridge(s, url_for=lambda name: s.function_url(name.replace("-", "_")) if name in SERVICES else None,
+                     subscriptions=tuple(sub for sub in SUBSCRIPTIONS if sub.priority == priority))
     registry = CollectorRegistry()
     registry.register(running.stats.collector())
     registry.register(ConsumerLagCollector(running))
-    start_http_server(s.stack.port("bridge"), addr=s.stack.host, registry=registry)
+    start_http_server(s.stack.port(bridge_port_key(priority)), addr=s.stack.host, registry=registry)
     running.start()
-    console.print(f"bridge: {len(running.workers)} subscription workers running")
+    console.print(f"bridge ({priority}): {len(running.workers)} subscription workers running")
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     signal.signal(signal.SIGINT, lambda *_: done.set())

@@ -57,9 +57,11 @@ def spawn(
     cwd: Path | None = None,
     user: str | None = None,
     clean_env: bool = False,
+    niceness: int = 0,
 ) -> ProcessRecord:
     """Start argv detached in its own session, stdout/stderr appended to log_file. The process
-    inherits this one's environment plus `env`, or (`clean_env`) gets `env` alone."""
+    inherits this one's environment plus `env`, or (`clean_env`) gets `env` alone; `niceness`
+    lowers its CPU priority (its threads and children inherit it)."""
     log_file.parent.mkdir(parents=True, exist_ok=True)
     pid_file.parent.mkdir(parents=True, exist_ok=True)
     full_env = dict(env or {}) if clean_env else {**os.environ, **(env or {})}
@@ -76,6 +78,10 @@ def spawn(
             user=user,
             start_new_session=True,  # own process group: `down` stops children too
         )
+    if niceness:
+        # Set from here, not by a `nice` wrapper: the recorded pid stays the server's own. The
+        # child has had no time to start threads yet (an interpreter importing).
+        os.setpriority(os.PRIO_PROCESS, proc.pid, niceness)
     record = ProcessRecord(pid=proc.pid, create_time=psutil.Process(proc.pid).create_time())
     pid_file.write_text(json.dumps({"pid": record.pid, "create_time": record.create_time, "argv": list(argv)}))
     return record

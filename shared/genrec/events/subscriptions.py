@@ -6,8 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from genrec.config import Settings
+from genrec.events.codec import MAX_BATCH
 from genrec.events.contracts import INTERACTION, ITEM_ENRICHED, ITEM_UPSERTED, RECOMMENDATION_SERVED, USER_UPSERTED
 from genrec.events.delivery import DELIVERY, DeliveryPolicy
+from genrec.workloads import Priority, workload
 
 
 @dataclass(frozen=True)
@@ -18,13 +20,23 @@ class Subscription:
     path: str = "/"  # where the function receives CloudEvents
     # Retries and backoff; when they run out the record goes to the topic's dead-letter topic.
     delivery: DeliveryPolicy = DELIVERY
-    # Records per delivery by the local bridge (a CloudEvents batch). KafkaSource delivers
-    # one per request and scales out with pods; one machine needs batches to keep up.
+    # Records per delivery by the local bridge (a CloudEvents batch, at most the codec's MAX_BATCH:
+    # a function refuses a bigger one, and the bridge would re-send it record by record). KafkaSource
+    # delivers one per request and scales out with pods; one machine needs batches to keep up.
     max_batch: int = 500
     # How long the broker may hold a fetch (None: ``kafka.fetch_wait_max_ms``). tansu holds it
     # the full time and every fetch reads its S3 log, so this trades delivery delay against
     # idle load; below ~500 ms it also starves a backlog (see the setting's comment).
     fetch_wait_ms: int | None = None
+    # KafkaSource's per-partition order (one record in flight per partition). A consumer whose
+    # writes are idempotent and order-free (the analytics sink's inserts) takes records unordered,
+    # many in flight. The local bridge delivers each subscription in order either way.
+    ordered: bool = True
+
+    @property
+    def priority(self) -> Priority:
+        """Its function's priority: which local bridge delivers it, which PriorityClass its pods get."""
+        return workload(self.function).priority
 
     @property
     def group_id(self) -> str:
@@ -44,19 +56,21 @@ SUBSCRIPTIONS: tuple[Subscription, ...] = (
     Subscription("cold-start-embedding", "user_profile_events", (USER_UPSERTED,), fetch_wait_ms=1000),
     # One LLM call per item: a batch would outlast the delivery timeout.
     Subscription("llm-enrichment", "item_events", (ITEM_UPSERTED,), max_batch=1, fetch_wait_ms=1000),
-    # ClickHouse wants few, large inserts (each one is a new part to merge).
-    Subscription("analytics-sink", "user_events", (INTERACTION,), path="/events", max_batch=1000,
-                 fetch_wait_ms=1000),
+    # Bulk: the event history (PostgreSQL) and ClickHouse, which wants few, large inserts (each
+    # one is a new part to merge). A backlog is absorbed in the biggest batches a function takes.
+    Subscription("analytics-sink", "user_events", (INTERACTION,), path="/events", max_batch=MAX_BATCH,
+                 fetch_wait_ms=1000, ordered=False),
     Subscription("analytics-sink", "recommendation_logs", (RECOMMENDATION_SERVED,), path="/events",
-                 max_batch=1000, fetch_wait_ms=1000),
+                 max_batch=MAX_BATCH, fetch_wait_ms=1000, ordered=False),
 )
 
 
 def consumer_groups(s: Settings, subscriptions: tuple[Subscription, ...] = SUBSCRIPTIONS,
-                    function: str | None = None) -> dict[str, list[str]]:
-    """Consumer group -> the topics it reads (optionally only ``function``'s): what lag is measured on."""
+                    function: str | None = None, priority: Priority | None = None) -> dict[str, list[str]]:
+    """Consumer group -> the topics it reads (optionally only ``function``'s, or one priority's):
+    what lag is measured on."""
     groups: dict[str, list[str]] = {}
     for sub in subscriptions:
-        if function is None or sub.function == function:
+        if (function is None or sub.function == function) and (priority is None or sub.priority == priority):
             groups.setdefault(sub.group_id, []).append(sub.topic(s))
     return groups

@@ -8,6 +8,7 @@ The built admin app (frontend/dist) is served at ``/``; the shopper demo's two e
 
 One module per area, each an ``APIRouter`` over the typed dependencies of ``deps``:
 ``overview`` (who am I, counts and health), ``metrics`` (analytics and the live feed),
+``pipeline`` (each subscription's consumer lag),
 ``catalog``, ``users``, ``semantic`` (Semantic IDs and embeddings), ``models`` (the registry),
 ``shop`` (the shopper demo) and ``frontend`` (the built app). Their SQL is in
 ``genrec.apps.admin_queries``; token checks in ``genrec.apps.admin_auth``.
@@ -22,7 +23,7 @@ import redis
 from botocore.exceptions import BotoCoreError, ClientError
 from fastapi import FastAPI
 
-from genrec.apps.admin import catalog, metrics, models, overview, semantic, shop, users
+from genrec.apps.admin import catalog, metrics, models, overview, pipeline, semantic, shop, users
 from genrec.apps.admin.deps import AdminServices
 from genrec.apps.admin.frontend import FRONTEND_DIST, mount_frontend
 from genrec.apps.common import create_base_app
@@ -35,8 +36,8 @@ from genrec.config import Settings, get_settings
 # Milvus, whose client would import pandas): an outage answers 503 naming the store, never the
 # driver's text (hosts, ports, user names).
 DRIVER_ERRORS = (psycopg.Error, redis.RedisError, BotoCoreError, ClientError, ConnectionError, TimeoutError)
-ROUTERS = (overview.router, metrics.router, catalog.router, users.router, semantic.router, models.router,
-           shop.router)
+ROUTERS = (overview.router, metrics.router, pipeline.router, catalog.router, users.router, semantic.router,
+           models.router, shop.router)
 
 __all__ = ["FRONTEND_DIST", "create_app"]
 

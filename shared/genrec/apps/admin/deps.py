@@ -23,7 +23,7 @@ from genrec.apps.admin_auth import Principal, require
 from genrec.apps.admin_clients import EventSender, RecommendClient
 from genrec.apps.ratelimit import TokenBuckets
 from genrec.config import Settings
-from genrec.stores.resources import Resources
+from genrec.stores.resources import Resources, TTLCache
 
 audit = logging.getLogger("genrec.admin.audit")
 
@@ -40,6 +40,8 @@ class AdminServices:
     recommend: RecommendClient
     # The shop demo's feedback per shopper: one event every 5 s after a burst of 10 (genrec.apps.admin.shop).
     shop_feedback: TokenBuckets = field(default_factory=lambda: TokenBuckets(0.2, burst=10))
+    # The pipeline's lag, measured at most every 5 s however many dashboards poll (genrec.apps.admin.pipeline).
+    pipeline_lag: TTLCache = field(default_factory=lambda: TTLCache(ttl_s=5.0))
 
     @classmethod
     def open(cls, s: Settings) -> AdminServices:
@@ -84,6 +86,10 @@ async def _shop_feedback(request: Request) -> TokenBuckets:
     return services(request).shop_feedback
 
 
+async def _pipeline_lag(request: Request) -> TTLCache:
+    return services(request).pipeline_lag
+
+
 AppSettings = Annotated[Settings, Depends(_settings)]
 Stores = Annotated[Resources, Depends(_resources)]
 Analytics = Annotated[AnalyticsReader, Depends(_reader)]
@@ -91,6 +97,7 @@ Live = Annotated[LiveMetrics, Depends(_live)]
 EventCapture = Annotated[EventSender, Depends(_events)]
 RecommendApi = Annotated[RecommendClient, Depends(_recommend)]
 ShopFeedbackLimits = Annotated[TokenBuckets, Depends(_shop_feedback)]
+PipelineLagCache = Annotated[TTLCache, Depends(_pipeline_lag)]
 
 # -- who is calling ---------------------------------------------------------------------------------
 # The bearer scheme is declared for the OpenAPI document (and /docs' Authorize button); the
