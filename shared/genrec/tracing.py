@@ -13,17 +13,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import replace
 from itertools import islice
 from typing import Any
 
-from cloudevents.core.v1.event import CloudEvent
 from opentelemetry import propagate, trace
 from opentelemetry.context import Context
 from opentelemetry.trace import Link, Span, SpanKind
 
 from genrec.config import Settings, get_settings
-from genrec.events.codec import ValidEvent
+from genrec.events.codec import ValidEvent, received_at
 
 _tracer = trace.get_tracer("genrec")
 MAX_LINKS = 128  # links per span the SDK keeps (SpanLimits' default)
@@ -81,17 +79,16 @@ def batch_span(name: str, events: Sequence[Any]) -> Iterator[Span]:
         yield span
 
 
-def stamp(ev: ValidEvent) -> ValidEvent:
-    """The event with the current trace context on it, unless it carries one already."""
-    if ev.event.get_extension("traceparent"):
-        return ev
+def trace_context() -> dict[str, str]:
+    """The current W3C trace context as CloudEvent extension attributes (empty outside a trace)."""
     carrier: dict[str, str] = {}
     propagate.inject(carrier)
-    if not carrier.get("traceparent"):
-        return ev
-    context = {k: v for k, v in carrier.items() if k in ("traceparent", "tracestate")}
-    attributes = {**ev.event.get_attributes(), **context}
-    return replace(ev, event=CloudEvent(attributes=attributes, data=ev.event.get_data()))
+    return {k: v for k, v in carrier.items() if k in ("traceparent", "tracestate")}
+
+
+def stamp(ev: ValidEvent) -> ValidEvent:
+    """The event with the current trace context on it, unless it carries one already."""
+    return received_at(ev, ev.time, trace_context())
 
 
 def outgoing_headers() -> dict[str, str]:

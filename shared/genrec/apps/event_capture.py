@@ -27,7 +27,7 @@ from genrec.events.dedup import EventDeduplicator
 from genrec.events.publisher import BrokerUnavailable, EventPublisher
 from genrec.stores.hot_state import redis_client
 from genrec.stores.resources import Lazy
-from genrec.tracing import stamp
+from genrec.tracing import trace_context
 
 log = logging.getLogger("genrec.event_capture")
 
@@ -75,7 +75,8 @@ async def ingest(request: Request, capture: Annotated[Capture, Depends(_capture)
     unique = list({(ev.source, ev.id): ev for ev in events}.values())
     receipts = capture.dedup.claim(unique, now_utc())
     # None: accepted before. Consumers continue this request's trace.
-    fresh = [stamp(received_at(ev, t)) for ev, t in zip(unique, receipts, strict=True) if t is not None]
+    context = trace_context()
+    fresh = [received_at(ev, t, context) for ev, t in zip(unique, receipts, strict=True) if t is not None]
     try:
         await capture.publisher.get().publish(fresh)
     except BrokerUnavailable as exc:

@@ -20,7 +20,6 @@ re-sends what an even longer one did.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -34,7 +33,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from genrec.config import Settings
-from genrec.events.codec import BATCH_CONTENT_TYPE, kafka_to_http_headers, kafka_to_structured
+from genrec.events.codec import BATCH_CONTENT_TYPE, kafka_to_http_headers, kafka_to_structured, structured_batch
 from genrec.events.delivery import is_retryable
 from genrec.events.kafka import consumer, producer
 from genrec.events.subscriptions import SUBSCRIPTIONS, Subscription
@@ -200,7 +199,7 @@ class SubscriptionWorker:
         so the worker polls again before the next one starts its own)."""
         events = [kafka_to_structured(m.headers(), m.value()) for m in msgs] if len(msgs) > 1 else []
         if events and None not in events:
-            outcome = self._send({"content-type": BATCH_CONTENT_TYPE}, json.dumps(events).encode(), batch=True)
+            outcome = self._send({"content-type": BATCH_CONTENT_TYPE}, structured_batch(events), batch=True)
             if outcome is Outcome.DELIVERED:
                 self.stats.add(delivered=len(msgs))
                 for msg in msgs:

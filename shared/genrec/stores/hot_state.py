@@ -34,22 +34,42 @@ RedisClient = redis.Redis | RedisCluster
 REBASE_AFTER_HALF_LIVES = 128.0  # factor <= 2^128 ~ 3e38: far from overflow, even summed
 PRUNE_BELOW = 1e-9  # at a rebase, drop items whose decayed score is below this
 
-# One interaction applied at most once, atomically with its claim (all keys in the user's slot),
-# so a crash can never leave the claim without the update or the update without the claim.
-# KEYS: claim, seq, feat, rec. ARGV: claim_ttl, item, cap, state_ttl, event_type, ts, append(0/1).
+# A user's delivered interactions, each applied at most once, atomically with its claim (all
+# keys in the user's slot), so a crash can never leave a claim without its update or an update
+# without its claim. One call per user and batch: the list, counters and cache change once for
+# all of the user's new events (a call per event cost Redis nine commands and a script run each).
+# KEYS: seq, feat, rec, then one claim per event.
+# ARGV: claim_ttl, cap, state_ttl, then per event: item, event_type, ts, append(0/1).
+# Returns 1/0 per event: applied, or claimed before (a redelivery).
 _APPLY_ONCE_LUA = """
-if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then return 0 end
-if ARGV[7] == '1' then
-  redis.call('RPUSH', KEYS[2], ARGV[2])
-  redis.call('LTRIM', KEYS[2], -tonumber(ARGV[3]), -1)
-  redis.call('EXPIRE', KEYS[2], ARGV[4])
+local applied, pushed, counts, n = {}, {}, {}, 0
+local last_item, last_ts
+for i = 4, #KEYS do
+  local a = 4 + (i - 4) * 4
+  if redis.call('SET', KEYS[i], '1', 'NX', 'EX', ARGV[1]) then
+    applied[i - 3] = 1
+    n = n + 1
+    if ARGV[a + 3] == '1' then pushed[#pushed + 1] = ARGV[a] end
+    counts[ARGV[a + 1]] = (counts[ARGV[a + 1]] or 0) + 1
+    last_item, last_ts = ARGV[a], ARGV[a + 2]
+  else
+    applied[i - 3] = 0
+  end
 end
-redis.call('HINCRBY', KEYS[3], 'events', 1)
-redis.call('HINCRBY', KEYS[3], 'events:' .. ARGV[5], 1)
-redis.call('HSET', KEYS[3], 'last_item', ARGV[2], 'last_ts', ARGV[6])
-redis.call('EXPIRE', KEYS[3], ARGV[4])
-redis.call('DEL', KEYS[4])
-return 1
+if n == 0 then return applied end
+if #pushed > 0 then
+  redis.call('RPUSH', KEYS[1], unpack(pushed))
+  redis.call('LTRIM', KEYS[1], -tonumber(ARGV[2]), -1)
+  redis.call('EXPIRE', KEYS[1], ARGV[3])
+end
+redis.call('HINCRBY', KEYS[2], 'events', n)
+for event_type, count in pairs(counts) do
+  redis.call('HINCRBY', KEYS[2], 'events:' .. event_type, count)
+end
+redis.call('HSET', KEYS[2], 'last_item', last_item, 'last_ts', last_ts)
+redis.call('EXPIRE', KEYS[2], ARGV[3])
+redis.call('DEL', KEYS[3])
+return applied
 """
 
 # KEYS: board, epoch. ARGV: now, half_life_s, rebase_after, prune_below, then (member, weight, t)*.
@@ -125,21 +145,29 @@ class HotState:
         """Apply delivered interactions exactly once per (source, event_id), in order: which were
         applied (False: a redelivery).
 
-        Each claim and the user's sequence/counters/cache change in one script (one slot), so a
-        crash between them is impossible. Popularity boards live on other slots and follow; a
-        crash in between leaves the boards short, never double-counted. Plain Redis: two round
-        trips for the whole batch (every claim script in one pipeline, then one popularity call
-        per board for the events that were applied). Redis Cluster refuses scripts in
-        pipelines, so there each claim is its own call.
+        A user's claims and their sequence/counters/cache change in one script call (one slot),
+        so a crash between them is impossible. Popularity boards live on other slots and follow;
+        a crash in between leaves the boards short, never double-counted. Plain Redis: two round
+        trips for the whole batch (one script call per user in one pipeline, then one popularity
+        call per board for the events that were applied). Redis Cluster refuses scripts in
+        pipelines, so there each user's call is its own.
         """
         stamped = [(it, _seconds(it.ts, self.clock)) for it in batch]
+        by_user: dict[str, list[int]] = {}  # user -> positions in the batch, in stream order
+        for i, (it, _t) in enumerate(stamped):
+            by_user.setdefault(it.user_id, []).append(i)
+        calls = [self._user_call(user, [stamped[i] for i in positions]) for user, positions in by_user.items()]
         if isinstance(self.r, RedisCluster):
-            applied = [bool(self._apply_once(**self._claim(it, t))) for it, t in stamped]
+            results = [self._apply_once(**call) for call in calls]
         else:
             pipe = self.r.pipeline(transaction=False)
-            for it, t in stamped:  # the pipeline makes sure the script is loaded before it runs
-                self._apply_once(**self._claim(it, t), client=pipe)
-            applied = [bool(result) for result in pipe.execute()]
+            for call in calls:  # the pipeline makes sure the script is loaded before it runs
+                self._apply_once(**call, client=pipe)
+            results = pipe.execute()
+        applied = [False] * len(stamped)
+        for positions, flags in zip(by_user.values(), results, strict=True):
+            for i, flag in zip(positions, flags, strict=True):
+                applied[i] = bool(flag)
         per_board: dict[str, list[tuple[str, float, float]]] = {}
         for (it, t), ok in zip(stamped, applied, strict=True):
             if ok and it.weight > 0:
@@ -150,13 +178,15 @@ class HotState:
                                      [self._bump_args(board, evs) for board, evs in per_board.items()])
         return applied
 
-    def _claim(self, it: Interaction, t: float) -> dict[str, list[Any]]:
-        """Keys and arguments of the apply-once script for one interaction."""
+    def _user_call(self, user_id: str, events: list[tuple[Interaction, float]]) -> dict[str, list[Any]]:
+        """Keys and arguments of the apply-once script for one user's events."""
+        redis = self.s.redis
         return {
-            "keys": [keys.user_claim(it.user_id, it.source, it.event_id), keys.recent_items(it.user_id),
-                     keys.user_features(it.user_id), keys.recommendations(it.user_id)],
-            "args": [self.s.redis.idempotency_ttl_s, it.item_id, self.s.redis.recent_sequence_cap,
-                     keys.USER_STATE_TTL_S, it.event_type, repr(t), "1" if it.append else "0"],
+            "keys": [keys.recent_items(user_id), keys.user_features(user_id), keys.recommendations(user_id),
+                     *(keys.user_claim(user_id, it.source, it.event_id) for it, _t in events)],
+            "args": [redis.idempotency_ttl_s, redis.recent_sequence_cap, keys.USER_STATE_TTL_S,
+                     *(arg for it, t in events
+                       for arg in (it.item_id, it.event_type, repr(t), "1" if it.append else "0"))],
         }
 
     def _execute_with_bumps(self, pipe: Any, bumps: list[tuple[list[str], list[Any]]]) -> None:
