@@ -100,6 +100,30 @@ def test_redelivered_batch_is_stored_in_the_history_once(stack: Settings) -> Non
     assert _count_events(stack, user) == 30
 
 
+def test_a_batch_counts_each_item_in_its_categories_popularity(stack: Settings) -> None:
+    # The items' categories come from the catalogue (one query per batch); an item it does not
+    # know counts only in the global board.
+    from genrec.stores.catalog_repo import CatalogRepo, Item
+    from genrec.stores.categories import category_levels
+    from genrec.stores.redis_keys import GLOBAL_CATEGORY
+
+    tag = uuid.uuid4().hex[:8]
+    known, unknown, path = f"cat-{tag}-a", f"cat-{tag}-missing", f"Home{tag}|Lamps"
+    with connect(stack, vector=True) as conn:
+        CatalogRepo(conn).upsert_many([Item(known, "A lamp", category_path=path)])
+        conn.commit()
+    user = f"cat-{tag}"
+    events = [_interaction(user, item, "purchase", event_id=f"{user}-{k}") for k, item in enumerate((known, unknown))]
+    resp = httpx.post(stack.function_url("feature_update") + "/", headers={"content-type": BATCH_CONTENT_TYPE},
+                      content=_batch(events))
+    assert resp.status_code == 200, resp.text
+    hot = HotState(stack)
+    for level in category_levels(path):
+        assert hot.popularity(known, level) > 0, level
+        assert hot.popularity(unknown, level) == 0.0, level
+    assert hot.popularity(known, GLOBAL_CATEGORY) > 0 and hot.popularity(unknown, GLOBAL_CATEGORY) > 0
+
+
 def test_wrong_event_type_is_refused(stack: Settings) -> None:
     ev = new_event("dev.genrec.item.upserted.v1", {"item_id": "i", "title": "t"}, source="t")
     headers, body = to_http_binary(ev)

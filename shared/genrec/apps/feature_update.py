@@ -30,23 +30,28 @@ class FeatureUpdate:
         self.res = Resources(s)
         self.categories = TTLCache(ttl_s=60)
 
-    def category_of(self, item_id: str) -> str:
-        item = self.res.catalog.get(item_id)
-        return item.category_path if item else ""
+    def categories_of(self, item_ids: list[str]) -> dict[str, str]:
+        """Each item's category path ("" for an item not in the catalogue), in one query."""
+        found = {item.item_id: item.category_path
+                 for item in self.res.catalog.get_many(item_ids, with_embedding=False)}
+        return {item_id: found.get(item_id, "") for item_id in item_ids}
 
-    def as_interaction(self, ev: ValidEvent[InteractionData]) -> Interaction:
-        """What the hot state applies for one delivered event."""
+    def as_interaction(self, ev: ValidEvent[InteractionData], category: str) -> Interaction:
+        """What the hot state applies for one delivered event (``category``: its item's path)."""
         d = ev.data
         positive = signals.is_positive(d.event_type, d.value)
         return Interaction(
             ev.source, ev.id, d.user_id, d.item_id, event_type=d.event_type, ts=d.timestamp or ev.time,
             append=positive, weight=signals.weight(d.event_type, d.value) if positive else 0.0,
-            categories=tuple(category_levels(self.categories.get(d.item_id, self.category_of))) if positive else (),
+            categories=tuple(category_levels(category)) if positive else (),
         )
 
     def on_interactions(self, evs: Sequence[ValidEvent[InteractionData]]) -> list[dict]:
-        # In stream order, in one script per batch; the claims make it once per event.
-        applied = self.res.hot.apply_interactions_once([self.as_interaction(ev) for ev in evs])
+        # The items' categories in one query for those not cached (a query per item held the
+        # batch up); then in stream order, in one script call per user; claims make it once per event.
+        categories = self.categories.get_many((ev.data.item_id for ev in evs), self.categories_of)
+        applied = self.res.hot.apply_interactions_once(
+            [self.as_interaction(ev, categories[ev.data.item_id]) for ev in evs])
         return [{"id": ev.id, "hot_state_applied": ok} for ev, ok in zip(evs, applied, strict=True)]
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Generic, TypeVar
 
 from genrec.config import Settings
@@ -159,8 +159,28 @@ class TTLCache:
             if hit and hit[0] > now:
                 return hit[1]
         value = load(key)
-        with self._lock:
-            if len(self._data) >= self.max_size:
-                self._data.clear()
-            self._data[key] = (now + self.ttl_s, value)
+        self._put({key: value}, now)
         return value
+
+    def get_many(self, keys: Iterable[str], load_many: Callable[[list[str]], dict[str, object]]) -> dict[str, object]:
+        """Each key's value; the missing and expired ones loaded by one ``load_many`` call."""
+        now, wanted = time.monotonic(), list(dict.fromkeys(keys))
+        found: dict[str, object] = {}
+        with self._lock:
+            for key in wanted:
+                hit = self._data.get(key)
+                if hit and hit[0] > now:
+                    found[key] = hit[1]
+        missing = [key for key in wanted if key not in found]
+        if missing:
+            loaded = load_many(missing)
+            self._put(loaded, now)
+            found.update(loaded)
+        return found
+
+    def _put(self, values: dict[str, object], now: float) -> None:
+        with self._lock:
+            if len(self._data) + len(values) > self.max_size:
+                self._data.clear()
+            for key, value in values.items():
+                self._data[key] = (now + self.ttl_s, value)
