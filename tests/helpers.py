@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import time
 import uuid
+from pathlib import Path
 
 from genrec.config import PORT_OFFSETS, Settings
 from genrec.devstack.process import port_is_free
@@ -17,22 +18,36 @@ from genrec.events.kafka import consumer
 NO_AVX512_EMULATOR = "qemu-x86_64 -cpu max"
 
 
+def ephemeral_ports() -> range:
+    """The kernel's range for the local ports of outgoing connections. A server restarted while the
+    machine is busy can find its port taken by one of them (EADDRINUSE), so test stacks stay out."""
+    try:
+        low, high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    except (OSError, ValueError):
+        low, high = 32768, 60999  # Linux's default
+    return range(low, high + 1)
+
+
 def free_port_base(host: str = "127.0.0.1", taken: int | None = None) -> int:
     """A port base whose every derived port (and SeaweedFS grpc twin, and the Redis cluster bus
-    port) is free, and that shares none with the stack at base `taken` (which may not have bound
-    its ports yet)."""
+    port) is free and outside the ephemeral range, and that shares none with the stack at base
+    `taken` (which may not have bound its ports yet)."""
     rng = random.Random()
     span = max(PORT_OFFSETS.values()) + 1
+    ephemeral = ephemeral_ports()
+
+    def ports(base: int) -> list[int]:
+        return [*(base + i for i in range(span)), *(base + i + SEAWEED_GRPC_OFFSET for i in range(8)),
+                base + PORT_OFFSETS["redis"] + REDIS_CLUSTER_BUS_OFFSET]
+
+    bases = [b for b in range(10000, 60000, 100) if not any(p in ephemeral for p in ports(b))]
     for _ in range(200):
-        base = rng.randrange(20000, 40000, 100)
+        base = rng.choice(bases)
         if taken is not None and base in (taken, taken - SEAWEED_GRPC_OFFSET, taken + SEAWEED_GRPC_OFFSET):
             continue
-        ports = [base + i for i in range(span)] + [base + i + SEAWEED_GRPC_OFFSET for i in range(8)]
-        ports.append(base + PORT_OFFSETS["redis"] + REDIS_CLUSTER_BUS_OFFSET)
-        if all(port_is_free(host, p) for p in ports):
+        if all(port_is_free(host, p) for p in ports(base)):
             return base
     raise RuntimeError("no free port range for a test stack")
-
 
 
 def read_topic(s: Settings, topic: str, *, until: int | None = None, timeout_s: float = 10.0,

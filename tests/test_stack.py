@@ -156,6 +156,19 @@ def test_clickhouse_insert_aggregate(cpu: str, tmp_path) -> None:
     assert out.stdout.strip().splitlines() == ['"a",4', '"b",10']
 
 
+def test_test_stacks_stay_out_of_the_ephemeral_port_range() -> None:
+    # A server a test restarts under load (the fault suite) found its port taken by an outgoing
+    # connection's local port: a test stack's every port lies outside the kernel's ephemeral range.
+    from genrec.config import PORT_OFFSETS
+    from tests.helpers import ephemeral_ports, free_port_base
+
+    ephemeral = ephemeral_ports()
+    for _ in range(20):
+        base = free_port_base()
+        assert not any(base + offset in ephemeral or base + offset + 10000 in ephemeral
+                       for offset in PORT_OFFSETS.values()), base
+
+
 def test_up_twice_is_harmless(stack: Settings) -> None:
     paths = devstack.paths_for(stack)
     before = {name: read_record(paths.pid(name)) for name in ("s3", "kafka", "postgres", "redis", "milvus")}
