@@ -62,6 +62,11 @@ def bridge_port_key(priority: Priority) -> str:
     return "bridge" if priority == "realtime" else f"bridge_{priority}"
 
 
+def bridge_name(priority: Priority) -> str:
+    """That bridge's name as a dev-stack service (and in its logs): ``bridge``, ``bridge-bulk``."""
+    return bridge_port_key(priority).replace("_", "-")
+
+
 # The local stack's credentials: development values, which production refuses (`production_problems`).
 DEV_ADMIN_TOKENS = {"admin": "dev-admin-token", "viewer": "dev-viewer-token"}
 DEV_JWT_SECRET = "dev-jwt-secret-change-me"

@@ -21,7 +21,6 @@ from opentelemetry.context import Context
 from opentelemetry.trace import Link, Span, SpanKind
 
 from genrec.config import Settings, get_settings
-from genrec.events.codec import ValidEvent, received_at
 
 _tracer = trace.get_tracer("genrec")
 MAX_LINKS = 128  # links per span the SDK keeps (SpanLimits' default)
@@ -84,11 +83,6 @@ def trace_context() -> dict[str, str]:
     carrier: dict[str, str] = {}
     propagate.inject(carrier)
     return {k: v for k, v in carrier.items() if k in ("traceparent", "tracestate")}
-
-
-def stamp(ev: ValidEvent) -> ValidEvent:
-    """The event with the current trace context on it, unless it carries one already."""
-    return received_at(ev, ev.time, trace_context())
 
 
 def outgoing_headers() -> dict[str, str]:

@@ -16,9 +16,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from genrec.apps.event_function import create_event_app
 from genrec.config import Settings
-from genrec.events.codec import BATCH_CONTENT_TYPE, new_event, to_http_binary
+from genrec.events.codec import BATCH_CONTENT_TYPE, new_event, received_at, to_http_binary
 from genrec.events.contracts import INTERACTION, ITEM_UPSERTED
-from genrec.tracing import stamp
+from genrec.tracing import trace_context
 from tests.helpers import read_topic
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -49,13 +49,18 @@ def test_accepted_event_carries_the_callers_trace_onto_kafka(stack: Settings) ->
     assert traceparent.split("-")[1] == TRACE_ID and traceparent != CALLER
 
 
+def _stamped(ev):
+    """The event with the current trace context on it, as event-capture accepts it."""
+    return received_at(ev, ev.time, trace_context())
+
+
 def test_consuming_function_continues_the_trace_stamped_on_the_event(spans: InMemorySpanExporter) -> None:
     from opentelemetry import propagate
 
     seen: list[str] = []
     app = create_event_app("probe", "probe", {INTERACTION: lambda ev: seen.append(ev.id)})
     with trace.get_tracer("test").start_as_current_span("producer") as producer:
-        ev = stamp(new_event(INTERACTION, {"user_id": "u", "item_id": "i", "event_type": "view"}, source="t"))
+        ev = _stamped(new_event(INTERACTION, {"user_id": "u", "item_id": "i", "event_type": "view"}, source="t"))
         carrier: dict[str, str] = {}
         propagate.inject(carrier)
     headers, body = to_http_binary(ev)
@@ -83,7 +88,7 @@ def test_batch_is_handled_in_one_call_linked_to_every_events_trace(spans: InMemo
         with trace.get_tracer("test").start_as_current_span(f"producer-{i}") as producer:
             kind, data = ((ITEM_UPSERTED, {"item_id": "i", "title": "t"}) if i == 2
                           else (INTERACTION, {"user_id": "u", "item_id": "i", "event_type": "view"}))
-            events.append(stamp(new_event(kind, data, source="t", event_id=f"b{i}")))
+            events.append(_stamped(new_event(kind, data, source="t", event_id=f"b{i}")))
             producers.append(producer.get_span_context())
     body = json.dumps([json.loads(JSONFormat().write(ev.event)) for ev in events])
     resp = TestClient(app).post("/", headers={"content-type": BATCH_CONTENT_TYPE}, content=body)
@@ -101,7 +106,7 @@ def test_a_large_batch_links_the_first_traces_the_sdk_keeps(spans: InMemorySpanE
     events, producers = [], []
     for i in range(MAX_LINKS + 50):
         with trace.get_tracer("test").start_as_current_span(f"producer-{i}") as producer:
-            events.append(stamp(new_event(INTERACTION, {"user_id": "u", "item_id": "i", "event_type": "view"},
+            events.append(_stamped(new_event(INTERACTION, {"user_id": "u", "item_id": "i", "event_type": "view"},
                                           source="t", event_id=f"big{i}")).event)
             producers.append(producer.get_span_context())
     with batch_span("big batch", events):

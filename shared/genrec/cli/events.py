@@ -105,14 +105,14 @@ def bridge(priority: str = typer.Option("realtime", help="Deliver the subscripti
 
     from prometheus_client import CollectorRegistry, start_http_server
 
-    from genrec.config import bridge_port_key
+    from genrec.config import bridge_name, bridge_port_key
     from genrec.devstack.services import SERVICES
     from genrec.events.bridge import Bridge, ConsumerLagCollector
     from genrec.events.subscriptions import SUBSCRIPTIONS
     from genrec.logs import configure_logging
 
     s = get_settings()
-    configure_logging(bridge_port_key(priority).replace("_", "-"), s)
+    configure_logging(bridge_name(priority), s)
     # Deliver only to functions this stack runs; records for the others wait in Kafka.
     running = Bridge(s, url_for=lambda name: s.function_url(name.replace("-", "_")) if name in SERVICES else None,
                      subscriptions=tuple(sub for sub in SUBSCRIPTIONS if sub.priority == priority))

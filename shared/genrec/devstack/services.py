@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
-from genrec.config import Settings, bridge_port_key
+from genrec.config import Settings, bridge_name, bridge_port_key
 from genrec.devstack.process import StackError, wait_until
 from genrec.workloads import NICENESS, PRIORITIES, WORKLOADS, Priority, Workload
 
@@ -398,7 +398,7 @@ class EventingBridge(Service):
     priority, so that bulk delivery runs niced beside its bulk consumers."""
 
     def __init__(self, priority: Priority) -> None:
-        super().__init__(bridge_port_key(priority).replace("_", "-"),
+        super().__init__(bridge_name(priority),
                          f"eventing bridge (Kafka → {priority} functions)", "Knative KafkaSource",
                          depends_on=("kafka",), niceness=NICENESS[priority])
         self.priority = priority

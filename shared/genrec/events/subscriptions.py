@@ -66,11 +66,10 @@ SUBSCRIPTIONS: tuple[Subscription, ...] = (
 
 
 def consumer_groups(s: Settings, subscriptions: tuple[Subscription, ...] = SUBSCRIPTIONS,
-                    function: str | None = None, priority: Priority | None = None) -> dict[str, list[str]]:
-    """Consumer group -> the topics it reads (optionally only ``function``'s, or one priority's):
-    what lag is measured on."""
+                    function: str | None = None) -> dict[str, list[str]]:
+    """Consumer group -> the topics it reads (optionally only ``function``'s): what lag is measured on."""
     groups: dict[str, list[str]] = {}
     for sub in subscriptions:
-        if (function is None or sub.function == function) and (priority is None or sub.priority == priority):
+        if function is None or sub.function == function:
             groups.setdefault(sub.group_id, []).append(sub.topic(s))
     return groups
