@@ -19,7 +19,7 @@ install: $(VENV)/.installed $(SERVING_VENV)/.installed frontend validator chromi
 # torch first, pinned to the cached CPU wheel: any other spec would pull GBs of CUDA.
 # `local`: every workload's extra, the embedded stack's servers and the benchmarks' plots
 # (a workload's image installs only its own extra: deploy/Dockerfile).
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml setup.py $(wildcard shared/genrec/api/*/*/*.proto)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0

@@ -15,6 +15,8 @@ PRIORITIES: tuple[Priority, ...] = get_args(Priority)
 # The dev stack's nice value per priority (10: the kernel gives a busy realtime process ~10x the
 # CPU of a busy bulk one); production states the same order with PriorityClasses (infra/pulumi).
 NICENESS: dict[Priority, int] = {"realtime": 0, "bulk": 10}
+HTTP_PORT = 8080  # the port every workload serves in its pod (the one Knative routes to)
+GRPC_METRICS_PORT = 9090  # a gRPC API's Prometheus metrics (its HTTP/2 port answers no /metrics)
 
 
 @dataclass(frozen=True)
@@ -27,8 +29,9 @@ class Workload:
     # (functions/NAME under func-python) or an ASGI app factory under uvicorn. The request/response
     # APIs on a hot path are services: func-python serves HTTP with hypercorn and h11, whose
     # per-request cost was a third of a cached recommend request's CPU (uvicorn: httptools, uvloop).
-    kind: Literal["function", "service"] = "function"
-    factory: str = ""  # `module:callable` of a service
+    # A gRPC API (kind "grpc") is its module run as a program (`python -m MODULE`), serving h2c.
+    kind: Literal["function", "service", "grpc"] = "function"
+    factory: str = ""  # `module:callable` of a service; the module of a gRPC API
     public: bool = False  # False: cluster-local only (reached through KafkaSources or the mesh)
     priority: Priority = "realtime"
 
@@ -40,7 +43,17 @@ class Workload:
     @property
     def args(self) -> list[str]:
         """The image's entrypoint arguments (deploy/entrypoint.sh)."""
-        return [self.kind, self.factory if self.kind == "service" else self.name]
+        return [self.kind, self.name if self.kind == "function" else self.factory]
+
+    @property
+    def metrics_port(self) -> int:
+        """Where Prometheus scrapes it in a pod: the HTTP port, or a gRPC API's second port (METRICS_PORT)."""
+        return GRPC_METRICS_PORT if self.grpc else HTTP_PORT
+
+    @property
+    def grpc(self) -> bool:
+        """Whether it speaks gRPC (h2c) instead of HTTP/1.1: health through the gRPC health service."""
+        return self.kind == "grpc"
 
     @property
     def health(self) -> tuple[str, str]:
@@ -61,6 +74,9 @@ WORKLOADS: tuple[Workload, ...] = (
     # public through the Istio VirtualService (infra/pulumi routing.py)
     Workload("recommend", "recommend function (the recommendation API)", 74, ("kafka", "redis", "postgres", "milvus"),
              kind="service", factory="genrec.apps.recommend:create_app"),
+    # The same lists over gRPC (recommend.v1.RecommendService): Knative routes one port per Service, h2c here.
+    Workload("recommend-grpc", "recommend gRPC API (recommend.v1.RecommendService, h2c)", 76,
+             ("kafka", "redis", "postgres", "milvus"), kind="grpc", factory="genrec.apps.recommend.rpc", public=True),
     Workload("analytics-sink", "analytics sink (events → PostgreSQL history, ClickHouse/chDB; analytics queries)", 60,
              ("kafka", "postgres"), kind="service", factory="genrec.apps.analytics_sink:create_app", priority="bulk"),
     Workload("admin-api", "admin API and admin app (frontend/dist)", 75, ("postgres", "redis"),

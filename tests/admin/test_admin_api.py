@@ -84,7 +84,8 @@ def test_overview(viewer: httpx.Client, world: World) -> None:
     assert o["active_users_30d"] >= len(world.user_ids)
     assert o["production"] is not None and abs(sum(o["traffic_split"].values()) - 1) < 1e-6
     assert o["services"] == {"event_capture": True, "feature_update": True, "cold_start_embedding": True,
-                             "llm_enrichment": True, "recommend": True, "analytics_sink": True}
+                             "llm_enrichment": True, "recommend": True, "recommend_grpc": True,
+                             "analytics_sink": True}
 
 
 def test_pipeline_lag_per_subscription(viewer: httpx.Client, admin_url: str, world: World) -> None:

@@ -302,7 +302,7 @@ def test_every_genrec_process_runs_as_production(stack, rendered):
                 genrec[f"{m.kind}/{m.name}"] = env
     kinds = {label.split("/")[0] for label in genrec}
     assert kinds == {"Service", "Job", "CronJob", "InferenceService"}, sorted(genrec)
-    assert len([k for k in genrec if k.startswith("Service/")]) == 7
+    assert len([k for k in genrec if k.startswith("Service/")]) == 8  # the seven workloads and recommend-grpc
     for label, env in genrec.items():
         assert env["GENREC_ENVIRONMENT"].value == "production", label
         for secret in ("GENREC_AUTH__ADMIN_TOKENS", "GENREC_AUTH__INGEST_API_KEYS", "GENREC_AUTH__JWT_SECRET",

@@ -32,12 +32,28 @@ def test_knative_services_have_requests_and_probes(run):
     for name, svc in run.knative_services().items():
         for c in _containers(svc):
             assert _requests_ok(c["resources"]), name
+            assert c["securityContext"]["runAsNonRoot"] is True
+            if KINDS.get(name) == "grpc":
+                continue  # test_grpc_api_is_served_over_h2c
             ready, live = c["readinessProbe"]["httpGet"]["path"], c["livenessProbe"]["httpGet"]["path"]
             # func-python answers its own health endpoints; an app under uvicorn answers /readyz, /healthz
             kind = KINDS.get(name, "service")
             want = ("/health/readiness", "/health/liveness") if kind == "function" else ("/readyz", "/healthz")
             assert (ready, live) == want, name
-            assert c["securityContext"]["runAsNonRoot"] is True
+
+
+def test_grpc_api_is_served_over_h2c(run):
+    # Knative routes gRPC only to a port named h2c; the probes ask the gRPC health service, and
+    # Prometheus scrapes the second port the server opens for its metrics.
+    (c,) = _containers(run.knative_services()["recommend-grpc"])
+    assert c["ports"] == [{"name": "h2c", "containerPort": 8080}]
+    assert c["args"] == ["grpc", "genrec.apps.recommend.rpc"]
+    for probe in (c["readinessProbe"], c["livenessProbe"]):
+        assert probe["grpc"] == {"port": 8080, "service": ""}
+    assert {"name": "METRICS_PORT", "value": "9090"} in c["env"]
+    (metrics,) = [s for s in run.of("kubernetes:core/v1:Service")
+                  if s["inputs"]["metadata"]["name"] == "recommend-grpc-metrics"]
+    assert metrics["inputs"]["spec"]["ports"][0]["targetPort"] == 9090
 
 
 def test_each_workload_runs_its_own_image(run):

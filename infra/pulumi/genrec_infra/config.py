@@ -223,6 +223,7 @@ def _default_workloads() -> dict[str, Workload]:
     return {
         "event-capture": Workload(min_scale=1, max_scale=50, target=100),
         "recommend": Workload(min_scale=2, max_scale=100, target=50, resources=Resources("1", "2Gi")),
+        "recommend-grpc": Workload(min_scale=1, max_scale=100, target=50, resources=Resources("1", "2Gi")),
         "admin-api": Workload(min_scale=1, max_scale=5, target=50),
         # The freshness path: always warm (a cold start would cost the click → next-list second),
         # a whole core per replica, scaled out before its queue grows.

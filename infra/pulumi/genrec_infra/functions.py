@@ -16,15 +16,15 @@ import pulumi
 from pulumi_kubernetes.apiextensions import CustomResource
 
 from genrec.events.subscriptions import SUBSCRIPTIONS
+from genrec.workloads import HTTP_PORT as PORT
 from genrec.workloads import WORKLOADS
 from genrec.workloads import Workload as Declared
 from genrec_infra.appconfig import SERVICE_ACCOUNT, AppConfig
 from genrec_infra.config import StackConfig, Workload
-from genrec_infra.k8s import custom, digest, http_probe, labels
+from genrec_infra.k8s import custom, digest, grpc_probe, http_probe, labels
 from genrec_infra.priorities import class_name
 
 KNATIVE_API = "serving.knative.dev/v1"
-PORT = 8080
 
 
 def check_catalogue(cfg: StackConfig) -> None:
@@ -39,18 +39,21 @@ def check_catalogue(cfg: StackConfig) -> None:
 
 def container(spec: Declared, w: Workload, cfg: StackConfig, app: AppConfig) -> dict[str, Any]:
     ready, live = spec.health
+    # A gRPC API: Knative routes HTTP/2 cleartext to a port named h2c; its probes ask the gRPC health service.
+    probe = (lambda _path, **kw: grpc_probe(PORT, **kw)) if spec.grpc else http_probe
     return {
         "name": "app",
         "image": cfg.image_for(spec.name),
         "imagePullPolicy": cfg.image_pull_policy,
         "args": spec.args,
-        "ports": [{"name": "http1", "containerPort": PORT}],
+        "ports": [{"name": "h2c" if spec.grpc else "http1", "containerPort": PORT}],
         "envFrom": app.env_from(),
-        "env": [{"name": "OTEL_SERVICE_NAME", "value": spec.name}, *app.secret_env()],
+        "env": [{"name": "OTEL_SERVICE_NAME", "value": spec.name}, *app.secret_env(),
+                *([{"name": "METRICS_PORT", "value": str(spec.metrics_port)}] if spec.grpc else [])],
         "resources": w.resources.to_k8s(),
-        "readinessProbe": http_probe(ready, period_s=5),
+        "readinessProbe": probe(ready, period_s=5),
         # Generous: a function loads models at start; restarting it mid-load helps no one.
-        "livenessProbe": http_probe(live, initial_delay_s=30, period_s=10, failure_threshold=6),
+        "livenessProbe": probe(live, initial_delay_s=30, period_s=10, failure_threshold=6),
         "securityContext": {"runAsNonRoot": True, "allowPrivilegeEscalation": False,
                             "capabilities": {"drop": ["ALL"]}},
     }

@@ -37,6 +37,18 @@ def http_probe(path: str, *, initial_delay_s: int = 0, period_s: int = 10, failu
     }
 
 
+def grpc_probe(port: int, *, initial_delay_s: int = 0, period_s: int = 10, failure_threshold: int = 3
+               ) -> dict[str, Any]:
+    """Kubernetes' gRPC probe: the standard health service's answer for the whole server ("")."""
+    return {
+        "grpc": {"port": port, "service": ""},
+        "initialDelaySeconds": initial_delay_s,
+        "periodSeconds": period_s,
+        "timeoutSeconds": 2,
+        "failureThreshold": failure_threshold,
+    }
+
+
 def digest(value: Any, length: int = 10) -> str:
     """A short stable hash of plain data (used to name revisions and roll pods on config change)."""
     text = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)

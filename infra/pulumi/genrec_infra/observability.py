@@ -19,7 +19,6 @@ from pulumi_kubernetes.apiextensions import CustomResource
 from genrec.workloads import WORKLOADS
 from genrec_infra import dashboard
 from genrec_infra.config import StackConfig
-from genrec_infra.functions import PORT
 from genrec_infra.k8s import custom, labels
 
 MONITORING_API = "monitoring.coreos.com/v1"
@@ -64,8 +63,8 @@ def create(cfg: StackConfig, opts: pulumi.ResourceOptions) -> dict[str, pulumi.R
     ns = cfg.namespaces.app
     made: dict[str, pulumi.Resource] = {}
     for spec in WORKLOADS:
-        made[f"svc/{spec.name}"] = _metrics_service(spec.name, ns, {"serving.knative.dev/service": spec.name}, PORT,
-                                                    opts)
+        made[f"svc/{spec.name}"] = _metrics_service(spec.name, ns, {"serving.knative.dev/service": spec.name},
+                                                    spec.metrics_port, opts)
         made[f"sm/{spec.name}"] = _service_monitor(spec.name, cfg, ns, opts)
     model = cfg.model.name
     made[f"svc/{model}"] = _metrics_service(model, ns, {"serving.kserve.io/inferenceservice": model},

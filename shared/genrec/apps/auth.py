@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+from collections.abc import Mapping
 
 from fastapi import Request
 from pydantic import SecretStr
@@ -11,10 +12,15 @@ from genrec.apps.errors import ApiError
 
 
 def presented_key(request: Request) -> str | None:
-    auth = request.headers.get("authorization", "")
+    return presented_in(request.headers)
+
+
+def presented_in(headers: Mapping[str, str]) -> str | None:
+    """The credential in HTTP headers or gRPC metadata (lower-case names): a bearer token or an API key."""
+    auth = headers.get("authorization", "")
     if auth.lower().startswith("bearer "):
         return auth[7:].strip()
-    return request.headers.get("x-api-key")
+    return headers.get("x-api-key")
 
 
 def match_key(presented: str | None, keys: dict[str, SecretStr]) -> str | None:

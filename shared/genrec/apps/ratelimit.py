@@ -83,7 +83,12 @@ class Client:
 
 def identify(request: Request, auth: AuthSettings) -> Client:
     """Who is asking, for rate limits: the credential that verifies, else the client address."""
-    presented = presented_key(request)
+    return verified(presented_key(request), auth) or Client("ip:" + client_address(request, auth.trusted_proxy_hops),
+                                                            False)
+
+
+def verified(presented: str | None, auth: AuthSettings) -> Client | None:
+    """The client a presented credential names, if it verifies."""
     if presented:
         name = match_key(presented, auth.ingest_api_keys)
         if name is not None:
@@ -94,7 +99,7 @@ def identify(request: Request, auth: AuthSettings) -> Client:
             pass  # a credential that does not verify is no credential
         else:
             return Client(f"{principal.via}:{principal.name}", True)
-    return Client("ip:" + client_address(request, auth.trusted_proxy_hops), False)
+    return None
 
 
 def client_address(request: Request, trusted_hops: int) -> str:
@@ -117,5 +122,7 @@ class RateLimiter:
 
     def wait_s(self, request: Request) -> float:
         """0.0 if the request may pass, else the seconds its client should wait."""
-        client = identify(request, self.auth)
+        return self.take(identify(request, self.auth))
+
+    def take(self, client: Client) -> float:
         return (self.authenticated if client.authenticated else self.anonymous).take(client.key)

@@ -30,7 +30,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import httpx
@@ -67,6 +67,7 @@ class LoadConfig:
     new_item_probes: int = 5
     seed: int = 0
     profile: bool = False  # sample every local Python process with py-spy (genrec.bench.profile)
+    protocol: Literal["http", "grpc"] = "http"  # the recommend clients' API: HTTP/1.1 or recommend.v1 over gRPC
 
 
 class LoadError(RuntimeError):
@@ -127,6 +128,43 @@ def _served_by(body: bytes) -> str:
     return match.group(1).decode() if match else "error"
 
 
+class GrpcAsker:
+    """One channel to recommend-grpc: ``Generate`` for a user, as ``LeanClient`` asks the HTTP API."""
+
+    def __init__(self, s: Settings, timeout_s: float) -> None:
+        import grpc
+
+        from genrec.api.recommend.v1 import recommend_pb2, recommend_pb2_grpc
+
+        self.grpc, self.pb, self.timeout_s = grpc, recommend_pb2, timeout_s
+        self.channel = grpc.insecure_channel(f"{s.stack.host}:{s.stack.port('recommend_grpc')}")
+        self.stub = recommend_pb2_grpc.RecommendServiceStub(self.channel)
+
+    def ask(self, user: str, count: int) -> tuple[str, str]:
+        """(status code name, served_by)."""
+        try:
+            answer = self.stub.Generate(self.pb.GenerateRequest(user_id=user, count=count), timeout=self.timeout_s)
+        except self.grpc.RpcError as exc:
+            return exc.code().name, "error"
+        return "OK", answer.served_by
+
+    def close(self) -> None:
+        self.channel.close()
+
+
+class HttpAsker:
+    def __init__(self, s: Settings, timeout_s: float) -> None:
+        self.http = LeanClient(s.function_url("recommend"), timeout_s=timeout_s)
+
+    def ask(self, user: str, count: int) -> tuple[str, str]:
+        """(HTTP status, served_by)."""
+        status, body = self.http.get(f"/api/v1/recommend/user/{user}?count={count}")
+        return status, _served_by(body) if status == "200" else "error"
+
+    def close(self) -> None:
+        self.http.close()
+
+
 def _recommend_process(args: tuple[list[str], LoadConfig, int, float]) -> dict[str, Any]:
     """One load process: ``recommend_threads`` closed-loop clients until ``deadline`` (wall clock).
     Settings come from the environment and genrec.toml, which the spawned process inherits."""
@@ -135,7 +173,7 @@ def _recommend_process(args: tuple[list[str], LoadConfig, int, float]) -> dict[s
     from genrec.stores.hot_state import HotState
 
     hot = HotState(s)
-    url, path = s.function_url("recommend"), "/api/v1/recommend/user/"
+    asker = GrpcAsker if cfg.protocol == "grpc" else HttpAsker
     lock = threading.Lock()
     latencies: list[float] = []
     statuses: Counter[str] = Counter()
@@ -143,7 +181,7 @@ def _recommend_process(args: tuple[list[str], LoadConfig, int, float]) -> dict[s
 
     def client(thread: int) -> None:
         rng = np.random.default_rng((cfg.seed, proc, thread))
-        http = LeanClient(url, timeout_s=30)
+        api = asker(s, timeout_s=30)
         n, asked = 0, []
         while time.time() < deadline:
             if asked and rng.random() < cfg.cache_hits:
@@ -154,13 +192,13 @@ def _recommend_process(args: tuple[list[str], LoadConfig, int, float]) -> dict[s
                 hot.append_recent_items(user, [item_ids[i] for i in rng.integers(0, len(item_ids), cfg.history_len)])
                 asked = [*asked[-99:], user]
             started = time.perf_counter()
-            status, body = http.get(f"{path}{user}?count={cfg.count}")
+            status, served = api.ask(user, cfg.count)
             elapsed_ms = (time.perf_counter() - started) * 1000
             with lock:
                 latencies.append(elapsed_ms)
                 statuses[status] += 1
-                served_by[_served_by(body) if status == "200" else "error"] += 1
-        http.close()
+                served_by[served] += 1
+        api.close()
 
     _run_clients(client, cfg.recommend_threads)
     return {"latencies_ms": latencies, "statuses": dict(statuses), "served_by": dict(served_by)}
@@ -469,7 +507,8 @@ def _summarise(cfg: LoadConfig, version: str, elapsed: float, rec_out: list[dict
     for _, sample in sampler.samples:
         for key, n in sample.items():
             max_lag[key] = max(max_lag.get(key, 0), n)
-    server_errors = sum(n for code, n in statuses.items() if not code.isdigit() or code.startswith("5"))
+    server_errors = sum(n for code, n in statuses.items()  # gRPC: any code but OK
+                        if code != "OK" and (not code.isdigit() or code.startswith("5")))
     return {
         "kind": "load", "machine": machine_info(), "config": asdict(cfg), "model_version": version,
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "seconds": round(elapsed, 1),
@@ -513,7 +552,8 @@ def markdown_report(r: dict[str, Any]) -> str:
         "# Load: recommend API and event capture under sustained mixed traffic",
         "",
         f"{r['seconds']:.0f} s on {m.get('cpu', '?')} ({m.get('cores', '?')} cores), model {r['model_version']}; "
-        f"{r['config']['recommend_processes']}x{r['config']['recommend_threads']} recommend clients "
+        f"{r['config']['recommend_processes']}x{r['config']['recommend_threads']} recommend clients over "
+        f"{r['config'].get('protocol', 'http')} "
         f"(top-{r['config']['count']}, {_hits(r['config'].get('cache_hits', 0.0))}), "
         f"{r['config']['event_processes']}x{r['config']['event_threads']} event clients "
         f"(batches of {ev['batch_size']}, offered "
@@ -531,7 +571,8 @@ def markdown_report(r: dict[str, Any]) -> str:
         f"| new item → in the model's code table ({r['new_item_ms']['n']} probes) | - | "
         f"{ms(r['new_item_ms'], 'p50')} | {ms(r['new_item_ms'], 'p95')} | {ms(r['new_item_ms'], 'p99')} |",
         "",
-        f"Served by: {rec['served_by']}; HTTP statuses: {rec['statuses']}; server errors: {rec['server_errors']}; "
+        f"Served by: {rec['served_by']}; {r['config'].get('protocol', 'http')} statuses: {rec['statuses']}; "
+        f"server errors: {rec['server_errors']}; "
         f"event batches refused/failed: {ev['refused_batches']}/{ev['failed_batches']}; probe timeouts: "
         f"{r['probe_timeouts'] or 'none'}.",
         f"Consumer lag: max per subscription {r['consumer_lag']['max']}; drained "

@@ -87,6 +87,8 @@ def load(
     probes: int = typer.Option(20, "--probes", help="Freshness probes (new-item probes: a quarter of it)."),
     out: Path = typer.Option(Path("bench/results"), "--out", help="Where the json/md/png go."),
     label: str = typer.Option("cpu", "--label", help="Results go to load-LABEL.{json,md,png}."),
+    protocol: str = typer.Option("http", "--protocol", help="The recommend clients' API: http, or grpc "
+                                 "(recommend.v1.RecommendService on recommend-grpc)."),
     profile: bool = typer.Option(False, "--profile", help="Sample every local Python process with py-spy: "
                                  "a CPU budget per request / per event in the report."),
 ) -> None:
@@ -105,7 +107,8 @@ def load(
     ep, et = pair(event_clients, "--event-clients")
     cfg = LoadConfig(duration_s=duration, recommend_processes=rp, recommend_threads=rt, event_processes=ep,
                      event_threads=et, event_batch=event_batch, event_rate=event_rate, freshness_probes=probes,
-                     new_item_probes=max(1, probes // 4), cache_hits=cache_hits, profile=profile)
+                     new_item_probes=max(1, probes // 4), cache_hits=cache_hits, profile=profile,
+                     protocol=_choice(protocol, ("http", "grpc"), "--protocol"))
     results = _or_exit(lambda: run_load(cfg, progress=_say), LoadError)
     stem = write_results(results, out, label)
     console.print(markdown_report(results))
@@ -205,3 +208,9 @@ def startup(
     stem = write_results(results, out, label)
     console.print(markdown_report(results))
     console.print(f"results in {stem}.{{json,md}}")
+
+
+def _choice(value: str, choices: tuple[str, ...], option: str) -> str:
+    if value not in choices:
+        raise typer.BadParameter(f"expected one of {', '.join(choices)}, got {value!r}", param_hint=option)
+    return value

@@ -373,18 +373,26 @@ class KnativeFunction(Service):
         return [s.stack.port(self.port_key)]
 
     def cwd(self, s: Settings) -> Path:
-        return FUNCTIONS_DIR / self.name
+        # A gRPC API is a module of genrec, not a folder of functions/: it runs from the checkout.
+        return FUNCTIONS_DIR.parent if self.workload.grpc else FUNCTIONS_DIR / self.name
 
     def argv(self, s: Settings, paths: StackPaths) -> list[str]:
         if self.workload.kind == "service":
             return [sys.executable, "-m", "uvicorn", "--factory", self.workload.factory, "--host", s.stack.host,
                     "--port", str(self.ports(s)[0]), "--no-proxy-headers", "--no-access-log"]  # as the image
+        if self.workload.grpc:
+            return [sys.executable, "-m", self.workload.factory]  # HOST and PORT: env
         return [sys.executable, "-c", "from func_python.http import serve; from function import new; serve(new)"]
 
     def env(self, s: Settings) -> dict[str, str]:
-        return {**child_env(s), "LISTEN_ADDRESS": f"{s.stack.host}:{self.ports(s)[0]}"}
+        port = self.ports(s)[0]
+        return {**child_env(s), "LISTEN_ADDRESS": f"{s.stack.host}:{port}", "HOST": s.stack.host, "PORT": str(port)}
 
     def healthy(self, s: Settings) -> bool:
+        if self.workload.grpc:
+            from genrec.api.health import serving
+
+            return serving(f"{s.stack.host}:{self.ports(s)[0]}", timeout_s=2)
         import httpx
 
         return httpx.get(f"{s.function_url(self.port_key)}{self.workload.health[0]}", timeout=2).status_code == 200

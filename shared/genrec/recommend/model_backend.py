@@ -57,15 +57,42 @@ class TritonModelBackend:
                 log.warning("canary %s unavailable, production answers: %s", canary.version, exc)
         return self._generate(self.client, history, user_id, k)
 
-    @staticmethod
-    def _generate(client: serving.ModelClient, history: Sequence[str], user_id: str | None,
+    def generate_many(self, histories: Sequence[Sequence[str]], user_ids: Sequence[str | None],
+                      k: int) -> list[tuple[str, list[Candidate]]]:
+        """One call per model asked: the canary's users together, the others together."""
+        canary = self.canary()
+        on_canary = [canary is not None and canary.takes(u) for u in user_ids]
+        answers: list[tuple[str, list[Candidate]] | None] = [None] * len(histories)
+        groups = ((self.canary_client, [i for i, c in enumerate(on_canary) if c]),
+                  (self.client, [i for i, c in enumerate(on_canary) if not c]))
+        for client, rows in groups:
+            if not rows:
+                continue
+            try:
+                got = self._generate_rows(client, [histories[i] for i in rows], [user_ids[i] for i in rows], k)
+            except serving.ModelUnavailable as exc:
+                if client is self.client:
+                    raise
+                log.warning("canary %s unavailable, production answers: %s", canary.version, exc)
+                got = self._generate_rows(self.client, [histories[i] for i in rows], [user_ids[i] for i in rows], k)
+            for i, answer in zip(rows, got, strict=True):
+                answers[i] = answer
+        return answers  # type: ignore[return-value]
+
+    @classmethod
+    def _generate(cls, client: serving.ModelClient, history: Sequence[str], user_id: str | None,
                   k: int) -> tuple[str, list[Candidate]]:
+        return cls._generate_rows(client, [history], [user_id], k)[0]
+
+    @staticmethod
+    def _generate_rows(client: serving.ModelClient, histories: Sequence[Sequence[str]],
+                       user_ids: Sequence[str | None], k: int) -> list[tuple[str, list[Candidate]]]:
         try:
-            version, rows = client.recommend_versioned([list(history)], user_ids=[user_id], k=k)
+            version, rows = client.recommend_versioned([list(h) for h in histories], user_ids=list(user_ids), k=k)
         except serving.ModelUnavailable:
             raise
         except (serving.InvalidModelRequest, LookupError, RuntimeError, OSError, RedisError) as exc:
             # a request the model refuses, no artifact promoted yet, or the id map (Redis)
             # unreachable: the fallbacks answer
             raise serving.ModelUnavailable(str(exc)) from exc
-        return version, [Candidate(item_id, score) for item_id, score in rows[0]]
+        return [(version, [Candidate(item_id, score) for item_id, score in row]) for row in rows]

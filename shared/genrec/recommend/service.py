@@ -29,7 +29,7 @@ from genrec.recommend.guard import StoreGuard, StoreUnavailable
 from genrec.recommend.item_rows import ItemRows
 from genrec.recommend.pages import PageStore, PageTokenError, RankedList
 from genrec.recommend.reasons import Reasons
-from genrec.recommend.schemas import Filters, RecommendationList, RecommendedItem, ServedBy
+from genrec.recommend.schemas import Filters, GenerateRequest, RecommendationList, RecommendedItem, ServedBy
 from genrec.serving.client import ModelUnavailable
 from genrec.stores import postgres
 from genrec.stores.catalog_repo import Item
@@ -56,6 +56,11 @@ class ModelBackend(Protocol):
 
     def generate(self, history: Sequence[str], user_id: str | None, k: int) -> tuple[str, list[Candidate]]:
         """The answering artifact version and its top-k (raises ModelUnavailable)."""
+        ...
+
+    def generate_many(self, histories: Sequence[Sequence[str]], user_ids: Sequence[str | None],
+                      k: int) -> list[tuple[str, list[Candidate]]]:
+        """``generate`` for several users in one model-server call (raises ModelUnavailable)."""
         ...
 
 
@@ -97,6 +102,31 @@ class RecommendService:
         ranked = self._ranked_for_user(user_id, history, filters.category or "")
         return self._first_page(ranked, count, user_id=user_id, history=history, exclude=exclude, filters=filters,
                                 offset=offset, degraded=degraded)
+
+    def for_users(self, requests: Sequence[GenerateRequest]) -> list[RecommendationList]:
+        """``for_user`` for each request, in order; the users the model answers (a history, no
+        valid cached list, no page token) go to the model server as one batch."""
+        ranked: list[tuple[Ranked | None, list[str]]] = []
+        for r in requests:
+            history = [] if r.page_token else self._history(r.user_id)
+            cached = None if r.page_token else self._cached(r.user_id, history, r.filters.category or "")
+            ranked.append((cached, history))
+        need = [i for i, (cached, history) in enumerate(ranked) if cached is None and history
+                and not requests[i].page_token]
+        generated = dict(zip(need, self._generate_many([ranked[i][1] for i in need],
+                                                       [requests[i].user_id for i in need]), strict=True))
+        pages = []
+        for i, (r, (cached, history)) in enumerate(zip(requests, ranked, strict=True)):
+            if r.page_token:
+                pages.append(self.for_user(r.user_id, r.count, exclude=r.exclude, filters=r.filters,
+                                           page_token=r.page_token))
+                continue
+            if cached is None:
+                cached = self._rank(r.user_id, history, r.filters.category or "", asked=i in generated,
+                                    generated=generated.get(i))
+            pages.append(self._first_page(cached, r.count, user_id=r.user_id, history=history, exclude=r.exclude,
+                                          filters=r.filters))
+        return pages
 
     def for_session(self, items: Sequence[str], count: int, *, filters: Filters | None = None) -> RecommendationList:
         """Anonymous session: its item list is the history; nothing is cached per user.
@@ -149,6 +179,9 @@ class RecommendService:
     def _ranked_for_user(self, user_id: str, history: list[str], category: str) -> Ranked:
         """``category`` (the request's filter) picks the popularity board when nothing else serves:
         the global top-50 may hold nothing of a small category."""
+        return self._cached(user_id, history, category) or self._rank(user_id, history, category)
+
+    def _cached(self, user_id: str, history: list[str], category: str) -> Ranked | None:
         try:
             cached = self.redis.call(lambda: self.hot.cached_recommendations(user_id))
         except StoreUnavailable:
@@ -160,9 +193,16 @@ class RecommendService:
         if cached and cached.get("history") == history and cached.get("board", category) == category:
             return Ranked("cache", cached["version"], [Candidate(i, s) for i, s in cached["items"]],
                           {"cached_from": cached["served_by"]})
+        return None
+
+    def _rank(self, user_id: str, history: list[str], category: str, *, asked: bool = False,
+              generated: Ranked | None = None) -> Ranked:
+        """A new ranked list, cached for the user: the model's (``generated`` when it was ``asked``
+        already, in a batch), else the fallbacks."""
         seen = set(history)
-        ranked = (self._generate(history, user_id) if history else None) \
-            or self._vector_for(history, user_id, seen) or self._popular(category, seen)
+        if not asked:
+            generated = self._generate(history, user_id) if history else None
+        ranked = generated or self._vector_for(history, user_id, seen) or self._popular(category, seen)
         if ranked.candidates:
             board = {"board": category} if ranked.served_by == "popularity" else {}
             entry = {"served_by": ranked.served_by, "version": ranked.version,
@@ -182,6 +222,16 @@ class RecommendService:
         except ModelUnavailable as exc:
             log.info("model unavailable, falling back: %s", exc)
             return None
+
+    def _generate_many(self, histories: list[list[str]], user_ids: list[str]) -> list[Ranked | None]:
+        if self.model is None or not histories:
+            return [None] * len(histories)
+        try:
+            answers = self.model.generate_many(histories, user_ids, self.top_k)
+        except ModelUnavailable as exc:
+            log.info("model unavailable, falling back: %s", exc)
+            return [None] * len(histories)
+        return [Ranked("model", version, candidates) for version, candidates in answers]
 
     def _user_vector(self, user_id: str | None, history: list[str]) -> np.ndarray | None:
         if user_id:

@@ -9,6 +9,7 @@ import httpx
 from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
 
+from genrec.api.health import address_of, serving
 from genrec.apps import admin_queries as q
 from genrec.apps.admin.deps import AppSettings, Stores, Viewer
 from genrec.config import Settings
@@ -32,6 +33,8 @@ async def overview(_p: Viewer, s: AppSettings, res: Stores) -> dict[str, Any]:
 
 
 async def _healthy(s: Settings, w: Workload) -> bool:
+    if w.grpc:
+        return await run_in_threadpool(serving, address_of(s.function_url(w.name)), timeout_s=1.5)
     try:
         async with httpx.AsyncClient(timeout=1.5) as c:
             return (await c.get(s.function_url(w.name) + w.health[0])).status_code == 200
