@@ -151,3 +151,22 @@ def test_health_and_reflection(stack: Settings, channel: grpc.Channel) -> None:
                                            timeout=10)
     names = {s.name for a in answers for s in a.list_services_response.service}
     assert {"recommend.v1.RecommendService", "grpc.health.v1.Health"} <= names
+
+
+def test_a_client_over_its_rate_is_told_to_slow_down(stack: Settings) -> None:
+    from genrec.apps.recommend.rpc import RecommendGrpc
+
+    slow = stack.model_copy(update={"auth": stack.auth.model_copy(update={"anonymous_rate_limit_per_s": 0.5})})
+    server = RecommendGrpc(slow, address=f"{stack.stack.host}:0")
+    server.start()
+    try:
+        with grpc.insecure_channel(f"{stack.stack.host}:{server.port}") as ch:
+            stub = pb_grpc.RecommendServiceStub(ch)
+            first = stub.Generate(pb.GenerateRequest(user_id="rate-limited", count=3), timeout=30)
+            assert first.request_id and first.user_id == "rate-limited"
+            with pytest.raises(grpc.RpcError) as err:
+                stub.Generate(pb.GenerateRequest(user_id="rate-limited", count=3), timeout=30)
+        assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert int(dict(err.value.trailing_metadata())["retry-after"]) >= 1
+    finally:
+        server.stop(grace_s=0)
