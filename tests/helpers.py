@@ -132,6 +132,23 @@ QUICK_TRAIN = {
 }
 
 
+def catalogue_and_model(s: Settings, seed: int, out_dir):
+    """A small synthetic catalogue in PostgreSQL and a model trained on it in production:
+    ``(dataset, promoted ServingArtifact)``."""
+    from genrec.data import SynthConfig, generate_synthetic
+    from genrec.pipelines.seed import dataset_items
+    from genrec.stores.catalog_repo import CatalogRepo
+    from genrec.stores.postgres import make_pool
+
+    ds = generate_synthetic(SynthConfig(n_items=60, n_users=80, seed=seed))
+    pool = make_pool(s)
+    try:
+        CatalogRepo(pool).upsert_many(dataset_items(ds))
+    finally:
+        pool.close()
+    return ds, train_and_promote(s, ds, out_dir)
+
+
 def train_and_promote(s: Settings, ds, out_dir):
     """Train ``QUICK_TRAIN`` on ``ds``, promote it on the stack and wait until the model
     server answers with it. Returns the promoted ``ServingArtifact``."""

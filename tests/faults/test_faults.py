@@ -13,9 +13,7 @@ import pytest
 from genrec.bench.faults import FAULTS, Fault, FaultConfig, Ledger, analytics_copies, run_fault
 from genrec.config import Settings
 from genrec.devstack.watch import StackWatch
-from genrec.stores.catalog_repo import CatalogRepo
-from genrec.stores.postgres import make_pool
-from tests.helpers import train_and_promote
+from tests.helpers import catalogue_and_model
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow, pytest.mark.fault]
 
@@ -27,16 +25,7 @@ LEDGERS: list[Ledger] = []  # every fault's accepted events, counted in the anal
 @pytest.fixture(scope="module")
 def items(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[str]]:
     """A catalogue and a model in production, so recommend serves from the model until a fault."""
-    from genrec.data import SynthConfig, generate_synthetic
-    from genrec.pipelines.seed import dataset_items
-
-    ds = generate_synthetic(SynthConfig(n_items=60, n_users=80, seed=5))
-    pool = make_pool(stack)
-    try:
-        CatalogRepo(pool).upsert_many(dataset_items(ds))
-    finally:
-        pool.close()
-    train_and_promote(stack, ds, Path(tmp_path_factory.mktemp("faults")) / "model")
+    ds, _ = catalogue_and_model(stack, 5, Path(tmp_path_factory.mktemp("faults")) / "model")
     yield [str(i) for i in ds.items.item_id]  # other tests' items hold ids an event may not carry
 
 

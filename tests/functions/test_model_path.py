@@ -14,10 +14,8 @@ from genrec.config import Settings
 from genrec.devstack import stack as devstack
 from genrec.events.codec import new_event, to_http_binary
 from genrec.events.contracts import INTERACTION
-from genrec.stores.catalog_repo import CatalogRepo
 from genrec.stores.hot_state import HotState
-from genrec.stores.postgres import make_pool
-from tests.helpers import train_and_promote, wait_for
+from tests.helpers import catalogue_and_model, wait_for
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
 
@@ -25,16 +23,7 @@ pytestmark = [pytest.mark.stack, pytest.mark.slow]
 @pytest.fixture(scope="module")
 def promoted(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     """A quickly trained model in production, its items in the catalogue."""
-    from genrec.data import SynthConfig, generate_synthetic
-    from genrec.pipelines.seed import dataset_items
-
-    ds = generate_synthetic(SynthConfig(n_items=60, n_users=80, seed=11))
-    pool = make_pool(stack)
-    try:
-        CatalogRepo(pool).upsert_many(dataset_items(ds))
-    finally:
-        pool.close()
-    art = train_and_promote(stack, ds, Path(tmp_path_factory.mktemp("model-path")) / "v1")
+    ds, art = catalogue_and_model(stack, 11, Path(tmp_path_factory.mktemp("model-path")) / "v1")
     yield {"ds": ds, "artifact": art}
 
 

@@ -19,26 +19,15 @@ from genrec.api.recommend.v1 import recommend_pb2 as pb
 from genrec.api.recommend.v1 import recommend_pb2_grpc as pb_grpc
 from genrec.config import Settings
 from genrec.serving.launch import ports
-from genrec.stores.catalog_repo import CatalogRepo
 from genrec.stores.hot_state import HotState
-from genrec.stores.postgres import make_pool
-from tests.helpers import train_and_promote
+from tests.helpers import catalogue_and_model
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
 def promoted(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> dict:
-    from genrec.data import SynthConfig, generate_synthetic
-    from genrec.pipelines.seed import dataset_items
-
-    ds = generate_synthetic(SynthConfig(n_items=60, n_users=80, seed=12))
-    pool = make_pool(stack)
-    try:
-        CatalogRepo(pool).upsert_many(dataset_items(ds))
-    finally:
-        pool.close()
-    art = train_and_promote(stack, ds, Path(tmp_path_factory.mktemp("grpc")) / "v1")
+    ds, art = catalogue_and_model(stack, 12, Path(tmp_path_factory.mktemp("grpc")) / "v1")
     return {"ds": ds, "artifact": art}
 
 
