@@ -24,7 +24,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -256,6 +256,30 @@ class ModelSettings(BaseModel):
     device: str = "auto"
 
 
+# How far a context rule or the page's category moves an item up a list: the log of the factor by which
+# its rank shrinks (ln 4: an item at rank 20 competes as if at rank 5). genrec.recommend.context.
+DEFAULT_CONTEXT_WEIGHT = 1.3862943611198906  # ln 4
+
+
+class ContextRule(BaseModel):
+    """When the request's context matches ``when``, items matching ``category`` / ``attributes`` move
+    up the list by ``weight`` (negative: down)."""
+
+    model_config = ConfigDict(extra="forbid")
+    # context field -> value it must equal (case-insensitive); "hour": an inclusive range "18-23"
+    # (wrapping past midnight: "22-5"); empty: every request
+    when: dict[str, str] = Field(default_factory=dict, max_length=8)
+    category: str | None = Field(default=None, max_length=512)  # items under this category path
+    attributes: dict[str, str] = Field(default_factory=dict, max_length=8)  # items whose attribute equals
+    weight: float = Field(default=DEFAULT_CONTEXT_WEIGHT, ge=-10, le=10)
+
+
+class RecommendSettings(BaseModel):
+    # Items under the category the page is about (context `page_category`) move up by this weight (0: off).
+    page_category_weight: float = Field(default=DEFAULT_CONTEXT_WEIGHT, ge=0, le=10)
+    context_rules: list[ContextRule] = Field(default_factory=list, max_length=100)
+
+
 class AuthSettings(BaseModel):
     # Bearer tokens: name -> secret. The defaults are development values (refused in production).
     admin_tokens: dict[str, SecretStr] = Field(
@@ -310,6 +334,7 @@ class Settings(BaseSettings):
     functions: FunctionSettings = Field(default_factory=FunctionSettings)
     llm: LLMSettings = Field(default_factory=LLMSettings)
     model: ModelSettings = Field(default_factory=ModelSettings)
+    recommend: RecommendSettings = Field(default_factory=RecommendSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 
+import grpc
 import httpx
 import numpy as np
 import pytest
@@ -164,3 +165,33 @@ def test_a_list_cached_from_an_older_history_is_not_served(stack: Settings, cata
     hot.append_recent_items(user, [clicked])  # the new event, without dropping the cache
     after = _gen(stack, user_id=user, count=3).json()
     assert after["served_by"] != "cache" and clicked not in [i["item_id"] for i in after["items"]]
+
+
+def test_the_page_context_changes_the_list_and_a_cached_list_never_ignores_it(stack: Settings,
+                                                                               catalogue: dict) -> None:
+    # Popularity ranks the shop's items 19, 18, 17, ... (odd: Hair, even: Skin). A page about Skin
+    # moves Skin items up by ln 4 in rank (genrec.recommend.context), one about Hair the Hair items.
+    user, tag, ids = f"ctx-{uuid.uuid4().hex}", catalogue["tag"], catalogue["ids"]
+    shop = {"category": f"Shop{tag}"}
+
+    def listed(context: dict) -> list[str]:
+        resp = _gen(stack, user_id=user, count=5, filters=shop, context=context)
+        assert resp.status_code == 200, resp.text
+        return [i["item_id"] for i in resp.json()["items"]]
+
+    assert listed({}) == [ids[k] for k in (19, 18, 17, 16, 15)]
+    # The second and third lists come from the user's cached ranking: the context still applies.
+    assert listed({"page_category": f"Shop{tag}|Skin", "device": "mobile"}) == [ids[k] for k in (18, 19, 16, 14, 12)]
+    assert listed({"page_category": f"Shop{tag}|Hair"}) == [ids[k] for k in (19, 17, 15, 13, 18)]
+    assert listed({}) == [ids[k] for k in (19, 18, 17, 16, 15)]
+    # The gRPC API reads the same context.
+    from genrec.api.recommend.v1 import recommend_pb2 as pb
+    from genrec.api.recommend.v1 import recommend_pb2_grpc as pb_grpc
+
+    with grpc.insecure_channel(f"{stack.stack.host}:{stack.stack.port('recommend_grpc')}") as channel:
+        got = pb_grpc.RecommendServiceStub(channel).Generate(pb.GenerateRequest(
+            user_id=user, count=5, filters=pb.Filters(category=f"Shop{tag}"),
+            context_features={"page_category": f"Shop{tag}|Hair", "hour": "21"}), timeout=30)
+    assert [i.item_id for i in got.items] == [ids[k] for k in (19, 17, 15, 13, 18)]
+    bad = _gen(stack, user_id=user, context={"device": "fridge"})
+    assert bad.status_code == 422 and bad.json()["field"] == "context.device"

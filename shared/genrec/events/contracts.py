@@ -33,7 +33,8 @@ MAX_KEY = 256
 TRUST, UNTRUSTED = "trust", "untrusted"
 
 
-def _bounded(value: dict[str, Any]) -> dict[str, Any]:
+def bounded(value: dict[str, Any]) -> dict[str, Any]:
+    """``value`` if it is JSON of a bounded size (depth, entries, key and string lengths), else ValueError."""
     entries, pending = 0, [(value, 1)]
     while pending:
         node, depth = pending.pop()
@@ -52,7 +53,7 @@ def _bounded(value: dict[str, Any]) -> dict[str, Any]:
     return value
 
 
-FreeForm = Annotated[dict[str, Any], AfterValidator(_bounded)]
+FreeForm = Annotated[dict[str, Any], AfterValidator(bounded)]
 
 
 def _aware(ts: datetime) -> datetime:

@@ -7,11 +7,12 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from genrec.config import MAX_SEQUENCE
-from genrec.events.contracts import MAX_SHORT_TEXT, FreeForm, Identifier
+from genrec.events.contracts import MAX_SHORT_TEXT, Identifier
+from genrec.recommend.context import RequestContext
 
 ServedBy = Literal["cache", "model", "vector", "popularity", "session"]
 FeedbackType = Literal["like", "skip", "click", "add_to_cart", "purchase", "view"]
-# Every collection in a request is bounded (over: a 422 naming the field); ``context`` is FreeForm's.
+# Every collection in a request is bounded (over: a 422 naming the field); ``context``'s other keys as FreeForm.
 MAX_FILTER_ATTRIBUTES = 32
 AttributeName = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 
@@ -41,7 +42,9 @@ class GenerateRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     user_id: Identifier
     count: int = Field(default=10, ge=1, le=50)
-    context: FreeForm = Field(default_factory=dict)
+    context: RequestContext = Field(default_factory=RequestContext,
+                                    description="The page asking: surface, device, locale, hour, page_category "
+                                                "(re-weights the list; genrec.recommend.context)")
     exclude: list[Identifier] = Field(default_factory=list, max_length=1000)
     filters: Filters = Field(default_factory=Filters)
     page_token: str | None = Field(default=None, max_length=200)

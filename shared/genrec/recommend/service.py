@@ -25,6 +25,7 @@ import numpy as np
 import redis
 
 from genrec.config import Settings
+from genrec.recommend.context import RequestContext, reweigh
 from genrec.recommend.guard import StoreGuard, StoreUnavailable
 from genrec.recommend.item_rows import ItemRows
 from genrec.recommend.pages import PageStore, PageTokenError, RankedList
@@ -90,7 +91,7 @@ class RecommendService:
 
     # ------------------------------------------------------------------ public API
     def for_user(self, user_id: str, count: int, *, exclude: Sequence[str] = (), filters: Filters | None = None,
-                 page_token: str | None = None) -> RecommendationList:
+                 page_token: str | None = None, context: RequestContext | None = None) -> RecommendationList:
         offset, degraded = 0, []
         if page_token:
             try:
@@ -101,7 +102,7 @@ class RecommendService:
         history = self._history(user_id)
         ranked = self._ranked_for_user(user_id, history, filters.category or "")
         return self._first_page(ranked, count, user_id=user_id, history=history, exclude=exclude, filters=filters,
-                                offset=offset, degraded=degraded)
+                                offset=offset, degraded=degraded, context=context)
 
     def for_users(self, requests: Sequence[GenerateRequest]) -> list[RecommendationList]:
         """``for_user`` for each request, in order; the users the model answers (a history, no
@@ -119,13 +120,13 @@ class RecommendService:
         for i, (r, (cached, history)) in enumerate(zip(requests, ranked, strict=True)):
             if r.page_token:
                 pages.append(self.for_user(r.user_id, r.count, exclude=r.exclude, filters=r.filters,
-                                           page_token=r.page_token))
+                                           page_token=r.page_token, context=r.context))
                 continue
             if cached is None:
                 cached = self._rank(r.user_id, history, r.filters.category or "", asked=i in generated,
                                     generated=generated.get(i))
             pages.append(self._first_page(cached, r.count, user_id=r.user_id, history=history, exclude=r.exclude,
-                                          filters=r.filters))
+                                          filters=r.filters, context=r.context))
         return pages
 
     def for_session(self, items: Sequence[str], count: int, *, filters: Filters | None = None) -> RecommendationList:
@@ -303,9 +304,9 @@ class RecommendService:
     # ------------------------------------------------------------------ lists and pages
     def _first_page(self, ranked: Ranked, count: int, *, user_id: str | None, history: list[str],
                     exclude: Sequence[str], filters: Filters, offset: int = 0,
-                    degraded: list[str] | None = None) -> RecommendationList:
+                    degraded: list[str] | None = None, context: RequestContext | None = None) -> RecommendationList:
         """The page at ``offset`` (0 but for a page token whose list could not be loaded) of the
-        ranked list, which is kept for the next pages."""
+        ranked list re-weighted for the ``context``, which is kept for the next pages."""
         request_id = uuid.uuid4().hex
         drop = set(exclude)
         degraded = list(degraded or [])
@@ -314,12 +315,15 @@ class RecommendService:
         if remembered:
             degraded.append("catalogue unavailable: the item rows last read")
         items = {i.item_id: i for i in rows}
-        kept = [c for c in ranked.candidates
-                if c.item_id in items and c.item_id not in drop and _passes(items[c.item_id], filters)]
+        kept = {c.item_id: c for c in ranked.candidates
+                if c.item_id in items and c.item_id not in drop and _passes(items[c.item_id], filters)}
+        order, moved = reweigh(list(kept), items, context, self.s.recommend)
         why = Reasons(ranked.served_by, [items[h] for h in history if h in items], filters.category)
         new_since = datetime.now(UTC) - NEW_ITEM_AGE
-        rows = [_row(c, items[c.item_id], why, new_since) for c in kept]
+        rows = [_row(kept[i], items[i], why, new_since) for i in order]
         debug = {**ranked.debug, "degraded": degraded} if degraded else ranked.debug
+        if moved:
+            debug = {**debug, "context_reweighted": moved}  # items the context moved up or down
         stored = RankedList(request_id=request_id, user_id=user_id, served_by=ranked.served_by,
                             version=ranked.version, rows=rows, debug=debug)
         if len(rows) > offset + count:

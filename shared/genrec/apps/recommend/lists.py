@@ -30,7 +30,7 @@ def _json(result: RecommendationList) -> Response:
 def generate(req: GenerateRequest, service: Service, served: Served) -> Response:
     started = time.perf_counter()
     result = service.for_user(req.user_id, req.count, exclude=req.exclude, filters=req.filters,
-                              page_token=req.page_token)
+                              page_token=req.page_token, context=req.context)
     return _json(served.record(result, started))
 
 

@@ -135,7 +135,7 @@ class RecommendServicer(pb_grpc.RecommendServiceServicer):
         self._admit(context, 1)
         started = time.perf_counter()
         page = self.state.service.get().for_user(req.user_id, req.count, exclude=req.exclude, filters=req.filters,
-                                                 page_token=req.page_token)
+                                                 page_token=req.page_token, context=req.context)
         self._in_time(context)
         return self.state.served.record(page, started)
 
