@@ -194,7 +194,7 @@ def test_events_to_model_recommendations_and_a_model_lifecycle(shape: Shape) -> 
     from genrec.data import SynthConfig, generate_synthetic
     from genrec.pipelines.publish import publish_candidate
     from genrec.pipelines.seed import seed_postgres
-    from genrec.recommend.model_backend import CANARY_REFRESH_S
+    from genrec.recommend.experiment import CANARY_REFRESH_S
     from genrec.serving.artifact import Canary, fetch
     from genrec.serving.client import ModelClient
     from genrec.serving.repository import canary_model_name
@@ -269,8 +269,9 @@ def test_events_to_model_recommendations_and_a_model_lifecycle(shape: Shape) -> 
     in_canary = next(u for u in drawn if Canary("", v2, 0.5).takes(u))
     in_production = next(u for u in drawn if not Canary("", v2, 0.5).takes(u))
     time.sleep(CANARY_REFRESH_S)  # recommend re-reads the canary slot this often
-    assert clicks_then_recommend(in_canary)[1]["algorithm_version"] == v2
-    assert clicks_then_recommend(in_production)[1]["algorithm_version"] == v1
+    canary_list, production_list = clicks_then_recommend(in_canary)[1], clicks_then_recommend(in_production)[1]
+    assert (canary_list["algorithm_version"], canary_list["variant"]) == (v2, "canary")
+    assert (production_list["algorithm_version"], production_list["variant"]) == (v1, "production")
     for args, expected in ((("pipeline", "promote", v2), v2), (("pipeline", "rollback"), v1)):
         shape.run("operator", cron, *args)
         assert wait_until(lambda expected=expected: served() == expected, timeout_s=120), server.status()

@@ -12,6 +12,7 @@ export const api = {
   ctr: (hours = 24) => get('/api/v1/analytics/ctr', { hours }),
   coverage: (hours = 24) => get('/api/v1/analytics/coverage', { hours }),
   versions: (hours = 24) => get('/api/v1/analytics/versions', { hours }),
+  ab: (hours = 24, margin = 0) => get('/api/v1/analytics/ab', { hours, margin }),
   live: () => get('/api/v1/metrics/live'),
   pipelineLag: () => get('/api/v1/pipeline/lag'),
   items: (params) => get('/api/v1/items', params),

@@ -13,6 +13,19 @@ vi.mock('../../src/api/admin', () => ({
       ],
     })),
     setTraffic: vi.fn(async () => ({})),
+    ab: vi.fn(async () => ({
+      canary_share: 0.1,
+      ctr: {
+        production: { lists: 900, users: 900, rate: 0.08, interval: [0.063, 0.099], versions: ['v1'] },
+        canary: { lists: 100, users: 100, rate: 0.15, interval: [0.093, 0.233], versions: ['v2'] },
+        better: 'canary', difference: 0.07, difference_interval: [0.0, 0.14], p_value: 0.01,
+      },
+      conversion: {
+        production: { lists: 900, users: 900, rate: 0.01, interval: [0.005, 0.02], versions: ['v1'] },
+        canary: { lists: 100, users: 100, rate: 0.02, interval: [0.006, 0.07], versions: ['v2'] },
+      },
+      timeline: [],
+    })),
     shopRecommendations: vi.fn(),
     shopFeedback: vi.fn(async () => ({ event_id: 'e1' })),
   },
@@ -47,6 +60,13 @@ describe('ModelsPage', () => {
     await set.trigger('click')
     await flushPromises()
     expect(api.setTraffic).toHaveBeenCalledWith('v2', 0.1)
+  })
+  it('shows the live A/B: both arms, their intervals and the verdict', async () => {
+    const w = mount(ModelsPage, setup('viewer'))
+    await flushPromises()
+    expect(api.ab).toHaveBeenCalledWith(24)
+    expect(w.find('[data-test=ab-verdict]').text()).toContain('Canary is better')
+    expect(w.find('[data-test=ab-table]').text()).toContain('15.00% [9.30%, 23.30%]')
   })
   it('is read-only for a viewer', async () => {
     const w = mount(ModelsPage, setup('viewer'))

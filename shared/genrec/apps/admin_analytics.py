@@ -44,6 +44,7 @@ class AnalyticsReader(Protocol):
     def ctr(self, hours: float, window_s: int = 1800) -> list[Row]: ...
     def coverage(self, hours: float, catalog_size: int) -> list[Row]: ...
     def versions(self, hours: float, catalog_size: int | None = None) -> list[Row]: ...
+    def ab(self, hours: float, by_hour: bool = False) -> list[Row]: ...
 
 
 class SinkAnalyticsReader:
@@ -74,6 +75,9 @@ class SinkAnalyticsReader:
 
     def versions(self, hours: float, catalog_size: int | None = None) -> list[Row]:
         return self._get("versions", {"hours": hours, "catalog_size": catalog_size})
+
+    def ab(self, hours: float, by_hour: bool = False) -> list[Row]:
+        return self._get("ab", {"hours": hours, "by_hour": by_hour})
 
     def close(self) -> None:
         self.client.close()
@@ -117,6 +121,9 @@ class StoreAnalyticsReader:
 
     def versions(self, hours: float, catalog_size: int | None = None) -> list[Row]:
         return self._ask(lambda st: st.compare_versions(*self._window(hours), catalog_size=catalog_size))
+
+    def ab(self, hours: float, by_hour: bool = False) -> list[Row]:
+        return self._ask(lambda st: st.ab_arms(*self._window(hours), by_hour=by_hour))
 
     def close(self) -> None:
         self._store.close()

@@ -51,7 +51,7 @@ def served_row(ev: ValidEvent[RecommendationServedData]) -> RecommendationLog:
     return RecommendationLog(
         request_id=d.request_id, user_id=d.user_id, items=list(d.items), scores=list(d.scores),
         algorithm_version=d.algorithm_version, served_by=d.served_by, latency_ms=d.latency_ms,
-        timestamp=d.timestamp,
+        timestamp=d.timestamp, variant=d.variant,
     )
 
 
@@ -102,6 +102,11 @@ def ctr(store: Store, hours: HoursQuery = 24, window_s: int = Query(1800, gt=0, 
 @router.get("/api/v1/analytics/coverage", summary="Share of the catalogue that was recommended")
 def coverage(store: Store, catalog_size: int = Query(gt=0), hours: HoursQuery = 24) -> list[dict]:
     return [asdict(r) for r in store.coverage(*_window(hours), catalog_size)]
+
+
+@router.get("/api/v1/analytics/ab", summary="The live A/B arms: lists served, clicked and converted (per hour)")
+def ab(store: Store, hours: HoursQuery = 24, by_hour: bool = False) -> list[dict]:
+    return [asdict(r) for r in store.ab_arms(*_window(hours), by_hour=by_hour)]
 
 
 @router.get("/api/v1/analytics/versions", summary="Per-model-version comparison")

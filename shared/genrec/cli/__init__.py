@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-from genrec.cli import admin, bench, config_cmd, data, db, demo, deploy, dev, events, pipeline, serve, train
+from genrec.cli import ab, admin, bench, config_cmd, data, db, demo, deploy, dev, events, pipeline, serve, train
 from genrec.cli import export as export_cmd
 from genrec.config import SettingsRefused
 
@@ -36,6 +36,7 @@ app.command("train")(train.train)
 app.add_typer(serve.app, name="serve")
 app.command("export")(export_cmd.export)
 app.add_typer(pipeline.app, name="pipeline")
+app.add_typer(ab.app, name="ab")
 app.add_typer(deploy.app, name="deploy")
 
 if __name__ == "__main__":  # pragma: no cover

@@ -22,7 +22,7 @@ console = Console()
 
 
 @contextmanager
-def _registry() -> Iterator[ModelRegistry]:
+def open_registry() -> Iterator[ModelRegistry]:
     from genrec.config import get_settings
     from genrec.stores.model_registry import ModelRegistry
     from genrec.stores.postgres import make_pool
@@ -112,7 +112,7 @@ def backfill(
     from genrec.training import load_config
 
     s = get_settings()
-    with _registry() as registry, FeatureSet.open(features_uri, s) as fs:
+    with open_registry() as registry, FeatureSet.open(features_uri, s) as fs:
         _, prod = load_production(registry, s)
         result = run_backfill(fs, s, production=prod, retrain_tokenizer=retrain_tokenizer,
                               train_cfg=load_config(config), out_dir=out, write=write, progress=True)
@@ -137,7 +137,7 @@ def train(
 
     s = get_settings()
     opts = _cycle_options(config, metric, margin, min_gain, export, force, eval_users)
-    with _registry() as registry, FeatureSet.open(features_uri, s) as fs, \
+    with open_registry() as registry, FeatureSet.open(features_uri, s) as fs, \
             console.status("training") as status:
         result = train_evaluate_publish(fs, registry, s, opts, step=lambda name: status.update(name))
     console.print(f"candidate {result.version}: {result.candidate}")
@@ -159,7 +159,7 @@ def promote_cmd(
     from genrec.pipelines.publish import promote
     from genrec.stores.model_registry import RegistryError
 
-    with _registry() as registry:
+    with open_registry() as registry:
         try:
             mv = promote(version, registry, get_settings(), canary=canary, use_redis=redis)
         except RegistryError as exc:
@@ -175,7 +175,7 @@ def rollback_cmd(redis: bool = typer.Option(True, "--redis/--no-redis")) -> None
     from genrec.pipelines.publish import rollback
     from genrec.stores.model_registry import RegistryError
 
-    with _registry() as registry:
+    with open_registry() as registry:
         try:
             mv = rollback(registry, get_settings(), use_redis=redis)
         except RegistryError as exc:
@@ -187,7 +187,7 @@ def rollback_cmd(redis: bool = typer.Option(True, "--redis/--no-redis")) -> None
 @app.command("list")
 def list_cmd() -> None:
     """Registered model versions, newest first."""
-    with _registry() as registry:
+    with open_registry() as registry:
         rows = registry.list()
     table = Table(title="model versions")
     table.add_column("version", no_wrap=True)

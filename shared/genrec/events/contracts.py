@@ -132,6 +132,8 @@ class RecommendationServedData(_Data):
     served_by: Literal["cache", "model", "vector", "popularity", "session"]
     latency_ms: float = Field(ge=0)
     timestamp: Annotated[datetime, AfterValidator(_aware)]
+    variant: Literal["production", "canary"] = Field(
+        default="production", description="The live A/B arm of the user (the registry's canary or production)")
 
 
 @dataclass(frozen=True)

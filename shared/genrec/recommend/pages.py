@@ -25,6 +25,7 @@ class RankedList:
     version: str
     rows: list[dict[str, Any]]
     debug: dict[str, Any] = field(default_factory=dict)
+    variant: str = "production"  # the live A/B arm (genrec.recommend.experiment)
 
 
 class PageStore:

@@ -9,6 +9,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 from genrec.config import MAX_SEQUENCE
 from genrec.events.contracts import MAX_SHORT_TEXT, Identifier
 from genrec.recommend.context import RequestContext
+from genrec.recommend.experiment import Variant
 
 ServedBy = Literal["cache", "model", "vector", "popularity", "session"]
 FeedbackType = Literal["like", "skip", "click", "add_to_cart", "purchase", "view"]
@@ -82,6 +83,7 @@ class RecommendationList(BaseModel):
     user_id: str | None = None
     served_by: ServedBy
     algorithm_version: str
+    variant: Variant = Field(default="production", description="The live A/B arm the list was served for")
     items: list[RecommendedItem]
     next_page_token: str | None = None
     debug: dict[str, Any] = Field(default_factory=dict)

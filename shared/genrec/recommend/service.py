@@ -26,6 +26,7 @@ import redis
 
 from genrec.config import Settings
 from genrec.recommend.context import RequestContext, reweigh
+from genrec.recommend.experiment import Experiment, Variant
 from genrec.recommend.guard import StoreGuard, StoreUnavailable
 from genrec.recommend.item_rows import ItemRows
 from genrec.recommend.pages import PageStore, PageTokenError, RankedList
@@ -55,13 +56,15 @@ class Candidate:
 class ModelBackend(Protocol):
     """Generative retrieval behind the model server (see genrec.serving)."""
 
-    def generate(self, history: Sequence[str], user_id: str | None, k: int) -> tuple[str, list[Candidate]]:
-        """The answering artifact version and its top-k (raises ModelUnavailable)."""
+    def generate(self, history: Sequence[str], user_id: str | None, k: int, *,
+                 canary: bool = False) -> tuple[str, list[Candidate]]:
+        """The answering artifact version and its top-k, from the canary's model for its arm
+        (raises ModelUnavailable)."""
         ...
 
-    def generate_many(self, histories: Sequence[Sequence[str]], user_ids: Sequence[str | None],
-                      k: int) -> list[tuple[str, list[Candidate]]]:
-        """``generate`` for several users in one model-server call (raises ModelUnavailable)."""
+    def generate_many(self, histories: Sequence[Sequence[str]], user_ids: Sequence[str | None], k: int, *,
+                      canary: Sequence[bool] | None = None) -> list[tuple[str, list[Candidate]]]:
+        """``generate`` for several users in one model-server call per arm (raises ModelUnavailable)."""
         ...
 
 
@@ -71,6 +74,7 @@ class Ranked:
     version: str
     candidates: list[Candidate]
     debug: dict = field(default_factory=dict)
+    variant: Variant = "production"  # the live A/B arm it was ranked for
 
 
 class RecommendService:
@@ -87,11 +91,14 @@ class RecommendService:
         self.postgres = StoreGuard("PostgreSQL", budget_s=0.3, unavailable=postgres.UNAVAILABLE)
         self.item_rows = ItemRows(res, self.postgres, max_age_s=s.postgres.item_rows_max_age_s)
         self.top_k = s.model.top_k
+        self.experiment = Experiment(self.hot.r)
         self._fallback_board: tuple[list[tuple[str, float]], float] = ([], float("-inf"))
 
     # ------------------------------------------------------------------ public API
     def for_user(self, user_id: str, count: int, *, exclude: Sequence[str] = (), filters: Filters | None = None,
-                 page_token: str | None = None, context: RequestContext | None = None) -> RecommendationList:
+                 page_token: str | None = None, context: RequestContext | None = None,
+                 variant: Variant | None = None) -> RecommendationList:
+        """``variant``: the A/B arm to serve from (testing); the user's own by default."""
         offset, degraded = 0, []
         if page_token:
             try:
@@ -100,30 +107,34 @@ class RecommendService:
                 offset, degraded = PageStore.offset(page_token), [f"page store unavailable ({exc}): ranked again"]
         filters = filters or Filters()
         history = self._history(user_id)
-        ranked = self._ranked_for_user(user_id, history, filters.category or "")
+        ranked = self._ranked_for_user(user_id, history, filters.category or "",
+                                       self.experiment.variant(user_id, variant))
         return self._first_page(ranked, count, user_id=user_id, history=history, exclude=exclude, filters=filters,
                                 offset=offset, degraded=degraded, context=context)
 
-    def for_users(self, requests: Sequence[GenerateRequest]) -> list[RecommendationList]:
+    def for_users(self, requests: Sequence[GenerateRequest], variant: Variant | None = None
+                  ) -> list[RecommendationList]:
         """``for_user`` for each request, in order; the users the model answers (a history, no
-        valid cached list, no page token) go to the model server as one batch."""
-        ranked: list[tuple[Ranked | None, list[str]]] = []
+        valid cached list, no page token) go to the model server as one batch per A/B arm."""
+        ranked: list[tuple[Ranked | None, list[str], Variant]] = []
         for r in requests:
+            arm = self.experiment.variant(r.user_id, variant)
             history = [] if r.page_token else self._history(r.user_id)
-            cached = None if r.page_token else self._cached(r.user_id, history, r.filters.category or "")
-            ranked.append((cached, history))
-        need = [i for i, (cached, history) in enumerate(ranked) if cached is None and history
+            cached = None if r.page_token else self._cached(r.user_id, history, r.filters.category or "", arm)
+            ranked.append((cached, history, arm))
+        need = [i for i, (cached, history, _) in enumerate(ranked) if cached is None and history
                 and not requests[i].page_token]
         generated = dict(zip(need, self._generate_many([ranked[i][1] for i in need],
-                                                       [requests[i].user_id for i in need]), strict=True))
+                                                       [requests[i].user_id for i in need],
+                                                       [ranked[i][2] for i in need]), strict=True))
         pages = []
-        for i, (r, (cached, history)) in enumerate(zip(requests, ranked, strict=True)):
+        for i, (r, (cached, history, arm)) in enumerate(zip(requests, ranked, strict=True)):
             if r.page_token:
                 pages.append(self.for_user(r.user_id, r.count, exclude=r.exclude, filters=r.filters,
-                                           page_token=r.page_token, context=r.context))
+                                           page_token=r.page_token, context=r.context, variant=arm))
                 continue
             if cached is None:
-                cached = self._rank(r.user_id, history, r.filters.category or "", asked=i in generated,
+                cached = self._rank(r.user_id, history, r.filters.category or "", arm, asked=i in generated,
                                     generated=generated.get(i))
             pages.append(self._first_page(cached, r.count, user_id=r.user_id, history=history, exclude=r.exclude,
                                           filters=r.filters, context=r.context))
@@ -177,12 +188,12 @@ class RecommendService:
             log.warning("no history for %s: %s", user_id, exc)
             return []
 
-    def _ranked_for_user(self, user_id: str, history: list[str], category: str) -> Ranked:
+    def _ranked_for_user(self, user_id: str, history: list[str], category: str, variant: Variant) -> Ranked:
         """``category`` (the request's filter) picks the popularity board when nothing else serves:
         the global top-50 may hold nothing of a small category."""
-        return self._cached(user_id, history, category) or self._rank(user_id, history, category)
+        return self._cached(user_id, history, category, variant) or self._rank(user_id, history, category, variant)
 
-    def _cached(self, user_id: str, history: list[str], category: str) -> Ranked | None:
+    def _cached(self, user_id: str, history: list[str], category: str, variant: Variant) -> Ranked | None:
         try:
             cached = self.redis.call(lambda: self.hot.cached_recommendations(user_id))
         except StoreUnavailable:
@@ -191,22 +202,25 @@ class RecommendService:
         # reading the history and writing the cache (its invalidation then comes first), and
         # that stale list must not be served until the TTL ends. A popularity list is one
         # category's board: it serves only that category again.
-        if cached and cached.get("history") == history and cached.get("board", category) == category:
+        # A list ranked for the other A/B arm (a new canary, an arm named for testing) is not reused.
+        if cached and cached.get("history") == history and cached.get("board", category) == category \
+                and cached.get("variant", "production") == variant:
             return Ranked("cache", cached["version"], [Candidate(i, s) for i, s in cached["items"]],
-                          {"cached_from": cached["served_by"]})
+                          {"cached_from": cached["served_by"]}, variant)
         return None
 
-    def _rank(self, user_id: str, history: list[str], category: str, *, asked: bool = False,
+    def _rank(self, user_id: str, history: list[str], category: str, variant: Variant, *, asked: bool = False,
               generated: Ranked | None = None) -> Ranked:
-        """A new ranked list, cached for the user: the model's (``generated`` when it was ``asked``
-        already, in a batch), else the fallbacks."""
+        """A new ranked list for the user's arm, cached for the user: the model's (``generated`` when
+        it was ``asked`` already, in a batch), else the fallbacks."""
         seen = set(history)
         if not asked:
-            generated = self._generate(history, user_id) if history else None
+            generated = self._generate(history, user_id, variant) if history else None
         ranked = generated or self._vector_for(history, user_id, seen) or self._popular(category, seen)
+        ranked.variant = variant
         if ranked.candidates:
             board = {"board": category} if ranked.served_by == "popularity" else {}
-            entry = {"served_by": ranked.served_by, "version": ranked.version,
+            entry = {"served_by": ranked.served_by, "version": ranked.version, "variant": variant,
                      "items": [[c.item_id, c.score] for c in ranked.candidates], "history": history, **board}
             try:
                 self.redis.call(lambda: self.hot.cache_recommendations(user_id, entry))
@@ -214,21 +228,23 @@ class RecommendService:
                 log.warning("could not cache recommendations: %s", exc)
         return ranked
 
-    def _generate(self, history: list[str], user_id: str | None) -> Ranked | None:
+    def _generate(self, history: list[str], user_id: str | None, variant: Variant = "production") -> Ranked | None:
         if self.model is None or not history:
             return None
         try:
-            version, candidates = self.model.generate(history, user_id, self.top_k)
+            version, candidates = self.model.generate(history, user_id, self.top_k, canary=variant == "canary")
             return Ranked("model", version, candidates)
         except ModelUnavailable as exc:
             log.info("model unavailable, falling back: %s", exc)
             return None
 
-    def _generate_many(self, histories: list[list[str]], user_ids: list[str]) -> list[Ranked | None]:
+    def _generate_many(self, histories: list[list[str]], user_ids: list[str],
+                       variants: list[Variant]) -> list[Ranked | None]:
         if self.model is None or not histories:
             return [None] * len(histories)
         try:
-            answers = self.model.generate_many(histories, user_ids, self.top_k)
+            answers = self.model.generate_many(histories, user_ids, self.top_k,
+                                               canary=[v == "canary" for v in variants])
         except ModelUnavailable as exc:
             log.info("model unavailable, falling back: %s", exc)
             return [None] * len(histories)
@@ -325,7 +341,7 @@ class RecommendService:
         if moved:
             debug = {**debug, "context_reweighted": moved}  # items the context moved up or down
         stored = RankedList(request_id=request_id, user_id=user_id, served_by=ranked.served_by,
-                            version=ranked.version, rows=rows, debug=debug)
+                            version=ranked.version, rows=rows, debug=debug, variant=ranked.variant)
         if len(rows) > offset + count:
             try:
                 self.redis.call(lambda: self.pages.save(stored))
@@ -365,7 +381,8 @@ def _to_page(stored: RankedList, offset: int, count: int) -> RecommendationList:
     return RecommendationList(
         request_id=stored.request_id, user_id=stored.user_id, served_by=stored.served_by,
         # The rows are this module's own dumps (kept in memory or in the page store): not validated again.
-        algorithm_version=stored.version, items=[RecommendedItem.model_construct(**r) for r in rows],
+        algorithm_version=stored.version, variant=stored.variant,
+        items=[RecommendedItem.model_construct(**r) for r in rows],
         next_page_token=PageStore.token(stored.request_id, nxt) if nxt < len(stored.rows) else None,
         debug=stored.debug,
     )

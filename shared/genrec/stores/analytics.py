@@ -50,6 +50,7 @@ class RecommendationLog:
     served_by: str
     latency_ms: float
     timestamp: datetime
+    variant: str = "production"  # the live A/B arm the user is in
 
 
 @dataclass
@@ -87,6 +88,17 @@ class CoverageRow:
     distinct_items: int
     catalog_size: int
     coverage: float
+
+
+@dataclass(frozen=True)
+class AbRow:
+    hour: datetime | None  # None: the whole window
+    variant: str
+    lists: int
+    users: int
+    clicked: int  # lists with a click
+    converted: int  # lists with an add-to-cart or purchase
+    versions: list[str]  # the model versions (or "fallback") that served the arm's lists
 
 
 @dataclass(frozen=True)
@@ -166,9 +178,9 @@ class AnalyticsStore:
     def insert_recommendation_logs(self, rows: Iterable[RecommendationLog], batch_size: int = 50_000) -> int:
         """Insert in blocks of ``batch_size`` rows (ClickHouse wants few, large inserts)."""
         data = [(r.request_id, r.user_id, list(r.items), [float(x) for x in r.scores], r.algorithm_version,
-                 r.served_by, float(r.latency_ms), _utc(r.timestamp)) for r in rows]
+                 r.served_by, float(r.latency_ms), _utc(r.timestamp), r.variant) for r in rows]
         columns = ["request_id", "user_id", "items", "scores", "algorithm_version", "served_by", "latency_ms",
-                   "timestamp"]
+                   "timestamp", "variant"]
         return self._insert("recommendation_logs", data, columns, batch_size)
 
     def insert_events(self, rows: Iterable[AnalyticsEvent], batch_size: int = 50_000) -> int:
@@ -268,6 +280,37 @@ class AnalyticsStore:
                 {"source": source, "ids": list(event_ids[start:start + 10_000])})
             found.update({event_id: int(n) for event_id, n in rows})
         return found
+
+    def ab_arms(self, since: datetime, until: datetime, *, click_types: Sequence[str] = ("click",),
+                conversion_types: Sequence[str] = ("add_to_cart", "purchase"), by_hour: bool = False) -> list[AbRow]:
+        """Per live A/B arm (and hour, with ``by_hour``): the lists served in [since, until), their
+        users, and how many lists got a click / a conversion, joined by ``request_id`` (the
+        feedback's). A re-delivered log row or event collapses in the grouping."""
+        hour = "toStartOfHour(served_at)" if by_hour else "toDateTime64(0, 3, 'UTC')"
+        rows = self._query(
+            f"""
+            WITH lists AS (
+                SELECT request_id, any(variant) AS variant, any(user_id) AS user_id,
+                       any(algorithm_version) AS version, min(timestamp) AS served_at
+                FROM {{db}}.recommendation_logs WHERE {_RANGE} GROUP BY request_id
+            ),
+            outcomes AS (
+                SELECT request_id, max(has({{click_types:Array(String)}}, event_type)) AS clicked,
+                       max(has({{conversion_types:Array(String)}}, event_type)) AS converted
+                FROM {{db}}.events
+                WHERE request_id != '' AND timestamp >= fromUnixTimestamp64Milli({{since_ms:Int64}}, 'UTC')
+                GROUP BY request_id
+            )
+            SELECT {hour} AS hour, l.variant, count(), uniqExact(l.user_id), sum(o.clicked), sum(o.converted),
+                   arraySort(groupUniqArray(l.version))
+            FROM lists AS l LEFT JOIN outcomes AS o ON l.request_id = o.request_id
+            GROUP BY hour, l.variant ORDER BY hour, l.variant
+            """,
+            {"since_ms": _ms(since), "until_ms": _ms(until), "click_types": list(click_types),
+             "conversion_types": list(conversion_types)},
+        )
+        return [AbRow(_utc(h) if by_hour else None, v, int(n), int(u), int(c), int(k), list(vs))
+                for h, v, n, u, c, k, vs in rows]
 
     def compare_versions(self, since: datetime, until: datetime, *, catalog_size: int | None = None,
                          window_s: int = 1800, click_types: Sequence[str] = ("click",)) -> list[VersionRow]:

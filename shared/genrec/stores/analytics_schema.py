@@ -53,7 +53,8 @@ RECOMMENDATION_LOGS = Table(
     algorithm_version  LowCardinality(String),
     served_by          LowCardinality(String),
     latency_ms         Float32,
-    timestamp          DateTime64(3, 'UTC')""",
+    timestamp          DateTime64(3, 'UTC'),
+    variant            LowCardinality(String) DEFAULT 'production'""",
     "toYYYYMM(timestamp)",
     "(algorithm_version, toStartOfHour(timestamp), request_id)",
     "cityHash64(user_id)",
@@ -77,6 +78,11 @@ EVENTS = Table(
 )
 
 TABLES: tuple[Table, ...] = (RECOMMENDATION_LOGS, EVENTS)
+# Columns added since a table was first created: (table, column definition). CREATE ... IF NOT
+# EXISTS leaves an older table as it is, so each is also added where it is missing.
+ADDED_COLUMNS: tuple[tuple[Table, str], ...] = (
+    (RECOMMENDATION_LOGS, "variant LowCardinality(String) DEFAULT 'production'"),  # the live A/B arm
+)
 
 
 def _check(kind: str, name: str) -> str:
@@ -100,7 +106,8 @@ def single_node_ddl(db: str, ttl_days: int) -> list[str]:
     """The statements for one node, in order: the database, then each table."""
     _check("database", db)
     return [f"CREATE DATABASE IF NOT EXISTS {db}"] + [
-        _merge_tree(db, t, ttl_days, name=t.name, on_cluster="", engine="ReplacingMergeTree") for t in TABLES]
+        _merge_tree(db, t, ttl_days, name=t.name, on_cluster="", engine="ReplacingMergeTree") for t in TABLES] + [
+        f"ALTER TABLE {db}.{t.name} ADD COLUMN IF NOT EXISTS {column}" for t, column in ADDED_COLUMNS]
 
 
 def replicated_engine(t: Table) -> str:
@@ -126,6 +133,8 @@ def cluster_ddl(db: str, ttl_days: int, cluster: str) -> list[str]:
     for t in TABLES:
         out.append(_merge_tree(db, t, ttl_days, name=t.local, on_cluster=on, engine=replicated_engine(t)))
         out.append(distributed_ddl(db, t, cluster))
+    for t, column in ADDED_COLUMNS:  # the local tables first: the Distributed one reads through them
+        out += [f"ALTER TABLE {db}.{name}{on} ADD COLUMN IF NOT EXISTS {column}" for name in (t.local, t.name)]
     return out
 
 

@@ -13,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 from genrec.apps.admin.deps import Analytics, Hours, Live, Stores, Viewer
 from genrec.apps.admin_analytics import LiveMetrics
+from genrec.evaluation.abtest import report
 
 router = APIRouter(tags=["dashboard"])
 
@@ -32,6 +33,13 @@ def ctr(_p: Viewer, reader: Analytics, hours: Hours = 24,
 @router.get("/api/v1/analytics/coverage", summary="Catalogue coverage per model version")
 def coverage(_p: Viewer, reader: Analytics, res: Stores, hours: Hours = 24) -> list[dict]:
     return reader.coverage(hours, max(1, res.catalog.count()))
+
+
+@router.get("/api/v1/analytics/ab", summary="The live A/B: canary against production, with intervals and a test")
+def ab(_p: Viewer, reader: Analytics, hours: Hours = 24,
+       margin: float = Query(0.0, ge=0, le=1, description="How much worse (a share of production's rate) "
+                                                           "still counts as not worse")) -> dict:
+    return report(reader.ab(hours), reader.ab(hours, by_hour=True), margin=margin)
 
 
 @router.get("/api/v1/analytics/versions", summary="Model versions side by side")

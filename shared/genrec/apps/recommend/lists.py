@@ -9,16 +9,20 @@ The response models still describe the answers in the OpenAPI document."""
 from __future__ import annotations
 
 import time
+from typing import Annotated
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Header, Path, Query
 from fastapi.responses import Response
 
 from genrec.apps.errors import ApiError
 from genrec.apps.recommend.deps import Served, Service
 from genrec.events.contracts import Identifier
+from genrec.recommend.experiment import VARIANT_HEADER, Variant
 from genrec.recommend.schemas import Filters, GenerateRequest, RecommendationList, SessionRequest
 
 router = APIRouter()
+# The live A/B arm to serve from, for testing (the user's own arm without it).
+ArmHeader = Annotated[Variant | None, Header(alias=VARIANT_HEADER, description="production or canary (testing)")]
 
 
 def _json(result: RecommendationList) -> Response:
@@ -27,10 +31,10 @@ def _json(result: RecommendationList) -> Response:
 
 @router.post("/api/v1/recommend/generate", response_model=RecommendationList,
              summary="Generate recommendations for a user")
-def generate(req: GenerateRequest, service: Service, served: Served) -> Response:
+def generate(req: GenerateRequest, service: Service, served: Served, arm: ArmHeader = None) -> Response:
     started = time.perf_counter()
     result = service.for_user(req.user_id, req.count, exclude=req.exclude, filters=req.filters,
-                              page_token=req.page_token, context=req.context)
+                              page_token=req.page_token, context=req.context, variant=arm)
     return _json(served.record(result, started))
 
 
@@ -38,9 +42,10 @@ def generate(req: GenerateRequest, service: Service, served: Served) -> Response
             summary="Recommendations for a user (GET form)")
 def for_user(service: Service, served: Served, user_id: Identifier = Path(max_length=256),
              count: int = Query(10, ge=1, le=50), category: str | None = Query(None, max_length=512),
-             page_token: str | None = Query(None, max_length=200)) -> Response:
+             page_token: str | None = Query(None, max_length=200), arm: ArmHeader = None) -> Response:
     started = time.perf_counter()
-    result = service.for_user(user_id, count, filters=Filters(category=category), page_token=page_token)
+    result = service.for_user(user_id, count, filters=Filters(category=category), page_token=page_token,
+                              variant=arm)
     return _json(served.record(result, started))
 
 

@@ -37,6 +37,7 @@ from genrec.apps.ratelimit import Client, RateLimiter, verified
 from genrec.apps.readiness import Readiness
 from genrec.apps.recommend.deps import RecommendState
 from genrec.config import Settings, get_settings
+from genrec.recommend.experiment import VARIANT_HEADER, VARIANTS, Variant
 from genrec.recommend.guard import StoreUnavailable
 from genrec.recommend.pages import PageTokenError
 from genrec.recommend.schemas import GenerateRequest, RecommendationList
@@ -85,7 +86,7 @@ def item_message(row: Any) -> pb.RecommendItem:
 def response_of(page: RecommendationList) -> pb.GenerateResponse:
     return pb.GenerateResponse(request_id=page.request_id, user_id=page.user_id or "", served_by=page.served_by,
                                algorithm_version=page.algorithm_version, items=[item_message(r) for r in page.items],
-                               next_page_token=page.next_page_token or "")
+                               next_page_token=page.next_page_token or "", variant=page.variant)
 
 
 class RecommendServicer(pb_grpc.RecommendServiceServicer):
@@ -108,7 +109,7 @@ class RecommendServicer(pb_grpc.RecommendServiceServicer):
         yield pb.StreamGenerateResponse(header=pb.ListHeader(
             request_id=page.request_id, user_id=page.user_id or "", served_by=page.served_by,
             algorithm_version=page.algorithm_version, next_page_token=page.next_page_token or "",
-            count=len(page.items)))
+            count=len(page.items), variant=page.variant))
         for row in page.items:
             yield pb.StreamGenerateResponse(item=item_message(row))
 
@@ -122,7 +123,7 @@ class RecommendServicer(pb_grpc.RecommendServiceServicer):
             reqs = [request_of(m, f"requests[{i}].") for i, m in enumerate(request.requests)]
             self._admit(context, len(reqs))
             started = time.perf_counter()
-            pages = self.state.service.get().for_users(reqs)
+            pages = self.state.service.get().for_users(reqs, variant=_arm(context))
             self._in_time(context)
             return pb.BatchGenerateResponse(responses=[response_of(self.state.served.record(p, started))
                                                        for p in pages])
@@ -135,7 +136,8 @@ class RecommendServicer(pb_grpc.RecommendServiceServicer):
         self._admit(context, 1)
         started = time.perf_counter()
         page = self.state.service.get().for_user(req.user_id, req.count, exclude=req.exclude, filters=req.filters,
-                                                 page_token=req.page_token, context=req.context)
+                                                 page_token=req.page_token, context=req.context,
+                                                 variant=_arm(context))
         self._in_time(context)
         return self.state.served.record(page, started)
 
@@ -174,6 +176,14 @@ class RecommendServicer(pb_grpc.RecommendServiceServicer):
         remaining = context.time_remaining()
         if remaining is not None and remaining <= 0:
             raise Refused(grpc.StatusCode.DEADLINE_EXCEEDED, "the call's deadline passed")
+
+
+def _arm(context: grpc.ServicerContext) -> Variant | None:
+    """The A/B arm the caller names in its metadata (testing), else None: the user's own."""
+    named = next((v for k, v in context.invocation_metadata() if k.lower() == VARIANT_HEADER), None)
+    if named is not None and named not in VARIANTS:
+        raise Refused(grpc.StatusCode.INVALID_ARGUMENT, f"{VARIANT_HEADER}: one of {', '.join(VARIANTS)}")
+    return named  # type: ignore[return-value]
 
 
 def _peer_host(context: grpc.ServicerContext) -> str:

@@ -45,6 +45,7 @@ class ServedLog:
                 "request_id": result.request_id, "user_id": result.user_id or "anonymous",
                 "items": [i.item_id for i in result.items], "scores": [i.score for i in result.items],
                 "algorithm_version": result.algorithm_version, "served_by": result.served_by,
+                "variant": result.variant,
                 "latency_ms": latency_ms, "timestamp": datetime.now(UTC).isoformat(),
             }, source=SOURCE, event_id=f"served-{result.request_id}-{uuid.uuid4().hex[:8]}")
             self.publisher.get().publish_nowait([ev])
