@@ -107,3 +107,6 @@ def test_a_canary_split_and_its_better_click_through_show_up_in_the_report(stack
     out = CliRunner().invoke(cli, ["ab", "report", "--hours", str(hours), "--json"])
     assert out.exit_code == 0, out.output
     assert json.loads(out.output)["ctr"]["better"] == "canary"
+    # Promotion waits for evidence first.
+    out = CliRunner().invoke(cli, ["ab", "promote", "--hours", str(hours), "--min-lists", "100000"])
+    assert out.exit_code == 1 and "fewer than 100000 lists" in out.output

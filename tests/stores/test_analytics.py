@@ -133,3 +133,50 @@ def test_round_trip_keeps_arrays_and_utc(store: AnalyticsStore) -> None:
     row = store.client.query(f"SELECT user_id, items, scores, timestamp FROM {store.db}.recommendation_logs"
                              ).result_rows[0]
     assert row == ("u'); DROP TABLE x;--", ["a", "b'c"], [0.5, 0.25], at)
+
+
+def test_ab_arms_count_lists_clicks_and_conversions_by_request_id(store: AnalyticsStore) -> None:
+    logs, events = [], []
+    for k in range(40):
+        arm = "canary" if k % 4 == 0 else "production"  # 10 canary lists, 30 production
+        log = RecommendationLog(f"r{k}", f"u{k % 20}", ["i1", "i2"], [1.0, 0.5], "v2" if arm == "canary" else "v1",
+                                "model", 5.0, T0 + timedelta(minutes=k), variant=arm)
+        logs.append(log)
+        if k % 2 == 0:  # every canary list and half the production ones get clicked, some twice
+            events += [AnalyticsEvent(f"c{k}-{n}", log.user_id, "i1", "click", log.timestamp + timedelta(seconds=5),
+                                      request_id=log.request_id) for n in range(1 + k % 3)]
+        if k % 8 == 0:
+            events.append(AnalyticsEvent(f"p{k}", log.user_id, "i2", "purchase", log.timestamp + timedelta(minutes=1),
+                                         request_id=log.request_id))
+    events.append(AnalyticsEvent("x", "u1", "i1", "click", T0, request_id=""))  # not from a list: no arm
+    store.insert_recommendation_logs(logs + logs[:5])  # a re-delivery counts once
+    store.insert_events(events)
+    arms = {r.variant: r for r in store.ab_arms(T0 - timedelta(hours=1), T0 + timedelta(hours=2))}
+    assert (arms["canary"].lists, arms["canary"].clicked, arms["canary"].converted) == (10, 10, 5)
+    assert (arms["production"].lists, arms["production"].clicked, arms["production"].converted) == (30, 10, 0)
+    assert arms["canary"].versions == ["v2"] and arms["production"].users == 15
+    hourly = store.ab_arms(T0 - timedelta(hours=1), T0 + timedelta(hours=2), by_hour=True)
+    assert {r.hour for r in hourly} == {T0}  # 40 minutes: one hour
+    assert sum(r.lists for r in hourly) == 40
+
+
+def test_a_table_from_the_first_schema_gets_the_added_columns(chdb_settings: Settings, uid: str) -> None:
+    from genrec.stores.analytics_schema import single_node_ddl
+
+    db = f"test_old_{uid}"
+    first = AnalyticsStore(chdb_settings, database=db, create_schema=False)
+    try:
+        for ddl in single_node_ddl(db, 90):
+            if not ddl.startswith("ALTER"):  # the store as created before the A/B arm was logged
+                first.client.command(ddl)
+        first.client.command(f"INSERT INTO {db}.recommendation_logs (request_id, user_id, items, scores, "
+                             "algorithm_version, served_by, latency_ms, timestamp) VALUES "
+                             f"('old', 'u', ['i'], [1.0], 'v1', 'model', 1.0, '{T0:%Y-%m-%d %H:%M:%S}')")
+        first.ensure_schema()
+        first.insert_recommendation_logs([RecommendationLog("new", "u", ["i"], [1.0], "v1", "model", 1.0, T0,
+                                                            variant="canary")])
+        rows = dict(first.client.query(f"SELECT request_id, variant FROM {db}.recommendation_logs").result_rows)
+        assert rows == {"old": "production", "new": "canary"}
+    finally:
+        first.client.command(f"DROP DATABASE IF EXISTS {db}")
+        first.close()

@@ -75,10 +75,15 @@ def _by_name(statements: list[str]) -> dict[str, str]:
     return {re.search(r"CREATE TABLE IF NOT EXISTS \w+\.(\w+)", s).group(1): s for s in statements[1:]}
 
 
-def test_single_node_ddl_is_unchanged() -> None:
-    assert single_node_ddl("genrec", 90) == OLD_SINGLE_NODE
-    assert schema_ddl("genrec", 90, None) == OLD_SINGLE_NODE
-    assert schema_ddl("genrec", 90, "") == OLD_SINGLE_NODE
+# Columns added since, to new and old tables alike.
+ADDED = ["ALTER TABLE genrec.recommendation_logs ADD COLUMN IF NOT EXISTS variant LowCardinality(String) "
+         "DEFAULT 'production'"]
+
+
+def test_single_node_ddl_is_unchanged_and_later_columns_are_added() -> None:
+    assert single_node_ddl("genrec", 90) == OLD_SINGLE_NODE + ADDED
+    assert schema_ddl("genrec", 90, None) == OLD_SINGLE_NODE + ADDED
+    assert schema_ddl("genrec", 90, "") == OLD_SINGLE_NODE + ADDED
 
 
 def test_cluster_ddl_replicates_each_table_behind_a_distributed_one() -> None:

@@ -53,8 +53,7 @@ RECOMMENDATION_LOGS = Table(
     algorithm_version  LowCardinality(String),
     served_by          LowCardinality(String),
     latency_ms         Float32,
-    timestamp          DateTime64(3, 'UTC'),
-    variant            LowCardinality(String) DEFAULT 'production'""",
+    timestamp          DateTime64(3, 'UTC')""",
     "toYYYYMM(timestamp)",
     "(algorithm_version, toStartOfHour(timestamp), request_id)",
     "cityHash64(user_id)",
@@ -78,8 +77,9 @@ EVENTS = Table(
 )
 
 TABLES: tuple[Table, ...] = (RECOMMENDATION_LOGS, EVENTS)
-# Columns added since a table was first created: (table, column definition). CREATE ... IF NOT
-# EXISTS leaves an older table as it is, so each is also added where it is missing.
+# Columns added since a table was first created: (table, column definition), applied by ALTER to
+# every table, new or old (CREATE ... IF NOT EXISTS leaves an older table as it is): one path, and
+# the CREATE statements stay those of the first schema.
 ADDED_COLUMNS: tuple[tuple[Table, str], ...] = (
     (RECOMMENDATION_LOGS, "variant LowCardinality(String) DEFAULT 'production'"),  # the live A/B arm
 )
