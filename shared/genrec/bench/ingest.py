@@ -24,6 +24,8 @@ from typing import Any
 import httpx
 import psutil
 
+from genrec.bench.ingest_floor import markdown as floor_markdown
+from genrec.bench.ingest_floor import text_model_floor
 from genrec.bench.load import CpuMeter, _check_stack, _percentiles, _production_items
 from genrec.bench.report import write_report
 from genrec.bench.serving import machine_info
@@ -32,6 +34,7 @@ from genrec.events.codec import BATCH_CONTENT_TYPE
 from genrec.events.contracts import ITEM_UPSERTED
 
 SOURCE = "genrec-bench-ingest"
+FLOOR_SAMPLE = 128  # texts the text model's floor is measured on
 
 
 @dataclass
@@ -139,6 +142,8 @@ def run_ingest(cfg: IngestConfig, progress: Any = None) -> dict[str, Any]:
         tracker.close()
     done = len(tracker.done_at)
     latency_s = [tracker.done_at[i] - tracker.accepted_at[i] for i in tracker.done_at]
+    say("the text model's compute floor, on this run's texts (after the run: nothing else competes)")
+    floor = text_model_floor(run_texts(events[:FLOOR_SAMPLE]))
     return {
         "kind": "ingest", "machine": machine_info(), "config": asdict(cfg), "model_version": version,
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -152,7 +157,18 @@ def run_ingest(cfg: IngestConfig, progress: Any = None) -> dict[str, Any]:
                             if done and pct >= 1},
         # The whole machine (other tenants included) and, on a VM, time the hypervisor took away.
         "machine_cpu_percent": machine_percent,
+        "text_model": floor,
     }
+
+
+def run_texts(events: list[dict]) -> list[str]:
+    """The texts cold-start-embedding embeds for these upserts (genrec.apps.cold_start)."""
+    from genrec.apps.cold_start import items_frame, upserted_items
+    from genrec.embeddings.text import item_texts
+    from genrec.events.contracts import ItemUpsertedData
+
+    items, _ = upserted_items([ItemUpsertedData.model_validate(ev["data"]) for ev in events], {})
+    return item_texts(items_frame(items))
 
 
 def _machine_percent(before: Any, seconds: float) -> dict[str, float]:
@@ -192,6 +208,8 @@ def markdown_report(r: dict[str, Any]) -> str:
                   f"steal {busy.get('steal', '?')}.",
                   "", "CPU per item ingested, ms of one core: "
                   + ", ".join(f"{name} {ms}" for name, ms in r["cpu_ms_per_item"].items()) + "."]
+    if r.get("text_model"):
+        lines += floor_markdown(r["text_model"])
     return "\n".join(lines) + "\n"
 
 
