@@ -13,6 +13,7 @@ import pytest
 from genrec.config import Settings
 from genrec.stores.analytics import AnalyticsEvent, AnalyticsStore, RecommendationLog
 from genrec.stores.analytics_schema import (
+    ADDED_COLUMNS,
     EVENTS,
     RECOMMENDATION_LOGS,
     TABLES,
@@ -72,7 +73,7 @@ def _columns(ddl: str) -> str:
 
 
 def _by_name(statements: list[str]) -> dict[str, str]:
-    return {re.search(r"CREATE TABLE IF NOT EXISTS \w+\.(\w+)", s).group(1): s for s in statements[1:]}
+    return {m.group(1): s for s in statements[1:] if (m := re.search(r"CREATE TABLE IF NOT EXISTS \w+\.(\w+)", s))}
 
 
 # Columns added since, to new and old tables alike.
@@ -92,6 +93,10 @@ def test_cluster_ddl_replicates_each_table_behind_a_distributed_one() -> None:
     assert all(" ON CLUSTER genrec " in s for s in statements[1:])
     tables = _by_name(statements)
     assert list(tables) == ["recommendation_logs_local", "recommendation_logs", "events_local", "events"]
+    # columns added since: on every host, to the local table first, then to the Distributed one over it
+    assert statements[-2:] == [
+        f"ALTER TABLE analytics.{name} ON CLUSTER genrec ADD COLUMN IF NOT EXISTS variant LowCardinality(String) "
+        "DEFAULT 'production'" for name in ("recommendation_logs_local", "recommendation_logs")]
     single = _by_name(single_node_ddl("analytics", 30))
     for t in TABLES:
         local, dist = tables[f"{t.name}_local"], tables[t.name]
@@ -143,7 +148,8 @@ class FakeClient:
     def query(self, sql: str, parameters: dict[str, Any] | None = None) -> SimpleNamespace:
         if sql.startswith("DESCRIBE TABLE"):
             table = next(t for t in TABLES if sql.endswith("." + t.name))
-            return SimpleNamespace(result_rows=[(ln.split()[0], "String") for ln in table.columns.splitlines()])
+            columns = [*table.columns.splitlines(), *(c for added, c in ADDED_COLUMNS if added is table)]
+            return SimpleNamespace(result_rows=[(ln.split()[0], "String") for ln in columns])
         assert "system.tables" in sql and parameters == {"db": "genrec"}
         return SimpleNamespace(result_rows=list(self.engines.items()))
 
@@ -161,7 +167,7 @@ def _settings(cluster: str | None) -> Settings:
 def test_store_sends_single_node_ddl_without_cluster() -> None:
     client = FakeClient()
     store = AnalyticsStore(_settings(None), client=client)
-    assert client.commands == OLD_SINGLE_NODE
+    assert client.commands == OLD_SINGLE_NODE + ADDED
     store.insert_events([AnalyticsEvent("e", "u", "i", "click", _T)])
     assert client.inserts == [("events", None)]
 
