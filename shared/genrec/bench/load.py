@@ -68,6 +68,9 @@ class LoadConfig:
     seed: int = 0
     profile: bool = False  # sample every local Python process with py-spy (genrec.bench.profile)
     protocol: Literal["http", "grpc"] = "http"  # the recommend clients' API: HTTP/1.1 or recommend.v1 over gRPC
+    # recommend requests/s offered in total, each client on a fixed schedule, latency counted from the
+    # scheduled time (a late request's wait counts too); 0 = closed loop, as fast as answered
+    recommend_rate: float = 0.0
 
 
 class LoadError(RuntimeError):
@@ -183,6 +186,9 @@ def _recommend_process(args: tuple[list[str], LoadConfig, int, float]) -> dict[s
         rng = np.random.default_rng((cfg.seed, proc, thread))
         api = asker(s, timeout_s=30)
         n, asked = 0, []
+        clients = cfg.recommend_processes * cfg.recommend_threads
+        interval = clients / cfg.recommend_rate if cfg.recommend_rate > 0 else 0.0
+        next_at = time.perf_counter() + rng.random() * interval  # clients spread over the first interval
         while time.time() < deadline:
             if asked and rng.random() < cfg.cache_hits:
                 user = asked[rng.integers(len(asked))]  # answered before, history unchanged: a cache hit
@@ -192,6 +198,9 @@ def _recommend_process(args: tuple[list[str], LoadConfig, int, float]) -> dict[s
                 hot.append_recent_items(user, [item_ids[i] for i in rng.integers(0, len(item_ids), cfg.history_len)])
                 asked = [*asked[-99:], user]
             started = time.perf_counter()
+            if interval:
+                time.sleep(max(0.0, next_at - started))
+                started, next_at = next_at, next_at + interval
             status, served = api.ask(user, cfg.count)
             elapsed_ms = (time.perf_counter() - started) * 1000
             with lock:
@@ -553,7 +562,8 @@ def markdown_report(r: dict[str, Any]) -> str:
         "",
         f"{r['seconds']:.0f} s on {m.get('cpu', '?')} ({m.get('cores', '?')} cores), model {r['model_version']}; "
         f"{r['config']['recommend_processes']}x{r['config']['recommend_threads']} recommend clients over "
-        f"{r['config'].get('protocol', 'http')} "
+        f"{r['config'].get('protocol', 'http')}"
+        f"{', ' + str(r['config']['recommend_rate']) + ' req/s offered' if r['config'].get('recommend_rate') else ''} "
         f"(top-{r['config']['count']}, {_hits(r['config'].get('cache_hits', 0.0))}), "
         f"{r['config']['event_processes']}x{r['config']['event_threads']} event clients "
         f"(batches of {ev['batch_size']}, offered "

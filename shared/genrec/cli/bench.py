@@ -87,6 +87,9 @@ def load(
     probes: int = typer.Option(20, "--probes", help="Freshness probes (new-item probes: a quarter of it)."),
     out: Path = typer.Option(Path("bench/results"), "--out", help="Where the json/md/png go."),
     label: str = typer.Option("cpu", "--label", help="Results go to load-LABEL.{json,md,png}."),
+    recommend_rate: float = typer.Option(0.0, "--recommend-rate", min=0.0,
+                                         help="Recommend requests/s offered in total, on a schedule "
+                                              "(latency from the scheduled time); 0: closed loop."),
     protocol: str = typer.Option("http", "--protocol", help="The recommend clients' API: http, or grpc "
                                  "(recommend.v1.RecommendService on recommend-grpc)."),
     profile: bool = typer.Option(False, "--profile", help="Sample every local Python process with py-spy: "
@@ -108,7 +111,7 @@ def load(
     cfg = LoadConfig(duration_s=duration, recommend_processes=rp, recommend_threads=rt, event_processes=ep,
                      event_threads=et, event_batch=event_batch, event_rate=event_rate, freshness_probes=probes,
                      new_item_probes=max(1, probes // 4), cache_hits=cache_hits, profile=profile,
-                     protocol=_choice(protocol, ("http", "grpc"), "--protocol"))
+                     protocol=_choice(protocol, ("http", "grpc"), "--protocol"), recommend_rate=recommend_rate)
     results = _or_exit(lambda: run_load(cfg, progress=_say), LoadError)
     stem = write_results(results, out, label)
     console.print(markdown_report(results))

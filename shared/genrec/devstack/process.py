@@ -24,16 +24,28 @@ class StackError(RuntimeError):
     """A local server could not be started, reached or stopped; the message says which and why."""
 
 
+def since_boot(proc: psutil.Process) -> float:
+    """When ``proc`` started, in seconds after the machine booted. psutil's create_time is boot time
+    plus that, and the boot time it reads is the wall clock minus uptime: a step of the wall clock
+    (NTP, a VM paused or migrated) moves both, never their difference."""
+    return proc.create_time() - psutil.boot_time()
+
+
 @dataclass(frozen=True)
 class ProcessRecord:
     pid: int
     create_time: float
+    started_after_boot: float | None = None  # None: a pid file from before it was recorded
 
     def process(self) -> psutil.Process | None:
         """The live process this record names, or None if it has exited (or the pid was reused)."""
         try:
             proc = psutil.Process(self.pid)
-            if abs(proc.create_time() - self.create_time) > 1.0 or proc.status() == psutil.STATUS_ZOMBIE:
+            if self.started_after_boot is not None:
+                moved = abs(since_boot(proc) - self.started_after_boot)
+            else:
+                moved = abs(proc.create_time() - self.create_time)
+            if moved > 1.0 or proc.status() == psutil.STATUS_ZOMBIE:
                 return None
             return proc
         except psutil.Error:
@@ -43,7 +55,9 @@ class ProcessRecord:
 def read_record(pid_file: Path) -> ProcessRecord | None:
     try:
         data = json.loads(pid_file.read_text())
-        return ProcessRecord(pid=int(data["pid"]), create_time=float(data["create_time"]))
+        after_boot = data.get("started_after_boot")
+        return ProcessRecord(pid=int(data["pid"]), create_time=float(data["create_time"]),
+                             started_after_boot=None if after_boot is None else float(after_boot))
     except (OSError, ValueError, KeyError):
         return None
 
@@ -82,8 +96,10 @@ def spawn(
         # Set from here, not by a `nice` wrapper: the recorded pid stays the server's own. The
         # child has had no time to start threads yet (an interpreter importing).
         os.setpriority(os.PRIO_PROCESS, proc.pid, niceness)
-    record = ProcessRecord(pid=proc.pid, create_time=psutil.Process(proc.pid).create_time())
-    pid_file.write_text(json.dumps({"pid": record.pid, "create_time": record.create_time, "argv": list(argv)}))
+    started = psutil.Process(proc.pid)
+    record = ProcessRecord(pid=proc.pid, create_time=started.create_time(), started_after_boot=since_boot(started))
+    pid_file.write_text(json.dumps({"pid": record.pid, "create_time": record.create_time,
+                                    "started_after_boot": record.started_after_boot, "argv": list(argv)}))
     return record
 
 
