@@ -106,10 +106,9 @@ class RecommendServicer(pb_grpc.RecommendServiceServicer):
     def StreamGenerate(self, request: pb.GenerateRequest,
                        context: grpc.ServicerContext) -> Iterator[pb.StreamGenerateResponse]:
         page = self._call("StreamGenerate", context, lambda: self._one(request, context))
-        yield pb.StreamGenerateResponse(header=pb.ListHeader(
-            request_id=page.request_id, user_id=page.user_id or "", served_by=page.served_by,
-            algorithm_version=page.algorithm_version, next_page_token=page.next_page_token or "",
-            count=len(page.items), variant=page.variant))
+        header = response_of(page)
+        del header.items[:]
+        yield pb.StreamGenerateResponse(header=header)
         for row in page.items:
             yield pb.StreamGenerateResponse(item=item_message(row))
 
