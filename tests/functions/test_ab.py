@@ -19,6 +19,8 @@ from genrec.api.recommend.v1 import recommend_pb2 as pb
 from genrec.api.recommend.v1 import recommend_pb2_grpc as pb_grpc
 from genrec.cli import app as cli
 from genrec.config import Settings
+from genrec.events.codec import BATCH_CONTENT_TYPE
+from genrec.events.contracts import INTERACTION
 from genrec.serving.artifact import Canary, set_canary
 from genrec.stores.hot_state import redis_client
 from tests.helpers import wait_for
@@ -70,17 +72,30 @@ def test_a_canary_split_and_its_better_click_through_show_up_in_the_report(stack
     share = sum(v == "canary" for _, _, v in lists) / USERS
     assert abs(share - CANARY_WEIGHT) <= 0.02
 
+    # Feedback as the recommend API's feedback endpoint writes it (an interaction whose context names
+    # the list's request_id), sent as the shop's backend would at this volume: in batches, one produce
+    # request each (a thousand single ones would grow the local broker's log for every later test).
     clicked = {v: 0 for v in PLANTED_CTR}
-    with httpx.Client(base_url=stack.function_url("recommend"), timeout=30) as http:
-        for user, request_id, variant in lists:
-            if rng.random() >= PLANTED_CTR[variant]:
-                continue
-            clicked[variant] += 1
-            kinds = ["click"] + (["purchase"] if rng.random() < CONVERTING else [])
-            for kind in kinds:
-                resp = http.post("/api/v1/recommend/feedback", json={
-                    "user_id": user, "item_id": "ab-item", "feedback": kind, "request_id": request_id})
-                assert resp.status_code == 202, resp.text
+    feedback = []
+    for user, request_id, variant in lists:
+        if rng.random() >= PLANTED_CTR[variant]:
+            continue
+        clicked[variant] += 1
+        for kind in ["click"] + (["purchase"] if rng.random() < CONVERTING else []):
+            feedback.append({"specversion": "1.0", "id": uuid.uuid4().hex, "source": "ab-simulation",
+                             "type": INTERACTION, "data": {"user_id": user, "item_id": "ab-item", "event_type": kind,
+                                                           "context": {"request_id": request_id}}})
+    with httpx.Client(timeout=60) as http:
+        for start in range(0, len(feedback), 500):
+            resp = http.post(stack.function_url("event_capture") + "/api/v1/events",
+                             content=json.dumps(feedback[start:start + 500]),
+                             headers={"content-type": BATCH_CONTENT_TYPE})
+            assert resp.status_code == 202, resp.text
+    # and one through the feedback endpoint itself
+    resp = httpx.post(stack.function_url("recommend") + "/api/v1/recommend/feedback", timeout=30, json={
+        "user_id": "ab-named", "item_id": "ab-item", "feedback": "click", "request_id": named.request_id})
+    assert resp.status_code == 202, resp.text
+    clicked["canary"] += 1
 
     hours = (time.time() - started + 120) / 3600  # this test's lists (and none long before)
     report: dict = {}

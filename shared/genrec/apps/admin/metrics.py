@@ -13,7 +13,6 @@ from starlette.concurrency import run_in_threadpool
 
 from genrec.apps.admin.deps import Analytics, Hours, Live, Stores, Viewer
 from genrec.apps.admin_analytics import LiveMetrics
-from genrec.evaluation.abtest import report
 
 router = APIRouter(tags=["dashboard"])
 
@@ -39,6 +38,8 @@ def coverage(_p: Viewer, reader: Analytics, res: Stores, hours: Hours = 24) -> l
 def ab(_p: Viewer, reader: Analytics, hours: Hours = 24,
        margin: float = Query(0.0, ge=0, le=1, description="How much worse (a share of production's rate) "
                                                            "still counts as not worse")) -> dict:
+    from genrec.evaluation.abtest import report  # here: genrec.evaluation's package imports torch
+
     return report(reader.ab(hours), reader.ab(hours, by_hour=True), margin=margin)
 
 
