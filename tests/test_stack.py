@@ -160,13 +160,17 @@ def test_test_stacks_stay_out_of_the_ephemeral_port_range() -> None:
     # A server a test restarts under load (the fault suite) found its port taken by an outgoing
     # connection's local port: a test stack's every port lies outside the kernel's ephemeral range.
     from genrec.config import PORT_OFFSETS
+    from genrec.devstack.services import REDIS_CLUSTER_BUS_OFFSET, SEAWEED_GRPC_OFFSET
     from tests.helpers import ephemeral_ports, free_port_base
 
     ephemeral = ephemeral_ports()
     for _ in range(20):
         base = free_port_base()
-        assert not any(base + offset in ephemeral or base + offset + 10000 in ephemeral
-                       for offset in PORT_OFFSETS.values()), base
+        derived = [base + offset for offset in PORT_OFFSETS.values()]
+        derived += [base + offset + SEAWEED_GRPC_OFFSET for name, offset in PORT_OFFSETS.items()
+                    if name == "s3" or name.startswith("seaweed_")]  # SeaweedFS's grpc twins
+        derived.append(base + PORT_OFFSETS["redis"] + REDIS_CLUSTER_BUS_OFFSET)
+        assert not [p for p in derived if p in ephemeral], base
 
 
 def test_up_twice_is_harmless(stack: Settings) -> None:
