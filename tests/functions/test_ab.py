@@ -44,6 +44,12 @@ def canary(stack: Settings):
     set_canary(r, None)
 
 
+def _feedback(user: str, request_id: str, kind: str) -> dict:
+    """A click or purchase as the recommend API's feedback endpoint writes it: its context names the list."""
+    return {"specversion": "1.0", "id": uuid.uuid4().hex, "source": "ab-simulation", "type": INTERACTION,
+            "data": {"user_id": user, "item_id": "ab-item", "event_type": kind, "context": {"request_id": request_id}}}
+
+
 def _admin_ab(stack: Settings, hours: float) -> dict:
     token = next(iter(stack.auth.admin_tokens.values())).get_secret_value()  # any role may read
     resp = httpx.get(stack.function_url("admin_api") + "/api/v1/analytics/ab", params={"hours": hours},
@@ -75,16 +81,16 @@ def test_a_canary_split_and_its_better_click_through_show_up_in_the_report(stack
     # Feedback as the recommend API's feedback endpoint writes it (an interaction whose context names
     # the list's request_id), sent as the shop's backend would at this volume: in batches, one produce
     # request each (a thousand single ones would grow the local broker's log for every later test).
+    # Each arm's click-through is planted exactly (a random draw per list would put the planted
+    # difference outside the 95 % interval in one run of twenty).
     clicked = {v: 0 for v in PLANTED_CTR}
     feedback = []
-    for user, request_id, variant in lists:
-        if rng.random() >= PLANTED_CTR[variant]:
-            continue
-        clicked[variant] += 1
-        for kind in ["click"] + (["purchase"] if rng.random() < CONVERTING else []):
-            feedback.append({"specversion": "1.0", "id": uuid.uuid4().hex, "source": "ab-simulation",
-                             "type": INTERACTION, "data": {"user_id": user, "item_id": "ab-item", "event_type": kind,
-                                                           "context": {"request_id": request_id}}})
+    for variant, ctr in PLANTED_CTR.items():
+        arm = [(user, request_id) for user, request_id, v in lists if v == variant]
+        clicking = rng.sample(arm, round(ctr * len(arm)))
+        clicked[variant] = len(clicking)
+        feedback += [_feedback(user, request_id, kind) for user, request_id in clicking
+                     for kind in ["click"] + (["purchase"] if rng.random() < CONVERTING else [])]
     with httpx.Client(timeout=60) as http:
         for start in range(0, len(feedback), 500):
             resp = http.post(stack.function_url("event_capture") + "/api/v1/events",

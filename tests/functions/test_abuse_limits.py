@@ -139,7 +139,9 @@ def test_shop_feedback_is_an_untrusted_signal_limited_per_shopper(stack: Setting
         assert wait_for(lambda: len(EventRepo(pool).recent(shopper)) == 11, 30), EventRepo(pool).recent(shopper)
     finally:
         pool.close()
-    assert set(HotState(stack).recent_items(shopper)) == {item, f"{item}-t"}
+    # (the hot state is feature-update's, the history the analytics sink's: two consumers, each at its pace)
+    assert wait_for(lambda: set(HotState(stack).recent_items(shopper)) == {item, f"{item}-t"}, 30), \
+        HotState(stack).recent_items(shopper)
     # ... but training data leaves the untrusted ones out.
     exported = export_postgres(tmp_path, stack, sources=[SHOP_SOURCE, trusted])
     rows = pd.read_parquet(exported.events_dir)
