@@ -23,6 +23,14 @@ def test_token_buckets_limit_each_client_separately() -> None:
     assert buckets.take("a", now=0.1) == 0.0  # refilled
 
 
+def test_a_batch_takes_its_tokens_at_once_or_none() -> None:
+    buckets = TokenBuckets(rate_per_s=10, burst=5)
+    assert buckets.take("a", now=0.0, n=4) == 0.0
+    assert buckets.take("a", now=0.0, n=4) == pytest.approx(0.3)  # 1 left: 3 more come in 300 ms
+    assert buckets.take("a", now=0.0) == 0.0  # the refused batch took none of them
+    assert buckets.take("a", now=0.0, n=64) == pytest.approx(0.5)  # beyond the burst: waits as for a full bucket
+
+
 def test_a_flood_of_new_clients_stays_in_bounded_memory_and_resets_no_budget() -> None:
     buckets = TokenBuckets(rate_per_s=1, burst=2, max_clients=100)
     assert [buckets.take("known", now=0.0) for _ in range(3)] == [0.0, 0.0, 1.0]  # its budget is spent

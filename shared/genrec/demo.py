@@ -76,7 +76,7 @@ class Demo:
         from genrec.events.kafka import consumer_lag
         from genrec.events.subscriptions import consumer_groups
 
-        return sum(consumer_lag(self.s, consumer_groups(self.s, function=function)).values()) == 0
+        return all(lag == 0 for lag in consumer_lag(self.s, consumer_groups(self.s, function=function)).values())
 
     # ------------------------------------------------------------------ steps
     def bring_up(self) -> None:

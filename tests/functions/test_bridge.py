@@ -197,10 +197,10 @@ def test_offsets_committed_only_after_success_survive_a_restart(stack: Settings)
     pub.close()
     topic = sub.topic(stack)
 
-    def lag() -> int:  # what genrec_bridge_consumer_lag reports for this subscription
+    def lag() -> int | None:  # what genrec_bridge_consumer_lag reports for this subscription
         return consumer_lag(stack, {sub.group_id: [topic]})[(sub.group_id, topic)]
 
-    assert lag() >= 40  # a group that never committed lags by the whole topic
+    assert wait_for(lambda: (lag() or 0) >= 40, 30)  # a group that never committed lags by the whole topic
     with ThreadedServer(first.app) as server:
         bridge = _bridge(stack, sub, server.url).start()
         wait_for(lambda: first.count() >= 10)
@@ -274,3 +274,13 @@ def test_a_record_refused_with_a_status_knative_does_not_retry_is_dead_lettered_
     assert subscriber.attempts[f"{marker}-0-1"] == 1  # a 422 is not retried
     ((dead_id, headers),) = _dead_letters(s, s.kafka.dead_letter_topic(key), until=1)
     assert dead_id == f"{marker}-0-1" and headers["genrec-dlq-reason"].startswith(b"HTTP 422")
+
+
+def test_a_lag_the_broker_did_not_answer_for_is_unknown_not_zero(stack: Settings, monkeypatch) -> None:
+    from genrec.events import kafka
+
+    topic = stack.kafka.topic("user_events")
+    assert consumer_lag(stack, {"lag-probe-never-committed": [topic]})[("lag-probe-never-committed", topic)] > 0
+    # A grown log whose fetch does not answer in time: no partition reported its end.
+    monkeypatch.setattr(kafka, "_fetched_high_watermarks", lambda *_args: {})
+    assert consumer_lag(stack, {"lag-probe-never-committed": [topic]}) == {("lag-probe-never-committed", topic): None}

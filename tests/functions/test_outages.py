@@ -4,6 +4,7 @@ dependency is an outage named after it, a value a store refuses is bad data, a b
 from __future__ import annotations
 
 import socket
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -52,6 +53,19 @@ def test_postgres_refused_connection_and_pool_timeout_are_outages(closed_port: i
     # A value a column cannot hold is the record's fault; a bad statement is ours (neither).
     assert classify(psycopg.errors.NumericValueOutOfRange()) == Fault(POSTGRES, BAD_DATA)
     assert classify(psycopg.errors.UndefinedTable()) is None
+
+
+def test_a_guarded_store_that_failed_or_stalled_is_its_outage(closed_port: int) -> None:
+    import redis
+
+    from genrec.recommend.guard import StoreGuard
+
+    guard = StoreGuard("Redis", budget_s=None, failures=1, unavailable=(redis.RedisError,))
+    client = redis.Redis(port=closed_port, socket_connect_timeout=1)
+    assert classify(raised(lambda: guard.call(client.ping))) == Fault(REDIS, OUTAGE)
+    assert classify(raised(lambda: guard.call(client.ping))) == Fault(REDIS, OUTAGE)  # the breaker, open: no cause
+    stalled = StoreGuard("PostgreSQL", budget_s=0.01)
+    assert classify(raised(lambda: stalled.call(lambda: time.sleep(0.5)))) == Fault(POSTGRES, OUTAGE)
 
 
 def test_redis_refused_connection_and_loading_are_outages(closed_port: int) -> None:

@@ -199,6 +199,10 @@ def _ours(exc: BaseException) -> Fault | None:
         from genrec.serving.client import ModelUnavailable
 
         return Fault(MODEL_SERVER, OUTAGE) if isinstance(exc, ModelUnavailable) else None
+    if module == "genrec.recommend.guard":
+        from genrec.recommend.guard import StoreUnavailable
+
+        return Fault(exc.store, OUTAGE) if isinstance(exc, StoreUnavailable) else None
     if module == "genrec.enrichment.client":
         from genrec.enrichment.client import LLMUnavailable
 

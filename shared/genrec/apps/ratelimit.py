@@ -46,8 +46,9 @@ class TokenBuckets:
     def __len__(self) -> int:
         return len(self._buckets)
 
-    def take(self, client: str, now: float | None = None) -> float:
-        """0.0 if the request may pass, else the seconds until a token is available."""
+    def take(self, client: str, now: float | None = None, n: int = 1) -> float:
+        """0.0 if a request costing ``n`` tokens may pass (it takes them), else the seconds until
+        they are available (a cost above the burst can never pass: it waits as for the burst)."""
         now = time.monotonic() if now is None else now
         with self._lock:
             bucket = self._buckets.get(client)
@@ -57,11 +58,11 @@ class TokenBuckets:
                 self._buckets.move_to_end(client)
             tokens = min(self.burst, bucket[0] + (now - bucket[1]) * self.rate)
             bucket[1] = now
-            if tokens >= 1.0:
-                bucket[0] = tokens - 1.0
+            if tokens >= n:
+                bucket[0] = tokens - n
                 return 0.0
             bucket[0] = tokens
-            return (1.0 - tokens) / self.rate
+            return (min(n, self.burst) - tokens) / self.rate
 
     def _admit(self, client: str, now: float) -> list[float]:
         if len(self._buckets) >= self.max_clients:
@@ -124,5 +125,5 @@ class RateLimiter:
         """0.0 if the request may pass, else the seconds its client should wait."""
         return self.take(identify(request, self.auth))
 
-    def take(self, client: Client) -> float:
-        return (self.authenticated if client.authenticated else self.anonymous).take(client.key)
+    def take(self, client: Client, n: int = 1) -> float:
+        return (self.authenticated if client.authenticated else self.anonymous).take(client.key, n=n)

@@ -106,9 +106,11 @@ def ensure_topics(s: Settings, timeout_s: float = 10.0) -> list[str]:
     return created
 
 
-def consumer_lag(s: Settings, groups: dict[str, list[str]], timeout_s: float = 5.0) -> dict[tuple[str, str], int]:
+def consumer_lag(s: Settings, groups: dict[str, list[str]],
+                 timeout_s: float = 5.0) -> dict[tuple[str, str], int | None]:
     """Records not yet committed, per (consumer group, topic): the sum over partitions of the
-    log end minus the group's committed offset (uncommitted partitions count from the start).
+    log end minus the group's committed offset (uncommitted partitions count from the start);
+    None (unknown) when a partition's fetch did not answer within ``timeout_s``, never 0.
 
     The log end is the high watermark of a real fetch at the committed offset: tansu answers
     ListOffsets (``get_watermark_offsets`` uncached) with a wrong value once a produce request
@@ -128,7 +130,8 @@ def consumer_lag(s: Settings, groups: dict[str, list[str]], timeout_s: float = 5
                 starts = {tp.partition: max(tp.offset, 0) for tp in parts}
                 probe.assign([TopicPartition(topic, p, off) for p, off in starts.items()])
                 ends = _fetched_high_watermarks(probe, topic, set(starts), timeout_s)
-                lag[(group, topic)] = sum(max(ends.get(p, off) - off, 0) for p, off in starts.items())
+                lag[(group, topic)] = (sum(max(ends[p] - off, 0) for p, off in starts.items())
+                                       if ends.keys() == starts.keys() else None)
                 probe.unassign()
         finally:
             probe.close()

@@ -26,6 +26,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, Pro
 from genrec.config import Settings
 from genrec.events.codec import EventError, from_kafka
 from genrec.events.kafka import admin_client, consumer, consumer_lag, producer
+from genrec.events.publisher import BrokerUnavailable
 
 log = logging.getLogger("genrec.replay")
 
@@ -113,7 +114,10 @@ class DeadLetterReplay:
 
     def pending(self) -> int:
         """Dead letters not replayed yet."""
-        return consumer_lag(self.s, {self.group: [self.topic]}, self.timeout_s).get((self.group, self.topic), 0)
+        lag = consumer_lag(self.s, {self.group: [self.topic]}, self.timeout_s).get((self.group, self.topic), 0)
+        if lag is None:
+            raise BrokerUnavailable(f"{self.topic} did not answer a fetch within {self.timeout_s:.0f}s")
+        return lag
 
     def peek(self, limit: int | None = None) -> list[DeadLetter]:
         """The dead letters a replay would re-send, in order; sends and commits nothing."""

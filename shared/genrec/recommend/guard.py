@@ -25,6 +25,10 @@ T = TypeVar("T")
 class StoreUnavailable(RuntimeError):
     """The store failed, took longer than the budget, or its breaker is open."""
 
+    def __init__(self, store: str, why: str) -> None:
+        super().__init__(f"{store} {why}")
+        self.store = store  # as genrec.apps.outages names it: "Redis", "PostgreSQL"
+
 
 class StoreGuard:
     def __init__(self, name: str, budget_s: float | None, *, workers: int = 4, failures: int = 3,
@@ -38,15 +42,15 @@ class StoreGuard:
         """``fn()``'s result, or StoreUnavailable (the store's own error as its cause). Any other
         exception is the store's answer (a bad query, an unknown token): it is raised as itself."""
         if not self.breaker.allow():
-            raise StoreUnavailable(f"{self.name} skipped: it failed repeatedly; retry in "
-                                   f"{self.breaker.retry_in():.1f}s")
+            raise StoreUnavailable(self.name, f"skipped: it failed repeatedly; retry in "
+                                              f"{self.breaker.retry_in():.1f}s")
         try:
             result = fn() if self._pool is None else self._within_budget(fn)
         except StoreUnavailable:
             raise
         except self.unavailable as exc:
             self.breaker.record_failure()
-            raise StoreUnavailable(f"{self.name} failed: {type(exc).__name__}") from exc
+            raise StoreUnavailable(self.name, f"failed: {type(exc).__name__}") from exc
         except BaseException:
             self.breaker.record_success()
             raise
@@ -58,7 +62,7 @@ class StoreGuard:
             return self._pool.submit(fn).result(timeout=self.budget_s)
         except FutureTimeout:
             self.breaker.record_failure()
-            raise StoreUnavailable(f"{self.name} did not answer within {self.budget_s:.2f}s") from None
+            raise StoreUnavailable(self.name, f"did not answer within {self.budget_s:.2f}s") from None
 
     def close(self) -> None:
         if self._pool is not None:

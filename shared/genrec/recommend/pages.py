@@ -7,6 +7,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from genrec.recommend.experiment import Variant
 from genrec.stores import redis_keys as keys
 
 PAGE_TTL_S = 600
@@ -25,7 +26,7 @@ class RankedList:
     version: str
     rows: list[dict[str, Any]]
     debug: dict[str, Any] = field(default_factory=dict)
-    variant: str = "production"  # the live A/B arm (genrec.recommend.experiment)
+    variant: Variant = "production"  # the live A/B arm
 
 
 class PageStore:

@@ -106,37 +106,37 @@ class RecommendService:
             except StoreUnavailable as exc:
                 offset, degraded = PageStore.offset(page_token), [f"page store unavailable ({exc}): ranked again"]
         filters = filters or Filters()
-        history = self._history(user_id)
-        ranked = self._ranked_for_user(user_id, history, filters.category or "",
-                                       self.experiment.variant(user_id, variant))
+        (history, cached), = self._states([user_id])
+        arm = self.experiment.variant(user_id, variant)
+        category = filters.category or ""
+        ranked = self._reuse(cached, history, category, arm) or self._rank(user_id, history, category, arm)
         return self._first_page(ranked, count, user_id=user_id, history=history, exclude=exclude, filters=filters,
                                 offset=offset, degraded=degraded, context=context)
 
     def for_users(self, requests: Sequence[GenerateRequest], variant: Variant | None = None
                   ) -> list[RecommendationList]:
-        """``for_user`` for each request, in order; the users the model answers (a history, no
-        valid cached list, no page token) go to the model server as one batch per A/B arm."""
-        ranked: list[tuple[Ranked | None, list[str], Variant]] = []
-        for r in requests:
-            arm = self.experiment.variant(r.user_id, variant)
-            history = [] if r.page_token else self._history(r.user_id)
-            cached = None if r.page_token else self._cached(r.user_id, history, r.filters.category or "", arm)
-            ranked.append((cached, history, arm))
-        need = [i for i, (cached, history, _) in enumerate(ranked) if cached is None and history
-                and not requests[i].page_token]
-        generated = dict(zip(need, self._generate_many([ranked[i][1] for i in need],
+        """``for_user`` for each request, in order: the users' Redis state in one round trip, and those
+        the model answers (a history, no valid cached list, no page token) sent to the model server as
+        one batch per A/B arm."""
+        fresh = [i for i, r in enumerate(requests) if not r.page_token]
+        states = dict(zip(fresh, self._states([requests[i].user_id for i in fresh]), strict=True))
+        arms = [self.experiment.variant(r.user_id, variant) for r in requests]
+        reused = {i: self._reuse(cached, history, requests[i].filters.category or "", arms[i])
+                  for i, (history, cached) in states.items()}
+        need = [i for i in fresh if reused[i] is None and states[i][0]]
+        generated = dict(zip(need, self._generate_many([states[i][0] for i in need],
                                                        [requests[i].user_id for i in need],
-                                                       [ranked[i][2] for i in need]), strict=True))
+                                                       [arms[i] for i in need]), strict=True))
         pages = []
-        for i, (r, (cached, history, arm)) in enumerate(zip(requests, ranked, strict=True)):
+        for i, r in enumerate(requests):
             if r.page_token:
                 pages.append(self.for_user(r.user_id, r.count, exclude=r.exclude, filters=r.filters,
-                                           page_token=r.page_token, context=r.context, variant=arm))
+                                           page_token=r.page_token, context=r.context, variant=arms[i]))
                 continue
-            if cached is None:
-                cached = self._rank(r.user_id, history, r.filters.category or "", arm, asked=i in generated,
-                                    generated=generated.get(i))
-            pages.append(self._first_page(cached, r.count, user_id=r.user_id, history=history, exclude=r.exclude,
+            history = states[i][0]
+            ranked = reused[i] or self._rank(r.user_id, history, r.filters.category or "", arms[i],
+                                             asked=i in generated, generated=generated.get(i))
+            pages.append(self._first_page(ranked, r.count, user_id=r.user_id, history=history, exclude=r.exclude,
                                           filters=r.filters, context=r.context))
         return pages
 
@@ -181,28 +181,26 @@ class RecommendService:
                                 filters=Filters(category=category or None), offset=offset, degraded=degraded)
 
     # ------------------------------------------------------------------ ranking paths
-    def _history(self, user_id: str) -> list[str]:
-        try:
-            return self.redis.call(lambda: self.hot.recent_items(user_id, self.s.model.max_history))
-        except StoreUnavailable as exc:  # serve without history rather than fail
-            log.warning("no history for %s: %s", user_id, exc)
+    def _states(self, user_ids: list[str]) -> list[tuple[list[str], dict | None]]:
+        """Each user's history and cached list, in one Redis round trip; without Redis, served
+        without either rather than failed."""
+        if not user_ids:
             return []
-
-    def _ranked_for_user(self, user_id: str, history: list[str], category: str, variant: Variant) -> Ranked:
-        """``category`` (the request's filter) picks the popularity board when nothing else serves:
-        the global top-50 may hold nothing of a small category."""
-        return self._cached(user_id, history, category, variant) or self._rank(user_id, history, category, variant)
-
-    def _cached(self, user_id: str, history: list[str], category: str, variant: Variant) -> Ranked | None:
         try:
-            cached = self.redis.call(lambda: self.hot.cached_recommendations(user_id))
-        except StoreUnavailable:
-            cached = None
-        # A list is reused only for the history it was made from. An event can land between
-        # reading the history and writing the cache (its invalidation then comes first), and
-        # that stale list must not be served until the TTL ends. A popularity list is one
-        # category's board: it serves only that category again.
-        # A list ranked for the other A/B arm (a new canary, an arm named for testing) is not reused.
+            return self.redis.call(lambda: self.hot.users_state(user_ids, self.s.model.max_history))
+        except StoreUnavailable as exc:
+            log.warning("no history for %d users: %s", len(user_ids), exc)
+            return [([], None)] * len(user_ids)
+
+    @staticmethod
+    def _reuse(cached: dict | None, history: list[str], category: str, variant: Variant) -> Ranked | None:
+        """The cached list, if it may serve this request.
+
+        A list is reused only for the history it was made from. An event can land between
+        reading the history and writing the cache (its invalidation then comes first), and
+        that stale list must not be served until the TTL ends. A popularity list is one
+        category's board: it serves only that category again. A list ranked for the other A/B
+        arm (a new canary, an arm named for testing) is not reused either."""
         if cached and cached.get("history") == history and cached.get("board", category) == category \
                 and cached.get("variant", "production") == variant:
             return Ranked("cache", cached["version"], [Candidate(i, s) for i, s in cached["items"]],

@@ -277,3 +277,12 @@ class HotState:
     def cached_recommendations(self, user_id: str) -> Any | None:
         raw = self.r.get(keys.recommendations(user_id))
         return None if raw is None else json.loads(raw)
+
+    def users_state(self, user_ids: Sequence[str], n: int | None = None) -> list[tuple[list[str], Any | None]]:
+        """Each user's ``recent_items`` and ``cached_recommendations``, for all of them in one round trip."""
+        pipe = self.r.pipeline(transaction=False)
+        for user_id in user_ids:
+            pipe.lrange(keys.recent_items(user_id), -n if n else 0, -1)
+            pipe.get(keys.recommendations(user_id))
+        got = pipe.execute()
+        return [(got[i], None if got[i + 1] is None else json.loads(got[i + 1])) for i in range(0, len(got), 2)]

@@ -33,7 +33,7 @@ def measure_lag(s: Settings) -> dict[str, Any]:
     from genrec.apps.outages import classify
     from genrec.events.kafka import consumer_lag
 
-    lag: dict[tuple[str, str], int] | None = None
+    lag: dict[tuple[str, str], int | None] | None = None  # a subscription's None: its fetch did not answer
     error = None
     try:
         lag = consumer_lag(s, consumer_groups(s), timeout_s=3.0)

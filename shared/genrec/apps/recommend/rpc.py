@@ -23,8 +23,6 @@ from concurrent import futures
 from typing import Any
 
 import grpc
-import psycopg
-import redis
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
@@ -33,12 +31,12 @@ from pydantic import ValidationError
 from genrec.api.recommend.v1 import recommend_pb2 as pb
 from genrec.api.recommend.v1 import recommend_pb2_grpc as pb_grpc
 from genrec.apps.auth import presented_in
+from genrec.apps.outages import OUTAGE, classify
 from genrec.apps.ratelimit import Client, RateLimiter, verified
 from genrec.apps.readiness import Readiness
 from genrec.apps.recommend.deps import RecommendState
 from genrec.config import Settings, get_settings
 from genrec.recommend.experiment import VARIANT_HEADER, VARIANTS, Variant
-from genrec.recommend.guard import StoreUnavailable
 from genrec.recommend.pages import PageTokenError
 from genrec.recommend.schemas import GenerateRequest, RecommendationList
 from genrec.recommend.service import ModelBackend
@@ -47,7 +45,6 @@ log = logging.getLogger("genrec.recommend.grpc")
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["RecommendService"].full_name  # recommend.v1.RecommendService
 MAX_BATCH = 64
 WORKERS = 32  # concurrent calls per replica: the service blocks on Redis, PostgreSQL and the model server
-UNAVAILABLE_ERRORS = (StoreUnavailable, psycopg.Error, redis.RedisError)
 
 
 class Refused(Exception):
@@ -83,9 +80,11 @@ def item_message(row: Any) -> pb.RecommendItem:
                             image_url=row.image_url, reason=row.reason, is_new=row.is_new)
 
 
-def response_of(page: RecommendationList) -> pb.GenerateResponse:
+def response_of(page: RecommendationList, *, with_items: bool = True) -> pb.GenerateResponse:
+    """The list as a message; without its items, the header StreamGenerate sends first."""
     return pb.GenerateResponse(request_id=page.request_id, user_id=page.user_id or "", served_by=page.served_by,
-                               algorithm_version=page.algorithm_version, items=[item_message(r) for r in page.items],
+                               algorithm_version=page.algorithm_version,
+                               items=[item_message(r) for r in page.items] if with_items else [],
                                next_page_token=page.next_page_token or "", variant=page.variant)
 
 
@@ -106,9 +105,7 @@ class RecommendServicer(pb_grpc.RecommendServiceServicer):
     def StreamGenerate(self, request: pb.GenerateRequest,
                        context: grpc.ServicerContext) -> Iterator[pb.StreamGenerateResponse]:
         page = self._call("StreamGenerate", context, lambda: self._one(request, context))
-        header = response_of(page)
-        del header.items[:]
-        yield pb.StreamGenerateResponse(header=header)
+        yield pb.StreamGenerateResponse(header=response_of(page, with_items=False))
         for row in page.items:
             yield pb.StreamGenerateResponse(item=item_message(row))
 
@@ -150,11 +147,14 @@ class RecommendServicer(pb_grpc.RecommendServiceServicer):
             code, details = exc.code, exc.details
         except PageTokenError as exc:
             code, details = grpc.StatusCode.INVALID_ARGUMENT, f"page_token: {exc}"
-        except UNAVAILABLE_ERRORS as exc:
-            code, details = grpc.StatusCode.UNAVAILABLE, f"a store the answer needs is unavailable: {exc}"
-        except Exception:
-            code = grpc.StatusCode.INTERNAL
-            raise  # grpc answers INTERNAL and logs it
+        except Exception as exc:
+            # Outages are named as the HTTP API names them (its 503s), the driver's text kept for the log.
+            fault = classify(exc)
+            if fault is None or fault.kind is not OUTAGE:
+                code = grpc.StatusCode.INTERNAL
+                raise  # grpc answers INTERNAL and logs it
+            log.warning("%s: %s: %s: %s", method, fault.message, type(exc).__name__, exc)
+            code, details = grpc.StatusCode.UNAVAILABLE, fault.message
         finally:
             self.calls.labels(method, code.name).inc()
             self.latency.labels(method).observe(time.perf_counter() - started)
@@ -164,11 +164,10 @@ class RecommendServicer(pb_grpc.RecommendServiceServicer):
         """The HTTP API's per-client rate limit; a batch takes one token per user."""
         metadata = {k.lower(): v for k, v in context.invocation_metadata() if isinstance(v, str)}
         client = verified(presented_in(metadata), self.settings.auth) or Client(f"ip:{_peer_host(context)}", False)
-        for _ in range(units):
-            wait_s = self.limits.take(client)
-            if wait_s > 0:
-                context.set_trailing_metadata((("retry-after", str(max(1, round(wait_s + 0.5)))),))
-                raise Refused(grpc.StatusCode.RESOURCE_EXHAUSTED, "rate limit exceeded; slow down")
+        wait_s = self.limits.take(client, units)
+        if wait_s > 0:
+            context.set_trailing_metadata((("retry-after", str(max(1, round(wait_s + 0.5)))),))
+            raise Refused(grpc.StatusCode.RESOURCE_EXHAUSTED, "rate limit exceeded; slow down")
 
     @staticmethod
     def _in_time(context: grpc.ServicerContext) -> None:
