@@ -37,7 +37,8 @@ CATEGORIES: list[tuple[str, tuple[str, ...]]] = [
     ("Triton Python backend (IPC, tensors)", ("triton_python_backend_utils",)),
     ("Redis client", ("redis/", "hiredis")),
     ("PostgreSQL client", ("psycopg", "pgvector/")),
-    ("Milvus client", ("pymilvus/", "grpc/")),
+    ("Milvus client", ("pymilvus/",)),  # before grpc: pymilvus speaks gRPC
+    ("gRPC (server, channels)", ("grpc/", "grpc_health/", "grpc_reflection/")),
     ("Kafka client", ("confluent_kafka/",)),
     ("ClickHouse", ("chdb/", "clickhouse_connect/")),
     ("model-server client (tritonclient)", ("tritonclient/", "geventhttpclient/", "gevent/")),
