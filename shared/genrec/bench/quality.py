@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from genrec.bench.cold_start import COLD_SHARE, markdown_section, run_cold_start
 from genrec.data.loaders import load_dataset
 from genrec.data.splits import leave_one_out, pad_histories
 from genrec.evaluation.evaluate import evaluate_recommender
@@ -115,8 +116,12 @@ def run_quality(
     artifacts_dir: str | Path | None = None,
     threads: int | None = None,
     fresh: bool = False,
+    cold_share: float = COLD_SHARE,
 ) -> dict[str, Any]:
-    """Train and evaluate the models on one split; write json/md/png; return the results."""
+    """Train and evaluate the models on one split; write json/md/png; return the results.
+
+    With ``cold_share`` > 0 (and every model run), the cold-start benchmark follows
+    (``genrec.bench.cold_start``): that share of the items hidden from a second training."""
     t_start = time.perf_counter()
     cfg = budget_config(budget, config_path, seed, threads)
     if cfg.embeddings.cache_dir is None:
@@ -135,7 +140,8 @@ def run_quality(
     if fresh:
         import shutil
 
-        for d in (cfg.checkpoint_dir, f"{cfg.checkpoint_dir}-sasrec"):
+        for d in (cfg.checkpoint_dir, f"{cfg.checkpoint_dir}-sasrec", f"{cfg.checkpoint_dir}-cold",
+                  f"{cfg.checkpoint_dir}-cold-sasrec"):
             shutil.rmtree(d, ignore_errors=True)
     split = leave_one_out(dataset, cfg.max_history)
     out = Path(out_dir)
@@ -208,6 +214,9 @@ def run_quality(
             "test": test, "validation": fit_res.best_metrics, "best_epoch": fit_res.best_epoch,
             "epochs_run": len(fit_res.history), "train_seconds": round(train_s, 1),
         }
+    if cold_share > 0 and set(MODEL_KEYS) <= set(models):
+        _write(results, out, t_start, final=False)
+        results["cold_start"] = run_cold_start(dataset, cfg, cold_share, device=device, progress=progress)
     _write(results, out, t_start, final=True)
     return results
 
@@ -310,6 +319,8 @@ def markdown_report(results: dict[str, Any]) -> str:
             lines.append(f"Re-ranking head on: the final beam re-scored as generative log-prob + "
                          f"{gen['rerank_weight']} x dense logit (weight tuned on validation); "
                          f"the row `{BEAM_ORDER_KEY}` is the same beams in generative order.")
+    if results.get("cold_start"):
+        lines += markdown_section(results["cold_start"])
     return "\n".join(lines) + "\n"
 
 
@@ -321,16 +332,22 @@ def plot_results(results: dict[str, Any], path: Path) -> None:
 
     rows = {n: r["test"] for n, r in results["models"].items()}
     rows.update({f"{n} (pub.)": r for n, r in results.get("reference", {}).items()})
-    names = list(rows)
-    metrics = ("recall@10", "ndcg@10")
-    x = np.arange(len(names))
-    fig, ax = plt.subplots(figsize=(max(6, 1.4 * len(names)), 4))
-    for i, m in enumerate(metrics):
-        ax.bar(x + (i - 0.5) * 0.38, [rows[n].get(m, 0.0) for n in names], 0.38, label=m.replace("@", "@"))
-    ax.set_xticks(x, [n.replace(" (", "\n(") for n in names], fontsize=7)
-    ax.set_ylabel("score")
-    ax.set_title(f"{results['dataset']}: leave-one-out full ranking ({results['budget']} budget)")
-    ax.legend()
+    cold = {n: r["cold"] for n, r in (results.get("cold_start") or {}).get("models", {}).items() if "cold" in r}
+    panels = [(rows, f"{results['dataset']}: leave-one-out full ranking ({results['budget']} budget)")]
+    if cold:
+        panels.append((cold, f"cold start: test events whose item was hidden from training "
+                             f"({results['cold_start']['cold_test_events']})"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(sum(max(6, 1.4 * len(p)) for p, _ in panels), 4),
+                             squeeze=False)
+    for ax, (panel, title) in zip(axes[0], panels, strict=True):
+        names = list(panel)
+        x = np.arange(len(names))
+        for i, m in enumerate(("recall@10", "ndcg@10")):
+            ax.bar(x + (i - 0.5) * 0.38, [panel[n].get(m, 0.0) for n in names], 0.38, label=m)
+        ax.set_xticks(x, [n.replace(" (", "\n(") for n in names], fontsize=7)
+        ax.set_ylabel("score")
+        ax.set_title(title, fontsize=9)
+        ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -44,13 +44,18 @@ def quality(
     artifacts: Path | None = typer.Option(None, "--artifacts", help="Also save the genrec bundle here."),
     threads: int | None = typer.Option(None, "--threads", help="torch CPU threads (1 is faster on a busy box)."),
     fresh: bool = typer.Option(False, "--fresh", help="Ignore checkpoints of an earlier interrupted run."),
+    cold_start: float | None = typer.Option(None, "--cold-start", min=0.0, max=0.5,
+                                            help="Share of items hidden from a second training, for the "
+                                                 "cold-start table (default: genrec.bench.cold_start's; 0: none)."),
 ) -> None:
-    """Train + evaluate genrec, SASRec and MostPopular on identical leave-one-out splits."""
+    """Train + evaluate genrec, SASRec and MostPopular on identical leave-one-out splits, then the
+    cold-start benchmark (items hidden from training, placed by their content)."""
     from genrec.bench.quality import markdown_report, run_quality
 
     chosen = tuple(m.strip() for m in models.split(",") if m.strip())
     results = run_quality(dataset, budget=budget, out_dir=out, config_path=config, seed=seed, models=chosen,
-                          artifacts_dir=artifacts, threads=threads, fresh=fresh)
+                          artifacts_dir=artifacts, threads=threads, fresh=fresh,
+                          **({} if cold_start is None else {"cold_share": cold_start}))
     console.print(markdown_report(results))
     console.print(f"results in {out}/quality-{results['dataset']}.{{json,md,png}}")
 

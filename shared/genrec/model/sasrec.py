@@ -68,11 +68,11 @@ class SASRec(nn.Module):
         h = self.hidden(history[:, -self.config.max_history :])[:, -1]
         scores = self.logits(h).float()
         if exclude_history:
-            scores = _mask_history(scores, history)
+            scores = mask_history(scores, history)
         return torch.topk(scores, min(top_k, scores.shape[1]), dim=1)[::-1]
 
 
-def _mask_history(scores: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
+def mask_history(scores: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
     idx = history.clamp(min=0)
     fill = torch.where(history >= 0, float("-inf"), 0.0).to(scores.dtype)
     return scores.scatter_add(1, idx, fill)
@@ -89,6 +89,6 @@ class MostPopular(nn.Module):
     def forward(self, history: torch.Tensor, top_k: int = TOP_K, exclude_history: bool = True):
         scores = self.counts.expand(history.shape[0], -1).clone()
         if exclude_history:
-            scores = _mask_history(scores, history)
+            scores = mask_history(scores, history)
         vals, idx = torch.topk(scores, min(top_k, scores.shape[1]), dim=1)
         return idx, vals

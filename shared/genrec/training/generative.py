@@ -265,19 +265,28 @@ def evaluate_bundle(
     has a re-ranker also gets ``without_rerank``: the same beams in generative order (one search)."""
     cfg = bundle.config
     sub = eval_subset(len(split.user_ids), users_limit, cfg.seed)
+    hist = pad_histories([split.test_histories[i] for i in sub], cfg.max_history)
+    users, targets = user_buckets(split, cfg.model.user_buckets)[sub], split.test_targets[sub]
+    return evaluate_bundle_rows(bundle, hist, targets, users, beam_width, device, progress)
+
+
+def evaluate_bundle_rows(
+    bundle: TrainedBundle, histories: np.ndarray, targets: np.ndarray, users: np.ndarray,
+    beam_width: int | None = None, device: torch.device | str = "cpu", progress: bool = False,
+) -> dict[str, Any]:
+    """``evaluate_bundle`` on given rows: padded ``histories`` and ``targets`` in the bundle's item index."""
+    cfg = bundle.config
     rec = GenerativeRecommender(
         bundle.model.to(device), bundle.code_table.to(device), top_k=max(10, min(cfg.top_k, 50)),
         beam_width=beam_width or cfg.test_beam_width,
     ).eval()
-    hist = pad_histories([split.test_histories[i] for i in sub], cfg.max_history)
-    users, targets = user_buckets(split, cfg.model.user_buckets)[sub], split.test_targets[sub]
     batch = max(16, cfg.optim.eval_batch_size // 2)
     if bundle.model.reranker is not None:
-        parts = beam_parts(rec, hist, users, batch, device, progress=progress, desc="test")
+        parts = beam_parts(rec, histories, users, batch, device, progress=progress, desc="test")
         out: dict[str, Any] = metrics_at_weight(parts, targets, bundle.model.reranker.weight)
         out["without_rerank"] = metrics_at_weight(parts, targets, 0.0)
     else:
-        out = evaluate_recommender(lambda h, u: rec(h, u), hist, targets, users, batch_size=batch, device=device,
-                                   progress=progress, desc="test")
+        out = evaluate_recommender(lambda h, u: rec(h, u), histories, targets, users, batch_size=batch,
+                                   device=device, progress=progress, desc="test")
     bundle.model.cpu()
     return out
