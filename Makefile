@@ -35,7 +35,7 @@ $(SERVING_VENV)/.installed: pyproject.toml
 	$(SPY) -m pip install -q torch==2.13.0
 	$(SPY) -m pip install -q 'nvidia-pytriton==0.7.0' 'numpy<2' 'tritonclient[http]>=2.50,<3'
 	$(SPY) -m pip install -q --no-deps -e .
-	$(SPY) -m pip install -q 'pydantic>=2.7,<3' 'pydantic-settings>=2.4,<3' 'redis>=5,<7' 'boto3>=1.34'
+	$(SPY) -m pip install -q 'pydantic>=2.7,<3' 'pydantic-settings>=2.4,<3' 'redis>=5,<7' 'boto3>=1.34' 'orjson>=3.9,<4'
 	touch $@
 
 # Front end (admin app + shopper demo): npm ci when the lockfile changes, vite build when a source does.

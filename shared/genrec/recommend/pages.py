@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import orjson
+
 from genrec.recommend.experiment import Variant
+from genrec.recommend.schemas import RecommendedItem
 from genrec.stores import redis_keys as keys
 
 PAGE_TTL_S = 600
@@ -24,7 +26,7 @@ class RankedList:
     user_id: str | None
     served_by: str
     version: str
-    rows: list[dict[str, Any]]
+    rows: list[RecommendedItem]
     debug: dict[str, Any] = field(default_factory=dict)
     variant: Variant = "production"  # the live A/B arm
 
@@ -50,11 +52,11 @@ class PageStore:
         return PageStore._parse(token)[1]
 
     def save(self, ranked: RankedList) -> None:
-        self.r.set(keys.ranked_page(ranked.request_id), json.dumps(asdict(ranked)), ex=PAGE_TTL_S)
+        self.r.set(keys.ranked_page(ranked.request_id), orjson.dumps(asdict(ranked)), ex=PAGE_TTL_S)
 
     def load(self, token: str) -> tuple[RankedList, int]:
         request_id, offset = self._parse(token)
         raw = self.r.get(keys.ranked_page(request_id))
         if raw is None:
             raise PageTokenError("page_token expired or unknown; request the first page again")
-        return RankedList(**json.loads(raw)), offset
+        return RankedList(**orjson.loads(raw)), offset

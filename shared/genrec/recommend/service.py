@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 import redis
@@ -355,8 +355,8 @@ class RecommendService:
         return _to_page(stored, offset, count)
 
 
-def _row(c: Candidate, item: Item, why: Reasons, new_since: datetime) -> dict[str, Any]:
-    """A ``RecommendedItem``'s fields, as kept in the ranked list (built from typed rows: not validated)."""
+def _row(c: Candidate, item: Item, why: Reasons, new_since: datetime) -> RecommendedItem:
+    """An item of the list, as kept in the ranked list (built from typed rows: not validated)."""
     return {
         "item_id": item.item_id, "score": float(c.score), "semantic_ids": item.semantic_ids, "title": item.title,
         "description": item.description[:500], "category_path": item.category_path,
@@ -376,11 +376,11 @@ def _passes(item: Item, filters: Filters) -> bool:
 def _to_page(stored: RankedList, offset: int, count: int) -> RecommendationList:
     rows = stored.rows[offset:offset + count]
     nxt = offset + count
-    return RecommendationList(
+    # The rows are this module's own (kept in memory or in the page store): not validated again.
+    return RecommendationList.model_construct(
         request_id=stored.request_id, user_id=stored.user_id, served_by=stored.served_by,
-        # The rows are this module's own dumps (kept in memory or in the page store): not validated again.
         algorithm_version=stored.version, variant=stored.variant,
-        items=[RecommendedItem.model_construct(**r) for r in rows],
+        items=rows,
         next_page_token=PageStore.token(stored.request_id, nxt) if nxt < len(stored.rows) else None,
         debug=stored.debug,
     )

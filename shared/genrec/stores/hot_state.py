@@ -15,13 +15,13 @@ forward (one server-side rescale, plus pruning of negligible items) once it is
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 import redis
 from redis.cluster import RedisCluster
 from redis.exceptions import NoScriptError
@@ -271,12 +271,12 @@ class HotState:
 
     # -- cached recommendations ---------------------------------------------------------------
     def cache_recommendations(self, user_id: str, payload: Any, ttl_s: int | None = None) -> None:
-        self.r.set(keys.recommendations(user_id), json.dumps(payload),
+        self.r.set(keys.recommendations(user_id), orjson.dumps(payload),
                    ex=ttl_s or self.s.redis.recommendation_ttl_s)
 
     def cached_recommendations(self, user_id: str) -> Any | None:
         raw = self.r.get(keys.recommendations(user_id))
-        return None if raw is None else json.loads(raw)
+        return None if raw is None else orjson.loads(raw)
 
     def users_state(self, user_ids: Sequence[str], n: int | None = None) -> list[tuple[list[str], Any | None]]:
         """Each user's ``recent_items`` and ``cached_recommendations``, for all of them in one round trip."""
@@ -285,4 +285,4 @@ class HotState:
             pipe.lrange(keys.recent_items(user_id), -n if n else 0, -1)
             pipe.get(keys.recommendations(user_id))
         got = pipe.execute()
-        return [(got[i], None if got[i + 1] is None else json.loads(got[i + 1])) for i in range(0, len(got), 2)]
+        return [(got[i], None if got[i + 1] is None else orjson.loads(got[i + 1])) for i in range(0, len(got), 2)]

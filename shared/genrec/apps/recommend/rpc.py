@@ -38,7 +38,7 @@ from genrec.apps.recommend.deps import RecommendState
 from genrec.config import Settings, get_settings
 from genrec.recommend.experiment import VARIANT_HEADER, VARIANTS, Variant
 from genrec.recommend.pages import PageTokenError
-from genrec.recommend.schemas import GenerateRequest, RecommendationList
+from genrec.recommend.schemas import GenerateRequest, RecommendationList, RecommendedItem
 from genrec.recommend.service import ModelBackend
 
 log = logging.getLogger("genrec.recommend.grpc")
@@ -74,10 +74,8 @@ def request_of(msg: pb.GenerateRequest, field: str = "") -> GenerateRequest:
                       f"{field}{'.'.join(loc) or 'request'}: {err.get('msg', 'invalid')}") from None
 
 
-def item_message(row: Any) -> pb.RecommendItem:
-    return pb.RecommendItem(item_id=row.item_id, score=row.score, semantic_ids=row.semantic_ids or [],
-                            title=row.title, description=row.description, category_path=row.category_path,
-                            image_url=row.image_url, reason=row.reason, is_new=row.is_new)
+def item_message(item: RecommendedItem) -> pb.RecommendItem:
+    return pb.RecommendItem(**{**item, "semantic_ids": item["semantic_ids"] or []})
 
 
 def response_of(page: RecommendationList, *, with_items: bool = True) -> pb.GenerateResponse:

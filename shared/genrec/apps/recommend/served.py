@@ -43,7 +43,7 @@ class ServedLog:
         try:
             ev = new_event(RECOMMENDATION_SERVED, {
                 "request_id": result.request_id, "user_id": result.user_id or "anonymous",
-                "items": [i.item_id for i in result.items], "scores": [i.score for i in result.items],
+                "items": [i["item_id"] for i in result.items], "scores": [i["score"] for i in result.items],
                 "algorithm_version": result.algorithm_version, "served_by": result.served_by,
                 "variant": result.variant,
                 "latency_ms": latency_ms, "timestamp": datetime.now(UTC).isoformat(),
