@@ -47,3 +47,25 @@ def test_only_models_that_read_content_can_recommend_an_item_nobody_has_seen(tmp
         assert models[name]["cold"]["users"] == cold and models[name]["all"]["users"] == len(full.user_ids)
     table = "\n".join(markdown_section(out))
     assert f"| {GENREC} | {models[GENREC]['cold']['recall@10']:.4f} |" in table
+
+
+def test_a_new_items_collaborative_part_is_predicted_from_its_text() -> None:
+    from genrec.embeddings.build import hybrid_from_text, text_to_collab
+
+    rng = np.random.default_rng(0)
+    mix = rng.normal(size=(48, 8))
+    text = rng.normal(size=(600, 48)).astype(np.float32)
+    text /= np.linalg.norm(text, axis=1, keepdims=True)
+    collab = text @ mix
+    collab /= np.linalg.norm(collab, axis=1, keepdims=True)
+    collab[:100] = 0  # items nobody interacted with: not fitted on
+    fitted = text_to_collab(text, collab)
+    new = rng.normal(size=(50, 48)).astype(np.float32)  # items the map never saw
+    truth = new @ mix
+    vec = hybrid_from_text(new, fitted, text_weight=0.5, collab_dim=8)
+    predicted = vec[:, 48:]
+    cosine = (predicted * truth).sum(1) / np.linalg.norm(predicted, axis=1) / np.linalg.norm(truth, axis=1)
+    assert cosine.min() > 0.95
+    assert np.allclose(np.linalg.norm(vec, axis=1), 1) and np.allclose(np.linalg.norm(vec[:, :48], axis=1) ** 2, 0.5)
+    # without a map (a bundle trained before it existed) the collaborative part stays zero
+    assert not hybrid_from_text(new, None, 0.5, 8)[:, 48:].any()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +45,11 @@ def test_bundle_round_trip_gives_identical_outputs(planted, planted_bundle, tmp_
     assert torch.equal(a_scores, b_scores)
     assert list(back.item_index.ids) == list(planted_bundle.item_index.ids)
     assert back.report["validation"] == planted_bundle.report["validation"]
+    assert back.collab_from_text is None  # interaction vectors: no text to predict them from
+    # A hybrid bundle's text → collaborative map travels with it (the cold-start function loads it).
+    imputer = np.arange(12, dtype=np.float32).reshape(4, 3)
+    replace(planted_bundle, collab_from_text=imputer).save(tmp_path / "hybrid")
+    assert np.array_equal(TrainedBundle.load(tmp_path / "hybrid").collab_from_text, imputer)
 
 
 def test_recommend_by_external_ids_and_cold_start_item(planted, planted_bundle, tmp_path: Path) -> None:

@@ -41,6 +41,9 @@ class ItemEmbeddings:
     vectors: np.ndarray  # float32 [n_items, dim]
     source: str
     report: dict[str, float | str] = field(default_factory=dict)
+    # hybrid only: a ridge map from an item's unit text vector to its unit collaborative one, so
+    # that an item nobody has interacted with yet gets a collaborative part predicted from its text
+    collab_from_text: np.ndarray | None = None
 
 
 def _normalise(x: np.ndarray) -> np.ndarray:
@@ -92,8 +95,31 @@ def build_item_embeddings(
         report["collab_coverage"] = float(np.mean(np.linalg.norm(collab, axis=1) > 0)) if n else 0.0
         parts.append(collab)
         weights.append(1.0 - cfg.text_weight if mode == "hybrid" else 1.0)
-    vec = np.concatenate([_normalise(p) * np.sqrt(w) for p, w in zip(parts, weights, strict=True)], axis=1)
+    units = [_normalise(p) for p in parts]
+    vec = np.concatenate([u * np.sqrt(w) for u, w in zip(units, weights, strict=True)], axis=1)
     vec = _normalise(vec.astype(np.float32))
     report["dim"] = int(vec.shape[1])
     report["zero_vectors"] = int((np.linalg.norm(vec, axis=1) == 0).sum())
-    return ItemEmbeddings(vectors=vec, source=mode, report=report)
+    imputer = text_to_collab(*units) if mode == "hybrid" else None
+    return ItemEmbeddings(vectors=vec, source=mode, report=report, collab_from_text=imputer)
+
+
+def text_to_collab(text: np.ndarray, collab: np.ndarray, ridge: float = 1.0) -> np.ndarray | None:
+    """Ridge regression ``[text_dim, collab_dim]`` from unit text vectors to unit collaborative ones,
+    fitted on the items that have both (None with too few of them)."""
+    both = (np.linalg.norm(text, axis=1) > 0) & (np.linalg.norm(collab, axis=1) > 0)
+    x, y = text[both].astype(np.float64), collab[both].astype(np.float64)
+    if not len(x):
+        return None
+    return np.linalg.solve(x.T @ x + ridge * np.eye(x.shape[1]), x.T @ y).astype(np.float32)
+
+
+def hybrid_from_text(text: np.ndarray, collab_from_text: np.ndarray | None, text_weight: float,
+                     collab_dim: int) -> np.ndarray:
+    """Hybrid vectors for items known by their text alone: the text part as in training, and the
+    collaborative part predicted from it (zeros without a map)."""
+    text = _normalise(np.asarray(text, dtype=np.float32))
+    collab = (_normalise(text @ collab_from_text) if collab_from_text is not None
+              else np.zeros((len(text), collab_dim), np.float32))
+    vec = np.concatenate([text * np.sqrt(text_weight), collab * np.sqrt(1.0 - text_weight)], axis=1)
+    return _normalise(vec.astype(np.float32))

@@ -7,6 +7,7 @@ Layout of an artifact directory::
     model.pt         TigerModel state_dict (generator, re-ranker and its tuned weight)
     item_ids.json    dense item index -> external item id
     item_codes.npy   int64 [N, levels+1] code tuple of every item (the valid-code table)
+    collab_from_text.npy  (hybrid item vectors) text → collaborative map for items added later
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import pandas as pd
 import torch
 
 from genrec.data.splits import PAD_ITEM, ItemIndex, pad_histories
+from genrec.embeddings.build import hybrid_from_text
 from genrec.embeddings.text import TextEmbedder, item_texts
 from genrec.model.code_table import CodeTable
 from genrec.model.generative import GenerativeRecommender, TigerModel, user_bucket
@@ -29,6 +31,7 @@ from genrec.semantic.tokenizer import SemanticIdTokenizer
 from genrec.training.config import TrainConfig
 
 BUNDLE_FORMAT_VERSION = 1
+COLLAB_FROM_TEXT = "collab_from_text.npy"
 
 
 @dataclass
@@ -40,6 +43,7 @@ class TrainedBundle:
     code_table: CodeTable
     embedding_source: str = "text"
     report: dict[str, Any] = field(default_factory=dict)
+    collab_from_text: np.ndarray | None = None  # genrec.embeddings.build.ItemEmbeddings'
 
     # ------------------------------------------------------------- inference
     def recommender(
@@ -82,17 +86,17 @@ class TrainedBundle:
         return self.tokenizer_input(text)
 
     def tokenizer_input(self, text: np.ndarray) -> np.ndarray:
-        """Tokenizer-input vectors from text embeddings ``[M, 384]`` (collaborative part = 0),
-        for callers that keep their own embedder loaded (the cold-start function)."""
-        dim = self.tokenizer.input_dim or text.shape[1]
+        """Tokenizer-input vectors from text embeddings ``[M, 384]``, for callers that keep their
+        own embedder loaded (the cold-start function). For hybrid vectors the collaborative part
+        is predicted from the text (``collab_from_text``; zeros for a bundle trained without one),
+        so a new item lands among the codes of the items it resembles."""
         if self.embedding_source == "interactions":
             raise ValueError("this bundle's tokenizer was fitted on interaction vectors only; pass embeddings")
         if self.embedding_source == "hybrid":
-            w = self.config.embeddings.text_weight
-            text = np.concatenate([text * np.sqrt(w), np.zeros((len(text), dim - text.shape[1]), np.float32)], 1)
-            n = np.linalg.norm(text, axis=1, keepdims=True)
-            text = np.divide(text, n, out=np.zeros_like(text), where=n > 0)
-        return text.astype(np.float32)
+            dim = self.tokenizer.input_dim or text.shape[1]
+            return hybrid_from_text(text, self.collab_from_text, self.config.embeddings.text_weight,
+                                    dim - text.shape[1])
+        return np.asarray(text, dtype=np.float32)
 
     def add_items(
         self, item_ids: list[str], embeddings: np.ndarray | None = None, items: pd.DataFrame | None = None
@@ -121,6 +125,8 @@ class TrainedBundle:
         torch.save(self.model.state_dict(), out / "model.pt")
         np.save(out / "item_codes.npy", self.code_table.item_codes.cpu().numpy())
         (out / "item_ids.json").write_text(json.dumps([str(i) for i in self.item_index.ids]))
+        if self.collab_from_text is not None:
+            np.save(out / COLLAB_FROM_TEXT, self.collab_from_text)
         manifest = {
             "format_version": BUNDLE_FORMAT_VERSION,
             "kind": "genrec-generative-retrieval",
@@ -146,7 +152,9 @@ class TrainedBundle:
         state = torch.load(root / "model.pt", map_location="cpu", weights_only=True)
         model = TigerModel.from_state_dict(config.model, table.level_sizes, state)
         item_index = ItemIndex(np.asarray(json.loads((root / "item_ids.json").read_text()), dtype=object))
+        imputer = root / COLLAB_FROM_TEXT
         return cls(
             config=config, tokenizer=tokenizer, model=model.to(device).eval(), item_index=item_index,
             code_table=table, embedding_source=manifest["embedding_source"], report=manifest.get("report", {}),
+            collab_from_text=np.load(imputer) if imputer.is_file() else None,
         )

@@ -191,7 +191,7 @@ def train_generative(
         model.reranker.set_weight(result.best_metrics["rerank_weight"])  # the best epoch's tuned weight
     bundle = TrainedBundle(
         config=cfg, tokenizer=tokenizer, model=model, item_index=split.item_index, code_table=table,
-        embedding_source=emb.source,
+        embedding_source=emb.source, collab_from_text=emb.collab_from_text,
         report={
             "embeddings": emb.report,
             "tokenizer": tokenizer.report(codes),
