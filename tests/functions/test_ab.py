@@ -22,7 +22,7 @@ from genrec.config import Settings
 from genrec.events.codec import BATCH_CONTENT_TYPE
 from genrec.events.contracts import INTERACTION
 from genrec.serving.artifact import Canary, set_canary
-from genrec.stores.hot_state import redis_client
+from genrec.stores.hot_state import HotState, Interaction, redis_client
 from tests.helpers import wait_for
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
@@ -131,3 +131,21 @@ def test_a_canary_split_and_its_better_click_through_show_up_in_the_report(stack
     # Promotion waits for evidence first.
     out = CliRunner().invoke(cli, ["ab", "promote", "--hours", str(hours), "--min-lists", "100000"])
     assert out.exit_code == 1 and "fewer than 100000 lists" in out.output
+
+
+def test_a_canary_users_cached_list_is_not_served_once_the_canary_is_replaced(stack: Settings, canary: Canary) -> None:
+    user = f"ab-replaced-{uuid.uuid4().hex[:8]}"
+    # a popularity board to rank from (a list with items is cached; an empty one is not)
+    HotState(stack).apply_interactions_once([Interaction("ab-test", f"{user}-seed", f"{user}-seeder", f"{user}-item")])
+    arm = (("x-genrec-variant", "canary"),)
+    with grpc.insecure_channel(f"{stack.stack.host}:{stack.stack.port('recommend_grpc')}") as channel:
+        stub = pb_grpc.RecommendServiceStub(channel)
+
+        def served_by() -> str:
+            return stub.Generate(pb.GenerateRequest(user_id=user, count=3), timeout=30, metadata=arm).served_by
+
+        first = served_by()
+        assert served_by() == "cache" != first  # the canary arm's list, cached for this canary
+        set_canary(redis_client(stack), Canary(uri=canary.uri, version=f"{canary.version}-next", weight=canary.weight))
+        time.sleep(2.5)  # recommend re-reads the canary slot this often
+        assert served_by() == first  # ranked again for the new canary, not the old one's list

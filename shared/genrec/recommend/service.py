@@ -192,17 +192,18 @@ class RecommendService:
             log.warning("no history for %d users: %s", len(user_ids), exc)
             return [([], None)] * len(user_ids)
 
-    @staticmethod
-    def _reuse(cached: dict | None, history: list[str], category: str, variant: Variant) -> Ranked | None:
+    def _reuse(self, cached: dict | None, history: list[str], category: str, variant: Variant) -> Ranked | None:
         """The cached list, if it may serve this request.
 
         A list is reused only for the history it was made from. An event can land between
         reading the history and writing the cache (its invalidation then comes first), and
         that stale list must not be served until the TTL ends. A popularity list is one
         category's board: it serves only that category again. A list ranked for the other A/B
-        arm (a new canary, an arm named for testing) is not reused either."""
+        arm (a new canary, an arm named for testing), or for a canary since replaced, is not
+        reused either."""
         if cached and cached.get("history") == history and cached.get("board", category) == category \
-                and cached.get("variant", "production") == variant:
+                and cached.get("variant", "production") == variant \
+                and (variant != "canary" or cached.get("canary") == self._canary_version()):
             return Ranked("cache", cached["version"], [Candidate(i, s) for i, s in cached["items"]],
                           {"cached_from": cached["served_by"]}, variant)
         return None
@@ -219,12 +220,17 @@ class RecommendService:
         if ranked.candidates:
             board = {"board": category} if ranked.served_by == "popularity" else {}
             entry = {"served_by": ranked.served_by, "version": ranked.version, "variant": variant,
+                     **({"canary": self._canary_version()} if variant == "canary" else {}),
                      "items": [[c.item_id, c.score] for c in ranked.candidates], "history": history, **board}
             try:
                 self.redis.call(lambda: self.hot.cache_recommendations(user_id, entry))
             except StoreUnavailable as exc:
                 log.warning("could not cache recommendations: %s", exc)
         return ranked
+
+    def _canary_version(self) -> str | None:
+        canary = self.experiment.canary()
+        return canary.version if canary is not None else None
 
     def _generate(self, history: list[str], user_id: str | None, variant: Variant = "production") -> Ranked | None:
         if self.model is None or not history:
