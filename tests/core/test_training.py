@@ -104,6 +104,18 @@ def test_training_resumes_from_checkpoint(planted, tmp_path: Path) -> None:
     assert (tmp_path / "ckpt" / "last.pt").is_file() and (tmp_path / "ckpt" / "best.pt").is_file()
 
 
+def test_a_small_dataset_gets_more_epochs_to_reach_its_minimum_steps(planted, tmp_path: Path) -> None:
+    from genrec.training import train_generative
+    from tests.core.conftest import PLANTED_CONFIG
+
+    _, ds = planted
+    small = {**PLANTED_CONFIG, "optim": {**PLANTED_CONFIG["optim"], "epochs": 1, "max_steps_per_epoch": 5,
+                                         "min_steps": 12, "patience": 99, "eval_users": 50}}
+    small["tokenizer"] = {**PLANTED_CONFIG["tokenizer"], "steps": 20}
+    bundle = train_generative(ds, TrainConfig.model_validate(small), progress=False, evaluate_test=False)
+    assert [h["epoch"] for h in bundle.report["history"]] == [1, 2, 3]  # ceil(12 / 5) epochs, not 1
+
+
 def test_warm_start_adds_a_rerank_head_to_a_trained_model(
     planted, planted_bundle, planted_checkpoint, tmp_path: Path
 ) -> None:

@@ -25,6 +25,9 @@ class OptimConfig(BaseModel):
     min_lr_ratio: float = 0.05  # cosine decay floor, as a fraction of lr
     grad_clip: float = 1.0
     patience: int = 3  # epochs without a better validation NDCG@10 before stopping
+    # At least this many optimiser steps: a small dataset gets more epochs (patience still stops
+    # a run that stopped improving), so one budget fits catalogues of any size.
+    min_steps: int = Field(default=0, ge=0)
     max_steps_per_epoch: int | None = None
     eval_users: int | None = None  # evaluate validation on a fixed random subset (speed)
     eval_batch_size: int = 256

@@ -104,6 +104,7 @@ def fit(
     deterministic given the epoch so a resumed run sees the same data order.
     """
     steps_per_epoch = min(steps_per_epoch, cfg.max_steps_per_epoch or steps_per_epoch)
+    epochs = max(cfg.epochs, -(-cfg.min_steps // max(steps_per_epoch, 1)))
     decay, no_decay = [], []
     for pname, p in model.named_parameters():
         (no_decay if p.ndim < 2 or "emb" in pname or "bos" in pname else decay).append(p)
@@ -111,7 +112,7 @@ def fit(
         [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
         lr=cfg.lr,
     )
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg, cfg.epochs * steps_per_epoch))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg, epochs * steps_per_epoch))
     ckpt = _Checkpoints(checkpoint_dir)
     start_epoch, best, best_epoch, bad = 0, -1.0, -1, 0
     best_metrics: dict[str, float] = {}
@@ -132,13 +133,13 @@ def fit(
     metrics_file = Path(metrics_path) if metrics_path else None
     if metrics_file:
         metrics_file.parent.mkdir(parents=True, exist_ok=True)
-    for epoch in range(start_epoch, cfg.epochs):
+    for epoch in range(start_epoch, epochs):
         if bad >= cfg.patience:
             break
         model.train()
         te = time.perf_counter()
         total, n = 0.0, 0
-        bar = tqdm(total=steps_per_epoch, desc=f"[{name}] epoch {epoch + 1}/{cfg.epochs}", disable=not progress,
+        bar = tqdm(total=steps_per_epoch, desc=f"[{name}] epoch {epoch + 1}/{epochs}", disable=not progress,
                    mininterval=2.0, leave=False)
         for step, batch in enumerate(batches(epoch)):
             if step >= steps_per_epoch:
