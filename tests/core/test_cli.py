@@ -80,6 +80,9 @@ def test_train_and_bench_quality_smoke(tmp_path: Path, monkeypatch) -> None:
     assert [x["epoch"] for x in lines if x["model"] == "sasrec"] == [1, 2]
     again = json.loads((tmp_path / "r" / "quality-d.json").read_text())
     assert set(again["models"]) == set(out["models"])
+    # the cold-start table (run by default after all three models) stays, marked with its run
+    assert out["cold_start"]["hidden_items"] == 8 and "genrec (generative retrieval)" in out["cold_start"]["models"]
+    assert again["cold_start"]["from_run"] == out["started"]
     assert again["models"]["genrec (generative retrieval)"]["resumed"] is True
     assert "resumed from a checkpoint" in (tmp_path / "r" / "quality-d.md").read_text()
 

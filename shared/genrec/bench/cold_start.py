@@ -132,6 +132,8 @@ def markdown_section(cold: dict[str, Any]) -> list[str]:
              "genrec gives them Semantic IDs from their content after training (the cold-start function's path); "
              "SASRec and MostPopular cannot score an item they never saw; content neighbours rank by text alone. "
              "\"all\": every test event, the hidden items present."]
+    if cold.get("from_run"):
+        lines.append(f"(From the run started {cold['from_run']}: not re-run with the models above.)")
     if cold.get("note"):
         return [*lines, "", cold["note"] + "."]
     lines += ["", "| model | cold R@10 | cold N@10 | all R@10 | all N@10 |", "| --- | ---: | ---: | ---: | ---: |"]
