@@ -106,7 +106,7 @@ def build_item_embeddings(
 
 def text_to_collab(text: np.ndarray, collab: np.ndarray, ridge: float = 1.0) -> np.ndarray | None:
     """Ridge regression ``[text_dim, collab_dim]`` from unit text vectors to unit collaborative ones,
-    fitted on the items that have both (None with too few of them)."""
+    fitted on the items that have both (None when none has)."""
     both = (np.linalg.norm(text, axis=1) > 0) & (np.linalg.norm(collab, axis=1) > 0)
     x, y = text[both].astype(np.float64), collab[both].astype(np.float64)
     if not len(x):

@@ -43,7 +43,7 @@ class TrainedBundle:
     code_table: CodeTable
     embedding_source: str = "text"
     report: dict[str, Any] = field(default_factory=dict)
-    collab_from_text: np.ndarray | None = None  # genrec.embeddings.build.ItemEmbeddings'
+    collab_from_text: np.ndarray | None = None  # hybrid vectors: text → collaborative part (ItemEmbeddings)
 
     # ------------------------------------------------------------- inference
     def recommender(
