@@ -96,8 +96,7 @@ def build_item_embeddings(
         parts.append(collab)
         weights.append(1.0 - cfg.text_weight if mode == "hybrid" else 1.0)
     units = [_normalise(p) for p in parts]
-    vec = np.concatenate([u * np.sqrt(w) for u, w in zip(units, weights, strict=True)], axis=1)
-    vec = _normalise(vec.astype(np.float32))
+    vec = _combine(units, weights)
     report["dim"] = int(vec.shape[1])
     report["zero_vectors"] = int((np.linalg.norm(vec, axis=1) == 0).sum())
     imputer = text_to_collab(*units) if mode == "hybrid" else None
@@ -121,5 +120,10 @@ def hybrid_from_text(text: np.ndarray, collab_from_text: np.ndarray | None, text
     text = _normalise(np.asarray(text, dtype=np.float32))
     collab = (_normalise(text @ collab_from_text) if collab_from_text is not None
               else np.zeros((len(text), collab_dim), np.float32))
-    vec = np.concatenate([text * np.sqrt(text_weight), collab * np.sqrt(1.0 - text_weight)], axis=1)
+    return _combine([text, collab], [text_weight, 1.0 - text_weight])
+
+
+def _combine(units: list[np.ndarray], weights: list[float]) -> np.ndarray:
+    """Unit parts weighted by their share of the squared norm, concatenated and re-normalised."""
+    vec = np.concatenate([u * np.sqrt(w) for u, w in zip(units, weights, strict=True)], axis=1)
     return _normalise(vec.astype(np.float32))
