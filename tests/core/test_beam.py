@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 
 import pytest
 import torch
@@ -204,6 +205,50 @@ def test_adding_an_item_makes_it_generatable_at_once() -> None:
     rec = GenerativeRecommender(_model(), _table(10), top_k=3, beam_width=3)
     rec.set_code_table(table)
     assert rec.sorted_keys.shape[0] == 11 and rec.item_codes[10].tolist() == list(new)
+
+
+def _fixed_decoder(probs: list[list[float]]):
+    """A stand-in decoder with the same code probabilities at a level whatever the prefix."""
+    def step(prefix: torch.Tensor, level: int, cache: tuple) -> tuple[torch.Tensor, tuple]:
+        return torch.log(torch.tensor(probs[level])).expand(prefix.shape[0], prefix.shape[1], -1), cache
+    return step
+
+
+@pytest.mark.parametrize("weight", [1.0, 0.5])
+def test_an_item_added_after_training_scores_like_an_average_sibling(weight: float) -> None:
+    """Items 0-3 were trained; 4 and 5 came later under a code (0, 3) the decoder never saw. That
+    branch gets the mean probability of its trained siblings (0, 0), (0, 1), (0, 2) times the
+    weight, split evenly between its two items; trained items keep the decoder's own scores."""
+    probs = [[0.7, 0.1, 0.1, 0.1], [0.5, 0.3, 0.15, 0.05], [0.6, 0.3, 0.1]]
+    table = CodeTable(torch.tensor([[0, 0, 0], [0, 1, 0], [0, 2, 0], [1, 0, 0], [0, 3, 0], [0, 3, 1]]), LEVELS)
+
+    def search(fresh_from: int | None) -> dict[int, float]:
+        items, scores = constrained_beam_search(
+            _fixed_decoder(probs), 1, LEVELS, table.base, table.sorted_keys, table.sorted_items, None, 6, 6,
+            fresh_from=None if fresh_from is None else torch.tensor(fresh_from), fresh_weight=weight)
+        return {int(i): float(v) for i, v in zip(items[0], scores[0], strict=True) if i >= 0}
+
+    raw = search(None)
+    def decoder(c: tuple[int, ...]) -> float:
+        return sum(math.log(probs[level][code]) for level, code in enumerate(c))
+    assert raw == pytest.approx({i: decoder(tuple(c)) for i, c in enumerate(table.item_codes.tolist())})
+    assert search(table.n_items) == raw  # nothing added since training: the decoder's own scores
+
+    fresh = search(4)
+    sibling = math.log(0.7) + math.log(weight * (0.5 + 0.3 + 0.15) / 3)
+    assert fresh[4] == pytest.approx(sibling + math.log(0.5)) and fresh[5] == pytest.approx(fresh[4])
+    assert {i: fresh[i] for i in range(4)} == pytest.approx({i: raw[i] for i in range(4)})
+    assert fresh[4] > raw[4]  # the decoder alone, never taught code 3 under code 0, ranks them lower
+
+
+def test_a_models_trained_catalogue_travels_with_its_weights() -> None:
+    model = _model()
+    assert int(model.generator.trained_items) > 10**15  # not told: every item counts as trained
+    model.generator.trained_items.fill_(7)
+    state = model.state_dict()
+    assert int(TigerModel.from_state_dict(model.config, LEVELS, state).generator.trained_items) == 7
+    del state["generator.trained_items"]  # weights saved before it existed
+    assert int(TigerModel.from_state_dict(model.config, LEVELS, state).generator.trained_items) > 10**15
 
 
 def test_results_independent_of_batch_composition() -> None:

@@ -6,7 +6,16 @@ from pathlib import Path
 
 import numpy as np
 
-from genrec.bench.cold_start import CONTENT, GENREC, MOSTPOP, SASREC, hide_items, markdown_section, run_cold_start
+from genrec.bench.cold_start import (
+    CONTENT,
+    GENREC,
+    GENREC_DECODER_ONLY,
+    MOSTPOP,
+    SASREC,
+    hide_items,
+    markdown_section,
+    run_cold_start,
+)
 from genrec.data import SynthConfig, generate_synthetic, leave_one_out
 from genrec.training import TrainConfig
 
@@ -39,11 +48,13 @@ def test_only_models_that_read_content_can_recommend_an_item_nobody_has_seen(tmp
     assert out["hidden_items"] == 15 and out["cold_test_events"] == cold > 0
     assert out["test_events"] == len(full.user_ids)
     models = out["models"]
-    assert set(models) == {GENREC, SASREC, MOSTPOP, CONTENT}
+    assert set(models) == {GENREC, GENREC_DECODER_ONLY, SASREC, MOSTPOP, CONTENT}
     for name in (SASREC, MOSTPOP):  # they never saw the hidden items: no row to score them by
         assert models[name]["cold"]["recall@10"] == 0.0 and models[name]["cold"]["users"] == cold
     assert models[CONTENT]["cold"]["recall@10"] > 0  # the synthetic text follows the categories users keep to
-    for name in (GENREC, CONTENT):
+    # New items scored like an average trained item of their code region, and by the decoder alone.
+    assert (models[GENREC]["fresh_item_weight"], models[GENREC_DECODER_ONLY]["fresh_item_weight"]) == (1.0, 0.0)
+    for name in (GENREC, GENREC_DECODER_ONLY, CONTENT):
         assert models[name]["cold"]["users"] == cold and models[name]["all"]["users"] == len(full.user_ids)
     table = "\n".join(markdown_section(out))
     assert f"| {GENREC} | {models[GENREC]['cold']['recall@10']:.4f} |" in table

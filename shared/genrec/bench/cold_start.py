@@ -5,7 +5,9 @@ hidden from training. The models are trained on the rest; then the hidden items 
 catalogue as new items do in production:
 
 - genrec gives them Semantic IDs from their content at once (``TrainedBundle.add_items``: the
-  trained tokenizer, the path the cold-start function takes) and can generate them;
+  trained tokenizer, the path the cold-start function takes) and can generate them. Beam search
+  scores a new item like an average trained item of its code region (``fresh_item_weight``); the
+  row "decoder only" scores it by the decoder alone, which shows what that rule buys and costs;
 - SASRec and MostPopular have no row for an item they never saw (they cannot score it);
 - content nearest neighbours (``ContentNeighbours``) place them by their text, as genrec's codes do.
 
@@ -35,6 +37,7 @@ from genrec.training.sasrec import train_sasrec
 COLD_SHARE = 0.1
 GENREC, SASREC, CONTENT, MOSTPOP = ("genrec (generative retrieval)", "SASRec (full CE)", "content neighbours",
                                     "MostPopular")
+GENREC_DECODER_ONLY = "genrec (decoder only)"  # new items scored by the decoder alone
 
 
 def hide_items(dataset: InteractionDataset, share: float, seed: int) -> tuple[InteractionDataset, list[str]]:
@@ -104,11 +107,17 @@ def run_cold_start(dataset: InteractionDataset, cfg: TrainConfig, share: float =
         bundle.add_items(list(new), embeddings=bundle.tokenizer_input(text[full.item_index.indices(new)]))
         hist, targets = _rows(full, bundle.item_index, cfg.max_history, drop_unknown=False)
         users = user_buckets(full, cfg.model.user_buckets)
-        out["models"][GENREC] = {
-            "cold": evaluate_bundle_rows(bundle, hist[cold], targets[cold], users[cold], device=device),
-            "all": evaluate_bundle_rows(bundle, hist, targets, users, device=device),
-            "train_seconds": round(bundle.report["seconds"]["model"], 1),
-        }
+        generator = bundle.model.generator
+        configured = generator.config
+        for name, weight in ((GENREC, configured.fresh_item_weight), (GENREC_DECODER_ONLY, 0.0)):
+            generator.config = configured.model_copy(update={"fresh_item_weight": weight})
+            out["models"][name] = {
+                "cold": evaluate_bundle_rows(bundle, hist[cold], targets[cold], users[cold], device=device),
+                "all": evaluate_bundle_rows(bundle, hist, targets, users, device=device),
+                "fresh_item_weight": weight,
+            }
+        generator.config = configured
+        out["models"][GENREC]["train_seconds"] = round(bundle.report["seconds"]["model"], 1)
 
     sas, _fit = train_sasrec(split, run, progress=progress,
                              checkpoint_dir=f"{run.checkpoint_dir}-sasrec" if run.checkpoint_dir else None)

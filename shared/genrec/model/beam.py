@@ -11,12 +11,20 @@ prefix whose items are all excluded. Ties are broken as a stable sort would (the
 candidate index first), making the result deterministic and the same on CPU and CUDA for
 the same scores.
 
+Items added after training (``fresh_from``: the first such item index) have code paths the
+decoder never saw as targets, so their raw log-probabilities say nothing. A branch that leads
+to fresh items only is scored by its trained siblings instead: where it leaves the trained
+tree it gets their mean probability, and below that the probability is split evenly among
+its children. So a new item ranks like an average item of the region its content placed it in,
+and with no fresh item in the table every score is the decoder's own.
+
 There is no data-dependent Python control flow: shapes depend only on (batch, beam
 width, level sizes), which keeps the function traceable by torch.export / ONNX.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 import torch
@@ -50,11 +58,15 @@ def constrained_beam_search(
     exclude_keys: torch.Tensor | None,
     beam_width: int,
     top_k: int,
+    fresh_from: torch.Tensor | None = None,
+    fresh_weight: float = 1.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Top-``top_k`` item indices ``[B, K]`` and their log-probabilities (descending).
 
     Slots that cannot be filled (catalogue smaller than K after exclusions) get item -1
-    and score -inf. ``beam_width`` beams are kept between levels.
+    and score -inf. ``beam_width`` beams are kept between levels. Items ``>= fresh_from``
+    (a scalar tensor) were added after training: their branches are scored by their siblings'
+    mean probability times ``fresh_weight``.
     """
     if beam_width < top_k:
         raise ValueError("beam_width must be >= top_k")
@@ -66,6 +78,10 @@ def constrained_beam_search(
     scores = torch.zeros((B, 1), device=device)
     prefix = torch.zeros((B, 1, 0), dtype=torch.long, device=device)
     prefix_key = torch.zeros((B, 1), dtype=torch.long, device=device)
+    # fresh_before[j]: fresh items among the first j sorted keys, so a key range's count is a difference.
+    fresh_before = None if fresh_from is None else torch.nn.functional.pad(
+        torch.cumsum((sorted_items >= fresh_from).long(), 0), (1, 0))
+    fresh_beam = torch.zeros((B, 1), dtype=torch.bool, device=device)  # the beam's prefix leads to fresh items only
     cache: Cache = ()
     for level, size in enumerate(level_sizes):
         beams = prefix.shape[1]
@@ -75,7 +91,11 @@ def constrained_beam_search(
         # Item counts under each extended prefix: code c spans keys [lo_c, lo_c + span), and
         # lo_{c+1} = lo_c + span, so one searchsorted over V+1 boundaries gives all V counts.
         edges = ((prefix_key * (base * span))[..., None] + torch.arange(size + 1, device=device) * span).reshape(B, -1)
-        count = _range_counts(sorted_keys, edges, beams, size)
+        bounds = _bounds(sorted_keys, edges, beams, size)
+        count = bounds[..., 1:] - bounds[..., :-1]
+        if fresh_before is not None:
+            fresh = fresh_before[bounds[..., 1:]] - fresh_before[bounds[..., :-1]]
+            logp, only_fresh = _score_fresh_branches(logp, count, fresh, fresh_beam, fresh_weight)
         if exclude_keys is not None:
             count = count - _range_counts(exclude_keys, edges, beams, size)
         total = torch.where(count > 0, scores[..., None] + logp, neg_inf).reshape(B, -1)
@@ -87,6 +107,8 @@ def constrained_beam_search(
             [torch.gather(prefix, 1, beam[..., None].expand(-1, -1, prefix.shape[2])), code[..., None]], dim=2
         )
         prefix_key = torch.gather(prefix_key, 1, beam) * base + code
+        if fresh_before is not None:
+            fresh_beam = only_fresh.reshape(B, -1).gather(1, pick)
         if level < n_levels - 1:  # static; the last level's cache is not used again
             rows = (beam + torch.arange(B, device=device)[:, None] * beams).reshape(-1)
             cache = tuple(c.index_select(0, rows) for c in cache)
@@ -101,14 +123,40 @@ def constrained_beam_search(
     return items, scores
 
 
-def _range_counts(sorted_seq: torch.Tensor, edges: torch.Tensor, beams: int, size: int) -> torch.Tensor:
-    """How many keys of ``sorted_seq`` fall between consecutive ``edges``: ``[B, beams, size]``.
+def _bounds(sorted_seq: torch.Tensor, edges: torch.Tensor, beams: int, size: int) -> torch.Tensor:
+    """Where each of ``edges`` falls in ``sorted_seq``: ``[B, beams, size + 1]``.
 
     ``sorted_seq`` is 1-D (shared catalogue) or ``[B, H]`` (per-row exclusions).
     """
-    b = edges.shape[0]
-    pos = torch.searchsorted(sorted_seq, edges.contiguous()).reshape(b, beams, size + 1)
+    return torch.searchsorted(sorted_seq, edges.contiguous()).reshape(edges.shape[0], beams, size + 1)
+
+
+def _range_counts(sorted_seq: torch.Tensor, edges: torch.Tensor, beams: int, size: int) -> torch.Tensor:
+    """How many keys of ``sorted_seq`` fall between consecutive ``edges``: ``[B, beams, size]``."""
+    pos = _bounds(sorted_seq, edges, beams, size)
     return pos[..., 1:] - pos[..., :-1]
+
+
+def _score_fresh_branches(
+    logp: torch.Tensor, count: torch.Tensor, fresh: torch.Tensor, fresh_beam: torch.Tensor, weight: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``logp [B, beams, V]`` with the branches that lead to fresh items only re-scored, and
+    which branches those are. ``count`` / ``fresh``: catalogue / fresh items under each branch;
+    ``fresh_beam [B, beams]``: the beam itself leads to fresh items only.
+
+    A branch leaving the trained tree gets ``weight`` times its trained siblings' mean probability (the decoder
+    has no opinion of a code it was never taught, but has one of the region); below that, the
+    beam's probability is split evenly among its children."""
+    only_fresh = (fresh == count) & (count > 0)
+    trained = count > fresh
+    n_trained = trained.sum(-1, keepdim=True)
+    sibling_mean = torch.log(
+        torch.where(trained, logp.exp(), torch.zeros_like(logp)).sum(-1, keepdim=True) / n_trained.clamp(min=1)
+    ) + math.log(weight)
+    even_split = -torch.log((count > 0).sum(-1, keepdim=True).clamp(min=1).to(logp.dtype))
+    rescored = torch.where(fresh_beam[..., None], even_split.expand_as(logp),
+                           torch.where(only_fresh & (n_trained > 0), sibling_mean.expand_as(logp), logp))
+    return rescored, only_fresh
 
 
 def _stable_top(total: torch.Tensor, keep: int) -> tuple[torch.Tensor, torch.Tensor]:

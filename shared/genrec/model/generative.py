@@ -30,6 +30,7 @@ from genrec.model.layers import DecoderLayer, EncoderLayer
 from genrec.model.rerank import RerankConfig, Reranker
 
 # The flat keys configs and artifacts used before the re-ranker had its own config.
+EVERY_ITEM_TRAINED = 2**62  # ``trained_items`` of a model that has not been told its catalogue
 _LEGACY_RERANK_KEYS = {"rerank_weight": "weight", "rerank_loss_weight": "loss_weight",
                        "rerank_item_ids": "item_ids", "rerank_id_dropout": "id_dropout"}
 
@@ -48,6 +49,11 @@ class GenerativeConfig(BaseModel):
     # The dense head that re-orders the final beam; None: the beam's own order. In TOML,
     # ``[model.rerank]`` (its keys optional) turns it on, ``rerank = false`` off.
     rerank: RerankConfig | None = None
+    # An item added after training is scored like an average item of the region its content codes
+    # place it in, times this weight (the decoder was never taught its last codes, so on its own it
+    # almost never generates one). 0: the decoder's own scores. A trade: the cold-start benchmark
+    # (`genrec.bench.cold_start`) measures new items found against the rest displaced.
+    fresh_item_weight: float = Field(default=1.0, ge=0.0)
 
     @model_validator(mode="before")
     @classmethod
@@ -86,6 +92,10 @@ class TigerGenerator(nn.Module):
         d = config.d_model
         offsets = torch.tensor([0, *torch.tensor(self.level_sizes).cumsum(0).tolist()[:-1]], dtype=torch.long)
         self.register_buffer("offsets", offsets, persistent=False)
+        # Items 0..trained_items-1 were the catalogue at training; later ones (added with content
+        # codes) are fresh to the decoder, and beam search scores them by their siblings. Saved
+        # with the weights; training sets it, and until then every item counts as trained.
+        self.register_buffer("trained_items", torch.tensor(EVERY_ITEM_TRAINED))
         self.code_emb = nn.Embedding(sum(self.level_sizes), d)
         self.user_emb = nn.Embedding(max(config.user_buckets, 1), d)
         self.pos_emb = nn.Embedding(config.max_history + 1, d)
@@ -194,7 +204,8 @@ class TigerGenerator(nn.Module):
 
         return constrained_beam_search(
             step, memory.shape[0], self.level_sizes, max(self.level_sizes), sorted_keys, sorted_items, exclude_keys,
-            beam_width, keep,
+            beam_width, keep, fresh_from=self.trained_items if self.config.fresh_item_weight > 0 else None,
+            fresh_weight=self.config.fresh_item_weight,
         )
 
 
@@ -298,7 +309,9 @@ def _rename_flat_keys(state: dict[str, Any], prefix: str) -> bool:
 
 def _load_flat_keys(model: TigerModel, state: dict[str, Any], prefix: str, *_: Any) -> None:
     """Load-state-dict pre-hook: weights saved before the split. They carry no re-ranking
-    weight (it was in the config, from which this model's came), so the model keeps its own."""
+    weight (it was in the config, from which this model's came), so the model keeps its own.
+    Weights saved before ``trained_items`` existed count every item as trained."""
+    state.setdefault(prefix + "generator.trained_items", torch.tensor(EVERY_ITEM_TRAINED))
     if _rename_flat_keys(state, prefix) and model.reranker is not None:
         state.setdefault(prefix + "reranker._extra_state", model.reranker.get_extra_state())
 
