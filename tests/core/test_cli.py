@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from genrec.cli import bench, data
@@ -109,3 +110,30 @@ def test_train_and_bench_quality_smoke(tmp_path: Path, monkeypatch) -> None:
     assert 0 <= beams["test"]["ndcg@10"] <= beams["test"]["recall@10"] <= 1
     assert (tmp_path / "warm-ckpt" / "tokenizer" / "tokenizer.pt").is_file()
     get_settings.cache_clear()
+
+
+def test_bench_quality_over_seeds_reports_mean_and_spread(tmp_path: Path, monkeypatch) -> None:
+    from genrec.config import get_settings
+
+    monkeypatch.setenv("GENREC_MODEL__ARTIFACTS_DIR", str(tmp_path / "artifacts"))
+    get_settings.cache_clear()
+    assert runner.invoke(data.app, ["synth", "--out", str(tmp_path / "d"), "--items", "60", "--users", "90",
+                                    "--seed", "3"]).exit_code == 0
+    res = runner.invoke(bench.app, ["quality", "--dataset", str(tmp_path / "d"), "--budget", "smoke", "--seeds",
+                                    "0,1", "--models", "mostpop,sasrec", "--out", str(tmp_path / "r")])
+    assert res.exit_code == 0, res.output
+    runs = [json.loads((tmp_path / "r" / name).read_text()) for name in ("quality-d.json", "quality-d-seed1.json")]
+    assert [r["seed"] for r in runs] == [0, 1]
+    summary = json.loads((tmp_path / "r" / "quality-d-seeds.json").read_text())
+    assert summary["seeds"] == [0, 1] and summary["missing_seeds"] == []
+    sas = [r["models"]["SASRec (full CE)"]["test"]["recall@10"] for r in runs]
+    spread = summary["models"]["SASRec (full CE)"]["recall@10"]
+    assert spread["values"] == sas
+    assert spread["mean"] == pytest.approx(sum(sas) / 2)
+    assert spread["std"] == pytest.approx(abs(sas[0] - sas[1]) / 2**0.5)  # the sample standard deviation
+    report = (tmp_path / "r" / "quality-d-seeds.md").read_text()
+    assert "| SASRec (full CE) |" in report and " ± " in report
+    assert (tmp_path / "r" / "quality-d-seeds.png").stat().st_size > 1000
+
+    res = runner.invoke(bench.app, ["quality", "--dataset", str(tmp_path / "d"), "--seeds", "0,x"])
+    assert res.exit_code == 2 and "--seeds" in res.output

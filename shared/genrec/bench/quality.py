@@ -2,7 +2,8 @@
 
 All three models see the identical leave-one-out split (histories truncated to
 ``max_history``, 20 for Amazon) and are scored by full ranking over the catalogue.
-Writes ``quality-<dataset>.json``, ``.md`` and ``.png`` into the output folder.
+Writes ``quality-<dataset>.json``, ``.md`` and ``.png`` into the output folder (seed 0; another
+seed's run is ``quality-<dataset>-seed<N>.*``; ``genrec.bench.seeds`` sums several up).
 
 Budgets (``--budget``):
 * ``cpu``: fits a 2-core CPU in about an hour on Amazon Beauty (few epochs, small
@@ -149,7 +150,7 @@ def run_quality(
     split = leave_one_out(dataset, cfg.max_history)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    cfg.metrics_path = str(out / f"quality-{dataset.name}-metrics.jsonl")
+    cfg.metrics_path = str(out / f"{result_stem(dataset.name, seed)}-metrics.jsonl")
     checkpoints = {"genrec": cfg.checkpoint_dir, "sasrec": f"{cfg.checkpoint_dir}-sasrec"}
     resuming = {m: Path(checkpoints[m], "last.pt").is_file() for m in models if m in checkpoints}
     if "genrec" in resuming:
@@ -171,9 +172,10 @@ def run_quality(
             "protocol": "leave-one-out (last=test, second-last=valid), full ranking, history excluded",
         },
         "config": cfg.model_dump(mode="json"),
-        "models": _kept_results(out / f"quality-{dataset.name}.json", budget, models),
+        "seed": seed,
+        "models": _kept_results(out / f"{result_stem(dataset.name, seed)}.json", budget, models),
         # replaced when this run reaches the cold-start benchmark; else the last run's table
-        "cold_start": _kept_cold_start(out / f"quality-{dataset.name}.json", budget),
+        "cold_start": _kept_cold_start(out / f"{result_stem(dataset.name, seed)}.json", budget),
     }
     test_hist = pad_histories(split.test_histories, cfg.max_history)
     if "mostpop" in models:
@@ -229,6 +231,11 @@ def run_quality(
     return results
 
 
+def result_stem(dataset: str, seed: int = 0) -> str:
+    """A run's file name without suffix: seed 0's is the dataset's headline report."""
+    return f"quality-{dataset}" + (f"-seed{seed}" if seed else "")
+
+
 MODEL_KEYS = {"mostpop": "MostPopular", "genrec": "genrec (generative retrieval)", "sasrec": "SASRec (full CE)"}
 BEAM_ORDER_KEY = "genrec, beams in generative order (head off)"
 
@@ -275,7 +282,7 @@ def _write(results: dict[str, Any], out: Path, t_start: float, final: bool) -> N
     results["reference"] = REFERENCE.get(results["dataset"], {})
     results["wall_seconds"] = round(time.perf_counter() - t_start, 1)
     results["complete"] = final
-    stem = out / f"quality-{results['dataset']}"
+    stem = out / result_stem(results["dataset"], results.get("seed", 0))
     stem.with_suffix(".json").write_text(json.dumps(results, indent=2, default=_json_default))
     stem.with_suffix(".md").write_text(markdown_report(results))
     plot_results(results, stem.with_suffix(".png"))

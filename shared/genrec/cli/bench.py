@@ -40,6 +40,8 @@ def quality(
     out: Path = typer.Option(Path("bench/results"), "--out", help="Where the json/md/png go."),
     config: Path | None = typer.Option(None, "--config", help="TOML/YAML overriding the budget."),
     seed: int = typer.Option(0, "--seed"),
+    seeds: str | None = typer.Option(None, "--seeds", help="Several seeds, e.g. 0,1,2: a run each (resumable), "
+                                                           "then their mean ± std (quality-<dataset>-seeds.*)."),
     models: str = typer.Option("genrec,sasrec,mostpop", "--models", help="Comma-separated subset."),
     artifacts: Path | None = typer.Option(None, "--artifacts", help="Also save the genrec bundle here."),
     threads: int | None = typer.Option(None, "--threads", help="torch CPU threads (1 is faster on a busy box)."),
@@ -50,14 +52,24 @@ def quality(
 ) -> None:
     """Train + evaluate genrec, SASRec and MostPopular on identical leave-one-out splits, then the
     cold-start benchmark (items hidden from training, placed by their content)."""
-    from genrec.bench.quality import markdown_report, run_quality
+    from genrec.bench.quality import markdown_report, result_stem, run_quality
 
     chosen = tuple(m.strip() for m in models.split(",") if m.strip())
-    results = run_quality(dataset, budget=budget, out_dir=out, config_path=config, seed=seed, models=chosen,
-                          artifacts_dir=artifacts, threads=threads, fresh=fresh,
-                          **({} if cold_start is None else {"cold_share": cold_start}))
-    console.print(markdown_report(results))
-    console.print(f"results in {out}/quality-{results['dataset']}.{{json,md,png}}")
+    try:
+        runs = [int(v) for v in seeds.split(",") if v.strip()] if seeds else [seed]
+    except ValueError:
+        raise typer.BadParameter(f"not a comma-separated list of integers: {seeds!r}", param_hint="--seeds") from None
+    for run_seed in runs:
+        results = run_quality(dataset, budget=budget, out_dir=out, config_path=config, seed=run_seed, models=chosen,
+                              artifacts_dir=artifacts, threads=threads, fresh=fresh,
+                              **({} if cold_start is None else {"cold_share": cold_start}))
+        console.print(markdown_report(results))
+        console.print(f"results in {out}/{result_stem(results['dataset'], run_seed)}.{{json,md,png}}")
+    if seeds:
+        from genrec.bench.seeds import markdown_summary, summarize_seeds
+
+        console.print(markdown_summary(summarize_seeds(out, results["dataset"], runs)))
+        console.print(f"summary in {out}/quality-{results['dataset']}-seeds.{{json,md,png}}")
 
 
 @app.command("serving")
