@@ -28,14 +28,15 @@ $(VENV)/.installed: pyproject.toml setup.py $(wildcard shared/genrec/api/*/*/*.p
 
 # The model server's own environment: Triton (from the nvidia-pytriton wheel) needs numpy<2,
 # which the main environment cannot have. genrec goes in without its heavy dependencies;
-# only what genrec.model / genrec.serving import is added (the `serving` extra).
+# only what genrec.model / genrec.serving import is added: the `serving` extra, read from
+# pyproject.toml (pip cannot install an extra without the base dependencies).
 $(SERVING_VENV)/.installed: pyproject.toml
 	test -x $(SPY) || $(PYTHON) -m venv $(SERVING_VENV)
 	$(SPY) -m pip install -q --upgrade pip
 	$(SPY) -m pip install -q torch==2.13.0
-	$(SPY) -m pip install -q 'nvidia-pytriton==0.7.0' 'numpy<2' 'tritonclient[http]>=2.50,<3'
+	$(SPY) -c "import tomllib; print(*tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['serving'], sep='\n')" > $(SERVING_VENV)/requirements.txt
+	$(SPY) -m pip install -q -r $(SERVING_VENV)/requirements.txt
 	$(SPY) -m pip install -q --no-deps -e .
-	$(SPY) -m pip install -q 'pydantic>=2.7,<3' 'pydantic-settings>=2.4,<3' 'redis>=5,<7' 'boto3>=1.34' 'orjson>=3.9,<4'
 	touch $@
 
 # Front end (admin app + shopper demo): npm ci when the lockfile changes, vite build when a source does.

@@ -34,6 +34,7 @@ from genrec.evaluation.evaluate import evaluate_recommender
 from genrec.model.sasrec import MostPopular
 from genrec.training.config import TrainConfig, read_config_file
 from genrec.training.generative import evaluate_bundle, setup_torch, train_generative
+from genrec.training.loop import MONITOR
 from genrec.training.sasrec import train_sasrec
 
 BUDGETS: dict[str, dict[str, Any]] = {
@@ -207,6 +208,7 @@ def run_quality(
             "test_seconds": round(time.perf_counter() - te, 1), "test_beam_width": cfg.test_beam_width,
             "embeddings": rep["embeddings"], "tokenizer": rep["tokenizer"], "stage_seconds": rep["seconds"],
             "train_examples": rep["train_examples"],
+            "validation_curve": validation_curve(rep["history"]),
         }
         if beam_order:  # the same beams without the head: what the re-ranking adds
             results["models"][BEAM_ORDER_KEY] = {"test": beam_order, "train_seconds": 0.0}
@@ -223,12 +225,39 @@ def run_quality(
             # a resumed run's epochs ran in several sittings: every epoch's time, as for genrec
             "train_seconds": round(max(train_s, sum(h["train_seconds"] + h["eval_seconds"]
                                                     for h in fit_res.history)), 1),
+            "validation_curve": validation_curve(fit_res.history),
         }
     if cold_share > 0 and set(MODEL_KEYS) <= set(models):
         _write(results, out, t_start, final=False)
         results["cold_start"] = run_cold_start(dataset, cfg, cold_share, device=device, progress=progress)
     _write(results, out, t_start, final=True)
     return results
+
+
+def validation_curve(history: list[dict[str, Any]]) -> list[dict[str, float]]:
+    """Per epoch: seconds of training (and validating) so far, and the validation metric that
+    picks the best epoch."""
+    seconds, curve = 0.0, []
+    for h in history:
+        seconds += h["train_seconds"] + h["eval_seconds"]
+        curve.append({"seconds": round(seconds, 1), MONITOR: h.get(f"val_{MONITOR}", 0.0)})
+    return curve
+
+
+def time_to_quality(results: dict[str, Any]) -> dict[str, Any] | None:
+    """genrec's training time until its validation first reached SASRec's best, against SASRec's
+    whole training: the training cost at equal quality. None without both curves; ``seconds`` None
+    when genrec never got there."""
+    gen, sas = (results["models"].get(MODEL_KEYS[k], {}).get("validation_curve") for k in ("genrec", "sasrec"))
+    if not gen or not sas:
+        return None
+    target = max(point[MONITOR] for point in sas)
+    reached = next((point for point in gen if point[MONITOR] >= target), None)
+    sasrec_seconds = sas[-1]["seconds"]
+    return {"metric": f"validation {MONITOR}", "sasrec_best": target, "sasrec_seconds": sasrec_seconds,
+            "seconds": reached["seconds"] if reached else None,
+            "epoch": gen.index(reached) + 1 if reached else None,
+            "ratio": reached["seconds"] / sasrec_seconds if reached and sasrec_seconds else None}
 
 
 def result_stem(dataset: str, seed: int = 0) -> str:
@@ -345,6 +374,13 @@ def markdown_report(results: dict[str, Any]) -> str:
             lines.append(f"Re-ranking head on: the final beam re-scored as generative log-prob + "
                          f"{gen['rerank_weight']} x dense logit (weight tuned on validation); "
                          f"the row `{BEAM_ORDER_KEY}` is the same beams in generative order.")
+    cost = time_to_quality(results)
+    if cost:
+        lines += ["", f"Training cost at equal quality: SASRec's best {cost['metric']} is {cost['sasrec_best']:.4f} "
+                      f"after {cost['sasrec_seconds']:.0f} s of training; "
+                  + (f"genrec first reached it at epoch {cost['epoch']}, after {cost['seconds']:.0f} s "
+                     f"(**{cost['ratio']:.1f}×** SASRec's time)." if cost["seconds"] is not None
+                     else "genrec never reached it.")]
     if results.get("cold_start"):
         lines += markdown_section(results["cold_start"])
     return "\n".join(lines) + "\n"
