@@ -52,12 +52,15 @@ def test_only_models_that_read_content_can_recommend_an_item_nobody_has_seen(tmp
     for name in (SASREC, MOSTPOP):  # they never saw the hidden items: no row to score them by
         assert models[name]["cold"]["recall@10"] == 0.0 and models[name]["cold"]["users"] == cold
     assert models[CONTENT]["cold"]["recall@10"] > 0  # the synthetic text follows the categories users keep to
-    # New items scored like an average trained item of their code region, and by the decoder alone.
-    assert (models[GENREC]["fresh_item_weight"], models[GENREC_DECODER_ONLY]["fresh_item_weight"]) == (1.0, 0.0)
+    # New items scored like an average trained item of their code region, at several weights (0: the decoder alone).
+    sweep = {r["fresh_item_weight"]: r for r in out["fresh_item_weights"]}
+    assert set(sweep) == {0.0, 0.5, 1.0, 2.0}
+    assert models[GENREC]["cold"] == sweep[1.0]["cold"] and models[GENREC_DECODER_ONLY]["all"] == sweep[0.0]["all"]
     for name in (GENREC, GENREC_DECODER_ONLY, CONTENT):
         assert models[name]["cold"]["users"] == cold and models[name]["all"]["users"] == len(full.user_ids)
     table = "\n".join(markdown_section(out))
     assert f"| {GENREC} | {models[GENREC]['cold']['recall@10']:.4f} |" in table
+    assert f"| 2 | {sweep[2.0]['cold']['recall@10']:.4f} |" in table
 
 
 def test_a_new_items_collaborative_part_is_predicted_from_its_text() -> None:

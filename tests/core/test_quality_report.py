@@ -25,3 +25,18 @@ def test_training_cost_is_genrecs_time_to_sasrecs_best_validation() -> None:
     assert time_to_quality(results)["seconds"] is None
     del results["models"][MODEL_KEYS["sasrec"]]  # a report without SASRec: nothing to compare
     assert time_to_quality(results) is None
+
+
+def test_the_plot_shows_the_new_item_weight_trade(tmp_path) -> None:
+    from genrec.bench.cold_start import CONTENT, GENREC
+    from genrec.bench.quality import plot_results
+
+    def scores(cold: float, everything: float) -> dict[str, dict[str, float]]:
+        return {"cold": {"recall@10": cold, "ndcg@10": cold / 2}, "all": {"recall@10": everything, "ndcg@10": 0.01}}
+
+    sweep = [{**scores(0.0, 0.15), "fresh_item_weight": 0.0}, {**scores(0.05, 0.13), "fresh_item_weight": 1.0}]
+    results = {"dataset": "d", "budget": "cpu", "models": {GENREC: {"test": {"recall@10": 0.15, "ndcg@10": 0.07}}},
+               "cold_start": {"cold_test_events": 3, "fresh_item_weights": sweep,
+                              "models": {CONTENT: scores(0.06, 0.03), GENREC: sweep[1]}}}
+    plot_results(results, tmp_path / "q.png")
+    assert (tmp_path / "q.png").stat().st_size > 1000

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from genrec.bench.cold_start import COLD_SHARE, markdown_section, run_cold_start
+from genrec.bench.cold_start import COLD_SHARE, CONTENT, SASREC, markdown_section, run_cold_start
 from genrec.data.loaders import load_dataset
 from genrec.data.splits import leave_one_out, pad_histories
 from genrec.evaluation.evaluate import evaluate_recommender
@@ -260,6 +260,23 @@ def time_to_quality(results: dict[str, Any]) -> dict[str, Any] | None:
             "ratio": reached["seconds"] / sasrec_seconds if reached and sasrec_seconds else None}
 
 
+def _plot_fresh_item_weights(ax: Any, sweep: list[dict[str, Any]], models: dict[str, Any]) -> None:
+    """genrec's cold-start trade: recall on the hidden items' events against recall on all events,
+    one point per new-item weight, the other models as single points."""
+    ax.plot([r["all"]["recall@10"] for r in sweep], [r["cold"]["recall@10"] for r in sweep], "o-",
+            label="genrec by new-item weight")
+    for r in sweep:
+        ax.annotate(f"{r['fresh_item_weight']:g}", (r["all"]["recall@10"], r["cold"]["recall@10"]),
+                    textcoords="offset points", xytext=(4, 4), fontsize=7)
+    for name in (CONTENT, SASREC):
+        if "cold" in models.get(name, {}):
+            ax.plot(models[name]["all"]["recall@10"], models[name]["cold"]["recall@10"], "s", label=name)
+    ax.set_xlabel("recall@10, all test events")
+    ax.set_ylabel("recall@10, cold events")
+    ax.set_title("new items found vs trained items displaced", fontsize=9)
+    ax.legend(fontsize=7)
+
+
 def result_stem(dataset: str, seed: int = 0) -> str:
     """A run's file name without suffix: seed 0's is the dataset's headline report."""
     return f"quality-{dataset}" + (f"-seed{seed}" if seed else "")
@@ -399,9 +416,13 @@ def plot_results(results: dict[str, Any], path: Path) -> None:
     if cold:
         panels.append((cold, f"cold start: test events whose item was hidden from training "
                              f"({results['cold_start']['cold_test_events']})"))
-    fig, axes = plt.subplots(1, len(panels), figsize=(sum(max(6, 1.4 * len(p)) for p, _ in panels), 4),
-                             squeeze=False)
-    for ax, (panel, title) in zip(axes[0], panels, strict=True):
+    sweep = (results.get("cold_start") or {}).get("fresh_item_weights") or []
+    widths = [max(6, 1.4 * len(p)) for p, _ in panels] + ([5] if sweep else [])
+    fig, axes = plt.subplots(1, len(widths), figsize=(sum(widths), 4), squeeze=False,
+                             gridspec_kw={"width_ratios": widths})
+    if sweep:
+        _plot_fresh_item_weights(axes[0][-1], sweep, results["cold_start"]["models"])
+    for ax, (panel, title) in zip(axes[0], panels, strict=False):
         names = list(panel)
         x = np.arange(len(names))
         for i, m in enumerate(("recall@10", "ndcg@10")):
