@@ -14,9 +14,9 @@ the same scores.
 Items added after training (``fresh_from``: the first such item index) have code paths the
 decoder never saw as targets, so their raw log-probabilities say nothing. A branch that leads
 to fresh items only is scored by its trained siblings instead: where it leaves the trained
-tree it gets their mean probability, and below that the probability is split evenly among
-its children. So a new item ranks like an average item of the region its content placed it in,
-and with no fresh item in the table every score is the decoder's own.
+tree it gets their mean probability (times a weight), and below that the probability is split
+evenly among its children. So a new item ranks like an average item of the region its content
+placed it in, and with no fresh item in the table every score is the decoder's own.
 
 There is no data-dependent Python control flow: shapes depend only on (batch, beam
 width, level sizes), which keeps the function traceable by torch.export / ONNX.
@@ -70,6 +70,8 @@ def constrained_beam_search(
     """
     if beam_width < top_k:
         raise ValueError("beam_width must be >= top_k")
+    if fresh_from is not None and fresh_weight <= 0:
+        raise ValueError("fresh_weight must be > 0 (for the decoder's own scores, pass no fresh_from)")
     device = sorted_keys.device
     n_levels = len(level_sizes)
     B = batch_size
@@ -144,9 +146,9 @@ def _score_fresh_branches(
     which branches those are. ``count`` / ``fresh``: catalogue / fresh items under each branch;
     ``fresh_beam [B, beams]``: the beam itself leads to fresh items only.
 
-    A branch leaving the trained tree gets ``weight`` times its trained siblings' mean probability (the decoder
-    has no opinion of a code it was never taught, but has one of the region); below that, the
-    beam's probability is split evenly among its children."""
+    A branch leaving the trained tree gets ``weight`` times its trained siblings' mean probability
+    (the decoder has no opinion of a code it was never taught, but has one of the region); below
+    that, the beam's probability is split evenly among its children."""
     only_fresh = (fresh == count) & (count > 0)
     trained = count > fresh
     n_trained = trained.sum(-1, keepdim=True)
