@@ -29,8 +29,8 @@ from genrec.model.code_table import CodeTable
 from genrec.model.layers import DecoderLayer, EncoderLayer
 from genrec.model.rerank import RerankConfig, Reranker
 
-# The flat keys configs and artifacts used before the re-ranker had its own config.
 EVERY_ITEM_TRAINED = 2**62  # ``trained_items`` of a model that has not been told its catalogue
+# The flat keys configs and artifacts used before the re-ranker had its own config.
 _LEGACY_RERANK_KEYS = {"rerank_weight": "weight", "rerank_loss_weight": "loss_weight",
                        "rerank_item_ids": "item_ids", "rerank_id_dropout": "id_dropout"}
 
@@ -226,7 +226,7 @@ class TigerModel(nn.Module):
             Reranker(config.rerank, config.d_model, len(level_sizes), id_items) if config.rerank is not None else None
         )
         self.generator.init_embeddings()  # last, as ever: a seed gives the weights it always gave
-        self.register_load_state_dict_pre_hook(_load_flat_keys)
+        self.register_load_state_dict_pre_hook(_upgrade_older_weights)
 
     @classmethod
     def from_state_dict(
@@ -307,10 +307,11 @@ def _rename_flat_keys(state: dict[str, Any], prefix: str) -> bool:
     return bool(flat)
 
 
-def _load_flat_keys(model: TigerModel, state: dict[str, Any], prefix: str, *_: Any) -> None:
-    """Load-state-dict pre-hook: weights saved before the split. They carry no re-ranking
-    weight (it was in the config, from which this model's came), so the model keeps its own.
-    Weights saved before ``trained_items`` existed count every item as trained."""
+def _upgrade_older_weights(model: TigerModel, state: dict[str, Any], prefix: str, *_: Any) -> None:
+    """Load-state-dict pre-hook for weights saved by older versions. Those saved before
+    ``trained_items`` existed count every item as trained. Those saved before the split (flat
+    keys) carry no re-ranking weight (it was in the config, from which this model's came), so
+    the model keeps its own."""
     state.setdefault(prefix + "generator.trained_items", torch.tensor(EVERY_ITEM_TRAINED))
     if _rename_flat_keys(state, prefix) and model.reranker is not None:
         state.setdefault(prefix + "reranker._extra_state", model.reranker.get_extra_state())
