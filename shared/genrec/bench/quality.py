@@ -345,7 +345,9 @@ def _json_default(o: Any) -> Any:
 def _device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return f"cuda ({torch.cuda.get_device_name(device)})"
-    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    from genrec.bench.serving import machine_info
+
+    return f"cpu ({machine_info()['cpu'] or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
 def markdown_report(results: dict[str, Any]) -> str:
