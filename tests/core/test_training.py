@@ -73,7 +73,7 @@ def test_recommend_by_external_ids_and_cold_start_item(planted, planted_bundle, 
     assert torch.equal(new_codes[:-1], top_codes[:-1]) and new_codes[-1] != top_codes[-1]
     # Its last code was never a training target: it is scored like its trained sibling, so it
     # ranks beside the item whose content it shares (the decoder alone would rank it near last).
-    assert int(bundle.model.generator.trained_items) == n_before
+    assert bundle.model.generator.trained_items == n_before
     ranked = dict(bundle.recommend([seq[:4]], k=5)[0])
     assert ranked["NEW-1"] == pytest.approx(ranked[top_item])
     with pytest.raises(ValueError, match="already"):

@@ -40,6 +40,8 @@ def make_bundle(out: Path, seed: int = 0, id_items: int = 0, **model: object):
     model = TigerModel(GenerativeConfig.model_validate(model_cfg), tok.level_sizes, id_items=id_items).eval()
     if id_items:  # "trained" ID vectors (they start at zero)
         torch.nn.init.normal_(model.reranker.item_id_emb.weight)
+    # As training sets it: items fed later (or past the ID table) are fresh to the decoder.
+    model.generator.trained_items = id_items or N_ITEMS
     bundle = TrainedBundle(config=cfg, tokenizer=tok, model=model,
                            item_index=ItemIndex(np.asarray([f"sku-{i}" for i in range(N_ITEMS)], dtype=object)),
                            code_table=CodeTable(torch.as_tensor(codes), tok.level_sizes),

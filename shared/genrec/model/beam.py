@@ -11,7 +11,7 @@ prefix whose items are all excluded. Ties are broken as a stable sort would (the
 candidate index first), making the result deterministic and the same on CPU and CUDA for
 the same scores.
 
-Items added after training (``fresh_from``: the first such item index) have code paths the
+Items added after training (``fresh_keys``: their sorted keys) have code paths the
 decoder never saw as targets, so their raw log-probabilities say nothing. A branch that leads
 to fresh items only is scored by its trained siblings instead: where it leaves the trained
 tree it gets their mean probability (times a weight), and below that the probability is split
@@ -58,20 +58,20 @@ def constrained_beam_search(
     exclude_keys: torch.Tensor | None,
     beam_width: int,
     top_k: int,
-    fresh_from: torch.Tensor | None = None,
+    fresh_keys: torch.Tensor | None = None,
     fresh_weight: float = 1.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Top-``top_k`` item indices ``[B, K]`` and their log-probabilities (descending).
 
     Slots that cannot be filled (catalogue smaller than K after exclusions) get item -1
-    and score -inf. ``beam_width`` beams are kept between levels. Items ``>= fresh_from``
-    (a scalar tensor) were added after training: their branches are scored by their siblings'
-    mean probability times ``fresh_weight``.
+    and score -inf. ``beam_width`` beams are kept between levels. ``fresh_keys`` (sorted) are
+    the items added after training: their branches are scored by their siblings' mean
+    probability times ``fresh_weight``.
     """
     if beam_width < top_k:
         raise ValueError("beam_width must be >= top_k")
-    if fresh_from is not None and fresh_weight <= 0:
-        raise ValueError("fresh_weight must be > 0 (for the decoder's own scores, pass no fresh_from)")
+    if fresh_keys is not None and fresh_weight <= 0:
+        raise ValueError("fresh_weight must be > 0 (for the decoder's own scores, pass no fresh_keys)")
     device = sorted_keys.device
     n_levels = len(level_sizes)
     B = batch_size
@@ -80,9 +80,6 @@ def constrained_beam_search(
     scores = torch.zeros((B, 1), device=device)
     prefix = torch.zeros((B, 1, 0), dtype=torch.long, device=device)
     prefix_key = torch.zeros((B, 1), dtype=torch.long, device=device)
-    # fresh_before[j]: fresh items among the first j sorted keys, so a key range's count is a difference.
-    fresh_before = None if fresh_from is None else torch.nn.functional.pad(
-        torch.cumsum((sorted_items >= fresh_from).long(), 0), (1, 0))
     fresh_beam = torch.zeros((B, 1), dtype=torch.bool, device=device)  # the beam's prefix leads to fresh items only
     cache: Cache = ()
     for level, size in enumerate(level_sizes):
@@ -93,10 +90,9 @@ def constrained_beam_search(
         # Item counts under each extended prefix: code c spans keys [lo_c, lo_c + span), and
         # lo_{c+1} = lo_c + span, so one searchsorted over V+1 boundaries gives all V counts.
         edges = ((prefix_key * (base * span))[..., None] + torch.arange(size + 1, device=device) * span).reshape(B, -1)
-        bounds = _bounds(sorted_keys, edges, beams, size)
-        count = bounds[..., 1:] - bounds[..., :-1]
-        if fresh_before is not None:
-            fresh = fresh_before[bounds[..., 1:]] - fresh_before[bounds[..., :-1]]
+        count = _range_counts(sorted_keys, edges, beams, size)
+        if fresh_keys is not None:
+            fresh = _range_counts(fresh_keys, edges, beams, size)
             logp, only_fresh = _score_fresh_branches(logp, count, fresh, fresh_beam, fresh_weight)
         if exclude_keys is not None:
             count = count - _range_counts(exclude_keys, edges, beams, size)
@@ -109,7 +105,7 @@ def constrained_beam_search(
             [torch.gather(prefix, 1, beam[..., None].expand(-1, -1, prefix.shape[2])), code[..., None]], dim=2
         )
         prefix_key = torch.gather(prefix_key, 1, beam) * base + code
-        if fresh_before is not None:
+        if fresh_keys is not None:
             fresh_beam = only_fresh.reshape(B, -1).gather(1, pick)
         if level < n_levels - 1:  # static; the last level's cache is not used again
             rows = (beam + torch.arange(B, device=device)[:, None] * beams).reshape(-1)
@@ -125,17 +121,13 @@ def constrained_beam_search(
     return items, scores
 
 
-def _bounds(sorted_seq: torch.Tensor, edges: torch.Tensor, beams: int, size: int) -> torch.Tensor:
-    """Where each of ``edges`` falls in ``sorted_seq``: ``[B, beams, size + 1]``.
-
-    ``sorted_seq`` is 1-D (shared catalogue) or ``[B, H]`` (per-row exclusions).
-    """
-    return torch.searchsorted(sorted_seq, edges.contiguous()).reshape(edges.shape[0], beams, size + 1)
-
-
 def _range_counts(sorted_seq: torch.Tensor, edges: torch.Tensor, beams: int, size: int) -> torch.Tensor:
-    """How many keys of ``sorted_seq`` fall between consecutive ``edges``: ``[B, beams, size]``."""
-    pos = _bounds(sorted_seq, edges, beams, size)
+    """How many keys of ``sorted_seq`` fall between consecutive ``edges``: ``[B, beams, size]``.
+
+    ``sorted_seq`` is 1-D (shared catalogue, fresh items) or ``[B, H]`` (per-row exclusions).
+    """
+    b = edges.shape[0]
+    pos = torch.searchsorted(sorted_seq, edges.contiguous()).reshape(b, beams, size + 1)
     return pos[..., 1:] - pos[..., :-1]
 
 

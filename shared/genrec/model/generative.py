@@ -25,7 +25,7 @@ from torch import nn
 
 from genrec.config import MAX_HISTORY, MAX_SEQUENCE, TOP_K
 from genrec.model.beam import Cache, constrained_beam_search, exclusion_keys
-from genrec.model.code_table import CodeTable
+from genrec.model.code_table import CodeTable, pack_codes
 from genrec.model.layers import DecoderLayer, EncoderLayer
 from genrec.model.rerank import RerankConfig, Reranker
 
@@ -94,8 +94,9 @@ class TigerGenerator(nn.Module):
         self.register_buffer("offsets", offsets, persistent=False)
         # Items 0..trained_items-1 were the catalogue at training; later ones (added with content
         # codes) are fresh to the decoder, and beam search scores them by their siblings. Saved
-        # with the weights; training sets it, and until then every item counts as trained.
-        self.register_buffer("trained_items", torch.tensor(EVERY_ITEM_TRAINED))
+        # with the weights (extra state); a plain int keeps it a constant of the serving graph.
+        # Training sets it; until then every item counts as trained.
+        self.trained_items = EVERY_ITEM_TRAINED
         self.code_emb = nn.Embedding(sum(self.level_sizes), d)
         self.user_emb = nn.Embedding(max(config.user_buckets, 1), d)
         self.pos_emb = nn.Embedding(config.max_history + 1, d)
@@ -116,6 +117,23 @@ class TigerGenerator(nn.Module):
         so a seed gives the weights it always has."""
         nn.init.normal_(self.code_emb.weight, std=0.02)
         nn.init.normal_(self.bos, std=0.02)
+
+    def get_extra_state(self) -> torch.Tensor:
+        return torch.tensor(self.trained_items, dtype=torch.int64)
+
+    def set_extra_state(self, state: torch.Tensor) -> None:
+        self.trained_items = int(state)
+
+    def fresh_keys(self, item_codes: torch.Tensor) -> torch.Tensor | None:
+        """Sorted keys of the items added after training (rows ``trained_items..`` of the table);
+        None when ``fresh_item_weight`` is 0 and the decoder's own scores stand."""
+        if self.config.fresh_item_weight == 0:
+            return None
+        base = max(self.level_sizes)
+        keys = pack_codes(item_codes[self.trained_items:], base)
+        # Plus a key above every real one, which no prefix range counts: the list is never empty
+        # (the exported graph's unrolled binary search cannot search an empty one).
+        return torch.sort(torch.cat([keys, keys.new_full((1,), base ** len(self.level_sizes))])).values
 
     def code_vectors(self, codes: torch.Tensor) -> torch.Tensor:
         """``codes [..., levels]`` -> the embedding of each code ``[..., levels, d]``."""
@@ -191,7 +209,7 @@ class TigerGenerator(nn.Module):
 
     # ---------------------------------------------------------------- search
     def beam(
-        self, memory: torch.Tensor, mask: torch.Tensor, exclude_keys: torch.Tensor | None,
+        self, memory: torch.Tensor, mask: torch.Tensor, exclude_keys: torch.Tensor | None, item_codes: torch.Tensor,
         sorted_keys: torch.Tensor, sorted_items: torch.Tensor, beam_width: int, keep: int,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Constrained beam search over the code table: ``keep`` items per row, by log-prob.
@@ -204,8 +222,7 @@ class TigerGenerator(nn.Module):
 
         return constrained_beam_search(
             step, memory.shape[0], self.level_sizes, max(self.level_sizes), sorted_keys, sorted_items, exclude_keys,
-            beam_width, keep, fresh_from=self.trained_items if self.config.fresh_item_weight > 0 else None,
-            fresh_weight=self.config.fresh_item_weight,
+            beam_width, keep, fresh_keys=self.fresh_keys(item_codes), fresh_weight=self.config.fresh_item_weight,
         )
 
 
@@ -276,7 +293,7 @@ class TigerModel(nn.Module):
         item_codes: torch.Tensor, sorted_keys: torch.Tensor, sorted_items: torch.Tensor, beam_width: int,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The whole final beam ``[B, W]``: items, generative log-probs and dense logits."""
-        items, generative = self.generator.beam(memory, mask, exclude_keys, sorted_keys, sorted_items,
+        items, generative = self.generator.beam(memory, mask, exclude_keys, item_codes, sorted_keys, sorted_items,
                                                 beam_width, beam_width)
         return items, generative, self.dense_scores(memory, items, item_codes)
 
@@ -287,7 +304,8 @@ class TigerModel(nn.Module):
         """The top ``top_k`` items and scores: the beam's order, or with a re-ranker the whole
         final beam re-ordered (``reranks`` is static, so either way it is one graph)."""
         if not self.reranks:
-            return self.generator.beam(memory, mask, exclude_keys, sorted_keys, sorted_items, beam_width, top_k)
+            return self.generator.beam(memory, mask, exclude_keys, item_codes, sorted_keys, sorted_items, beam_width,
+                                       top_k)
         beam = self.scored_beam(memory, mask, exclude_keys, item_codes, sorted_keys, sorted_items, beam_width)
         return self.reranker.rerank(*beam, top_k)
 
@@ -312,7 +330,7 @@ def _upgrade_older_weights(model: TigerModel, state: dict[str, Any], prefix: str
     ``trained_items`` existed count every item as trained. Those saved before the split (flat
     keys) carry no re-ranking weight (it was in the config, from which this model's came), so
     the model keeps its own."""
-    state.setdefault(prefix + "generator.trained_items", torch.tensor(EVERY_ITEM_TRAINED))
+    state.setdefault(prefix + "generator._extra_state", torch.tensor(EVERY_ITEM_TRAINED))
     if _rename_flat_keys(state, prefix) and model.reranker is not None:
         state.setdefault(prefix + "reranker._extra_state", model.reranker.get_extra_state())
 

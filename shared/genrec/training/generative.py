@@ -187,7 +187,7 @@ def train_generative(
         progress=progress,
     )
     model = model.cpu().eval()
-    model.generator.trained_items.fill_(table.n_items)  # items added from now on are fresh to the decoder
+    model.generator.trained_items = table.n_items  # items added from now on are fresh to the decoder
     if model.reranker is not None and "rerank_weight" in result.best_metrics:
         model.reranker.set_weight(result.best_metrics["rerank_weight"])  # the best epoch's tuned weight
     bundle = TrainedBundle(
