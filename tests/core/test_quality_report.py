@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from genrec.bench.quality import MODEL_KEYS, time_to_quality, validation_curve
+from genrec.bench.quality import MODEL_KEYS, markdown_report, time_to_quality, validation_curve
 
 
 def _history(points: list[tuple[float, float]]) -> list[dict[str, float]]:
@@ -21,6 +21,16 @@ def test_training_cost_is_genrecs_time_to_sasrecs_best_validation() -> None:
     assert cost == pytest.approx({"metric": "validation ndcg@10", "sasrec_best": 0.05, "sasrec_seconds": 30,
                                   "seconds": 300, "epoch": 3, "ratio": 10.0})
 
+    instant = [{**p, "seconds": 0.0} for p in sas]  # a tiny run whose training rounds to 0 s: no ratio
+    assert time_to_quality({"models": {**results["models"], MODEL_KEYS["sasrec"]: {"validation_curve": instant}}
+                            })["ratio"] is None
+    report = markdown_report({"dataset": "d", "budget": "smoke", "device": "cpu", "torch": "2", "wall_seconds": 1,
+                              "split": {"users": 1, "items": 1, "max_history": 1, "protocol": "p"},
+                              "models": {MODEL_KEYS["sasrec"]: {"test": {}, "validation_curve": instant},
+                                         MODEL_KEYS["genrec"]: {"test": {}, "validation_curve": gen, "tokenizer": {},
+                                                                "embeddings": {}, "best_epoch": 4, "epochs_run": 4,
+                                                                "test_beam_width": 10}}})
+    assert "genrec first reached it at epoch 3, after 300 s." in report
     results["models"][MODEL_KEYS["genrec"]]["validation_curve"] = gen[:2]  # stopped before it got there
     assert time_to_quality(results)["seconds"] is None
     del results["models"][MODEL_KEYS["sasrec"]]  # a report without SASRec: nothing to compare

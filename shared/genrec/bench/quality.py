@@ -257,7 +257,8 @@ def time_to_quality(results: dict[str, Any]) -> dict[str, Any] | None:
     return {"metric": f"validation {MONITOR}", "sasrec_best": target, "sasrec_seconds": sasrec_seconds,
             "seconds": reached["seconds"] if reached else None,
             "epoch": gen.index(reached) + 1 if reached else None,
-            "ratio": reached["seconds"] / sasrec_seconds if reached and sasrec_seconds else None}
+            # None also when SASRec's training rounds to 0 s (a tiny smoke run)
+            "ratio": reached["seconds"] / sasrec_seconds if reached is not None and sasrec_seconds > 0 else None}
 
 
 def _plot_fresh_item_weights(ax: Any, sweep: list[dict[str, Any]], models: dict[str, Any]) -> None:
@@ -397,9 +398,9 @@ def markdown_report(results: dict[str, Any]) -> str:
     if cost:
         lines += ["", f"Training cost at equal quality: SASRec's best {cost['metric']} is {cost['sasrec_best']:.4f} "
                       f"after {cost['sasrec_seconds']:.0f} s of training; "
-                  + (f"genrec first reached it at epoch {cost['epoch']}, after {cost['seconds']:.0f} s "
-                     f"(**{cost['ratio']:.1f}×** SASRec's time)." if cost["seconds"] is not None
-                     else "genrec never reached it.")]
+                  + (f"genrec first reached it at epoch {cost['epoch']}, after {cost['seconds']:.0f} s"
+                     + (f" (**{cost['ratio']:.1f}×** SASRec's time)." if cost["ratio"] is not None else ".")
+                     if cost["seconds"] is not None else "genrec never reached it.")]
     if results.get("cold_start"):
         lines += markdown_section(results["cold_start"])
     return "\n".join(lines) + "\n"

@@ -1,9 +1,9 @@
 """Several seeds of the quality benchmark summed up: mean ± standard deviation per model.
 
 One seed's gap between two models can be noise (ML-100K has 943 test users); a difference smaller
-than the seeds' spread is not a result. Each seed is an ordinary run of ``run_quality`` (its own
-split-independent training, checkpoints and report); this module reads those reports and writes
-``quality-<dataset>-seeds.{json,md,png}``.
+than the seeds' spread is not a result. Each seed is an ordinary run of ``run_quality`` on the same
+split (its own initialisation, tokenizer, checkpoints and report); this module reads those reports
+and writes ``quality-<dataset>-seeds.{json,md,png}``.
 """
 
 from __future__ import annotations
