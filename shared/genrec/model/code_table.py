@@ -21,6 +21,11 @@ def pack_codes(codes: torch.Tensor, base: int) -> torch.Tensor:
     return (codes.long() * weights).sum(-1)
 
 
+def key_sentinel(level_sizes: Sequence[int]) -> int:
+    """A key larger than every real key of this level layout (pads key lists; no prefix range counts it)."""
+    return max(level_sizes) ** len(level_sizes)
+
+
 class CodeTable:
     """Item index -> code tuple, plus the sorted key index used by beam search.
 
@@ -53,7 +58,7 @@ class CodeTable:
     @property
     def sentinel(self) -> int:
         """A key larger than every real key (used to pad exclusion lists)."""
-        return self.base ** self.n_levels
+        return key_sentinel(self.level_sizes)
 
     def _rebuild(self) -> None:
         sizes = torch.tensor(self.level_sizes, device=self.item_codes.device)

@@ -25,7 +25,7 @@ from torch import nn
 
 from genrec.config import MAX_HISTORY, MAX_SEQUENCE, TOP_K
 from genrec.model.beam import Cache, constrained_beam_search, exclusion_keys
-from genrec.model.code_table import CodeTable, pack_codes
+from genrec.model.code_table import CodeTable, key_sentinel, pack_codes
 from genrec.model.layers import DecoderLayer, EncoderLayer
 from genrec.model.rerank import RerankConfig, Reranker
 
@@ -129,11 +129,10 @@ class TigerGenerator(nn.Module):
         None when ``fresh_item_weight`` is 0 and the decoder's own scores stand."""
         if self.config.fresh_item_weight == 0:
             return None
-        base = max(self.level_sizes)
-        keys = pack_codes(item_codes[self.trained_items:], base)
-        # Plus a key above every real one, which no prefix range counts: the list is never empty
-        # (the exported graph's unrolled binary search cannot search an empty one).
-        return torch.sort(torch.cat([keys, keys.new_full((1,), base ** len(self.level_sizes))])).values
+        keys = pack_codes(item_codes[self.trained_items:], max(self.level_sizes))
+        # Plus the sentinel, which no prefix range counts: the list is never empty (the exported
+        # graph's unrolled binary search cannot search an empty one).
+        return torch.sort(torch.cat([keys, keys.new_full((1,), key_sentinel(self.level_sizes))])).values
 
     def code_vectors(self, codes: torch.Tensor) -> torch.Tensor:
         """``codes [..., levels]`` -> the embedding of each code ``[..., levels, d]``."""

@@ -24,7 +24,7 @@ from torch import nn
 
 from genrec.config import TOP_K
 from genrec.model.beam import exclusion_keys
-from genrec.model.code_table import CodeTable
+from genrec.model.code_table import CodeTable, key_sentinel
 from genrec.model.generative import GenerativeConfig, TigerModel
 from genrec.serving.artifact import ServingArtifact
 
@@ -60,7 +60,7 @@ class ServingGraph(nn.Module):
         super().__init__()
         self.model = model.eval()
         self.level_sizes = [int(v) for v in level_sizes]
-        self.sentinel = max(self.level_sizes) ** len(self.level_sizes)
+        self.sentinel = key_sentinel(self.level_sizes)
         self.top_k = int(top_k)
         self.beam_width = max(int(beam_width or top_k), self.top_k)
 
