@@ -197,7 +197,7 @@ def test_bulk_workloads_and_their_bridge_run_niced(stack: Settings) -> None:
 
     for name in ("event-capture", "feature-update", "recommend", "bridge"):
         assert nice(name) == {0}, name
-    for name in ("analytics-sink", "llm-enrichment", "bridge-bulk"):
+    for name in ("analytics-sink", "llm-enrichment", "bridge-bulk", "kafka-retention"):
         assert nice(name) == {10}, name
     assert psutil.Process(read_record(paths.pid("bridge-bulk")).pid).cmdline()[-2:] == ["--priority", "bulk"]
 

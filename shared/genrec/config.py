@@ -45,6 +45,7 @@ PORT_OFFSETS: dict[str, int] = {
     "seaweed_lance": 5,
     "seaweed_admin": 6,
     "kafka": 10,
+    "kafka_retention": 11,
     "postgres": 20,
     "redis": 30,
     "milvus": 40,
@@ -150,6 +151,9 @@ class KafkaSettings(BaseModel):
     # backlog a stored batch at a time: measured here, 100 ms drains ~80 records/s, 500 ms
     # ~4,000/s, for ~100 ms more delivery delay when idle (p50 80 → 180 ms).
     fetch_wait_max_ms: int = 500
+    # The embedded broker keeps a record batch every reading group has committed at least this
+    # long (genrec.devstack.retention); a Kafka cluster follows its topics' retention instead.
+    embedded_retention_s: float = Field(default=120.0, ge=0)
     security_protocol: str = "PLAINTEXT"
     sasl_mechanism: str | None = None
     sasl_username: str | None = None
@@ -208,6 +212,8 @@ class S3Settings(BaseModel):
     endpoint_url: str | None = None
     bucket: str = "genrec"
     kafka_bucket: str = "genrec-kafka"
+    # The embedded broker's cluster id: its log lives under clusters/<id>/ in kafka_bucket.
+    kafka_cluster: str = "genrec"
     region: str = "us-east-1"
     access_key_id: str = "genrec"
     secret_access_key: SecretStr = SecretStr(DEV_S3_SECRET)

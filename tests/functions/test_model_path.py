@@ -120,6 +120,9 @@ def test_the_load_benchmark_measures_a_short_mixed_run(stack: Settings, promoted
     assert events["accepted"] > 0 and events["accepted"] % 20 == 0 and events["failed_batches"] == 0
     assert r["freshness_ms"]["n"] >= 1 and r["freshness_ms"]["p50"] > 0
     assert r["consumer_lag"]["drain_seconds"] is not None  # every subscription caught up after the load
+    # The log the broker holds, as its retention last measured it (the run states its log size).
+    assert r["broker_log"]["user_events"]["records_written"] > 0
+    assert r["broker_log"]["user_events"]["batches_stored"] > 0
     # Where the CPU went: each local server that served the run, and the load clients themselves.
     assert {"recommend", "event-capture", "bridge", "feature-update", "load clients"} <= set(r["cpu_percent"])
     assert r["cpu_percent"]["recommend"] > 0 and r["cpu_percent"]["event-capture"] > 0

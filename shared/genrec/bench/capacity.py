@@ -39,7 +39,7 @@ TIERS = (
                                                  "per core"),
     Tier("Redis", ("redis",), 1.0, "a shard is single-threaded"),
     Tier("PostgreSQL", ("postgres",), 4.0, "catalogue rows (cached for seconds per recommend replica)"),
-    Tier("served-list log", ("kafka", "s3", "bridge-bulk", "analytics-sink"), 2.0,
+    Tier("served-list log", ("kafka", "s3", "kafka-retention", "bridge-bulk", "analytics-sink"), 2.0,
          "each list's `recommendation.served` event: broker, its storage, delivery, the analytics sink"),
 )
 

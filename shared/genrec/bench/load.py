@@ -343,6 +343,25 @@ def bridge_lag(s: Settings, priorities: tuple[Priority, ...] = PRIORITIES) -> di
     return lag
 
 
+def broker_log(s: Settings) -> dict[str, dict[str, int]]:
+    """Per topic, what the embedded broker holds, as its retention's /metrics reports it: records
+    ever written, batches still stored, batches dropped (empty when no retention runs: a cluster)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    try:
+        text = httpx.get(f"http://{s.stack.host}:{s.stack.port('kafka_retention')}/metrics", timeout=5).text
+    except httpx.HTTPError:
+        return {}
+    log: dict[str, dict[str, int]] = {}
+    for family in text_string_to_metric_families(text):
+        if family.name.startswith("genrec_broker_"):
+            for sample in family.samples:
+                if not sample.name.endswith("_created"):
+                    log.setdefault(sample.labels["topic"], {})[family.name.removeprefix("genrec_broker_")] = \
+                        int(sample.value)
+    return log
+
+
 class LagSampler:
     """Consumer lag of every subscription, sampled from the bridges during a run (bridge_lag)."""
 
@@ -464,6 +483,7 @@ def run_load(cfg: LoadConfig, progress: Any = None) -> dict[str, Any]:
     result["model_server"] = _model_server_config(s)
     result["parity"] = parity
     result["cpu_percent"] = cpu_percent
+    result["broker_log"] = broker_log(s)
     if profiler is not None:
         result["cpu_budget"] = _budgets(cpu_s, profiler.samples(), result)
     return result
@@ -588,6 +608,10 @@ def markdown_report(r: dict[str, Any]) -> str:
         f"Consumer lag: max per subscription {r['consumer_lag']['max']}; drained "
         f"{r['consumer_lag']['drain_seconds']} s after the load stopped.",
     ]
+    if log := r.get("broker_log"):
+        lines += ["", "Broker log after the run (embedded broker, retention on): " + "; ".join(
+            f"{topic} {t['records_written']:,} records written, {t['batches_stored']:,} batches stored "
+            f"({t['batches_dropped']:,} dropped)" for topic, t in sorted(log.items())) + "."]
     if p := r.get("parity"):
         lines += ["", f"Served lists against the reference (eager) graph on the same table, {p['users']} users "
                   f"of model {p['version']}: items equal {_share(p['item_match'])} (worst user), scores within "

@@ -128,3 +128,34 @@ def bridge(priority: str = typer.Option("realtime", help="Deliver the subscripti
     done.wait()
     running.stop()
     console.print(f"bridge stopped: {running.stats}")
+
+
+@app.command()
+def retention(every: float = typer.Option(10.0, min=1.0, help="Seconds between trims.")) -> None:
+    """Run the embedded broker's log retention in the foreground: drop the record batches every
+    subscription has committed (a Kafka cluster has its own retention; this is for tansu)."""
+    import signal
+    import threading
+
+    from prometheus_client import CollectorRegistry, start_http_server
+
+    from genrec.devstack.retention import LogRetention
+    from genrec.events.subscriptions import consumer_groups
+    from genrec.logs import configure_logging
+
+    s = get_settings()
+    configure_logging("kafka-retention", s)
+    readers: dict[str, list[str]] = {}
+    for group, topics in consumer_groups(s).items():
+        for topic in topics:
+            readers.setdefault(topic, []).append(group)
+    running = LogRetention(s, readers)
+    registry = CollectorRegistry()
+    registry.register(running.collector())
+    start_http_server(s.stack.port("kafka_retention"), addr=s.stack.host, registry=registry)
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    signal.signal(signal.SIGINT, lambda *_: done.set())
+    console.print(f"log retention: {len(readers)} topics, every {every:.0f} s, "
+                  f"batches kept {s.kafka.embedded_retention_s:.0f} s after every reader committed them")
+    running.run(done, every_s=every)

@@ -161,7 +161,7 @@ class KafkaBroker(Service):
         url = f"tcp://{s.stack.host}:{s.stack.port('kafka')}"
         return s.stack.native([
             str(tansu), "broker", "--listener-url", url, "--advertised-listener-url", url,
-            "--storage-engine", f"s3://{s.s3.kafka_bucket}/", "--cluster-id", "genrec",
+            "--storage-engine", f"s3://{s.s3.kafka_bucket}/", "--cluster-id", s.s3.kafka_cluster,
         ])
 
     def env(self, s: Settings) -> dict[str, str]:
@@ -401,6 +401,29 @@ class KnativeFunction(Service):
         return s.function_url(self.port_key)
 
 
+class KafkaRetention(Service):
+    """The embedded broker's log retention (genrec.devstack.retention): tansu has none."""
+
+    def __init__(self) -> None:
+        super().__init__("kafka-retention", "drops the log batches every subscription has committed",
+                         "Kafka's retention.ms", depends_on=("kafka",), niceness=NICENESS["bulk"])
+
+    def ports(self, s: Settings) -> list[int]:
+        return [s.stack.port("kafka_retention")]
+
+    def argv(self, s: Settings, paths: StackPaths) -> list[str]:
+        return [sys.executable, "-m", "genrec.cli", "events", "retention"]
+
+    def env(self, s: Settings) -> dict[str, str]:
+        return child_env(s)
+
+    def healthy(self, s: Settings) -> bool:
+        import httpx
+
+        resp = httpx.get(f"http://{self.endpoint(s)}/metrics", timeout=2)
+        return resp.status_code == 200 and b"genrec_broker_batches_stored" in resp.content
+
+
 class EventingBridge(Service):
     """Local stand-in for Knative Eventing's KafkaSource (see genrec.events.bridge): one per
     priority, so that bulk delivery runs niced beside its bulk consumers."""
@@ -439,7 +462,7 @@ def register(service: Service) -> None:
 INFRA = ("s3", "kafka", "postgres", "redis", "milvus")
 
 for _svc in (
-    ObjectStore(), KafkaBroker(), Postgres(), Redis(), Milvus(),
+    ObjectStore(), KafkaBroker(), KafkaRetention(), Postgres(), Redis(), Milvus(),
     *(KnativeFunction(w) for w in WORKLOADS),
     *(EventingBridge(p) for p in PRIORITIES),
 ):
