@@ -9,8 +9,8 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
 from genrec.config import Settings, TopicSettings
-from genrec.events.kafka import consumer, ensure_topics, producer
 from genrec.devstack.retention import LogRetention
+from genrec.events.kafka import consumer, ensure_topics, producer
 from genrec.stores.objects import s3_client
 
 pytestmark = pytest.mark.stack
@@ -57,7 +57,7 @@ def test_batches_every_group_committed_are_dropped_and_the_log_reads_on(stack: S
     assert len(bases) == 3
     ahead, behind = f"test-ahead-{uuid.uuid4().hex}", f"test-behind-{uuid.uuid4().hex}"
     s.kafka.embedded_retention_s = 0
-    retention = LogRetention(s, {topic: [ahead, behind]})
+    retention = LogRetention(s, {ahead: [topic], behind: [topic]})
 
     _commit(s, ahead, topic, 30)
     retention.step()  # one group has not read a thing: everything stays

@@ -145,17 +145,13 @@ def retention(every: float = typer.Option(10.0, min=1.0, help="Seconds between t
 
     s = get_settings()
     configure_logging("kafka-retention", s)
-    readers: dict[str, list[str]] = {}
-    for group, topics in consumer_groups(s).items():
-        for topic in topics:
-            readers.setdefault(topic, []).append(group)
-    running = LogRetention(s, readers)
+    running = LogRetention(s, consumer_groups(s))
     registry = CollectorRegistry()
     registry.register(running.collector())
     start_http_server(s.stack.port("kafka_retention"), addr=s.stack.host, registry=registry)
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     signal.signal(signal.SIGINT, lambda *_: done.set())
-    console.print(f"log retention: {len(readers)} topics, every {every:.0f} s, "
+    console.print(f"log retention: {len(running.readers)} topics, every {every:.0f} s, "
                   f"batches kept {s.kafka.embedded_retention_s:.0f} s after every reader committed them")
     running.run(done, every_s=every)

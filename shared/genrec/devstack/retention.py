@@ -48,15 +48,19 @@ class TopicLog:
 
 
 class LogRetention:
-    """Trims each topic in ``readers`` (topic → the consumer groups that read it)."""
+    """Trims the topics that ``groups`` (consumer group → the topics it reads) read."""
 
-    def __init__(self, s: Settings, readers: dict[str, list[str]]) -> None:
+    def __init__(self, s: Settings, groups: dict[str, list[str]]) -> None:
         from genrec.stores.objects import s3_client
 
-        self.s, self.readers = s, readers
+        self.s = s
+        self.readers: dict[str, list[str]] = {}  # topic → the groups that read it
+        for group, topics in groups.items():
+            for topic in topics:
+                self.readers.setdefault(topic, []).append(group)
         self.store, self.bucket = s3_client(s), s.s3.kafka_bucket
         self.admin = admin_client(s)
-        self.logs: dict[str, TopicLog] = {topic: TopicLog() for topic in readers}
+        self.logs: dict[str, TopicLog] = {topic: TopicLog() for topic in self.readers}
 
     def step(self, timeout_s: float = 10.0) -> None:
         meta = self.admin.list_topics(timeout=timeout_s).topics
@@ -117,7 +121,7 @@ class LogRetention:
         return int(json.loads(body).get("high") or 0)
 
     def collector(self) -> Collector:
-        """Prometheus view of the logs (served by ``genrec.devstack.retention``'s /metrics)."""
+        """Prometheus view of the logs (served by ``genrec events retention``'s /metrics)."""
         logs = self.logs
 
         class _Collector(Collector):
