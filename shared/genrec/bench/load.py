@@ -329,36 +329,32 @@ class Probes:
             time.sleep(gap * float(self.rng.uniform(0.5, 1.0)))
 
 
+def _scrape(url: str, prefix: str) -> list[Any]:
+    """The samples of the metric families named ``prefix``… on a Prometheus /metrics page."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return [(family.name, sample) for family in text_string_to_metric_families(httpx.get(url, timeout=5).text)
+            if family.name.startswith(prefix) for sample in family.samples if not sample.name.endswith("_created")]
+
+
 def bridge_lag(s: Settings, priorities: tuple[Priority, ...] = PRIORITIES) -> dict[str, int]:
     """``group/topic`` -> records not yet delivered, as the local bridges' /metrics report it (their
     consumers' own view: asking the broker every few seconds would itself load tansu and the object store)."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    lag: dict[str, int] = {}
-    for priority in priorities:
-        text = httpx.get(s.bridge_metrics_url(priority), timeout=5).text
-        lag.update({f"{sample.labels['group']}/{sample.labels['topic']}": int(sample.value)
-                    for family in text_string_to_metric_families(text)
-                    if family.name == "genrec_bridge_consumer_lag" for sample in family.samples})
-    return lag
+    return {f"{sample.labels['group']}/{sample.labels['topic']}": int(sample.value)
+            for priority in priorities
+            for _, sample in _scrape(s.bridge_metrics_url(priority), "genrec_bridge_consumer_lag")}
 
 
 def broker_log(s: Settings) -> dict[str, dict[str, int]]:
     """Per topic, what the embedded broker holds, as its retention's /metrics reports it: records
     ever written, batches still stored, batches dropped (empty when no retention runs: a cluster)."""
-    from prometheus_client.parser import text_string_to_metric_families
-
     try:
-        text = httpx.get(f"http://{s.stack.host}:{s.stack.port('kafka_retention')}/metrics", timeout=5).text
+        samples = _scrape(f"http://{s.stack.host}:{s.stack.port('kafka_retention')}/metrics", "genrec_broker_")
     except httpx.HTTPError:
         return {}
     log: dict[str, dict[str, int]] = {}
-    for family in text_string_to_metric_families(text):
-        if family.name.startswith("genrec_broker_"):
-            for sample in family.samples:
-                if not sample.name.endswith("_created"):
-                    log.setdefault(sample.labels["topic"], {})[family.name.removeprefix("genrec_broker_")] = \
-                        int(sample.value)
+    for name, sample in samples:
+        log.setdefault(sample.labels["topic"], {})[name.removeprefix("genrec_broker_")] = int(sample.value)
     return log
 
 

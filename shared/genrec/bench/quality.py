@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from genrec.bench.cold_start import COLD_SHARE, CONTENT, SASREC, markdown_section, run_cold_start
+from genrec.bench.report import write_report
 from genrec.data.loaders import load_dataset
 from genrec.data.splits import leave_one_out, pad_histories
 from genrec.evaluation.evaluate import evaluate_recommender
@@ -329,18 +330,7 @@ def _write(results: dict[str, Any], out: Path, t_start: float, final: bool) -> N
     results["reference"] = REFERENCE.get(results["dataset"], {})
     results["wall_seconds"] = round(time.perf_counter() - t_start, 1)
     results["complete"] = final
-    stem = out / result_stem(results["dataset"], results.get("seed", 0))
-    stem.with_suffix(".json").write_text(json.dumps(results, indent=2, default=_json_default))
-    stem.with_suffix(".md").write_text(markdown_report(results))
-    plot_results(results, stem.with_suffix(".png"))
-
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, np.integer | np.floating):
-        return o.item()
-    if isinstance(o, np.bool_):
-        return bool(o)
-    return str(o)
+    write_report(results, out / result_stem(results["dataset"], results.get("seed", 0)), markdown_report, plot_results)
 
 
 def _device_name(device: torch.device) -> str:

@@ -8,12 +8,22 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 
 def write_report(r: dict[str, Any], stem: Path, markdown: Callable[[dict[str, Any]], str],
                  plot: Callable[[dict[str, Any], Path], None] | None = None) -> Path:
     stem.parent.mkdir(parents=True, exist_ok=True)
-    stem.with_suffix(".json").write_text(json.dumps(r, indent=2))
-    stem.with_suffix(".md").write_text(markdown(r))
+    # Appended, not with_suffix: a label may hold a dot ("fill-3.6M"), which with_suffix would cut.
+    stem.with_name(f"{stem.name}.json").write_text(json.dumps(r, indent=2, default=_json_default))
+    stem.with_name(f"{stem.name}.md").write_text(markdown(r))
     if plot is not None:
-        plot(r, stem.with_suffix(".png"))
+        plot(r, stem.with_name(f"{stem.name}.png"))
     return stem
+
+
+def _json_default(o: Any) -> Any:
+    """numpy scalars as their Python values; anything else JSON cannot hold, as its text."""
+    if isinstance(o, np.generic):
+        return o.item()
+    return str(o)

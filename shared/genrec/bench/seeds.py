@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from genrec.bench.quality import COLUMNS, result_stem
+from genrec.bench.report import write_report
 
 COLD_COLUMNS = ("recall@10", "ndcg@10")
 
@@ -56,10 +57,7 @@ def summarize_seeds(out_dir: str | Path, dataset: str, seeds: list[int]) -> dict
         if done:
             summary["cold_start"][name] = {f"{part} {c}": _spread([r[part][c] for r in done])
                                            for part in ("cold", "all") for c in COLD_COLUMNS}
-    stem = out / f"quality-{dataset}-seeds"
-    stem.with_suffix(".json").write_text(json.dumps(summary, indent=2))
-    stem.with_suffix(".md").write_text(markdown_summary(summary))
-    plot_summary(summary, stem.with_suffix(".png"))
+    write_report(summary, out / f"quality-{dataset}-seeds", markdown_summary, plot_summary)
     return summary
 
 

@@ -26,12 +26,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 
-from confluent_kafka import TopicPartition
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from genrec.config import Settings
-from genrec.events.kafka import admin_client, consumer
+from genrec.events.kafka import admin_client, committed_offsets, consumer
 
 log = logging.getLogger("genrec.retention")
 
@@ -85,17 +84,14 @@ class LogRetention:
     def _committed_floor(self, topic: str, partitions: list[int], groups: list[str],
                          timeout_s: float) -> dict[int, int]:
         """Per partition, the lowest offset any of ``groups`` has committed (0 where one has not)."""
-        floors = dict.fromkeys(partitions, -1)
+        per_group = []
         for group in groups:
-            # Never subscribes (so never joins the group) and never commits: it only reads.
-            probe = consumer(self.s, group_id=group)
+            probe = consumer(self.s, group_id=group)  # never subscribes nor commits: only reads
             try:
-                for tp in probe.committed([TopicPartition(topic, p) for p in partitions], timeout=timeout_s):
-                    offset = max(tp.offset, 0)
-                    floors[tp.partition] = offset if floors[tp.partition] < 0 else min(floors[tp.partition], offset)
+                per_group.append(committed_offsets(probe, topic, partitions, timeout_s))
             finally:
                 probe.close()
-        return {p: max(floor, 0) for p, floor in floors.items()}
+        return {p: min(offsets[p] for offsets in per_group) for p in partitions}
 
     def _trim(self, records_prefix: str, floor: int, keep_after: datetime) -> tuple[int, int]:
         """Drop the batches that end at or below ``floor`` and were written before ``keep_after``;

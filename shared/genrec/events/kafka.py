@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
@@ -125,9 +126,7 @@ def consumer_lag(s: Settings, groups: dict[str, list[str]],
             for topic in topics:
                 if topic not in meta:
                     continue
-                parts = probe.committed([TopicPartition(topic, p) for p in meta[topic].partitions],
-                                        timeout=timeout_s)
-                starts = {tp.partition: max(tp.offset, 0) for tp in parts}
+                starts = committed_offsets(probe, topic, meta[topic].partitions, timeout_s)
                 probe.assign([TopicPartition(topic, p, off) for p, off in starts.items()])
                 ends = _fetched_high_watermarks(probe, topic, set(starts), timeout_s)
                 lag[(group, topic)] = (sum(max(ends[p] - off, 0) for p, off in starts.items())
@@ -136,6 +135,12 @@ def consumer_lag(s: Settings, groups: dict[str, list[str]],
         finally:
             probe.close()
     return lag
+
+
+def committed_offsets(probe: Consumer, topic: str, partitions: Iterable[int], timeout_s: float) -> dict[int, int]:
+    """The probe's group's committed offset per partition (0 where it has not committed)."""
+    return {tp.partition: max(tp.offset, 0)
+            for tp in probe.committed([TopicPartition(topic, p) for p in partitions], timeout=timeout_s)}
 
 
 def _fetched_high_watermarks(probe: Consumer, topic: str, partitions: set[int],
