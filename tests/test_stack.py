@@ -237,3 +237,17 @@ def test_down_stops_only_recorded_processes(stack: Settings, tmp_path) -> None:
     assert not psutil.pid_exists(record.pid) or record.process() is None
     # the session stack is untouched
     assert all(r.healthy for r in devstack.status(stack))
+
+
+def test_postgres_runs_with_the_event_write_settings(stack: Settings) -> None:
+    # With the defaults (max_wal_size 1GB) a large event table forced a checkpoint every ~45 s
+    # under 1,000 events/s, each followed by a full page image in the WAL for every page touched.
+    from psycopg import sql
+
+    from genrec.stores.postgres import connect
+
+    with connect(stack) as conn:
+        shown = {name: conn.execute(sql.SQL("SHOW {}").format(sql.Identifier(name))).fetchone()[0]
+                 for name in stack.postgres.server_parameters}
+    assert shown == stack.postgres.server_parameters
+    assert shown["max_wal_size"] == "4GB" and shown["checkpoint_timeout"] == "15min"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from genrec.config import PostgresSettings
 from genrec.events.subscriptions import SUBSCRIPTIONS
 from genrec.workloads import WORKLOADS, workload
 
@@ -95,6 +96,13 @@ def _find(value, key):
     elif isinstance(value, list):
         for v in value:
             yield from _find(v, key)
+
+
+def test_postgres_cluster_gets_the_event_write_settings(run):
+    (pg,) = run.of("postgresql.cnpg.io/v1:Cluster")
+    parameters = pg["inputs"]["spec"]["postgresql"]["parameters"]
+    assert {k: parameters[k] for k in PostgresSettings().server_parameters} == PostgresSettings().server_parameters
+    assert parameters["max_wal_size"] == "4GB" and parameters["checkpoint_timeout"] == "15min"
 
 
 def test_min_scale(run):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pulumi
 from pulumi_kubernetes.apiextensions import CustomResource
 
+from genrec.config import PostgresSettings
 from genrec_infra import secrets
 from genrec_infra.config import StackConfig
 from genrec_infra.k8s import custom
@@ -29,6 +30,7 @@ def create(cfg: StackConfig, creds: secrets.Credentials, opts: pulumi.ResourceOp
         "resources": pg.resources.to_k8s(),
         "affinity": {"enablePodAntiAffinity": True, "topologyKey": "kubernetes.io/hostname"},
         "postgresql": {"parameters": {
+            **PostgresSettings().server_parameters,  # the event write load's (genrec.config)
             "max_connections": str(pg.max_connections),
             "shared_buffers": pg.shared_buffers,
         }},

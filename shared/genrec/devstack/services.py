@@ -242,6 +242,7 @@ class Postgres(Service):
         return s.stack.native([
             str(self._bin_dir() / "postgres"), "-D", str(data), "-h", s.stack.host,
             "-p", str(s.stack.port("postgres")), "-k", str(data), "-c", "max_connections=200",
+            *(arg for name, value in s.postgres.server_parameters.items() for arg in ("-c", f"{name}={value}")),
         ])
 
     def healthy(self, s: Settings) -> bool:
