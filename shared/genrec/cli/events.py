@@ -131,7 +131,7 @@ def bridge(priority: str = typer.Option("realtime", help="Deliver the subscripti
 
 
 @app.command()
-def retention(every: float = typer.Option(10.0, min=1.0, help="Seconds between trims.")) -> None:
+def retention(every: float = typer.Option(2.0, min=1.0, help="Seconds between trims.")) -> None:
     """Run the embedded broker's log retention in the foreground: drop the record batches every
     subscription has committed (a Kafka cluster has its own retention; this is for tansu)."""
     import signal

@@ -59,7 +59,7 @@ class Service:
     stop_signal: int = signal.SIGTERM
     depends_on: tuple[str, ...] = ()
     run_as: str | None = field(default=None, init=False)
-    niceness: int = 0  # a bulk workload's lower CPU priority (genrec.workloads.NICENESS)
+    niceness: int = 0  # its CPU priority on a shared box (genrec.workloads.NICENESS)
     # Log lines that mean the server is broken although its process lives on.
     crash_markers: ClassVar[tuple[str, ...]] = ()
 
@@ -102,7 +102,9 @@ def _bin(name: str) -> str:
 
 class ObjectStore(Service):
     def __init__(self) -> None:
-        super().__init__("s3", "SeaweedFS (weed mini), S3 API", "MinIO / any S3 service")
+        # Mostly the broker's log under event load: the event path's priority.
+        super().__init__("s3", "SeaweedFS (weed mini), S3 API", "MinIO / any S3 service",
+                         niceness=NICENESS["realtime"])
 
     # weed mini's flag for each of its ports, by PORT_OFFSETS key
     PORT_FLAGS: ClassVar[dict[str, str]] = {
@@ -148,7 +150,7 @@ class KafkaBroker(Service):
     def __init__(self) -> None:
         super().__init__(
             "kafka", "tansu (Kafka protocol), log on the S3 store", "Kafka cluster (Strimzi)",
-            depends_on=("s3",), stop_signal=signal.SIGINT,
+            depends_on=("s3",), stop_signal=signal.SIGINT, niceness=NICENESS["realtime"],  # the event path
         )
 
     def ports(self, s: Settings) -> list[int]:
@@ -366,7 +368,7 @@ class KnativeFunction(Service):
 
     def __init__(self, workload: Workload):
         super().__init__(workload.name, workload.description, f"Knative Service {workload.name}",
-                         depends_on=workload.needs, niceness=NICENESS[workload.priority])
+                         depends_on=workload.needs, niceness=workload.niceness)
         self.workload = workload
         self.port_key = workload.key
 
