@@ -137,7 +137,7 @@ class LogRetention:
 
         return _Collector()
 
-    def run(self, stop: threading.Event, every_s: float = 2.0) -> None:
+    def run(self, stop: threading.Event, every_s: float) -> None:
         while not stop.wait(every_s):
             try:
                 self.step()
