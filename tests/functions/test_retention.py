@@ -82,3 +82,4 @@ def test_batches_every_group_committed_are_dropped_and_the_log_reads_on(stack: S
     assert _read_all(s, topic, start=30) == [30]
     retention.step()
     assert retention.logs[topic].records_written == 31
+    retention.close()

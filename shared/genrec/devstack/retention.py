@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 
+from confluent_kafka import Consumer
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -61,6 +62,9 @@ class LogRetention:
         self.store, self.bucket = s3_client(s), s.s3.kafka_bucket
         self.admin = admin_client(s)
         self.logs: dict[str, TopicLog] = {topic: TopicLog() for topic in self.readers}
+        # One reading client per group for the life of the retention, not one per trim (every 2 s):
+        # each never subscribes (so never joins the group) and never commits.
+        self.probes: dict[str, Consumer] = {group: consumer(s, group_id=group) for group in groups}
 
     def step(self, timeout_s: float = 10.0) -> None:
         meta = self.admin.list_topics(timeout=timeout_s).topics
@@ -85,13 +89,7 @@ class LogRetention:
     def _committed_floor(self, topic: str, partitions: list[int], groups: list[str],
                          timeout_s: float) -> dict[int, int]:
         """Per partition, the lowest offset any of ``groups`` has committed (0 where one has not)."""
-        per_group = []
-        for group in groups:
-            probe = consumer(self.s, group_id=group)  # never subscribes nor commits: only reads
-            try:
-                per_group.append(committed_offsets(probe, topic, partitions, timeout_s))
-            finally:
-                probe.close()
+        per_group = [committed_offsets(self.probes[group], topic, partitions, timeout_s) for group in groups]
         return {p: min(offsets[p] for offsets in per_group) for p in partitions}
 
     def _trim(self, records_prefix: str, floor: int, keep_after: datetime) -> tuple[int, int]:
@@ -137,9 +135,16 @@ class LogRetention:
 
         return _Collector()
 
+    def close(self) -> None:
+        for probe in self.probes.values():
+            probe.close()
+
     def run(self, stop: threading.Event, every_s: float) -> None:
-        while not stop.wait(every_s):
-            try:
-                self.step()
-            except Exception:  # the broker or the store away: retention waits, the stack goes on
-                log.exception("log retention step failed; retrying in %.0f s", every_s)
+        try:
+            while not stop.wait(every_s):
+                try:
+                    self.step()
+                except Exception:  # the broker or the store away: retention waits, the stack goes on
+                    log.exception("log retention step failed; retrying in %.0f s", every_s)
+        finally:
+            self.close()
