@@ -92,8 +92,6 @@ def test_unrolled_searchsorted_matches_torch() -> None:
     vals = torch.randint(-5, 1005, (4, 99), generator=g)
     for right in (False, True):
         assert torch.equal(unrolled_searchsorted(seq, vals, right=right), torch.searchsorted(seq, vals, right=right))
-    rows = torch.sort(torch.randint(0, 1000, (4, 33), generator=g), dim=1).values
-    assert torch.equal(unrolled_searchsorted(rows, vals), torch.searchsorted(rows, vals))
     x = torch.tensor([[3.0, 1.0, 3.0, 2.0]])
     assert topk_sort(x, dim=1, descending=True)[1].tolist() == [[0, 2, 3, 1]]  # ties keep index order
 

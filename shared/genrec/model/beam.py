@@ -3,9 +3,11 @@
 Only the loop over code levels (a handful, static) is in Python. The decoder is a step
 function with a cache: after each level's selection the cache rows follow their parent
 beam, so the next level decodes one new position per beam. At each level every
-(beam, next code) candidate is checked against the sorted key table with two
-``searchsorted`` calls: the number of catalogue items under the extended prefix, minus
-the number of excluded items (the user's history) under it, must be positive. So the
+(beam, next code) candidate is checked against the sorted key table: the number of catalogue
+items under the extended prefix (from ``searchsorted`` over the table), minus the number of
+excluded items (the user's history) under it, must be positive. The excluded items are few,
+so each one is placed under its beam and code directly instead of searching its list once per
+candidate (which cost a third of the search time). So the
 search can only ever reach real, non-excluded items, and never wastes a beam on a
 prefix whose items are all excluded. Ties are broken as a stable sort would (the lower
 candidate index first), making the result deterministic and the same on CPU and CUDA for
@@ -95,7 +97,7 @@ def constrained_beam_search(
             fresh = _range_counts(fresh_keys, edges, beams, size)
             logp, only_fresh = _score_fresh_branches(logp, count, fresh, fresh_beam, fresh_weight)
         if exclude_keys is not None:
-            count = count - _range_counts(exclude_keys, edges, beams, size)
+            count = count - _excluded_counts(exclude_keys, prefix_key, base * span, span, size)
         total = torch.where(count > 0, scores[..., None] + logp, neg_inf).reshape(B, -1)
         keep = min(top_k if level == n_levels - 1 else beam_width, beams * size)
         scores, pick = _stable_top(total, keep)
@@ -122,13 +124,26 @@ def constrained_beam_search(
 
 
 def _range_counts(sorted_seq: torch.Tensor, edges: torch.Tensor, beams: int, size: int) -> torch.Tensor:
-    """How many keys of ``sorted_seq`` fall between consecutive ``edges``: ``[B, beams, size]``.
-
-    ``sorted_seq`` is 1-D (shared catalogue, fresh items) or ``[B, H]`` (per-row exclusions).
-    """
+    """How many keys of the 1-D ``sorted_seq`` (catalogue, fresh items) fall between consecutive
+    ``edges``: ``[B, beams, size]``."""
     b = edges.shape[0]
     pos = torch.searchsorted(sorted_seq, edges.contiguous()).reshape(b, beams, size + 1)
     return pos[..., 1:] - pos[..., :-1]
+
+
+def _excluded_counts(
+    exclude_keys: torch.Tensor, prefix_key: torch.Tensor, parent_span: int, span: int, size: int
+) -> torch.Tensor:
+    """How many of each row's excluded keys ``[B, E]`` fall under each (beam, next code):
+    ``[B, beams, size]``. A key is under beam ``w`` when its prefix at this level is the beam's
+    (``key // parent_span``), and under that beam's code ``key // span % base``; one matrix
+    product adds them up (exact: the counts are small integers). Padding keys (the sentinel)
+    are under no beam."""
+    parent = torch.div(exclude_keys, parent_span, rounding_mode="floor")
+    code = torch.remainder(torch.div(exclude_keys, span, rounding_mode="floor"), parent_span // span)
+    under = (parent[:, None, :] == prefix_key[..., None]).float()  # [B, beams, E]
+    codes = (code[..., None] == torch.arange(size, device=code.device)).float()  # [B, E, size]
+    return torch.bmm(under, codes).to(torch.long)
 
 
 def _score_fresh_branches(

@@ -81,7 +81,8 @@ def export_onnx(
     """``torch.onnx.export(dynamo=True)`` with dynamic batch, length, exclusions and table size.
 
     ``max_items`` / ``max_excluded`` (history + exclude columns) are the graph's capacity:
-    the unrolled binary search has ``log2`` of them steps. Written to ``graph.json``.
+    the unrolled binary search over the catalogue has ``log2(max_items)`` steps; TensorRT's
+    optimisation profile takes both. Written to ``graph.json``.
     """
     from genrec.serving.onnx_ops import onnx_compatible_ops
 
@@ -95,7 +96,7 @@ def export_onnx(
     # optimize=False then constant folding only: the full onnxscript optimiser spends minutes
     # pattern-matching the unrolled searches; folding (about a second) is what ONNX Runtime
     # needs for its shape inference, and ORT / TensorRT optimise the graph when they load it.
-    with torch.no_grad(), onnx_compatible_ops(max_items, max_excluded), warnings.catch_warnings():
+    with torch.no_grad(), onnx_compatible_ops(max_items), warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         warnings.simplefilter("ignore", FutureWarning)  # torch-internal pytree deprecations
         program = torch.onnx.export(

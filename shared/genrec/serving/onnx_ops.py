@@ -4,9 +4,9 @@
 (power-of-two strides, 8 elementwise ops each), so the exported graph stays O(log N) per
 query and works for any table size up to the capacity it was exported for. A dense
 "compare with every key and sum" would be exact too, but costs O(N) memory per query:
-hopeless at a million items. The step count is static, so it is chosen from a capacity:
-``max_items`` for the catalogue (1-D) and ``max_excluded`` for per-row exclusion lists
-(2-D); every unrolled step is graph size and export time.
+hopeless at a million items. The step count is static, so it is chosen from a capacity
+(``max_items``, the catalogue's size); every unrolled step is graph size and export time.
+Beam search only searches 1-D sequences (the catalogue, fresh items).
 
 ``torch.sort`` becomes a full-length ``topk``: ONNX TopK breaks ties by the lower index,
 which is exactly the stable order beam search relies on. ``torch.gather`` on an empty
@@ -31,21 +31,14 @@ def steps_for(capacity: int) -> int:
 
 
 def unrolled_searchsorted(
-    sorted_sequence: torch.Tensor, values: torch.Tensor, *, right: bool = False, steps: int = 32,
-    row_steps: int | None = None, **_: object,
+    sorted_sequence: torch.Tensor, values: torch.Tensor, *, right: bool = False, steps: int = 32, **_: object,
 ) -> torch.Tensor:
-    """Same result as ``torch.searchsorted`` for a 1-D or a row-wise ``[B, H]`` sorted input,
-    as long as the sequence is shorter than ``2**steps`` (``2**row_steps`` for ``[B, H]``)."""
-    batched = sorted_sequence.dim() == 2
+    """Same result as ``torch.searchsorted`` for a 1-D sorted input shorter than ``2**steps``."""
     n = sorted_sequence.shape[-1]
     pos = torch.zeros_like(values, dtype=torch.int64)
-    for k in range((row_steps or steps) if batched else steps, 0, -1):
+    for k in range(steps, 0, -1):
         cand = pos + (1 << (k - 1))
-        at = (cand - 1).clamp(max=n - 1)
-        if batched:
-            probe = torch.gather(sorted_sequence, 1, at.reshape(at.shape[0], -1)).reshape(values.shape)
-        else:
-            probe = sorted_sequence[at]
+        probe = sorted_sequence[(cand - 1).clamp(max=n - 1)]
         below = (probe <= values) if right else (probe < values)
         pos = torch.where(below & (cand <= n), cand, pos)
     return pos
@@ -70,11 +63,11 @@ def empty_safe_gather(input: torch.Tensor, dim: int, index: torch.Tensor, **kw: 
 
 
 @contextlib.contextmanager
-def onnx_compatible_ops(max_items: int = 2**24, max_excluded: int = 8192) -> Iterator[None]:
-    steps, row_steps = steps_for(max_items), steps_for(max_excluded)
+def onnx_compatible_ops(max_items: int = 2**24) -> Iterator[None]:
+    steps = steps_for(max_items)
 
     def searchsorted(sorted_sequence: torch.Tensor, values: torch.Tensor, **kw: object) -> torch.Tensor:
-        return unrolled_searchsorted(sorted_sequence, values, steps=steps, row_steps=row_steps, **kw)
+        return unrolled_searchsorted(sorted_sequence, values, steps=steps, **kw)
 
     saved = torch.searchsorted, torch.sort, torch.gather
     torch.searchsorted, torch.sort, torch.gather = searchsorted, topk_sort, empty_safe_gather  # type: ignore[assignment]
