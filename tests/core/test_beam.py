@@ -56,6 +56,31 @@ def _exhaustive(model: TigerModel, table: CodeTable, hist: torch.Tensor) -> torc
     return total
 
 
+def test_the_prefix_tree_lists_each_prefix_once_with_its_items_and_children() -> None:
+    from genrec.model.code_table import TRIE_CHILDREN, TRIE_CODE, TRIE_COUNT, TRIE_FIRST_ITEM
+
+    table = _table(20, seed=3)
+    trie = table.trie
+    codes = [tuple(c) for c in table.item_codes.tolist()]
+
+    def walk(node: int, prefix: tuple[int, ...]) -> None:
+        under = [i for i, c in enumerate(codes) if c[: len(prefix)] == prefix]
+        assert int(trie[TRIE_COUNT, node]) == len(under) and int(trie[TRIE_FIRST_ITEM, node]) == min(under)
+        kids = range(int(trie[TRIE_CHILDREN, node]), int(trie[TRIE_CHILDREN, node + 1]))
+        if len(prefix) == len(LEVELS):
+            assert not kids and under == [int(trie[TRIE_FIRST_ITEM, node])]  # a leaf is one item
+            return
+        kid_codes = [int(trie[TRIE_CODE, k]) for k in kids]
+        assert kid_codes == sorted({c[len(prefix)] for i, c in enumerate(codes) if i in under})
+        for k, code in zip(kids, kid_codes, strict=True):
+            walk(k, (*prefix, code))
+
+    walk(0, ())
+    assert trie.shape[1] - 1 == 1 + sum(len({c[: n + 1] for c in codes}) for n in range(len(LEVELS)))
+    assert int(trie[TRIE_COUNT, -1]) == 0  # the pad node: no items, no children
+    assert CodeTable(torch.zeros((0, 3), dtype=torch.long), LEVELS).trie[TRIE_COUNT].tolist() == [0, 0]
+
+
 def test_table_rejects_duplicates_and_out_of_range() -> None:
     with pytest.raises(ValueError, match="unique"):
         CodeTable(torch.tensor([[0, 1, 2], [0, 1, 2]]), LEVELS)
@@ -189,8 +214,7 @@ def test_adding_an_item_makes_it_generatable_at_once() -> None:
         return step
 
     def search(tab: CodeTable) -> torch.Tensor:
-        return constrained_beam_search(prefer(new), 1, LEVELS, tab.base, tab.sorted_keys, tab.sorted_items,
-                                       None, beam_width=3, top_k=3)[0][0]
+        return constrained_beam_search(prefer(new), 1, LEVELS, tab.base, tab.trie, None, beam_width=3, top_k=3)[0][0]
 
     before = search(table)
     assert (before >= 0).all() and table.n_items not in before.tolist()
@@ -204,7 +228,7 @@ def test_adding_an_item_makes_it_generatable_at_once() -> None:
     # The same through the recommender's replaceable buffers.
     rec = GenerativeRecommender(_model(), _table(10), top_k=3, beam_width=3)
     rec.set_code_table(table)
-    assert rec.sorted_keys.shape[0] == 11 and rec.item_codes[10].tolist() == list(new)
+    assert rec.item_keys.shape[0] == 11 and rec.item_codes[10].tolist() == list(new)
 
 
 def _fixed_decoder(probs: list[list[float]]):
@@ -224,8 +248,7 @@ def test_an_item_added_after_training_scores_like_an_average_sibling(weight: flo
 
     def search(fresh_from: int | None) -> dict[int, float]:
         items, scores = constrained_beam_search(
-            _fixed_decoder(probs), 1, LEVELS, table.base, table.sorted_keys, table.sorted_items, None, 6, 6,
-            fresh_keys=None if fresh_from is None else torch.sort(table.item_keys[fresh_from:]).values,
+            _fixed_decoder(probs), 1, LEVELS, table.base, table.trie, None, 6, 6, trained_items=fresh_from,
             fresh_weight=weight)
         return {int(i): float(v) for i, v in zip(items[0], scores[0], strict=True) if i >= 0}
 
@@ -273,8 +296,8 @@ def test_equal_scores_keep_the_lower_candidate_and_so_the_lower_key(beam_width: 
 
     hist = torch.stack([table.sorted_items[[0, 2, 5]], torch.tensor([-1, -1, -1])])
     excl = exclusion_keys(hist, table.item_keys, table.sentinel)
-    items, scores = constrained_beam_search(indifferent, 2, LEVELS, table.base, table.sorted_keys,
-                                            table.sorted_items, excl, beam_width, top_k=3)
+    items, scores = constrained_beam_search(indifferent, 2, LEVELS, table.base, table.trie, excl, beam_width,
+                                            top_k=3)
     assert items[0].tolist() == table.sorted_items[[1, 3, 4]].tolist()
     assert items[1].tolist() == table.sorted_items[:3].tolist()
     assert torch.isfinite(scores).all() and (scores == scores[0, 0]).all()

@@ -84,14 +84,9 @@ def test_tensorrt_export_parity(bundle_dir: Path, tmp_path: Path) -> None:
     assert report.checked and report.ok(min_item_match=0.9, atol=5e-2), report.as_dict()
 
 
-def test_unrolled_searchsorted_matches_torch() -> None:
-    from genrec.serving.onnx_ops import topk_sort, unrolled_searchsorted
+def test_topk_sort_keeps_ties_in_index_order() -> None:
+    from genrec.serving.onnx_ops import topk_sort
 
-    g = torch.Generator().manual_seed(0)
-    seq = torch.sort(torch.randint(0, 1000, (517,), generator=g)).values
-    vals = torch.randint(-5, 1005, (4, 99), generator=g)
-    for right in (False, True):
-        assert torch.equal(unrolled_searchsorted(seq, vals, right=right), torch.searchsorted(seq, vals, right=right))
     x = torch.tensor([[3.0, 1.0, 3.0, 2.0]])
     assert topk_sort(x, dim=1, descending=True)[1].tolist() == [[0, 2, 3, 1]]  # ties keep index order
 

@@ -27,13 +27,15 @@ def _graph(beam_width: int) -> tuple[ServingGraph, TableTensors]:
 def _expected_flops(beam_width: int, history: int) -> int:
     """Matrix products and attention of one user, each decoded position computed once."""
     d, f, s = CONFIG.d_model, CONFIG.d_ff, history + 1  # memory: the user token and the history
+    excluded = history + 1  # the history and the one `exclude` column the benchmark sends
     total = CONFIG.encoder_layers * (2 * s * (4 * d * d + 2 * d * f) + 4 * s * s * d)
     total += CONFIG.decoder_layers * 2 * s * 2 * d * d  # cross-attention keys, values of the memory: once
     beams = 1
     for t, size in enumerate(LEVELS):
         # Position t of each beam: self-attention over t + 1 positions, cross-attention over s, the level's head.
         layer = 2 * (6 * d * d + 2 * d * f) + 4 * (t + 1) * d + 4 * s * d
-        total += beams * (CONFIG.decoder_layers * layer + 2 * d * size)
+        # Plus the excluded items counted under each (beam, code): a [beams, E] x [E, size] product.
+        total += beams * (CONFIG.decoder_layers * layer + 2 * d * size + 2 * excluded * size)
         beams = min(beam_width, beams * size)
     return total
 

@@ -2,18 +2,18 @@
 
 Only the loop over code levels (a handful, static) is in Python. The decoder is a step
 function with a cache: after each level's selection the cache rows follow their parent
-beam, so the next level decodes one new position per beam. At each level every
-(beam, next code) candidate is checked against the sorted key table: the number of catalogue
-items under the extended prefix (from ``searchsorted`` over the table), minus the number of
-excluded items (the user's history) under it, must be positive. The excluded items are few,
-so each one is placed under its beam and code directly instead of searching its list once per
-candidate (which cost a third of the search time). So the
-search can only ever reach real, non-excluded items, and never wastes a beam on a
-prefix whose items are all excluded. Ties are broken as a stable sort would (the lower
+beam, so the next level decodes one new position per beam. Each beam stands on a node of
+the table's prefix tree (``genrec.model.code_table.build_trie``): its possible next codes are
+that node's children, read off in a few gathers (no search over the keys: that was the largest
+cost besides the network itself at a million items). A (beam, next code) candidate is kept when
+the number of catalogue items under it, minus the number of excluded items (the user's history)
+under it, is positive; the excluded items are few, so each is placed under its beam and code
+directly. So the search can only ever reach real, non-excluded items, and never wastes a beam
+on a prefix whose items are all excluded. Ties are broken as a stable sort would (the lower
 candidate index first), making the result deterministic and the same on CPU and CUDA for
 the same scores.
 
-Items added after training (``fresh_keys``: their sorted keys) have code paths the
+Items added after training (index ``trained_items`` and above) have code paths the
 decoder never saw as targets, so their raw log-probabilities say nothing. A branch that leads
 to fresh items only is scored by its trained siblings instead: where it leaves the trained
 tree it gets their mean probability (times a weight), and below that the probability is split
@@ -30,6 +30,8 @@ import math
 from collections.abc import Callable, Sequence
 
 import torch
+
+from genrec.model.code_table import TRIE_CHILDREN, TRIE_CODE, TRIE_COUNT, TRIE_FIRST_ITEM
 
 # A decoder's state between levels: tensors whose rows are the B*W beams (row b*W + w), such
 # as the keys / values of the positions decoded so far. Empty at the first level.
@@ -55,26 +57,25 @@ def constrained_beam_search(
     batch_size: int,
     level_sizes: Sequence[int],
     base: int,
-    sorted_keys: torch.Tensor,
-    sorted_items: torch.Tensor,
+    trie: torch.Tensor,
     exclude_keys: torch.Tensor | None,
     beam_width: int,
     top_k: int,
-    fresh_keys: torch.Tensor | None = None,
+    trained_items: int | None = None,
     fresh_weight: float = 1.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Top-``top_k`` item indices ``[B, K]`` and their log-probabilities (descending).
 
     Slots that cannot be filled (catalogue smaller than K after exclusions) get item -1
-    and score -inf. ``beam_width`` beams are kept between levels. ``fresh_keys`` (sorted) are
-    the items added after training: their branches are scored by their siblings' mean
-    probability times ``fresh_weight``.
+    and score -inf. ``beam_width`` beams are kept between levels. Items from index
+    ``trained_items`` on were added after training: their branches are scored by their
+    siblings' mean probability times ``fresh_weight`` (None: every score is the decoder's).
     """
     if beam_width < top_k:
         raise ValueError("beam_width must be >= top_k")
-    if fresh_keys is not None and fresh_weight <= 0:
-        raise ValueError("fresh_weight must be > 0 (for the decoder's own scores, pass no fresh_keys)")
-    device = sorted_keys.device
+    if trained_items is not None and fresh_weight <= 0:
+        raise ValueError("fresh_weight must be > 0 (for the decoder's own scores, pass no trained_items)")
+    device = trie.device
     n_levels = len(level_sizes)
     B = batch_size
     neg_inf = torch.tensor(float("-inf"), device=device)
@@ -82,21 +83,19 @@ def constrained_beam_search(
     scores = torch.zeros((B, 1), device=device)
     prefix = torch.zeros((B, 1, 0), dtype=torch.long, device=device)
     prefix_key = torch.zeros((B, 1), dtype=torch.long, device=device)
+    node = torch.zeros((B, 1), dtype=torch.long, device=device)  # the root
     fresh_beam = torch.zeros((B, 1), dtype=torch.bool, device=device)  # the beam's prefix leads to fresh items only
     cache: Cache = ()
     for level, size in enumerate(level_sizes):
         beams = prefix.shape[1]
         logits, cache = step_fn(prefix, level, cache)
         logp = torch.log_softmax(logits.float(), dim=-1)  # [B, beams, V]
-        span = base ** (n_levels - 1 - level)
-        # Item counts under each extended prefix: code c spans keys [lo_c, lo_c + span), and
-        # lo_{c+1} = lo_c + span, so one searchsorted over V+1 boundaries gives all V counts.
-        edges = ((prefix_key * (base * span))[..., None] + torch.arange(size + 1, device=device) * span).reshape(B, -1)
-        count = _range_counts(sorted_keys, edges, beams, size)
-        if fresh_keys is not None:
-            fresh = _range_counts(fresh_keys, edges, beams, size)
-            logp, only_fresh = _score_fresh_branches(logp, count, fresh, fresh_beam, fresh_weight)
+        child, count, first_item = _children(trie, node, size, base)
+        if trained_items is not None:
+            logp, only_fresh = _score_fresh_branches(logp, count, first_item >= trained_items, fresh_beam,
+                                                     fresh_weight)
         if exclude_keys is not None:
+            span = base ** (n_levels - 1 - level)
             count = count - _excluded_counts(exclude_keys, prefix_key, base * span, span, size)
         total = torch.where(count > 0, scores[..., None] + logp, neg_inf).reshape(B, -1)
         keep = min(top_k if level == n_levels - 1 else beam_width, beams * size)
@@ -107,15 +106,14 @@ def constrained_beam_search(
             [torch.gather(prefix, 1, beam[..., None].expand(-1, -1, prefix.shape[2])), code[..., None]], dim=2
         )
         prefix_key = torch.gather(prefix_key, 1, beam) * base + code
-        if fresh_keys is not None:
+        node = child.reshape(B, -1).gather(1, pick)
+        if trained_items is not None:
             fresh_beam = only_fresh.reshape(B, -1).gather(1, pick)
         if level < n_levels - 1:  # static; the last level's cache is not used again
             rows = (beam + torch.arange(B, device=device)[:, None] * beams).reshape(-1)
             cache = tuple(c.index_select(0, rows) for c in cache)
-    pos = torch.searchsorted(sorted_keys, prefix_key).clamp(max=sorted_keys.shape[0] - 1)
-    found = (sorted_keys[pos] == prefix_key) & torch.isfinite(scores)
-    items = torch.where(found, sorted_items[pos], torch.full_like(pos, -1))
-    scores = torch.where(found, scores, neg_inf)
+    found = torch.isfinite(scores)  # then the beam ends on a leaf: one item
+    items = torch.where(found, trie[TRIE_FIRST_ITEM][node], torch.full_like(node, -1))
     if items.shape[1] < top_k:  # tiny code spaces: pad to the promised width
         pad = top_k - items.shape[1]
         items = torch.cat([items, items.new_full((B, pad), -1)], dim=1)
@@ -123,12 +121,20 @@ def constrained_beam_search(
     return items, scores
 
 
-def _range_counts(sorted_seq: torch.Tensor, edges: torch.Tensor, beams: int, size: int) -> torch.Tensor:
-    """How many keys of the 1-D ``sorted_seq`` (catalogue, fresh items) fall between consecutive
-    ``edges``: ``[B, beams, size]``."""
-    b = edges.shape[0]
-    pos = torch.searchsorted(sorted_seq, edges.contiguous()).reshape(b, beams, size + 1)
-    return pos[..., 1:] - pos[..., :-1]
+def _children(trie: torch.Tensor, node: torch.Tensor, size: int, base: int) -> tuple[torch.Tensor, ...]:
+    """The children of each beam's node ``[B, beams]`` laid out by their code, ``[B, beams, size]``
+    each: the child's node, the items under it and the lowest item index under it (the pad node,
+    with no items, where no child has that code). A node has at most ``size`` children, consecutive
+    in the tree: slot k holds child ``first + k`` or the pad, and one scatter puts each in its
+    code's column (the pad's code is ``base``, past every level's: its column is dropped)."""
+    children, pad = trie[TRIE_CHILDREN], trie.shape[1] - 1
+    first, end = children[node], children[(node + 1).clamp(max=pad)]  # a dead beam is on the pad: none
+    slot = first[..., None] + torch.arange(size, device=trie.device)
+    slot = torch.where(slot < end[..., None], slot, pad)
+    column = trie[TRIE_CODE][slot]
+    child = torch.full((*node.shape, base + 1), pad, dtype=torch.long, device=trie.device)
+    child = child.scatter(2, column, slot)[..., :size]
+    return child, trie[TRIE_COUNT][child], trie[TRIE_FIRST_ITEM][child]
 
 
 def _excluded_counts(
@@ -147,17 +153,18 @@ def _excluded_counts(
 
 
 def _score_fresh_branches(
-    logp: torch.Tensor, count: torch.Tensor, fresh: torch.Tensor, fresh_beam: torch.Tensor, weight: float
+    logp: torch.Tensor, count: torch.Tensor, all_fresh: torch.Tensor, fresh_beam: torch.Tensor, weight: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``logp [B, beams, V]`` with the branches that lead to fresh items only re-scored, and
-    which branches those are. ``count`` / ``fresh``: catalogue / fresh items under each branch;
-    ``fresh_beam [B, beams]``: the beam itself leads to fresh items only.
+    which branches those are. ``count``: catalogue items under each branch; ``all_fresh``: all of
+    them were added after training; ``fresh_beam [B, beams]``: the beam itself leads to fresh
+    items only.
 
     A branch leaving the trained tree gets ``weight`` times its trained siblings' mean probability
     (the decoder has no opinion of a code it was never taught, but has one of the region); below
     that, the beam's probability is split evenly among its children."""
-    only_fresh = (fresh == count) & (count > 0)
-    trained = count > fresh
+    only_fresh = all_fresh & (count > 0)
+    trained = (count > 0) & ~all_fresh
     n_trained = trained.sum(-1, keepdim=True)
     sibling_mean = torch.log(
         torch.where(trained, logp.exp(), torch.zeros_like(logp)).sum(-1, keepdim=True) / n_trained.clamp(min=1)

@@ -1,10 +1,13 @@
 """The valid-code table: which code tuples are real items, as plain tensors.
 
-Each item's code tuple is packed into one int64 key (mixed radix ``base``). Keeping the
-keys sorted turns "which items start with this prefix" into a contiguous range that
-``torch.searchsorted`` finds in O(log N), so constrained decoding needs no dense
-``V^L`` mask and scales to millions of items. The table is data: adding items rebuilds
-three tensors and the new items are generatable immediately, with no retraining.
+Each item's code tuple is packed into one int64 key (mixed radix ``base``). The keys, sorted,
+give the table's prefix tree (``trie``): one node per distinct prefix, numbered level by level
+in key order, so the children of a node are consecutive nodes. Each node holds its code, how
+many items are under it, the lowest item index under it, and where its children start. Beam
+search reads a beam's possible next codes off its node in a few gathers, with no search over
+the keys and no dense ``V^L`` mask, so it scales to millions of items at the same cost per
+beam. The table is data: adding items rebuilds its tensors and the new items are generatable
+immediately, with no retraining.
 """
 
 from __future__ import annotations
@@ -21,6 +24,43 @@ def pack_codes(codes: torch.Tensor, base: int) -> torch.Tensor:
     return (codes.long() * weights).sum(-1)
 
 
+# The rows of ``CodeTable.trie`` ([4, nodes + 1]; node 0 is the root, the last column a pad node).
+TRIE_CODE, TRIE_COUNT, TRIE_FIRST_ITEM, TRIE_CHILDREN = range(4)
+NO_ITEM = 2**62  # the lowest item index under no item (the pad column)
+
+
+def build_trie(sorted_keys: torch.Tensor, sorted_items: torch.Tensor, level_sizes: Sequence[int]) -> torch.Tensor:
+    """The prefix tree of ``sorted_keys`` (unique, ascending; ``sorted_items``: the item of each):
+    ``[4, nodes + 1]`` int64, rows ``TRIE_*``. Node 0 is the root, then the nodes of each level
+    in key order; the children of node i are nodes ``children[i] .. children[i + 1] - 1``."""
+    n, n_levels, base = len(sorted_keys), len(level_sizes), max(level_sizes)
+    device = sorted_keys.device
+    root_first = sorted_items.min().reshape(1) if n else torch.tensor([NO_ITEM], device=device)
+    codes = [torch.zeros(1, dtype=torch.int64, device=device)]
+    counts, firsts = [torch.tensor([n], device=device)], [root_first]
+    children: list[torch.Tensor] = []
+    parent_starts = torch.zeros(min(n, 1), dtype=torch.int64, device=device)  # the root spans every key
+    offset = 1  # the first node of the level being built
+    for level in range(n_levels if n else 0):
+        prefix = torch.div(sorted_keys, base ** (n_levels - 1 - level), rounding_mode="floor")
+        is_start = torch.ones(n, dtype=torch.bool, device=device)
+        is_start[1:] = prefix[1:] != prefix[:-1]
+        starts = is_start.nonzero().squeeze(1)
+        node_of_key = torch.cumsum(is_start, 0) - 1
+        codes.append(prefix[starts] % base)
+        counts.append(torch.diff(starts, append=torch.tensor([n], device=device)))
+        firsts.append(torch.full((len(starts),), NO_ITEM, device=device).scatter_reduce(
+            0, node_of_key, sorted_items, "amin"))
+        children.append(offset + node_of_key[parent_starts])  # each parent's first child
+        parent_starts, offset = starts, offset + len(starts)
+    children.append(torch.full((len(codes[-1]) if n else 1,), offset, device=device))  # leaves: none
+    # The pad node: no items, no children, and a code past every level's (``base``).
+    pad = [torch.tensor([base], device=device), torch.zeros(1, dtype=torch.int64, device=device),
+           torch.tensor([NO_ITEM], device=device), torch.tensor([offset], device=device)]
+    rows = [codes, counts, firsts, children]
+    return torch.stack([torch.cat([*row, end]).long() for row, end in zip(rows, pad, strict=True)])
+
+
 def key_sentinel(level_sizes: Sequence[int]) -> int:
     """A key larger than every real key of this level layout (pads key lists; no prefix range counts it)."""
     return max(level_sizes) ** len(level_sizes)
@@ -34,6 +74,7 @@ class CodeTable:
       item_keys    int64 [N]     packed key of item i
       sorted_keys  int64 [N]     item_keys sorted ascending (unique)
       sorted_items int64 [N]     item index for each sorted key
+      trie         int64 [4, M+1] the prefix tree of the keys (``build_trie``), what beam search reads
     """
 
     def __init__(self, item_codes: torch.Tensor, level_sizes: Sequence[int]) -> None:
@@ -70,6 +111,7 @@ class CodeTable:
         self.sorted_items = order.contiguous()
         if len(order) > 1 and bool((self.sorted_keys[1:] == self.sorted_keys[:-1]).any()):
             raise ValueError("two items share a code tuple; codes must be unique")
+        self.trie = build_trie(self.sorted_keys, self.sorted_items, self.level_sizes)
 
     def add_items(self, codes: torch.Tensor) -> torch.Tensor:
         """Append items (new dense indices N, N+1, ...) and return their indices."""
@@ -88,14 +130,11 @@ class CodeTable:
     def to(self, device: torch.device | str) -> CodeTable:
         out = CodeTable.__new__(CodeTable)
         out.level_sizes, out.base = self.level_sizes, self.base
-        for name in ("item_codes", "item_keys", "sorted_keys", "sorted_items"):
+        for name in ("item_codes", "item_keys", "sorted_keys", "sorted_items", "trie"):
             setattr(out, name, getattr(self, name).to(device))
         return out
 
     def tensors(self) -> dict[str, torch.Tensor]:
-        return {
-            "item_codes": self.item_codes,
-            "item_keys": self.item_keys,
-            "sorted_keys": self.sorted_keys,
-            "sorted_items": self.sorted_items,
-        }
+        """What decoding takes: the codes and keys by item index (the encoder's item vectors, the
+        exclusions) and the prefix tree (beam search)."""
+        return {"item_codes": self.item_codes, "item_keys": self.item_keys, "trie": self.trie}

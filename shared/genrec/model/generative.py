@@ -25,7 +25,7 @@ from torch import nn
 
 from genrec.config import MAX_HISTORY, MAX_SEQUENCE, TOP_K
 from genrec.model.beam import Cache, constrained_beam_search, exclusion_keys
-from genrec.model.code_table import CodeTable, key_sentinel, pack_codes
+from genrec.model.code_table import CodeTable
 from genrec.model.layers import DecoderLayer, EncoderLayer
 from genrec.model.rerank import RerankConfig, Reranker
 
@@ -124,15 +124,11 @@ class TigerGenerator(nn.Module):
     def set_extra_state(self, state: torch.Tensor) -> None:
         self.trained_items = int(state)
 
-    def fresh_keys(self, item_codes: torch.Tensor) -> torch.Tensor | None:
-        """Sorted keys of the items added after training (rows ``trained_items..`` of the table);
-        None when ``fresh_item_weight`` is 0 and the decoder's own scores stand."""
-        if self.config.fresh_item_weight == 0:
-            return None
-        keys = pack_codes(item_codes[self.trained_items:], max(self.level_sizes))
-        # Plus the sentinel, which no prefix range counts: the list is never empty (the exported
-        # graph's unrolled binary search cannot search an empty one).
-        return torch.sort(torch.cat([keys, keys.new_full((1,), key_sentinel(self.level_sizes))])).values
+    @property
+    def fresh_from(self) -> int | None:
+        """The first item index added after training (beam search scores those items by their
+        trained siblings), or None when ``fresh_item_weight`` is 0 and the decoder's own scores stand."""
+        return None if self.config.fresh_item_weight == 0 else self.trained_items
 
     def code_vectors(self, codes: torch.Tensor) -> torch.Tensor:
         """``codes [..., levels]`` -> the embedding of each code ``[..., levels, d]``."""
@@ -208,8 +204,8 @@ class TigerGenerator(nn.Module):
 
     # ---------------------------------------------------------------- search
     def beam(
-        self, memory: torch.Tensor, mask: torch.Tensor, exclude_keys: torch.Tensor | None, item_codes: torch.Tensor,
-        sorted_keys: torch.Tensor, sorted_items: torch.Tensor, beam_width: int, keep: int,
+        self, memory: torch.Tensor, mask: torch.Tensor, exclude_keys: torch.Tensor | None, trie: torch.Tensor,
+        beam_width: int, keep: int,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Constrained beam search over the code table: ``keep`` items per row, by log-prob.
         Each level decodes one position per beam, on the cache of the earlier ones."""
@@ -220,8 +216,8 @@ class TigerGenerator(nn.Module):
             return self.heads[level](h[:, :, -1]), cache
 
         return constrained_beam_search(
-            step, memory.shape[0], self.level_sizes, max(self.level_sizes), sorted_keys, sorted_items, exclude_keys,
-            beam_width, keep, fresh_keys=self.fresh_keys(item_codes), fresh_weight=self.config.fresh_item_weight,
+            step, memory.shape[0], self.level_sizes, max(self.level_sizes), trie, exclude_keys, beam_width, keep,
+            trained_items=self.fresh_from, fresh_weight=self.config.fresh_item_weight,
         )
 
 
@@ -289,23 +285,21 @@ class TigerModel(nn.Module):
 
     def scored_beam(
         self, memory: torch.Tensor, mask: torch.Tensor, exclude_keys: torch.Tensor | None,
-        item_codes: torch.Tensor, sorted_keys: torch.Tensor, sorted_items: torch.Tensor, beam_width: int,
+        item_codes: torch.Tensor, trie: torch.Tensor, beam_width: int,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The whole final beam ``[B, W]``: items, generative log-probs and dense logits."""
-        items, generative = self.generator.beam(memory, mask, exclude_keys, item_codes, sorted_keys, sorted_items,
-                                                beam_width, beam_width)
+        items, generative = self.generator.beam(memory, mask, exclude_keys, trie, beam_width, beam_width)
         return items, generative, self.dense_scores(memory, items, item_codes)
 
     def generate(
         self, memory: torch.Tensor, mask: torch.Tensor, exclude_keys: torch.Tensor | None,
-        item_codes: torch.Tensor, sorted_keys: torch.Tensor, sorted_items: torch.Tensor, beam_width: int, top_k: int,
+        item_codes: torch.Tensor, trie: torch.Tensor, beam_width: int, top_k: int,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The top ``top_k`` items and scores: the beam's order, or with a re-ranker the whole
         final beam re-ordered (``reranks`` is static, so either way it is one graph)."""
         if not self.reranks:
-            return self.generator.beam(memory, mask, exclude_keys, item_codes, sorted_keys, sorted_items, beam_width,
-                                       top_k)
-        beam = self.scored_beam(memory, mask, exclude_keys, item_codes, sorted_keys, sorted_items, beam_width)
+            return self.generator.beam(memory, mask, exclude_keys, trie, beam_width, top_k)
+        beam = self.scored_beam(memory, mask, exclude_keys, item_codes, trie, beam_width)
         return self.reranker.rerank(*beam, top_k)
 
 
@@ -337,8 +331,8 @@ def _upgrade_older_weights(model: TigerModel, state: dict[str, Any], prefix: str
 class GenerativeRecommender(nn.Module):
     """Encoder + decoder + constrained beam search: ``user_sequence -> (items, scores)``.
 
-    The code table lives in non-persistent buffers (``item_codes``, ``item_keys``,
-    ``sorted_keys``, ``sorted_items``) that :meth:`set_code_table` replaces at runtime, so
+    The code table lives in non-persistent buffers (``item_codes``, ``item_keys``, ``trie``)
+    that :meth:`set_code_table` replaces at runtime, so
     a new item is generatable at once. ``forward`` has static shapes given (B, L) and no
     data-dependent Python branching, with a view to a single exported graph.
     """
@@ -360,7 +354,7 @@ class GenerativeRecommender(nn.Module):
     def set_code_table(self, table: CodeTable) -> None:
         if list(table.level_sizes) != self.level_sizes:
             raise ValueError("code table has a different level layout")
-        device = self.sorted_keys.device
+        device = self.trie.device
         for name, t in table.tensors().items():
             setattr(self, name, t.to(device))
 
@@ -370,7 +364,7 @@ class GenerativeRecommender(nn.Module):
         """``user_sequence int64 [B, L]`` (pad -1) -> ``(items int64 [B, K], scores fp32 [B, K])``."""
         memory, mask = self.model.encode(user_sequence, self.item_codes, users)
         return self.model.generate(memory, mask, self._exclusions(user_sequence, exclude), self.item_codes,
-                                   self.sorted_keys, self.sorted_items, self.beam_width, self.top_k)
+                                   self.trie, self.beam_width, self.top_k)
 
     def beam_with_dense_scores(
         self, user_sequence: torch.Tensor, users: torch.Tensor | None = None, exclude: torch.Tensor | None = None
@@ -379,7 +373,7 @@ class GenerativeRecommender(nn.Module):
         dense logits (the parts ``forward`` combines; training tunes the weight on them)."""
         memory, mask = self.model.encode(user_sequence, self.item_codes, users)
         return self.model.scored_beam(memory, mask, self._exclusions(user_sequence, exclude), self.item_codes,
-                                      self.sorted_keys, self.sorted_items, self.beam_width)
+                                      self.trie, self.beam_width)
 
     def _exclusions(self, user_sequence: torch.Tensor, exclude: torch.Tensor | None) -> torch.Tensor | None:
         parts = ([user_sequence] if self.exclude_history else []) + ([exclude] if exclude is not None else [])

@@ -80,23 +80,23 @@ def export_onnx(
 ) -> Path:
     """``torch.onnx.export(dynamo=True)`` with dynamic batch, length, exclusions and table size.
 
-    ``max_items`` / ``max_excluded`` (history + exclude columns) are the graph's capacity:
-    the unrolled binary search over the catalogue has ``log2(max_items)`` steps; TensorRT's
-    optimisation profile takes both. Written to ``graph.json``.
+    ``max_items`` / ``max_excluded`` (history + exclude columns) are the graph's capacity, the
+    bounds of its dynamic dimensions (TensorRT's optimisation profile takes them too). Written to
+    ``graph.json``.
     """
     from genrec.serving.onnx_ops import onnx_compatible_ops
 
     dim = torch.export.Dim
     batch, length = dim("batch", min=1, max=MAX_BATCH_SIZE), dim("length", min=1, max=1024)
     excluded, items = dim("excluded", min=1, max=max_excluded), dim("items", min=2, max=max_items)
+    nodes = dim("nodes", min=2, max=max_items * example[INPUT_NAMES.index("item_codes")].shape[1] + 2)
     shapes = {
         "user_sequence": {0: batch, 1: length}, "user_token": {0: batch}, "exclude": {0: batch, 1: excluded},
-        "item_codes": {0: items}, "item_keys": {0: items}, "sorted_keys": {0: items}, "sorted_items": {0: items},
+        "item_codes": {0: items}, "item_keys": {0: items}, "trie": {1: nodes},
     }
-    # optimize=False then constant folding only: the full onnxscript optimiser spends minutes
-    # pattern-matching the unrolled searches; folding (about a second) is what ONNX Runtime
+    # optimize=False then constant folding only: folding (about a second) is what ONNX Runtime
     # needs for its shape inference, and ORT / TensorRT optimise the graph when they load it.
-    with torch.no_grad(), onnx_compatible_ops(max_items), warnings.catch_warnings():
+    with torch.no_grad(), onnx_compatible_ops(), warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         warnings.simplefilter("ignore", FutureWarning)  # torch-internal pytree deprecations
         program = torch.onnx.export(

@@ -6,7 +6,8 @@ catalogue and items fed after export are generatable, and (b) swapping in a bigg
 is one reference assignment in the server (no half-updated buffers under concurrency).
 
 Inputs (all int64): ``user_sequence [B, L]`` (pad -1), ``user_token [B, 1]`` (hashed user
-bucket, 0 = anonymous), ``exclude [B, E]`` (pad -1), then the four ``CodeTable`` tensors.
+bucket, 0 = anonymous), ``exclude [B, E]`` (pad -1), then the ``CodeTable`` tensors: codes and
+keys by item ``[N, C]``, ``[N]``, and the prefix tree ``[4, M + 1]``.
 Outputs: ``recommendations int64 [B, K]``, ``scores fp32 [B, K]`` (log-probabilities, plus
 the weighted dense logit when the model has a re-ranker; descending; -1 / -inf where
 fewer than K items remain).
@@ -28,7 +29,7 @@ from genrec.model.code_table import CodeTable, key_sentinel
 from genrec.model.generative import GenerativeConfig, TigerModel
 from genrec.serving.artifact import ServingArtifact
 
-TABLE_INPUTS = ("item_codes", "item_keys", "sorted_keys", "sorted_items")
+TABLE_INPUTS = ("item_codes", "item_keys", "trie")
 INPUT_NAMES = ("user_sequence", "user_token", "exclude", *TABLE_INPUTS)
 OUTPUT_NAMES = ("recommendations", "scores")
 
@@ -39,8 +40,7 @@ class TableTensors:
 
     item_codes: torch.Tensor
     item_keys: torch.Tensor
-    sorted_keys: torch.Tensor
-    sorted_items: torch.Tensor
+    trie: torch.Tensor
 
     @classmethod
     def from_table(cls, table: CodeTable, device: torch.device | str = "cpu") -> TableTensors:
@@ -52,7 +52,7 @@ class TableTensors:
         return int(self.item_codes.shape[0])
 
     def as_tuple(self) -> tuple[torch.Tensor, ...]:
-        return (self.item_codes, self.item_keys, self.sorted_keys, self.sorted_items)
+        return (self.item_codes, self.item_keys, self.trie)
 
 
 class ServingGraph(nn.Module):
@@ -71,14 +71,12 @@ class ServingGraph(nn.Module):
         exclude: torch.Tensor,
         item_codes: torch.Tensor,
         item_keys: torch.Tensor,
-        sorted_keys: torch.Tensor,
-        sorted_items: torch.Tensor,
+        trie: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         memory, mask = self.model.encode(user_sequence, item_codes, user_token.reshape(-1))
         # History is always excluded; `exclude` adds more (pad -1 adds nothing).
         excl = exclusion_keys(torch.cat([user_sequence, exclude], dim=1), item_keys, self.sentinel)
-        items, scores = self.model.generate(memory, mask, excl, item_codes, sorted_keys, sorted_items,
-                                            self.beam_width, self.top_k)
+        items, scores = self.model.generate(memory, mask, excl, item_codes, trie, self.beam_width, self.top_k)
         return items, scores.float()
 
 
@@ -120,7 +118,8 @@ def example_inputs(
 
 
 def check_capacity(path: Path, inputs: tuple[torch.Tensor, ...]) -> None:
-    """ONNX / TensorRT graphs search tables of a bounded size (see ``onnx_ops``)."""
+    """ONNX / TensorRT graphs were exported for tables and exclusion lists of bounded size (their
+    dynamic dimensions' bounds; TensorRT's optimisation profile rejects larger ones)."""
     meta = path.with_suffix(".json")
     if not meta.exists():
         return

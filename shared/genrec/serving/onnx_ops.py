@@ -1,12 +1,4 @@
-"""ONNX has no ``searchsorted`` (nor a stable sort): equivalents made of ops it has.
-
-``unrolled_searchsorted`` is a branch-free binary search with a fixed number of steps
-(power-of-two strides, 8 elementwise ops each), so the exported graph stays O(log N) per
-query and works for any table size up to the capacity it was exported for. A dense
-"compare with every key and sum" would be exact too, but costs O(N) memory per query:
-hopeless at a million items. The step count is static, so it is chosen from a capacity
-(``max_items``, the catalogue's size); every unrolled step is graph size and export time.
-Beam search only searches 1-D sequences (the catalogue, fresh items).
+"""ONNX has no stable sort: equivalents made of ops it has, for the exported graph.
 
 ``torch.sort`` becomes a full-length ``topk``: ONNX TopK breaks ties by the lower index,
 which is exactly the stable order beam search relies on. ``torch.gather`` on an empty
@@ -19,29 +11,9 @@ Used only while exporting (``onnx_compatible_ops``): beam search calls these thr
 from __future__ import annotations
 
 import contextlib
-import math
 from collections.abc import Iterator
 
 import torch
-
-
-def steps_for(capacity: int) -> int:
-    """Halvings needed to search ``capacity`` sorted keys exactly."""
-    return max(1, math.ceil(math.log2(capacity + 1)))
-
-
-def unrolled_searchsorted(
-    sorted_sequence: torch.Tensor, values: torch.Tensor, *, right: bool = False, steps: int = 32, **_: object,
-) -> torch.Tensor:
-    """Same result as ``torch.searchsorted`` for a 1-D sorted input shorter than ``2**steps``."""
-    n = sorted_sequence.shape[-1]
-    pos = torch.zeros_like(values, dtype=torch.int64)
-    for k in range(steps, 0, -1):
-        cand = pos + (1 << (k - 1))
-        probe = sorted_sequence[(cand - 1).clamp(max=n - 1)]
-        below = (probe <= values) if right else (probe < values)
-        pos = torch.where(below & (cand <= n), cand, pos)
-    return pos
 
 
 def topk_sort(
@@ -63,15 +35,10 @@ def empty_safe_gather(input: torch.Tensor, dim: int, index: torch.Tensor, **kw: 
 
 
 @contextlib.contextmanager
-def onnx_compatible_ops(max_items: int = 2**24) -> Iterator[None]:
-    steps = steps_for(max_items)
-
-    def searchsorted(sorted_sequence: torch.Tensor, values: torch.Tensor, **kw: object) -> torch.Tensor:
-        return unrolled_searchsorted(sorted_sequence, values, steps=steps, **kw)
-
-    saved = torch.searchsorted, torch.sort, torch.gather
-    torch.searchsorted, torch.sort, torch.gather = searchsorted, topk_sort, empty_safe_gather  # type: ignore[assignment]
+def onnx_compatible_ops() -> Iterator[None]:
+    saved = torch.sort, torch.gather
+    torch.sort, torch.gather = topk_sort, empty_safe_gather  # type: ignore[assignment]
     try:
         yield
     finally:
-        torch.searchsorted, torch.sort, torch.gather = saved  # type: ignore[assignment]
+        torch.sort, torch.gather = saved  # type: ignore[assignment]

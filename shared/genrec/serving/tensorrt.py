@@ -52,8 +52,8 @@ def build_engine(
         "exclude": ((1, 1), (opt_b, 8), (b, max_excluded)),
         "item_codes": ((2, levels), (100_000, levels), (max_items, levels)),
         "item_keys": ((2,), (100_000,), (max_items,)),
-        "sorted_keys": ((2,), (100_000,), (max_items,)),
-        "sorted_items": ((2,), (100_000,), (max_items,)),
+        # The prefix tree's nodes: at most items x levels, plus the root and the pad column.
+        "trie": ((4, 2), (4, 100_000 * levels + 2), (4, max_items * levels + 2)),
     }
     profile = builder.create_optimization_profile()
     for name, (lo, opt, hi) in shapes.items():
