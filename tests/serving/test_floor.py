@@ -74,8 +74,19 @@ def test_the_serving_report_sets_the_cpu_time_per_user_beside_the_floor() -> Non
         "model": {"kind": "tiny", "level_sizes": LEVELS},
         "sweep": [{"catalog": 200, "batch": 1, "requests": 3, "p50_ms": 9, "p95_ms": 9, "p99_ms": 9, "users_per_s": 50,
                    "server_cpu_ms_per_user": 10.0}],
-        "floor": {"1": floor},
+        "floor": {"1": floor}, "graph": {"200": {"1": 5.0}},
     }
     report = markdown_report(results)
     assert "## Compute floor" in report and "| 1 | [4, 16] x [16, 24] | 50.0 |" in report
-    assert "| 200 | 1 | 10.0 | 2.5 | 4.0x | 50 |" in report
+    # server CPU, the graph alone, the floor, then server / floor and graph / floor
+    assert "| 200 | 1 | 10.0 | 5.0 | 2.5 | 4.0x | 2.0x | 50 |" in report
+
+
+def test_the_graph_alone_is_timed_per_user_by_batch_size(tmp_path) -> None:
+    from genrec.bench.serving import graph_alone
+    from genrec.serving.synthetic import make_artifact
+
+    art = make_artifact(tmp_path / "art", 300, level_sizes=(8, 8, 8), model={"d_model": 16, "n_heads": 2,
+                        "encoder_layers": 1, "decoder_layers": 1, "d_ff": 32})
+    per_user = graph_alone(art, [1, 4], length=6, seconds=0.05)
+    assert set(per_user) == {"1", "4"} and all(v > 0 for v in per_user.values())

@@ -10,7 +10,8 @@ serves it twice: ``genrec`` (dynamic batching) and ``genrec_nobatch`` (none). Me
 * concurrency: C clients sending single-user requests at once, with and without dynamic
   batching -> latency percentiles, users/s, and the mean batch Triton actually executed;
 * the compute floor (``genrec.serving.floor``): the FLOPs of a request over the matmul
-  throughput of this CPU, beside the server's CPU time per user in the batch sweep.
+  throughput of this CPU, beside the server's CPU time per user in the batch sweep and the
+  graph's own (``graph_alone``: called in process on one thread, before the server starts).
 
 The client runs on the same machine as the server (they share its cores): on a small
 box the numbers are a floor for what a dedicated replica does. End-to-end numbers of the
@@ -192,6 +193,37 @@ def compute_floors(artifact: Path, batches: list[int], length: int, threads: int
     return {str(b): compute_floor(graph, table, length, batch=b, threads=threads).as_dict() for b in batches}
 
 
+def graph_alone(artifact: Path, batches: list[int], length: int, seconds: float = 1.0) -> dict[str, float]:
+    """The served graph (traced, as the server runs it) called in this process on one thread: its
+    median milliseconds per user by batch size. One thread, so this is its CPU time, beside the
+    server's CPU time per user (the rest is the server: Triton, IPC, batching) and the floor."""
+    import statistics
+
+    import torch
+
+    from genrec.serving.artifact import ServingArtifact
+    from genrec.serving.floor import request_inputs, torch_threads
+    from genrec.serving.graph import TableTensors, base_table
+    from genrec.serving.runners import make_runner
+
+    art = ServingArtifact.open(artifact)
+    table = TableTensors.from_table(base_table(art))
+    out: dict[str, float] = {}
+    with torch_threads(1):
+        runner = make_runner(art, kind="traced", device=torch.device("cpu"))
+        for b in batches:
+            inputs = request_inputs(table, b, length)
+            runner(*inputs)  # warm-up
+            times: list[float] = []
+            started = time.perf_counter()
+            while time.perf_counter() - started < seconds or len(times) < 5:
+                t = time.perf_counter()
+                runner(*inputs)
+                times.append(time.perf_counter() - t)
+            out[str(b)] = round(statistics.median(times) * 1000 / b, 3)
+    return out
+
+
 def concurrency_point(server: LocalServer, model: str, n_items: int, clients: int, length: int, point_s: float,
                       min_requests: int) -> dict[str, Any]:
     lat: list[float] = []
@@ -245,7 +277,7 @@ def run_serving_bench(
         "config": {**cfg, "history_length": length, "torch_threads": threads or "all cores"},
         "model": {"kind": "untrained TigerModel, production size (GenerativeConfig defaults)",
                   "level_sizes": list(PRODUCTION_LEVELS), "top_k": 50, "beam_width": 50},
-        "sweep": [], "concurrency": [], "floor": {},
+        "sweep": [], "concurrency": [], "floor": {}, "graph": {},
     }
     started = time.perf_counter()
     for n in cfg["sizes"]:
@@ -256,6 +288,8 @@ def run_serving_bench(
             one = results["floor"][str(cfg["batches"][0])]
             log(f"compute floor: {one['flops_per_user'] / 1e6:.1f} MFLOP per user, "
                 f"{one['floor']['1']['ms_per_user']} ms per user on one thread")
+        results["graph"][str(n)] = graph_alone(art, cfg["batches"], length)
+        log(f"  the graph alone, one thread: {results['graph'][str(n)]} ms per user by batch size")
         server = LocalServer(art, work / f"server-{n}", threads)
         try:
             t = time.perf_counter()
@@ -318,7 +352,8 @@ def markdown_report(results: dict[str, Any]) -> str:
 
 def floor_report(results: dict[str, Any]) -> list[str]:
     """The "Compute floor" section: the floor by batch, then each sweep point's CPU time per user
-    against it (the floor on one thread is CPU time: all the server's threads count)."""
+    against it (the floor on one thread is CPU time: all the server's threads count), with the
+    graph's own CPU time (called in process on one thread) between the two."""
     floors = results.get("floor") or {}
     if not floors:
         return []
@@ -338,18 +373,22 @@ def floor_report(results: dict[str, Any]) -> list[str]:
         lines.append(f"| {b} | [{m}, {k}] x [{k}, {n}] | {f['gflops']['1']} | {f['gflops'][str(threads)]} | "
                      f"{f['floor']['1']['ms_per_user']} | {f['floor'][str(threads)]['users_per_s']} |")
     lines += [
-        "", "| catalogue | batch | server CPU ms/user | floor ms/user | CPU / floor | users/s | floor users/s | "
-        "floor / users/s |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "", "Graph: the served graph alone, called in process on one thread (its CPU time per user).", "",
+        "| catalogue | batch | server CPU ms/user | graph ms/user | floor ms/user | CPU / floor | graph / floor | "
+        "users/s | floor users/s | floor / users/s |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
+    graphs = results.get("graph") or {}
     for r in results["sweep"]:
         f = floors.get(str(r["batch"]))
         if f is None or "server_cpu_ms_per_user" not in r:
             continue
         floor_ms, floor_users = f["floor"]["1"]["ms_per_user"], f["floor"][str(threads)]["users_per_s"]
-        lines.append(f"| {r['catalog']:,} | {r['batch']} | {r['server_cpu_ms_per_user']} | {floor_ms} | "
-                     f"{r['server_cpu_ms_per_user'] / floor_ms:.1f}x | {r['users_per_s']} | {floor_users} | "
-                     f"{floor_users / r['users_per_s']:.1f}x |")
+        graph_ms = graphs.get(str(r["catalog"]), {}).get(str(r["batch"]))
+        ratio = "-" if graph_ms is None else f"{graph_ms / floor_ms:.1f}x"
+        lines.append(f"| {r['catalog']:,} | {r['batch']} | {r['server_cpu_ms_per_user']} | {graph_ms or '-'} | "
+                     f"{floor_ms} | {r['server_cpu_ms_per_user'] / floor_ms:.1f}x | {ratio} | {r['users_per_s']} | "
+                     f"{floor_users} | {floor_users / r['users_per_s']:.1f}x |")
     return lines
 
 
