@@ -198,9 +198,9 @@ def test_bulk_workloads_and_their_bridge_run_niced(stack: Settings) -> None:
     for name in ("recommend", "recommend-grpc", "admin-api", "model-server", "redis", "postgres"):
         assert nice(name) == {0}, name  # the request path, and what it waits on
     for name in ("event-capture", "feature-update", "cold-start-embedding", "bridge", "kafka", "s3"):
-        assert nice(name) == {4}, name  # the event path yields a little to requests
+        assert nice(name) == {8}, name  # the event path yields to requests
     for name in ("analytics-sink", "llm-enrichment", "bridge-bulk", "kafka-retention"):
-        assert nice(name) == {10}, name
+        assert nice(name) == {15}, name
     assert psutil.Process(read_record(paths.pid("bridge-bulk")).pid).cmdline()[-2:] == ["--priority", "bulk"]
 
 

@@ -12,13 +12,14 @@ from typing import Literal, get_args
 # big batches and may lag minutes without harm (analytics, the event history, LLM tags).
 Priority = Literal["realtime", "bulk"]
 PRIORITIES: tuple[Priority, ...] = get_args(Priority)
-# The dev stack's nice value per priority (10: the kernel gives a busy realtime process ~10x the
-# CPU of a busy bulk one); production states the same order with PriorityClasses (infra/pulumi).
-# The request/response APIs (Workload.serves_requests) run above both at REQUEST_NICENESS: on one
-# box the event path (4) yields a little to them. Measured at 1,000 events/s + 1 recommend client
-# (2-core EPYC): recommend p99 65-71 ms against 90-103 ms with both at 0; click -> next list p99
-# stayed under 0.5 s. In a cluster each pod has its own CPU requests instead.
-NICENESS: dict[Priority, int] = {"realtime": 4, "bulk": 10}
+# The dev stack's nice value per priority (15 against 8: the kernel gives a busy realtime process
+# ~5x the CPU of a busy bulk one); production states the same order with PriorityClasses
+# (infra/pulumi). The request/response APIs (Workload.serves_requests) run above both at
+# REQUEST_NICENESS (8 against 0: ~6x). Measured at 1,000 events/s + 1 recommend client on a log of
+# 7.8 M events (2-core EPYC): recommend p99 38 / 45 ms with the event path at 8 and bulk at 15,
+# 48 ms at 4 / 10 and 90-103 ms with everything at 0; click -> next list p99 0.39 s (0.47 s at 4).
+# In a cluster each pod has its own CPU requests instead.
+NICENESS: dict[Priority, int] = {"realtime": 8, "bulk": 15}
 REQUEST_NICENESS = 0
 HTTP_PORT = 8080  # the port every workload serves in its pod (the one Knative routes to)
 GRPC_METRICS_PORT = 9090  # a gRPC API's Prometheus metrics (its HTTP/2 port answers no /metrics)
