@@ -90,10 +90,11 @@ def constrained_beam_search(
         beams = prefix.shape[1]
         logits, cache = step_fn(prefix, level, cache)
         logp = torch.log_softmax(logits.float(), dim=-1)  # [B, beams, V]
-        child, count, first_item = _children(trie, node, size, base)
-        if trained_items is not None:
-            logp, only_fresh = _score_fresh_branches(logp, count, first_item >= trained_items, fresh_beam,
-                                                     fresh_weight)
+        child = _children(trie, node, size, base)
+        count = trie[TRIE_COUNT][child]
+        if trained_items is not None:  # fresh: the lowest item index under the branch is past training
+            all_fresh = trie[TRIE_FIRST_ITEM][child] >= trained_items
+            logp, only_fresh = _score_fresh_branches(logp, count, all_fresh, fresh_beam, fresh_weight)
         if exclude_keys is not None:
             span = base ** (n_levels - 1 - level)
             count = count - _excluded_counts(exclude_keys, prefix_key, base * span, span, size)
@@ -121,10 +122,10 @@ def constrained_beam_search(
     return items, scores
 
 
-def _children(trie: torch.Tensor, node: torch.Tensor, size: int, base: int) -> tuple[torch.Tensor, ...]:
-    """The children of each beam's node ``[B, beams]`` laid out by their code, ``[B, beams, size]``
-    each: the child's node, the items under it and the lowest item index under it (the pad node,
-    with no items, where no child has that code). A node has at most ``size`` children, consecutive
+def _children(trie: torch.Tensor, node: torch.Tensor, size: int, base: int) -> torch.Tensor:
+    """The children of each beam's node ``[B, beams]`` laid out by their code: ``[B, beams, size]``
+    node indices (the pad node, with no items, where no child has that code; the tree's rows give
+    each child's items). A node has at most ``size`` children, consecutive
     in the tree: slot k holds child ``first + k`` or the pad, and one scatter puts each in its
     code's column (the pad's code is ``base``, past every level's: its column is dropped)."""
     children, pad = trie[TRIE_CHILDREN], trie.shape[1] - 1
@@ -133,8 +134,7 @@ def _children(trie: torch.Tensor, node: torch.Tensor, size: int, base: int) -> t
     slot = torch.where(slot < end[..., None], slot, pad)
     column = trie[TRIE_CODE][slot]
     child = torch.full((*node.shape, base + 1), pad, dtype=torch.long, device=trie.device)
-    child = child.scatter(2, column, slot)[..., :size]
-    return child, trie[TRIE_COUNT][child], trie[TRIE_FIRST_ITEM][child]
+    return child.scatter(2, column, slot)[..., :size]
 
 
 def _excluded_counts(
