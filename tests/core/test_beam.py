@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections import Counter
 
 import pytest
 import torch
@@ -77,6 +78,10 @@ def test_the_prefix_tree_lists_each_prefix_once_with_its_items_and_children() ->
 
     walk(0, ())
     assert trie.shape[1] - 1 == 1 + sum(len({c[: n + 1] for c in codes}) for n in range(len(LEVELS)))
+    # Each level's child slots: as many as its busiest prefix has children (2 at least).
+    for level, slots in enumerate(table.slots):
+        fanout = Counter(prefix[:level] for prefix in {c[: level + 1] for c in codes})
+        assert slots.tolist() == list(range(max(2, max(fanout.values()))))
     assert int(trie[TRIE_COUNT, -1]) == 0  # the pad node: no items, no children
     assert CodeTable(torch.zeros((0, 3), dtype=torch.long), LEVELS).trie[TRIE_COUNT].tolist() == [0, 0]
 
@@ -214,7 +219,8 @@ def test_adding_an_item_makes_it_generatable_at_once() -> None:
         return step
 
     def search(tab: CodeTable) -> torch.Tensor:
-        return constrained_beam_search(prefer(new), 1, LEVELS, tab.base, tab.trie, None, beam_width=3, top_k=3)[0][0]
+        return constrained_beam_search(prefer(new), 1, LEVELS, tab.base, tab.trie, tab.slots, None, beam_width=3,
+                                       top_k=3)[0][0]
 
     before = search(table)
     assert (before >= 0).all() and table.n_items not in before.tolist()
@@ -248,7 +254,8 @@ def test_an_item_added_after_training_scores_like_an_average_sibling(weight: flo
 
     def search(fresh_from: int | None) -> dict[int, float]:
         items, scores = constrained_beam_search(
-            _fixed_decoder(probs), 1, LEVELS, table.base, table.trie, None, 6, 6, trained_items=fresh_from,
+            _fixed_decoder(probs), 1, LEVELS, table.base, table.trie, table.slots, None, 6, 6,
+            trained_items=fresh_from,
             fresh_weight=weight)
         return {int(i): float(v) for i, v in zip(items[0], scores[0], strict=True) if i >= 0}
 
@@ -296,8 +303,8 @@ def test_equal_scores_keep_the_lower_candidate_and_so_the_lower_key(beam_width: 
 
     hist = torch.stack([table.sorted_items[[0, 2, 5]], torch.tensor([-1, -1, -1])])
     excl = exclusion_keys(hist, table.item_keys, table.sentinel)
-    items, scores = constrained_beam_search(indifferent, 2, LEVELS, table.base, table.trie, excl, beam_width,
-                                            top_k=3)
+    items, scores = constrained_beam_search(indifferent, 2, LEVELS, table.base, table.trie, table.slots, excl,
+                                            beam_width, top_k=3)
     assert items[0].tolist() == table.sorted_items[[1, 3, 4]].tolist()
     assert items[1].tolist() == table.sorted_items[:3].tolist()
     assert torch.isfinite(scores).all() and (scores == scores[0, 0]).all()

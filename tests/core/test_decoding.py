@@ -39,8 +39,8 @@ def _full_prefix_beam(
         h, _ = gen.decode(prefix, gen.memory_kv(memory), mask)  # no cache: every position again
         return gen.heads[level](h[:, :, -1]), ()
 
-    return constrained_beam_search(step, memory.shape[0], gen.level_sizes, table.base, table.trie, exclude,
-                                   beam_width, keep)
+    return constrained_beam_search(step, memory.shape[0], gen.level_sizes, table.base, table.trie, table.slots,
+                                   exclude, beam_width, keep)
 
 
 CASES = {
@@ -66,7 +66,7 @@ def test_cached_decoding_gives_the_full_prefix_results(case: str) -> None:
     memory, mask = model.encode(hist, table.item_codes, users)
     exclude = exclusion_keys(torch.cat([hist, extra], dim=1), table.item_keys, table.sentinel)
 
-    got_items, got_scores = model.generate(memory, mask, exclude, table.item_codes, table.trie,
+    got_items, got_scores = model.generate(memory, mask, exclude, table.item_codes, table.trie, table.slots,
                                            beam_width, top_k)
     items, scores = _full_prefix_beam(model, memory, mask, exclude, table, beam_width,
                                       beam_width if model.reranks else top_k)

@@ -132,6 +132,8 @@ def test_the_graph_traced_at_load_answers_as_the_eager_one(bundle_dir: Path) -> 
     assert traced.kind == "traced"
     trained = base_table(art)
     fed = extend_table(trained, synthetic_extra_items(trained, 40, seed=7))
+    # The fed items widen some level's fan-out: the graph reads the table's child slots, it did not bake them in.
+    assert any(len(f) > len(t) for f, t in zip(fed.slots, trained.slots, strict=True))
     for seed, (table, batch, length) in enumerate([(trained, 5, 12), (fed, 17, 50), (fed, 1, 3)]):
         inputs = example_inputs(TableTensors.from_table(table), batch, length, 4, seed=seed)
         (want_items, want_scores), (got_items, got_scores) = eager(*inputs), traced(*inputs)

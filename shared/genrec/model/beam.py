@@ -5,13 +5,15 @@ function with a cache: after each level's selection the cache rows follow their 
 beam, so the next level decodes one new position per beam. Each beam stands on a node of
 the table's prefix tree (``genrec.model.code_table.build_trie``): its possible next codes are
 that node's children, read off in a few gathers (no search over the keys: that was the largest
-cost besides the network itself at a million items). A (beam, next code) candidate is kept when
-the number of catalogue items under it, minus the number of excluded items (the user's history)
-under it, is positive; the excluded items are few, so each is placed under its beam and code
-directly. So the search can only ever reach real, non-excluded items, and never wastes a beam
-on a prefix whose items are all excluded. Ties are broken as a stable sort would (the lower
-candidate index first), making the result deterministic and the same on CPU and CUDA for
-the same scores.
+cost besides the network itself at a million items). A level reads as many child slots per beam
+as its busiest node has children (``code_table.child_slots``), not its whole vocabulary: below
+the first levels a prefix has a handful of children, so most codes are never candidates. A (beam,
+next code) candidate is kept when the number of catalogue items under it, minus the number of
+excluded items (the user's history) under it, is positive; the excluded items are few, so each
+is placed under its beam and code directly. So the search can only ever reach real,
+non-excluded items, and never wastes a beam on a prefix whose items are all excluded. Ties are
+broken as a stable sort would (the lower candidate index first), making the result
+deterministic and the same on CPU and CUDA for the same scores.
 
 Items added after training (index ``trained_items`` and above) have code paths the
 decoder never saw as targets, so their raw log-probabilities say nothing. A branch that leads
@@ -20,8 +22,9 @@ tree it gets their mean probability (times a weight), and below that the probabi
 evenly among its children. So a new item ranks like an average item of the region its content
 placed it in, and with no fresh item in the table every score is the decoder's own.
 
-There is no data-dependent Python control flow: shapes depend only on (batch, beam
-width, level sizes), which keeps the function traceable by torch.export / ONNX.
+There is no data-dependent Python control flow: shapes depend only on input shapes (batch,
+each level's child slots) and static numbers (beam width, level sizes), which keeps the
+function traceable by torch.export / ONNX.
 """
 
 from __future__ import annotations
@@ -58,6 +61,7 @@ def constrained_beam_search(
     level_sizes: Sequence[int],
     base: int,
     trie: torch.Tensor,
+    child_slots: Sequence[torch.Tensor],
     exclude_keys: torch.Tensor | None,
     beam_width: int,
     top_k: int,
@@ -70,6 +74,8 @@ def constrained_beam_search(
     and score -inf. ``beam_width`` beams are kept between levels. Items from index
     ``trained_items`` on were added after training: their branches are scored by their
     siblings' mean probability times ``fresh_weight`` (None: every score is the decoder's).
+    ``trie`` and ``child_slots`` (one tensor per level) are the table's ``CodeTable.trie`` and
+    ``CodeTable.slots``.
     """
     if beam_width < top_k:
         raise ValueError("beam_width must be >= top_k")
@@ -90,19 +96,27 @@ def constrained_beam_search(
         beams = prefix.shape[1]
         logits, cache = step_fn(prefix, level, cache)
         logp = torch.log_softmax(logits.float(), dim=-1)  # [B, beams, V]
-        child = _children(trie, node, size, base)
+        slots = child_slots[level]
+        fanout = slots.shape[0]
+        child = _children(trie, node, slots)  # [B, beams, fanout]
+        code = trie[TRIE_CODE][child].clamp(max=size - 1)  # the pad's code is past the level's
         count = trie[TRIE_COUNT][child]
+        logp = logp.gather(2, code)
         if trained_items is not None:  # fresh: the lowest item index under the branch is past training
             all_fresh = trie[TRIE_FIRST_ITEM][child] >= trained_items
             logp, only_fresh = _score_fresh_branches(logp, count, all_fresh, fresh_beam, fresh_weight)
         if exclude_keys is not None:
             span = base ** (n_levels - 1 - level)
-            count = count - _excluded_counts(exclude_keys, prefix_key, base * span, span, size)
-        total = torch.where(count > 0, scores[..., None] + logp, neg_inf).reshape(B, -1)
+            excluded = _excluded_counts(exclude_keys, prefix_key, base * span, span, size)
+            count = count - excluded.gather(2, code)
         keep = min(top_k if level == n_levels - 1 else beam_width, beams * size)
-        scores, pick = _stable_top(total, keep)
-        beam = torch.div(pick, size, rounding_mode="floor")
-        code = pick - beam * size
+        total = torch.where(count > 0, scores[..., None] + logp, neg_inf).reshape(B, -1)
+        # ``keep`` may exceed the beams x fanout candidates: dead ones (-inf) fill the rest, and a
+        # pick among them stands on the last candidate, dead (its -inf score stays with it).
+        scores, pick = _stable_top(torch.cat([total, neg_inf.expand(B, keep)], dim=1), keep)
+        pick = torch.minimum(pick, torch.full_like(pick, beams) * fanout - 1)
+        beam = torch.div(pick, fanout, rounding_mode="floor")
+        code = code.reshape(B, -1).gather(1, pick)
         prefix = torch.cat(
             [torch.gather(prefix, 1, beam[..., None].expand(-1, -1, prefix.shape[2])), code[..., None]], dim=2
         )
@@ -122,19 +136,14 @@ def constrained_beam_search(
     return items, scores
 
 
-def _children(trie: torch.Tensor, node: torch.Tensor, size: int, base: int) -> torch.Tensor:
-    """The children of each beam's node ``[B, beams]`` laid out by their code: ``[B, beams, size]``
-    node indices (the pad node, with no items, where no child has that code; the tree's rows give
-    each child's items). A node has at most ``size`` children, consecutive
-    in the tree: slot k holds child ``first + k`` or the pad, and one scatter puts each in its
-    code's column (the pad's code is ``base``, past every level's: its column is dropped)."""
+def _children(trie: torch.Tensor, node: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
+    """The children of each beam's node ``[B, beams]``: ``[B, beams, F]`` node indices, F = the
+    level's ``slots``; a node's children are consecutive in the tree, so slot k holds child
+    ``first + k``, or the pad node (no items, no children) past the node's last child."""
     children, pad = trie[TRIE_CHILDREN], trie.shape[1] - 1
     first, end = children[node], children[(node + 1).clamp(max=pad)]  # a dead beam is on the pad: none
-    slot = first[..., None] + torch.arange(size, device=trie.device)
-    slot = torch.where(slot < end[..., None], slot, pad)
-    column = trie[TRIE_CODE][slot]
-    child = torch.full((*node.shape, base + 1), pad, dtype=torch.long, device=trie.device)
-    return child.scatter(2, column, slot)[..., :size]
+    slot = first[..., None] + slots
+    return torch.where(slot < end[..., None], slot, pad)
 
 
 def _excluded_counts(

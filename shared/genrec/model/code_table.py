@@ -61,6 +61,27 @@ def build_trie(sorted_keys: torch.Tensor, sorted_items: torch.Tensor, level_size
     return torch.stack([torch.cat([*row, end]).long() for row, end in zip(rows, pad, strict=True)])
 
 
+def child_slots(trie: torch.Tensor, n_levels: int) -> tuple[torch.Tensor, ...]:
+    """For each level, ``arange(F)`` where F is the most children any node of that level has (at
+    least 2: exporters specialise a dimension seen as 0 or 1, and a spare slot costs nothing).
+    Beam search reads F slots per beam instead of the level's whole vocabulary: below the first
+    levels a prefix has a handful of children, not hundreds. The slots are graph inputs, so a
+    table whose fan-out grows (items fed since) needs no new graph."""
+    children = trie[TRIE_CHILDREN]
+    degree = children[1:] - children[:-1]  # per node (the pad column has none)
+    slots, start, end = [], 0, 1  # the root
+    for _ in range(n_levels):
+        fanout = int(degree[start:end].max()) if end > start else 0
+        slots.append(torch.arange(max(fanout, 2), device=trie.device))
+        start, end = int(children[start]), int(children[end])  # the next level's nodes
+    return tuple(slots)
+
+
+def slot_names(n_levels: int) -> tuple[str, ...]:
+    """The names of ``child_slots``' tensors, level by level (graph inputs)."""
+    return tuple(f"slots_{level}" for level in range(n_levels))
+
+
 def key_sentinel(level_sizes: Sequence[int]) -> int:
     """A key larger than every real key of this level layout (pads key lists; no prefix range counts it)."""
     return max(level_sizes) ** len(level_sizes)
@@ -75,6 +96,7 @@ class CodeTable:
       sorted_keys  int64 [N]     item_keys sorted ascending (unique)
       sorted_items int64 [N]     item index for each sorted key
       trie         int64 [4, M+1] the prefix tree of the keys (``build_trie``), what beam search reads
+      slots        per level, int64 [F]: ``child_slots`` of the tree
     """
 
     def __init__(self, item_codes: torch.Tensor, level_sizes: Sequence[int]) -> None:
@@ -112,6 +134,7 @@ class CodeTable:
         if len(order) > 1 and bool((self.sorted_keys[1:] == self.sorted_keys[:-1]).any()):
             raise ValueError("two items share a code tuple; codes must be unique")
         self.trie = build_trie(self.sorted_keys, self.sorted_items, self.level_sizes)
+        self.slots = child_slots(self.trie, self.n_levels)
 
     def add_items(self, codes: torch.Tensor) -> torch.Tensor:
         """Append items (new dense indices N, N+1, ...) and return their indices."""
@@ -132,9 +155,11 @@ class CodeTable:
         out.level_sizes, out.base = self.level_sizes, self.base
         for name in ("item_codes", "item_keys", "sorted_keys", "sorted_items", "trie"):
             setattr(out, name, getattr(self, name).to(device))
+        out.slots = tuple(s.to(device) for s in self.slots)
         return out
 
     def tensors(self) -> dict[str, torch.Tensor]:
         """What decoding takes: the codes and keys by item index (the encoder's item vectors, the
-        exclusions) and the prefix tree (beam search)."""
-        return {"item_codes": self.item_codes, "item_keys": self.item_keys, "trie": self.trie}
+        exclusions), the prefix tree and its child slots per level (beam search)."""
+        return {"item_codes": self.item_codes, "item_keys": self.item_keys, "trie": self.trie,
+                **dict(zip(slot_names(self.n_levels), self.slots, strict=True))}

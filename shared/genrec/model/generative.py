@@ -25,7 +25,7 @@ from torch import nn
 
 from genrec.config import MAX_HISTORY, MAX_SEQUENCE, TOP_K
 from genrec.model.beam import Cache, constrained_beam_search, exclusion_keys
-from genrec.model.code_table import CodeTable
+from genrec.model.code_table import CodeTable, slot_names
 from genrec.model.layers import DecoderLayer, EncoderLayer
 from genrec.model.rerank import RerankConfig, Reranker
 
@@ -205,7 +205,7 @@ class TigerGenerator(nn.Module):
     # ---------------------------------------------------------------- search
     def beam(
         self, memory: torch.Tensor, mask: torch.Tensor, exclude_keys: torch.Tensor | None, trie: torch.Tensor,
-        beam_width: int, keep: int,
+        child_slots: Sequence[torch.Tensor], beam_width: int, keep: int,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Constrained beam search over the code table: ``keep`` items per row, by log-prob.
         Each level decodes one position per beam, on the cache of the earlier ones."""
@@ -216,7 +216,8 @@ class TigerGenerator(nn.Module):
             return self.heads[level](h[:, :, -1]), cache
 
         return constrained_beam_search(
-            step, memory.shape[0], self.level_sizes, max(self.level_sizes), trie, exclude_keys, beam_width, keep,
+            step, memory.shape[0], self.level_sizes, max(self.level_sizes), trie, child_slots, exclude_keys,
+            beam_width, keep,
             trained_items=self.fresh_from, fresh_weight=self.config.fresh_item_weight,
         )
 
@@ -285,21 +286,22 @@ class TigerModel(nn.Module):
 
     def scored_beam(
         self, memory: torch.Tensor, mask: torch.Tensor, exclude_keys: torch.Tensor | None,
-        item_codes: torch.Tensor, trie: torch.Tensor, beam_width: int,
+        item_codes: torch.Tensor, trie: torch.Tensor, child_slots: Sequence[torch.Tensor], beam_width: int,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The whole final beam ``[B, W]``: items, generative log-probs and dense logits."""
-        items, generative = self.generator.beam(memory, mask, exclude_keys, trie, beam_width, beam_width)
+        items, generative = self.generator.beam(memory, mask, exclude_keys, trie, child_slots, beam_width, beam_width)
         return items, generative, self.dense_scores(memory, items, item_codes)
 
     def generate(
         self, memory: torch.Tensor, mask: torch.Tensor, exclude_keys: torch.Tensor | None,
-        item_codes: torch.Tensor, trie: torch.Tensor, beam_width: int, top_k: int,
+        item_codes: torch.Tensor, trie: torch.Tensor, child_slots: Sequence[torch.Tensor], beam_width: int,
+        top_k: int,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The top ``top_k`` items and scores: the beam's order, or with a re-ranker the whole
         final beam re-ordered (``reranks`` is static, so either way it is one graph)."""
         if not self.reranks:
-            return self.generator.beam(memory, mask, exclude_keys, trie, beam_width, top_k)
-        beam = self.scored_beam(memory, mask, exclude_keys, item_codes, trie, beam_width)
+            return self.generator.beam(memory, mask, exclude_keys, trie, child_slots, beam_width, top_k)
+        beam = self.scored_beam(memory, mask, exclude_keys, item_codes, trie, child_slots, beam_width)
         return self.reranker.rerank(*beam, top_k)
 
 
@@ -331,8 +333,8 @@ def _upgrade_older_weights(model: TigerModel, state: dict[str, Any], prefix: str
 class GenerativeRecommender(nn.Module):
     """Encoder + decoder + constrained beam search: ``user_sequence -> (items, scores)``.
 
-    The code table lives in non-persistent buffers (``item_codes``, ``item_keys``, ``trie``)
-    that :meth:`set_code_table` replaces at runtime, so
+    The code table lives in non-persistent buffers (``CodeTable.tensors``: codes, keys, the
+    prefix tree and its child slots) that :meth:`set_code_table` replaces at runtime, so
     a new item is generatable at once. ``forward`` has static shapes given (B, L) and no
     data-dependent Python branching, with a view to a single exported graph.
     """
@@ -364,7 +366,7 @@ class GenerativeRecommender(nn.Module):
         """``user_sequence int64 [B, L]`` (pad -1) -> ``(items int64 [B, K], scores fp32 [B, K])``."""
         memory, mask = self.model.encode(user_sequence, self.item_codes, users)
         return self.model.generate(memory, mask, self._exclusions(user_sequence, exclude), self.item_codes,
-                                   self.trie, self.beam_width, self.top_k)
+                                   self.trie, self.child_slots, self.beam_width, self.top_k)
 
     def beam_with_dense_scores(
         self, user_sequence: torch.Tensor, users: torch.Tensor | None = None, exclude: torch.Tensor | None = None
@@ -373,7 +375,11 @@ class GenerativeRecommender(nn.Module):
         dense logits (the parts ``forward`` combines; training tunes the weight on them)."""
         memory, mask = self.model.encode(user_sequence, self.item_codes, users)
         return self.model.scored_beam(memory, mask, self._exclusions(user_sequence, exclude), self.item_codes,
-                                      self.trie, self.beam_width)
+                                      self.trie, self.child_slots, self.beam_width)
+
+    @property
+    def child_slots(self) -> tuple[torch.Tensor, ...]:
+        return tuple(getattr(self, name) for name in slot_names(len(self.level_sizes)))
 
     def _exclusions(self, user_sequence: torch.Tensor, exclude: torch.Tensor | None) -> torch.Tensor | None:
         parts = ([user_sequence] if self.exclude_history else []) + ([exclude] if exclude is not None else [])

@@ -25,13 +25,13 @@ from genrec.config import TOP_K, Settings
 from genrec.model.code_table import CodeTable
 from genrec.serving.artifact import REQUIRED_FILES, ServingArtifact
 from genrec.serving.graph import (
-    INPUT_NAMES,
     OUTPUT_NAMES,
     ServingGraph,
     TableTensors,
     base_table,
     build_graph,
     example_inputs,
+    input_names,
 )
 from genrec.serving.parity import ParityCase, check_parity
 from genrec.serving.repository import MAX_BATCH_SIZE, write_repository
@@ -89,10 +89,12 @@ def export_onnx(
     dim = torch.export.Dim
     batch, length = dim("batch", min=1, max=MAX_BATCH_SIZE), dim("length", min=1, max=1024)
     excluded, items = dim("excluded", min=1, max=max_excluded), dim("items", min=2, max=max_items)
-    nodes = dim("nodes", min=2, max=max_items * example[INPUT_NAMES.index("item_codes")].shape[1] + 2)
+    nodes = dim("nodes", min=2, max=max_items * len(graph.level_sizes) + 2)
     shapes = {
         "user_sequence": {0: batch, 1: length}, "user_token": {0: batch}, "exclude": {0: batch, 1: excluded},
         "item_codes": {0: items}, "item_keys": {0: items}, "trie": {1: nodes},
+        "slots": tuple({0: dim(f"fanout_{level}", min=2, max=max(size, 2))}
+                       for level, size in enumerate(graph.level_sizes)),
     }
     # optimize=False then constant folding only: folding (about a second) is what ONNX Runtime
     # needs for its shape inference, and ORT / TensorRT optimise the graph when they load it.
@@ -100,7 +102,7 @@ def export_onnx(
         warnings.simplefilter("ignore", UserWarning)
         warnings.simplefilter("ignore", FutureWarning)  # torch-internal pytree deprecations
         program = torch.onnx.export(
-            graph, example, dynamo=True, dynamic_shapes=shapes, input_names=list(INPUT_NAMES),
+            graph, example, dynamo=True, dynamic_shapes=shapes, input_names=list(input_names(len(graph.level_sizes))),
             output_names=list(OUTPUT_NAMES), optimize=False, verbose=False,
         )
     try:
@@ -164,7 +166,7 @@ def export_repository(
         from genrec.serving.tensorrt import build_engine
 
         plan = version_dir / GRAPH_FILES["tensorrt"]
-        build_engine(onnx_path, plan, fp16=True, max_items=max_items, log=log)
+        build_engine(onnx_path, plan, art.level_sizes, fp16=True, max_items=max_items, log=log)
         write_capacity(plan, max_items=max_items, max_excluded=8192)
     report = ExportReport(fmt, str(out), str(version_dir / GRAPH_FILES[fmt]), 0.0)
     if check:

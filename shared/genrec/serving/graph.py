@@ -7,7 +7,8 @@ is one reference assignment in the server (no half-updated buffers under concurr
 
 Inputs (all int64): ``user_sequence [B, L]`` (pad -1), ``user_token [B, 1]`` (hashed user
 bucket, 0 = anonymous), ``exclude [B, E]`` (pad -1), then the ``CodeTable`` tensors: codes and
-keys by item ``[N, C]``, ``[N]``, and the prefix tree ``[4, M + 1]``.
+keys by item ``[N, C]``, ``[N]``, the prefix tree ``[4, M + 1]`` and, one per level, its child
+slots ``slots_<level> [F]`` (F: the most children a node of that level has).
 Outputs: ``recommendations int64 [B, K]``, ``scores fp32 [B, K]`` (log-probabilities, plus
 the weighted dense logit when the model has a re-ranker; descending; -1 / -inf where
 fewer than K items remain).
@@ -25,34 +26,41 @@ from torch import nn
 
 from genrec.config import TOP_K
 from genrec.model.beam import exclusion_keys
-from genrec.model.code_table import CodeTable, key_sentinel
+from genrec.model.code_table import CodeTable, key_sentinel, slot_names
 from genrec.model.generative import GenerativeConfig, TigerModel
 from genrec.serving.artifact import ServingArtifact
 
-TABLE_INPUTS = ("item_codes", "item_keys", "trie")
-INPUT_NAMES = ("user_sequence", "user_token", "exclude", *TABLE_INPUTS)
+REQUEST_INPUTS = ("user_sequence", "user_token", "exclude")
+TABLE_INPUTS = ("item_codes", "item_keys", "trie")  # then the child slots, one per level
+
+
+def input_names(n_levels: int) -> tuple[str, ...]:
+    """The graph's inputs, in order, for a code layout of ``n_levels`` levels."""
+    return (*REQUEST_INPUTS, *TABLE_INPUTS, *slot_names(n_levels))
+
 OUTPUT_NAMES = ("recommendations", "scores")
 
 
 @dataclass(frozen=True)
 class TableTensors:
-    """An immutable snapshot of the code table as the graph's four table inputs."""
+    """An immutable snapshot of the code table as the graph's table inputs."""
 
     item_codes: torch.Tensor
     item_keys: torch.Tensor
     trie: torch.Tensor
+    slots: tuple[torch.Tensor, ...]
 
     @classmethod
     def from_table(cls, table: CodeTable, device: torch.device | str = "cpu") -> TableTensors:
-        t = table.tensors()
-        return cls(*(t[name].to(device).contiguous() for name in TABLE_INPUTS))
+        t = {name: v.to(device).contiguous() for name, v in table.tensors().items()}
+        return cls(*(t[name] for name in TABLE_INPUTS), tuple(t[name] for name in slot_names(table.n_levels)))
 
     @property
     def n_items(self) -> int:
         return int(self.item_codes.shape[0])
 
     def as_tuple(self) -> tuple[torch.Tensor, ...]:
-        return (self.item_codes, self.item_keys, self.trie)
+        return (self.item_codes, self.item_keys, self.trie, *self.slots)
 
 
 class ServingGraph(nn.Module):
@@ -72,11 +80,12 @@ class ServingGraph(nn.Module):
         item_codes: torch.Tensor,
         item_keys: torch.Tensor,
         trie: torch.Tensor,
+        *slots: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         memory, mask = self.model.encode(user_sequence, item_codes, user_token.reshape(-1))
         # History is always excluded; `exclude` adds more (pad -1 adds nothing).
         excl = exclusion_keys(torch.cat([user_sequence, exclude], dim=1), item_keys, self.sentinel)
-        items, scores = self.model.generate(memory, mask, excl, item_codes, trie, self.beam_width, self.top_k)
+        items, scores = self.model.generate(memory, mask, excl, item_codes, trie, slots, self.beam_width, self.top_k)
         return items, scores.float()
 
 
@@ -124,7 +133,7 @@ def check_capacity(path: Path, inputs: tuple[torch.Tensor, ...]) -> None:
     if not meta.exists():
         return
     cap = json.loads(meta.read_text())
-    n_items = int(inputs[INPUT_NAMES.index("item_codes")].shape[0])
+    n_items = int(inputs[len(REQUEST_INPUTS) + TABLE_INPUTS.index("item_codes")].shape[0])
     width = int(inputs[0].shape[1] + inputs[2].shape[1])
     if n_items > cap["max_items"] or width > cap["max_excluded"]:
         raise RuntimeError(

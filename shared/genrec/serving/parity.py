@@ -31,11 +31,13 @@ class ParityCase:
 
 
 def synthetic_extra_items(table: CodeTable, n: int, seed: int = 0) -> np.ndarray:
-    """``n`` random code tuples not in ``table`` (stand-ins for cold-start items)."""
+    """``n`` code tuples not in ``table`` (stand-ins for cold-start items): first some that give
+    each level's busiest prefix more children (``widening_items``), so the extended table's child
+    slots are wider than the trained one's, then random ones."""
     rng = np.random.default_rng(seed)
-    taken = set(table.item_keys.tolist())
+    out = list(widening_items(table, rng))[:n]
     weights = table.base ** np.arange(table.n_levels - 1, -1, -1)
-    out: list[np.ndarray] = []
+    taken = set(table.item_keys.tolist()) | {int((codes * weights).sum()) for codes in out}
     space = math.prod(table.level_sizes)
     n = min(n, space - table.n_items)
     while len(out) < n:
@@ -44,6 +46,25 @@ def synthetic_extra_items(table: CodeTable, n: int, seed: int = 0) -> np.ndarray
         if key not in taken:
             taken.add(key)
             out.append(codes)
+    return np.asarray(out, dtype=np.int64).reshape(-1, table.n_levels)
+
+
+def widening_items(table: CodeTable, rng: np.random.Generator) -> np.ndarray:
+    """Per level, a code tuple under that level's busiest prefix with a code it has no child for
+    yet (where the vocabulary has room): the table extended with them has a wider fan-out at
+    every such level. A graph that baked in the trained table's child slots would miss them."""
+    codes = table.item_codes.cpu().numpy()
+    out = []
+    for level, size in enumerate(table.level_sizes):
+        children = np.unique(codes[:, : level + 1], axis=0)  # distinct (prefix, code) pairs
+        prefixes, per_prefix = np.unique(children[:, :level], axis=0, return_counts=True)
+        if not len(prefixes) or per_prefix.max() >= size:
+            continue
+        busiest = prefixes[per_prefix.argmax()]
+        used = children[(children[:, :level] == busiest).all(axis=1), level]
+        free = np.setdiff1d(np.arange(size), used)
+        below = [rng.integers(0, v) for v in table.level_sizes[level + 1 :]]
+        out.append(np.array([*busiest, free[0], *below], dtype=np.int64))
     return np.asarray(out, dtype=np.int64).reshape(-1, table.n_levels)
 
 

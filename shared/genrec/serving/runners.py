@@ -17,7 +17,7 @@ import torch
 
 from genrec.config import TOP_K
 from genrec.serving.artifact import ServingArtifact
-from genrec.serving.graph import INPUT_NAMES, TableTensors, base_table, build_graph, check_capacity, example_inputs
+from genrec.serving.graph import TableTensors, base_table, build_graph, check_capacity, example_inputs
 from genrec.serving.parity import check_parity
 
 log = logging.getLogger("genrec.serving")
@@ -107,7 +107,8 @@ class OnnxRunner:
 
     def __call__(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         check_capacity(self.path, inputs)
-        feed = {name: t.cpu().numpy() for name, t in zip(INPUT_NAMES, inputs, strict=True)}
+        names = [i.name for i in self.session.get_inputs()]
+        feed = {name: t.cpu().numpy() for name, t in zip(names, inputs, strict=True)}
         items, scores = self.session.run(None, feed)
         return torch.from_numpy(np.asarray(items)), torch.from_numpy(np.asarray(scores))
 

@@ -2,18 +2,20 @@
 
 Needs the ``gpu`` extra (``tensorrt``) and an NVIDIA GPU: not exercised on CPU machines
 (its test is skipped without CUDA). The optimisation profile covers the serving contract:
-batch 1..64, history 1..1024, exclusions 1..``max_excluded``, table 2..``max_items`` rows.
+batch 1..64, history 1..1024, exclusions 1..``max_excluded``, table 2..``max_items`` rows, and
+each level's child slots 2..its vocabulary size.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
 
 from genrec.config import MAX_HISTORY, MAX_SEQUENCE
-from genrec.serving.graph import INPUT_NAMES, OUTPUT_NAMES, check_capacity
+from genrec.model.code_table import slot_names
+from genrec.serving.graph import OUTPUT_NAMES, REQUEST_INPUTS, TABLE_INPUTS, check_capacity, input_names
 from genrec.serving.repository import MAX_BATCH_SIZE
 
 
@@ -26,8 +28,8 @@ def _trt():
 
 
 def build_engine(
-    onnx_path: Path, plan_path: Path, *, fp16: bool = True, max_items: int = 4_000_000, max_excluded: int = 2048,
-    levels: int | None = None, workspace_gb: float = 4.0, log: Callable[[str], None] = print,
+    onnx_path: Path, plan_path: Path, level_sizes: Sequence[int], *, fp16: bool = True, max_items: int = 4_000_000,
+    max_excluded: int = 2048, workspace_gb: float = 4.0, log: Callable[[str], None] = print,
 ) -> Path:
     trt = _trt()
     if not torch.cuda.is_available():
@@ -43,8 +45,7 @@ def build_engine(
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gb * (1 << 30)))
     if fp16 and hasattr(trt.BuilderFlag, "FP16"):
         config.set_flag(trt.BuilderFlag.FP16)
-    if levels is None:
-        levels = int(network.get_input(INPUT_NAMES.index("item_codes")).shape[1])
+    levels = len(level_sizes)
     b, opt_b = MAX_BATCH_SIZE, 16
     shapes = {
         "user_sequence": ((1, 1), (opt_b, MAX_HISTORY), (b, MAX_SEQUENCE)),
@@ -54,6 +55,9 @@ def build_engine(
         "item_keys": ((2,), (100_000,), (max_items,)),
         # The prefix tree's nodes: at most items x levels, plus the root and the pad column.
         "trie": ((4, 2), (4, 100_000 * levels + 2), (4, max_items * levels + 2)),
+        # Each level's child slots: 2 up to the level's vocabulary (``code_table.child_slots``).
+        **{name: ((2,), (max(size, 2),), (max(size, 2),))
+           for name, size in zip(slot_names(levels), level_sizes, strict=True)},
     }
     profile = builder.create_optimization_profile()
     for name, (lo, opt, hi) in shapes.items():
@@ -83,7 +87,8 @@ class TensorRTRunner:
         check_capacity(self.path, inputs)
         stream = torch.cuda.current_stream(self.device)
         keep = []
-        for name, tensor in zip(INPUT_NAMES, inputs, strict=True):
+        names = input_names(len(inputs) - len(REQUEST_INPUTS) - len(TABLE_INPUTS))
+        for name, tensor in zip(names, inputs, strict=True):
             t = tensor.to(self.device, torch.int64).contiguous()
             keep.append(t)
             self.context.set_input_shape(name, tuple(t.shape))
