@@ -32,13 +32,12 @@ from genrec.serving.artifact import ServingArtifact
 
 REQUEST_INPUTS = ("user_sequence", "user_token", "exclude")
 TABLE_INPUTS = ("item_codes", "item_keys", "trie")  # then the child slots, one per level
+OUTPUT_NAMES = ("recommendations", "scores")
 
 
 def input_names(n_levels: int) -> tuple[str, ...]:
     """The graph's inputs, in order, for a code layout of ``n_levels`` levels."""
     return (*REQUEST_INPUTS, *TABLE_INPUTS, *slot_names(n_levels))
-
-OUTPUT_NAMES = ("recommendations", "scores")
 
 
 @dataclass(frozen=True)
