@@ -99,16 +99,16 @@ def constrained_beam_search(
         slots = child_slots[level]
         fanout = slots.shape[0]
         child = _children(trie, node, slots)  # [B, beams, fanout]
-        code = trie[TRIE_CODE][child].clamp(max=size - 1)  # the pad's code is past the level's
+        child_code = trie[TRIE_CODE][child].clamp(max=size - 1)  # the pad's code is past the level's
         count = trie[TRIE_COUNT][child]
-        logp = logp.gather(2, code)
+        logp = logp.gather(2, child_code)
         if trained_items is not None:  # fresh: the lowest item index under the branch is past training
             all_fresh = trie[TRIE_FIRST_ITEM][child] >= trained_items
             logp, only_fresh = _score_fresh_branches(logp, count, all_fresh, fresh_beam, fresh_weight)
         if exclude_keys is not None:
             span = base ** (n_levels - 1 - level)
             excluded = _excluded_counts(exclude_keys, prefix_key, base * span, span, size)
-            count = count - excluded.gather(2, code)
+            count = count - excluded.gather(2, child_code)
         keep = min(top_k if level == n_levels - 1 else beam_width, beams * size)
         total = torch.where(count > 0, scores[..., None] + logp, neg_inf).reshape(B, -1)
         # ``keep`` may exceed the beams x fanout candidates: dead ones (-inf) fill the rest, and a
@@ -116,7 +116,7 @@ def constrained_beam_search(
         scores, pick = _stable_top(torch.cat([total, neg_inf.expand(B, keep)], dim=1), keep)
         pick = torch.minimum(pick, torch.full_like(pick, beams) * fanout - 1)
         beam = torch.div(pick, fanout, rounding_mode="floor")
-        code = code.reshape(B, -1).gather(1, pick)
+        code = child_code.reshape(B, -1).gather(1, pick)
         prefix = torch.cat(
             [torch.gather(prefix, 1, beam[..., None].expand(-1, -1, prefix.shape[2])), code[..., None]], dim=2
         )

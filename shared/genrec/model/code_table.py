@@ -61,9 +61,14 @@ def build_trie(sorted_keys: torch.Tensor, sorted_items: torch.Tensor, level_size
     return torch.stack([torch.cat([*row, end]).long() for row, end in zip(rows, pad, strict=True)])
 
 
+# The fewest child slots a level gets: exporters specialise a dimension seen as 0 or 1 (it would
+# stop being dynamic), and a spare slot costs nothing.
+MIN_SLOTS = 2
+
+
 def child_slots(trie: torch.Tensor, n_levels: int) -> tuple[torch.Tensor, ...]:
     """For each level, ``arange(F)`` where F is the most children any node of that level has (at
-    least 2: exporters specialise a dimension seen as 0 or 1, and a spare slot costs nothing).
+    least ``MIN_SLOTS``).
     Beam search reads F slots per beam instead of the level's whole vocabulary: below the first
     levels a prefix has a handful of children, not hundreds. The slots are graph inputs, so a
     table whose fan-out grows (items fed since) needs no new graph."""
@@ -72,7 +77,7 @@ def child_slots(trie: torch.Tensor, n_levels: int) -> tuple[torch.Tensor, ...]:
     slots, start, end = [], 0, 1  # the root
     for _ in range(n_levels):
         fanout = int(degree[start:end].max()) if end > start else 0
-        slots.append(torch.arange(max(fanout, 2), device=trie.device))
+        slots.append(torch.arange(max(fanout, MIN_SLOTS), device=trie.device))
         start, end = int(children[start]), int(children[end])  # the next level's nodes
     return tuple(slots)
 

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from genrec.config import TOP_K, Settings
-from genrec.model.code_table import CodeTable
+from genrec.model.code_table import MIN_SLOTS, CodeTable
 from genrec.serving.artifact import REQUIRED_FILES, ServingArtifact
 from genrec.serving.graph import (
     OUTPUT_NAMES,
@@ -93,7 +93,7 @@ def export_onnx(
     shapes = {
         "user_sequence": {0: batch, 1: length}, "user_token": {0: batch}, "exclude": {0: batch, 1: excluded},
         "item_codes": {0: items}, "item_keys": {0: items}, "trie": {1: nodes},
-        "slots": tuple({0: dim(f"fanout_{level}", min=2, max=max(size, 2))}
+        "slots": tuple({0: dim(f"fanout_{level}", min=MIN_SLOTS, max=max(size, MIN_SLOTS))}
                        for level, size in enumerate(graph.level_sizes)),
     }
     # optimize=False then constant folding only: folding (about a second) is what ONNX Runtime

@@ -104,11 +104,11 @@ class OnnxRunner:
         options = ort.SessionOptions()
         options.log_severity_level = 3  # errors only: it lists every folded initializer otherwise
         self.session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
+        self.input_names = [i.name for i in self.session.get_inputs()]  # the export's order (slots per level)
 
     def __call__(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         check_capacity(self.path, inputs)
-        names = [i.name for i in self.session.get_inputs()]
-        feed = {name: t.cpu().numpy() for name, t in zip(names, inputs, strict=True)}
+        feed = {name: t.cpu().numpy() for name, t in zip(self.input_names, inputs, strict=True)}
         items, scores = self.session.run(None, feed)
         return torch.from_numpy(np.asarray(items)), torch.from_numpy(np.asarray(scores))
 

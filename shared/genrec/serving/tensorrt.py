@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from genrec.config import MAX_HISTORY, MAX_SEQUENCE
-from genrec.model.code_table import slot_names
+from genrec.model.code_table import MIN_SLOTS, slot_names
 from genrec.serving.graph import OUTPUT_NAMES, REQUEST_INPUTS, TABLE_INPUTS, check_capacity, input_names
 from genrec.serving.repository import MAX_BATCH_SIZE
 
@@ -55,8 +55,8 @@ def build_engine(
         "item_keys": ((2,), (100_000,), (max_items,)),
         # The prefix tree's nodes: at most items x levels, plus the root and the pad column.
         "trie": ((4, 2), (4, 100_000 * levels + 2), (4, max_items * levels + 2)),
-        # Each level's child slots: 2 up to the level's vocabulary (``code_table.child_slots``).
-        **{name: ((2,), (max(size, 2),), (max(size, 2),))
+        # Each level's child slots: up to the level's vocabulary (``code_table.child_slots``).
+        **{name: ((MIN_SLOTS,), (max(size, MIN_SLOTS),), (max(size, MIN_SLOTS),))
            for name, size in zip(slot_names(levels), level_sizes, strict=True)},
     }
     profile = builder.create_optimization_profile()
