@@ -129,3 +129,19 @@ def test_light_workload_starts_without_heavy_libraries(w, tmp_path: Path) -> Non
     missing = {top: dists for top, dists in started["dists"].items()
                if not {canonicalize_name(d) for d in dists} & installed}
     assert missing == {}, f"{w.name} imports what genrec[{w.name}] does not install"
+
+
+def test_training_imports_only_what_the_model_extra_installs() -> None:
+    """`pip install genrec[model]` trains: the S3 client loads only for s3:// checkpoints."""
+    probe = ("import json, sys\nfrom importlib import metadata\nimport genrec.training\n"
+             "dists = metadata.packages_distributions()\n"
+             "tops = {name.partition('.')[0] for name in list(sys.modules)}\n"
+             "print(json.dumps({t: dists[t] for t in tops if t in dists}))")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "shared"), os.environ.get("PYTHONPATH", "")])}
+    out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    # dill: torch's data utilities import it when it is installed
+    installed = _installed_by("model") | OPTIONAL | {"dill", "genrec", "pip", "setuptools"}
+    missing = {top: dists for top, dists in json.loads(out.stdout.splitlines()[-1]).items()
+               if not {canonicalize_name(d) for d in dists} & installed}
+    assert missing == {}, "genrec.training imports what genrec[model] does not install"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from genrec.bench.capacity import TIERS, build, plan
+from genrec.bench.capacity import GPU_BATCH, TIERS, build, plan
 
 
 def _run(served_by: dict[str, int], ms: dict[str, float], mixed: bool = False) -> dict:
@@ -38,3 +38,29 @@ def test_a_plan_needs_a_model_served_miss_run_and_a_cache_served_hit_run() -> No
         build(_run({"model": 100}, ms), _run({"model": 100}, ms))
     with pytest.raises(ValueError, match="recommend load alone"):
         build(_run({"model": 100}, ms, mixed=True), _run({"cache": 100}, ms))
+
+
+def _graph_run(device: str, users_per_s: dict[int, float], captured: bool = True) -> dict:
+    def timing(u: float) -> dict:
+        return {"p50_ms": round(GPU_BATCH * 1000 / u, 3), "p99_ms": None, "users_per_s": u}
+
+    rows = [{"catalog": n, "batch": GPU_BATCH, "traced": timing(u / 2),
+             **({"cuda_graph": timing(u)} if captured else {"cuda_graph": {"error": "capture failed"}})}
+            for n, u in users_per_s.items()]
+    return {"device": device, "machine": {"gpu": "test GPU"}, "rows": rows}
+
+
+def test_gpus_carry_the_misses_at_the_slowest_catalogues_rate() -> None:
+    ms = {"recommend": 4.0, "model-server": 6.0}
+    runs = (_run({"model": 100}, ms), _run({"cache": 100}, {"recommend": 2.0}))
+    c = build(*runs, utilisation=0.5, graph_run=_graph_run("cuda", {10_000: 30_000.0, 1_000_000: 20_000.0}))
+    gpu = c["gpu"]
+    assert (gpu["users_per_s"], gpu["catalog"], gpu["runner"]) == (20_000.0, 1_000_000, "cuda_graph")
+    rows = {(r["rate"], r["hit_ratio"]): r["gpus"] for r in gpu["rows"]}
+    # 1 M requests/s, no hits: 1 M users/s over 20 k users/s per GPU planned at 50 %: 100 GPUs
+    assert rows[(1_000_000, 0.0)] == 100 and rows[(1_000_000, 0.95)] == 5 and rows[(10_000, 0.95)] == 1
+    # where the replay could not be captured, the traced graph's rate stands
+    traced = build(*runs, graph_run=_graph_run("cuda", {10_000: 30_000.0}, captured=False))["gpu"]
+    assert (traced["users_per_s"], traced["runner"]) == (15_000.0, "traced")
+    with pytest.raises(ValueError, match="CUDA device"):
+        build(*runs, graph_run=_graph_run("cpu", {10_000: 300.0}))

@@ -107,6 +107,25 @@ def test_training_resumes_from_checkpoint(planted, tmp_path: Path) -> None:
     assert (tmp_path / "ckpt" / "last.pt").is_file() and (tmp_path / "ckpt" / "best.pt").is_file()
 
 
+def test_no_epoch_starts_past_the_time_limit_counting_earlier_sittings(planted, tmp_path: Path) -> None:
+    from genrec.training import train_generative
+    from tests.core.conftest import PLANTED_CONFIG
+
+    _, ds = planted
+    small = {**PLANTED_CONFIG, "checkpoint_dir": str(tmp_path / "ckpt")}
+    small["optim"] = {**PLANTED_CONFIG["optim"], "epochs": 1, "max_steps_per_epoch": 5, "eval_users": 50}
+    small["tokenizer"] = {**PLANTED_CONFIG["tokenizer"], "steps": 20}
+    first = train_generative(ds, TrainConfig.model_validate(small), progress=False, evaluate_test=False)
+    assert first.report["stopped_by"] == "epochs"
+    # The checkpoint's epoch already took longer than a millisecond: a resumed run with more epochs
+    # and that limit trains none, and keeps the first sitting's best weights.
+    small["optim"] = {**small["optim"], "epochs": 3, "patience": 99, "max_minutes": 1e-5}
+    second = train_generative(ds, TrainConfig.model_validate(small), progress=False, evaluate_test=False)
+    assert [h["epoch"] for h in second.report["history"]] == [1]
+    assert second.report["stopped_by"] == "time"
+    assert second.report["validation"] == first.report["validation"]
+
+
 def test_a_small_dataset_gets_more_epochs_to_reach_its_minimum_steps(planted, tmp_path: Path) -> None:
     from genrec.training import train_generative
     from tests.core.conftest import PLANTED_CONFIG

@@ -11,6 +11,10 @@ cache-hit ratio ``h``, a tier needs
 steeply as it nears 1. Replicas are the cores divided by a replica's size, rounded up. The load
 clients are left out (in production they are the callers), and so is the event path (issue 23's
 budget per event sizes it).
+
+With a GPU run of the served graph (``genrec bench graph`` on a CUDA machine), the plan also gives
+the GPUs that carry the misses' model work: ``gpus = Q * (1 - h) / (users/s of one GPU * utilisation)``,
+one GPU's users/s being the slowest catalogue's at ``GPU_BATCH`` users per call.
 """
 
 from __future__ import annotations
@@ -23,6 +27,9 @@ from typing import Any
 
 RATES = (10_000, 100_000, 1_000_000)
 HIT_RATIOS = (0.0, 0.5, 0.8, 0.95)
+# Users per call a GPU replica's batcher is planned to fill: past it, a call's latency grows about as
+# fast as its users (the graph is no longer launch-bound), and one call must stay well inside p99 < 50 ms.
+GPU_BATCH = 256
 
 
 @dataclass(frozen=True)
@@ -74,18 +81,75 @@ def plan(miss: dict[str, float], hit: dict[str, float], *, utilisation: float = 
     return rows
 
 
-def build(miss_run: dict[str, Any], hit_run: dict[str, Any], utilisation: float = 0.5) -> dict[str, Any]:
+def gpu_throughput(graph_run: dict[str, Any], batch: int = GPU_BATCH) -> dict[str, Any]:
+    """One GPU's users/s for the served graph at ``batch``: the slowest catalogue's, its CUDA-graph replay
+    where it was captured, else the traced graph."""
+    rows = [r for r in graph_run["rows"] if r["batch"] == batch]
+    if graph_run.get("device", "cpu") == "cpu" or not rows:
+        raise ValueError(f"the graph run needs a CUDA device and batch {batch} (genrec bench graph on a GPU)")
+    best = []
+    for r in rows:
+        kind = "cuda_graph" if "p50_ms" in (r.get("cuda_graph") or {}) else "traced"
+        best.append((r[kind]["users_per_s"], r[kind]["p50_ms"], kind, r["catalog"]))
+    users, p50, kind, catalog = min(best)
+    return {"gpu": graph_run["machine"].get("gpu"), "batch": batch, "users_per_s": users, "p50_ms": p50,
+            "runner": kind, "catalog": catalog}
+
+
+def gpu_plan(gpu: dict[str, Any], utilisation: float, rates: tuple[int, ...] = RATES,
+             hit_ratios: tuple[float, ...] = HIT_RATIOS) -> list[dict[str, Any]]:
+    # rounded before the ceiling: 1 - 0.95 is a hair over 0.05 in floating point
+    return [{"rate": q, "hit_ratio": h,
+             "gpus": max(1, math.ceil(round(q * (1 - h) / (gpu["users_per_s"] * utilisation), 6)))}
+            for q in rates for h in hit_ratios]
+
+
+def build(miss_run: dict[str, Any], hit_run: dict[str, Any], utilisation: float = 0.5,
+          graph_run: dict[str, Any] | None = None) -> dict[str, Any]:
     miss, miss_source = per_request_ms(miss_run)
     hit, hit_source = per_request_ms(hit_run)
     if miss_source["served_by"].get("model", 0) < 0.9 * miss_source["requests"]:
         raise ValueError(f"the miss run was not served by the model: {miss_source['served_by']}")
     if hit_source["served_by"].get("cache", 0) < 0.9 * hit_source["requests"]:
         raise ValueError(f"the hit run was not served from the cache: {hit_source['served_by']}")
-    return {"miss_ms": miss, "hit_ms": hit, "sources": {"miss": miss_source, "hit": hit_source},
-            "utilisation": utilisation, "rows": plan(miss, hit, utilisation=utilisation)}
+    out = {"miss_ms": miss, "hit_ms": hit, "sources": {"miss": miss_source, "hit": hit_source},
+           "utilisation": utilisation, "rows": plan(miss, hit, utilisation=utilisation)}
+    if graph_run is not None:
+        gpu = gpu_throughput(graph_run)
+        out["gpu"] = {**gpu, "rows": gpu_plan(gpu, utilisation)}
+    return out
 
 
-def markdown(c: dict[str, Any], miss_file: str, hit_file: str) -> str:
+def gpu_markdown(gpu: dict[str, Any] | None, utilisation: float, gpu_file: str | None) -> list[str]:
+    if gpu is None:
+        return ["Not measured: no GPU run of the served graph (`genrec bench graph` on a CUDA machine) was given "
+                "(`--gpu`). The model server's tier is the one a GPU replaces."]
+    from genrec.bench.graph import KINDS
+
+    h_cols = sorted({r["hit_ratio"] for r in gpu["rows"]})
+    lines = [
+        f"The model's work for the misses on GPUs: `{gpu_file}`, the served graph alone on one {gpu['gpu']} "
+        f"({KINDS[gpu['runner']]}, {gpu['batch']} users per call: {gpu['users_per_s']:,.0f} users/s at "
+        f"p50 {gpu['p50_ms']} ms a call, the slowest catalogue measured: {gpu['catalog']:,} items). "
+        f"GPUs = Q × (1 − h) / (users/s × {utilisation:.0%}).",
+        "",
+        "| requests/s | " + " | ".join(f"{h:.0%} hits" for h in h_cols) + " |",
+        "| ---: | " + " | ".join("---:" for _ in h_cols) + " |",
+    ]
+    for q in sorted({r["rate"] for r in gpu["rows"]}):
+        cells = [next(r["gpus"] for r in gpu["rows"] if r["rate"] == q and r["hit_ratio"] == h) for h in h_cols]
+        lines.append(f"| {q:,} | " + " | ".join(f"{g:,} GPU{'s' if g > 1 else ''}" for g in cells) + " |")
+    lines += [
+        "",
+        "With GPUs, the model server tier's cores above are replaced by these GPUs and the host cores that "
+        "batch and feed them; the other tiers stay. Not yet measured on a GPU machine: the serving process "
+        "around the graph (Triton, its Python backend, dynamic batching to this batch size) and TensorRT "
+        "(the lent machine had neither); on a CPU that wrapper cost about 1.5 ms of CPU a request.",
+    ]
+    return lines
+
+
+def markdown(c: dict[str, Any], miss_file: str, hit_file: str, gpu_file: str | None = None) -> str:
     src = c["sources"]
     names = [t.name for t in TIERS]
     lines = [
@@ -116,12 +180,8 @@ def markdown(c: dict[str, Any], miss_file: str, hit_file: str) -> str:
     for r in c["rows"]:
         cells = [f"{r['tiers'][n]['cores']:,.0f} ({r['tiers'][n]['replicas']:,})" for n in names]
         lines.append(f"| {r['rate']:,} | {r['hit_ratio']:.0%} | " + " | ".join(cells) + f" | {r['cores']:,.0f} |")
+    lines += ["", "## GPU", "", *gpu_markdown(c.get("gpu"), c["utilisation"], gpu_file)]
     lines += [
-        "",
-        "## GPU",
-        "",
-        "Not measured yet: no session has had a GPU. The model server's tier is the one a GPU replaces "
-        "(TensorRT, `genrec bench serving --budget gpu`); its row goes here once measured.",
         "",
         "## What this leaves out",
         "",
@@ -134,11 +194,13 @@ def markdown(c: dict[str, Any], miss_file: str, hit_file: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write(miss_file: Path, hit_file: Path, doc: Path, data: Path, utilisation: float = 0.5) -> dict[str, Any]:
+def write(miss_file: Path, hit_file: Path, doc: Path, data: Path, utilisation: float = 0.5,
+          gpu_file: Path | None = None) -> dict[str, Any]:
     """The plan as Markdown (``doc``) and JSON (``data``)."""
-    c = build(json.loads(miss_file.read_text()), json.loads(hit_file.read_text()), utilisation)
+    graph_run = json.loads(gpu_file.read_text()) if gpu_file else None
+    c = build(json.loads(miss_file.read_text()), json.loads(hit_file.read_text()), utilisation, graph_run)
     for path in (doc, data):
         path.parent.mkdir(parents=True, exist_ok=True)
-    doc.write_text(markdown(c, str(miss_file), str(hit_file)))
+    doc.write_text(markdown(c, str(miss_file), str(hit_file), str(gpu_file) if gpu_file else None))
     data.write_text(json.dumps(c, indent=2))
     return c

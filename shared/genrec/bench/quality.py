@@ -89,6 +89,9 @@ REFERENCE = {
     }
 }
 COLUMNS = ("recall@5", "ndcg@5", "recall@10", "ndcg@10")
+# genrec.training.loop.FitResult.stopped_by, as the report says it
+STOPS = {"epochs": "all its epochs", "patience": "validation stopped improving",
+         "time": "its time limit, optim.max_minutes"}
 
 
 def budget_config(
@@ -201,7 +204,7 @@ def run_quality(
         warm = rep.get("warm_start") or {}
         results["models"][MODEL_KEYS["genrec"]] = {
             "test": test, "validation": rep["validation"], "best_epoch": rep["best_epoch"],
-            "epochs_run": len(rep["history"]),
+            "epochs_run": len(rep["history"]), "stopped_by": rep["stopped_by"],
             "train_seconds": round(max(train_s, epoch_s) + warm.get("source_train_seconds", 0.0), 1),
             "resumed": rep["resumed_after_epoch"] > 0, "warm_start": rep.get("warm_start"),
             # tuned in training, stored with the model's weights
@@ -222,7 +225,8 @@ def run_quality(
         test = evaluate_recommender(lambda h, u: sas(h, top_k=10), test_hist, split.test_targets, device=device)
         results["models"][MODEL_KEYS["sasrec"]] = {
             "test": test, "validation": fit_res.best_metrics, "best_epoch": fit_res.best_epoch,
-            "epochs_run": len(fit_res.history), "resumed": fit_res.resumed_after_epoch > 0,
+            "epochs_run": len(fit_res.history), "stopped_by": fit_res.stopped_by,
+            "resumed": fit_res.resumed_after_epoch > 0,
             # a resumed run's epochs ran in several sittings: every epoch's time, as for genrec
             "train_seconds": round(max(train_s, sum(h["train_seconds"] + h["eval_seconds"]
                                                     for h in fit_res.history)), 1),
@@ -359,6 +363,10 @@ def markdown_report(results: dict[str, Any]) -> str:
     for name, r in results.get("reference", {}).items():
         vals = " | ".join(f"{r[c]:.4f}" if c in r else "-" for c in COLUMNS)
         lines.append(f"| *{name}, published* | {vals} | - |")
+    stops = [f"{name} {r['epochs_run']} epochs ({STOPS[r['stopped_by']]})" for name, r in results["models"].items()
+             if r.get("stopped_by")]
+    if stops:
+        lines += ["", "Training stopped: " + "; ".join(stops) + "."]
     gen = results["models"].get("genrec (generative retrieval)")
     if gen:
         tok = gen["tokenizer"]

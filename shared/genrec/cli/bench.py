@@ -28,6 +28,13 @@ def _or_exit(run: Callable[[], T], refusal: type[Exception]) -> T:
         raise typer.Exit(2) from None
 
 
+def _ints(text: str | None, option: str) -> list[int] | None:
+    try:
+        return [int(v) for v in text.split(",")] if text else None
+    except ValueError:
+        raise typer.BadParameter(f"not a comma-separated list of integers: {text!r}", param_hint=option) from None
+
+
 @app.callback()
 def _group() -> None:
     """Benchmarks: offline quality, the model server alone, the running system under load."""
@@ -83,11 +90,26 @@ def serving(
     """Model server alone: latency/throughput by batch size and catalogue size, dynamic batching on/off."""
     from genrec.bench.serving import markdown_report, result_stem, run_serving_bench
 
-    def ints(text: str | None) -> list[int] | None:
-        return [int(v) for v in text.split(",")] if text else None
+    results = run_serving_bench(out, budget=budget, sizes=_ints(sizes, "--sizes"),
+                                batches=_ints(batches, "--batches"), threads=threads, log=_say)
+    console.print(markdown_report(results))
+    console.print(f"results in {out}/{result_stem(results)}.{{json,md,png}}")
 
-    results = run_serving_bench(out, budget=budget, sizes=ints(sizes), batches=ints(batches), threads=threads,
-                                log=_say)
+
+@app.command("graph")
+def graph(
+    budget: str = typer.Option("full", "--budget", help="smoke | full (10 k / 100 k / 1 M items, batch 1..1024)"),
+    out: Path = typer.Option(Path("bench/results"), "--out", help="Where the json/md/png go."),
+    sizes: str | None = typer.Option(None, "--sizes", help="Catalogue sizes, e.g. 10000,100000."),
+    batches: str | None = typer.Option(None, "--batches", help="Batch sizes, e.g. 1,64,256."),
+    device: str = typer.Option("auto", "--device", help="auto (CUDA when present) | cpu | cuda | cuda:N"),
+) -> None:
+    """The served graph alone, in this process, on this machine's GPU (also replayed as a CUDA graph) or one
+    CPU thread: latency and users/s by batch and catalogue size, where no model server is installed."""
+    from genrec.bench.graph import BUDGETS, markdown_report, result_stem, run_graph_bench
+
+    results = run_graph_bench(out, budget=_choice(budget, tuple(BUDGETS), "--budget"), sizes=_ints(sizes, "--sizes"),
+                              batches=_ints(batches, "--batches"), device=device, log=_say)
     console.print(markdown_report(results))
     console.print(f"results in {out}/{result_stem(results)}.{{json,md,png}}")
 
@@ -145,6 +167,9 @@ def capacity(
                                       help="Share of its cores a tier is planned to use."),
     doc: Path = typer.Option(Path("docs/capacity.md"), "--doc", help="Where the plan goes."),
     data: Path = typer.Option(Path("bench/results/capacity.json"), "--data", help="Where its numbers go."),
+    gpu: Path | None = typer.Option(Path("bench/results/graph-cuda.json"), "--gpu",
+                                    help="The served graph on a GPU (genrec bench graph on a CUDA machine), "
+                                         "for the GPUs per rate; used when the file exists."),
 ) -> None:
     """Cores and replicas per tier for 10k / 100k / 1M requests/s, from measured CPU per request."""
     from genrec.bench.capacity import write
@@ -153,7 +178,8 @@ def capacity(
         if not path.is_file():
             raise typer.BadParameter(f"{path} does not exist: run `genrec bench load --profile` first",
                                      param_hint=option)
-    _or_exit(lambda: write(miss, hit, doc, data, utilisation), ValueError)
+    gpu_file = gpu if gpu is not None and gpu.is_file() else None
+    _or_exit(lambda: write(miss, hit, doc, data, utilisation, gpu_file), ValueError)
     console.print(doc.read_text())
 
 

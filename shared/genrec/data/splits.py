@@ -7,6 +7,7 @@ left so the most recent item is always in the last column, whatever the history 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -67,7 +68,8 @@ class LeaveOneOutSplit:
     """Last item = test, second-last = validation, the rest = train.
 
     Histories are the items before the target, truncated to the last ``max_history``.
-    Only users with at least ``min_length`` interactions are kept.
+    Only users with at least ``min_length`` interactions are kept. The parts are computed once
+    (cached): callers index them per user, and a part rebuilt on every access made that quadratic.
     """
 
     item_index: ItemIndex
@@ -79,23 +81,23 @@ class LeaveOneOutSplit:
     def n_items(self) -> int:
         return len(self.item_index)
 
-    @property
+    @cached_property
     def train(self) -> list[np.ndarray]:
         return [s[:-2] for s in self.sequences]
 
-    @property
+    @cached_property
     def valid_histories(self) -> list[np.ndarray]:
         return [s[:-2][-self.max_history :] for s in self.sequences]
 
-    @property
+    @cached_property
     def valid_targets(self) -> np.ndarray:
         return np.asarray([s[-2] for s in self.sequences], dtype=np.int64)
 
-    @property
+    @cached_property
     def test_histories(self) -> list[np.ndarray]:
         return [s[:-1][-self.max_history :] for s in self.sequences]
 
-    @property
+    @cached_property
     def test_targets(self) -> np.ndarray:
         return np.asarray([s[-1] for s in self.sequences], dtype=np.int64)
 

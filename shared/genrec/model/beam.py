@@ -140,10 +140,13 @@ def _children(trie: torch.Tensor, node: torch.Tensor, slots: torch.Tensor) -> to
     """The children of each beam's node ``[B, beams]``: ``[B, beams, F]`` node indices, F = the
     level's ``slots``; a node's children are consecutive in the tree, so slot k holds child
     ``first + k``, or the pad node (no items, no children) past the node's last child."""
+    # ``pad`` is traced as a CPU number: filled into tensors of the trie's device, not passed as a
+    # tensor operand (a CUDA graph rejects a CPU one)
     children, pad = trie[TRIE_CHILDREN], trie.shape[1] - 1
-    first, end = children[node], children[(node + 1).clamp(max=pad)]  # a dead beam is on the pad: none
+    first = children[node]
+    end = children[torch.minimum(node + 1, torch.full_like(node, pad))]  # a dead beam is on the pad: none
     slot = first[..., None] + slots
-    return torch.where(slot < end[..., None], slot, pad)
+    return torch.where(slot < end[..., None], slot, torch.full_like(slot, pad))
 
 
 def _excluded_counts(

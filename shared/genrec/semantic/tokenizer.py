@@ -66,8 +66,9 @@ class SemanticIdTokenizer:
         return self.config.levels + 1
 
     # ----------------------------------------------------------------- fitting
-    def fit(self, embeddings: np.ndarray, progress: bool = True) -> np.ndarray:
-        """Train the RQ-VAE on ``embeddings [N, D]``; returns unique codes ``[N, levels+1]``."""
+    def fit(self, embeddings: np.ndarray, progress: bool = True, device: torch.device | str = "cpu") -> np.ndarray:
+        """Train the RQ-VAE on ``embeddings [N, D]``; returns unique codes ``[N, levels+1]``.
+        The training steps run on ``device``; the k-means and the assignment on the CPU."""
         cfg = self.config
         torch.manual_seed(cfg.seed)
         x = torch.as_tensor(np.asarray(embeddings, dtype=np.float32))
@@ -79,7 +80,8 @@ class SemanticIdTokenizer:
         model.init_codebooks(x, iters=cfg.kmeans_iters, seed=cfg.seed)
         steps = cfg.steps if cfg.method == "rqvae" else 0
         if steps:
-            self._train(model, x, steps, progress)
+            self._train(model.to(device), x.to(device), steps, progress)
+            model.cpu()
             if cfg.final_kmeans:
                 model.init_codebooks(x, iters=cfg.kmeans_iters, seed=cfg.seed)
         self.model = model.eval()
@@ -91,11 +93,12 @@ class SemanticIdTokenizer:
         opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0)
         gen = torch.Generator().manual_seed(cfg.seed)
         n = x.shape[0]
-        usage = torch.zeros(cfg.levels, cfg.codebook_size)
+        usage = torch.zeros(cfg.levels, cfg.codebook_size, device=x.device)
         bar = tqdm(range(steps), desc="rq-vae", disable=not progress, mininterval=1.0)
         stats: dict[str, float] = {}
         for step in bar:
-            idx = torch.randint(n, (min(cfg.batch_size, n),), generator=gen)
+            # drawn on the CPU: the same batches on any device
+            idx = torch.randint(n, (min(cfg.batch_size, n),), generator=gen).to(x.device)
             loss, stats, codes, residuals = model.loss(x[idx], cfg.beta)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -117,8 +120,9 @@ class SemanticIdTokenizer:
             dead = torch.nonzero(usage[lvl] == 0).flatten()
             if len(dead) == 0 or len(res) == 0:
                 continue
-            pick = torch.randint(len(res), (len(dead),), generator=gen)
-            model.codebooks[lvl, dead] = res[pick] + 1e-4 * torch.randn(len(dead), res.shape[1], generator=gen)
+            pick = torch.randint(len(res), (len(dead),), generator=gen).to(res.device)
+            noise = torch.randn(len(dead), res.shape[1], generator=gen).to(res.device)
+            model.codebooks[lvl, dead] = res[pick] + 1e-4 * noise
 
     # -------------------------------------------------------------- assignment
     @torch.no_grad()

@@ -113,8 +113,8 @@ def extend_table(table: CodeTable, codes: np.ndarray | torch.Tensor) -> CodeTabl
 def example_inputs(
     table: TableTensors, batch: int = 2, length: int = 8, excluded: int = 2, seed: int = 0
 ) -> tuple[torch.Tensor, ...]:
-    """Random valid inputs (for tracing, warm-up and parity checks)."""
-    g = torch.Generator().manual_seed(seed)
+    """Random valid inputs (for tracing, warm-up and parity checks), on the table's device."""
+    g = torch.Generator().manual_seed(seed)  # on the CPU: the same inputs on any device
     n = table.n_items
     seq = torch.randint(0, n, (batch, length), generator=g)
     if length > 1:
@@ -122,7 +122,8 @@ def example_inputs(
     tok = torch.zeros(batch, 1, dtype=torch.int64)
     excl = torch.full((batch, excluded), -1, dtype=torch.int64)
     excl[:, 0] = torch.randint(0, n, (batch,), generator=g)
-    return (seq, tok, excl, *table.as_tuple())
+    tensors = table.as_tuple()
+    return (*(t.to(tensors[0].device) for t in (seq, tok, excl)), *tensors)
 
 
 def check_capacity(path: Path, inputs: tuple[torch.Tensor, ...]) -> None:

@@ -25,6 +25,9 @@ class OptimConfig(BaseModel):
     min_lr_ratio: float = 0.05  # cosine decay floor, as a fraction of lr
     grad_clip: float = 1.0
     patience: int = 3  # epochs without a better validation NDCG@10 before stopping
+    # Wall-clock bound: no epoch starts once training and validation have taken this long (all
+    # sittings of a resumed run counted); the best epoch so far is kept. None: epochs and patience alone.
+    max_minutes: float | None = Field(default=None, gt=0)
     # At least this many optimiser steps: a small dataset gets more epochs (patience still stops
     # a run that stopped improving), so one budget fits catalogues of any size.
     min_steps: int = Field(default=0, ge=0)

@@ -60,7 +60,7 @@ def _batches(
 
 
 def _fit_or_resume_tokenizer(
-    cfg: TrainConfig, vectors: np.ndarray, progress: bool
+    cfg: TrainConfig, vectors: np.ndarray, progress: bool, device: torch.device
 ) -> tuple[SemanticIdTokenizer, np.ndarray]:
     """Fit the tokenizer, or reload it from a local checkpoint dir when resuming (or from
     ``init_from`` when warm-starting).
@@ -82,7 +82,7 @@ def _fit_or_resume_tokenizer(
             if src != tok_dir:
                 raise ValueError(f"init_from {cfg.init_from}: its tokenizer was fitted on another catalogue")
     tokenizer = SemanticIdTokenizer(cfg.tokenizer)
-    codes = tokenizer.fit(vectors, progress=progress)
+    codes = tokenizer.fit(vectors, progress=progress, device=device)
     if tok_dir is not None:
         tokenizer.save(tok_dir)
     return tokenizer, codes
@@ -142,7 +142,7 @@ def train_generative(
     train_seqs = split.train
     emb = build_item_embeddings(dataset.items, train_seqs, cfg.embeddings, progress=progress)
     t_emb = time.perf_counter()
-    tokenizer, codes = _fit_or_resume_tokenizer(cfg, emb.vectors, progress)
+    tokenizer, codes = _fit_or_resume_tokenizer(cfg, emb.vectors, progress, device)
     t_tok = time.perf_counter()
     table = CodeTable(torch.as_tensor(codes), tokenizer.level_sizes)
     torch.manual_seed(cfg.seed)
@@ -199,6 +199,7 @@ def train_generative(
             "train_examples": len(targets),
             "best_epoch": result.best_epoch,
             "resumed_after_epoch": result.resumed_after_epoch,
+            "stopped_by": result.stopped_by,
             "warm_start": warm,
             "validation": result.best_metrics,
             "history": result.history,

@@ -19,7 +19,6 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from genrec.stores.objects import download_dir, upload_dir
 from genrec.training.config import OptimConfig
 
 MONITOR = "ndcg@10"
@@ -32,6 +31,7 @@ class FitResult:
     history: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
     resumed_after_epoch: int = 0  # epochs a checkpoint already held (trained in an earlier sitting)
+    stopped_by: str = "epochs"  # epochs | patience | time (OptimConfig.max_minutes)
 
 
 def seed_everything(seed: int) -> None:
@@ -51,11 +51,14 @@ def _lr_lambda(cfg: OptimConfig, total_steps: int) -> Callable[[int], float]:
 
 
 class _Checkpoints:
-    """Latest + best checkpoints in a local folder, mirrored to S3 when given an s3:// URI."""
+    """Latest + best checkpoints in a local folder, mirrored to S3 when given an s3:// URI (the S3
+    client is imported then only: training needs no `s3` extra otherwise)."""
 
     def __init__(self, target: str | None) -> None:
         self.uri = target if target and target.startswith("s3://") else None
         if self.uri:
+            from genrec.stores.objects import download_dir
+
             self.dir = Path(tempfile.mkdtemp(prefix="genrec-ckpt-"))
             download_dir(self.uri, self.dir)
         else:
@@ -77,6 +80,8 @@ class _Checkpoints:
         if best:
             shutil.copyfile(self.dir / "last.pt", self.dir / "best.pt")
         if self.uri:
+            from genrec.stores.objects import upload_dir
+
             upload_dir(self.dir, self.uri)
 
     def best_model(self) -> dict[str, Any] | None:
@@ -133,8 +138,13 @@ def fit(
     metrics_file = Path(metrics_path) if metrics_path else None
     if metrics_file:
         metrics_file.parent.mkdir(parents=True, exist_ok=True)
+    stopped_by = "epochs"
     for epoch in range(start_epoch, epochs):
         if bad >= cfg.patience:
+            stopped_by = "patience"
+            break
+        if cfg.max_minutes and sum(h["train_seconds"] + h["eval_seconds"] for h in history) >= 60 * cfg.max_minutes:
+            stopped_by = "time"
             break
         model.train()
         te = time.perf_counter()
@@ -194,4 +204,5 @@ def fit(
     if best_state is not None:
         model.load_state_dict(best_state)
     model.eval()
-    return FitResult(best_epoch + 1, best_metrics, history, time.perf_counter() - t0, resumed_after_epoch=start_epoch)
+    return FitResult(best_epoch + 1, best_metrics, history, time.perf_counter() - t0, resumed_after_epoch=start_epoch,
+                     stopped_by=stopped_by)
