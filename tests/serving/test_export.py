@@ -139,3 +139,33 @@ def test_the_graph_traced_at_load_answers_as_the_eager_one(bundle_dir: Path) -> 
         (want_items, want_scores), (got_items, got_scores) = eager(*inputs), traced(*inputs)
         assert torch.equal(want_items, got_items)
         torch.testing.assert_close(got_scores, want_scores, atol=1e-4, rtol=0)
+
+
+# Ops that take a CPU number (a 0-dim tensor) beside tensors of another device: the Python scalar
+# conversions, and elementwise arithmetic, which reads a CPU 0-dim operand as a plain number.
+_TAKES_A_CPU_NUMBER = {"aten::Int", "aten::ScalarImplicit", "aten::add", "aten::sub", "aten::rsub", "aten::mul",
+                       "aten::div", "aten::floor_divide", "aten::remainder", "aten::pow", "aten::neg"}
+
+
+def test_the_traced_graph_takes_sizes_only_as_numbers(bundle_dir: Path) -> None:
+    """The tracer records a size read in Python (``x.shape[1] - 1``) as a CPU tensor. Served on a GPU,
+    every other op refuses it beside CUDA tensors (``clamp``, ``where``, ``minimum``): tracing there
+    failed so, and the server fell back to the eager graph. CI has no GPU, so the traced graph is read
+    here: each value derived from a size reaches only ops that take it as a number."""
+    graph = make_runner(ServingArtifact.open(bundle_dir), None, "traced").graph.inlined_graph
+    sizes: set[str] = set()
+    constants: set[str] = set()  # the tracer's tensor constants (the 1 of ``shape[1] - 1``)
+    refused = []
+    for node in graph.nodes():
+        if node.kind() == "prim::NumToTensor":
+            sizes.add(node.output().debugName())
+        elif node.kind() == "prim::Constant" and node.output().type().kind() == "TensorType":
+            constants.add(node.output().debugName())
+        tensors = {v.debugName() for v in node.inputs() if v.type().kind() == "TensorType"}
+        if not tensors & sizes:
+            continue
+        if node.kind() not in _TAKES_A_CPU_NUMBER:
+            refused.append(str(node).strip()[:160])
+        elif tensors <= sizes | constants:  # arithmetic among sizes and constants: a size again
+            sizes.update(v.debugName() for v in node.outputs())
+    assert refused == []

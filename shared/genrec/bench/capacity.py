@@ -14,7 +14,8 @@ budget per event sizes it).
 
 With a GPU run of the served graph (``genrec bench graph`` on a CUDA machine), the plan also gives
 the GPUs that carry the misses' model work: ``gpus = Q * (1 - h) / (users/s of one GPU * utilisation)``,
-one GPU's users/s being the slowest catalogue's at ``GPU_BATCH`` users per call.
+one GPU's users/s being the slowest catalogue's at ``GPU_BATCH`` users per call, for the graph as the
+model server runs it on a GPU without a TensorRT plan (traced); its CUDA-graph replay is quoted beside.
 """
 
 from __future__ import annotations
@@ -82,18 +83,16 @@ def plan(miss: dict[str, float], hit: dict[str, float], *, utilisation: float = 
 
 
 def gpu_throughput(graph_run: dict[str, Any], batch: int = GPU_BATCH) -> dict[str, Any]:
-    """One GPU's users/s for the served graph at ``batch``: the slowest catalogue's, its CUDA-graph replay
-    where it was captured, else the traced graph."""
-    rows = [r for r in graph_run["rows"] if r["batch"] == batch]
+    """One GPU's users/s for the served graph at ``batch``, the slowest catalogue's: traced, as the model
+    server runs it; and its CUDA-graph replay's (what capturing it would add), where it was captured."""
+    rows = [r for r in graph_run["rows"] if r["batch"] == batch and "p50_ms" in (r.get("traced") or {})]
     if graph_run.get("device", "cpu") == "cpu" or not rows:
         raise ValueError(f"the graph run needs a CUDA device and batch {batch} (genrec bench graph on a GPU)")
-    best = []
-    for r in rows:
-        kind = "cuda_graph" if "p50_ms" in (r.get("cuda_graph") or {}) else "traced"
-        best.append((r[kind]["users_per_s"], r[kind]["p50_ms"], kind, r["catalog"]))
-    users, p50, kind, catalog = min(best)
-    return {"gpu": graph_run["machine"].get("gpu"), "batch": batch, "users_per_s": users, "p50_ms": p50,
-            "runner": kind, "catalog": catalog}
+    slowest = min(rows, key=lambda r: r["traced"]["users_per_s"])
+    replays = [r["cuda_graph"]["users_per_s"] for r in rows if "users_per_s" in (r.get("cuda_graph") or {})]
+    return {"gpu": graph_run["machine"].get("gpu"), "batch": batch, "catalog": slowest["catalog"],
+            "users_per_s": slowest["traced"]["users_per_s"], "p50_ms": slowest["traced"]["p50_ms"],
+            "replay_users_per_s": min(replays) if len(replays) == len(rows) else None}
 
 
 def gpu_plan(gpu: dict[str, Any], utilisation: float, rates: tuple[int, ...] = RATES,
@@ -124,14 +123,15 @@ def gpu_markdown(gpu: dict[str, Any] | None, utilisation: float, gpu_file: str |
     if gpu is None:
         return ["Not measured: no GPU run of the served graph (`genrec bench graph` on a CUDA machine) was given "
                 "(`--gpu`). The model server's tier is the one a GPU replaces."]
-    from genrec.bench.graph import KINDS
-
     h_cols = sorted({r["hit_ratio"] for r in gpu["rows"]})
+    replay = gpu.get("replay_users_per_s")
     lines = [
-        f"The model's work for the misses on GPUs: `{gpu_file}`, the served graph alone on one {gpu['gpu']} "
-        f"({KINDS[gpu['runner']]}, {gpu['batch']} users per call: {gpu['users_per_s']:,.0f} users/s at "
-        f"p50 {gpu['p50_ms']} ms a call, the slowest catalogue measured: {gpu['catalog']:,} items). "
-        f"GPUs = Q × (1 − h) / (users/s × {utilisation:.0%}).",
+        f"The model's work for the misses on GPUs: `{gpu_file}`, the served graph alone on one {gpu['gpu']}, "
+        f"traced as the model server runs it, {gpu['batch']} users per call: {gpu['users_per_s']:,.0f} users/s at "
+        f"p50 {gpu['p50_ms']} ms a call (the slowest catalogue measured: {gpu['catalog']:,} items). "
+        f"GPUs = Q × (1 − h) / (users/s × {utilisation:.0%})."
+        + (f" Replayed as a CUDA graph the same calls give {replay:,.0f} users/s (the server does not capture "
+           "one yet)." if replay else ""),
         "",
         "| requests/s | " + " | ".join(f"{h:.0%} hits" for h in h_cols) + " |",
         "| ---: | " + " | ".join("---:" for _ in h_cols) + " |",

@@ -8,7 +8,8 @@ seed's run is ``quality-<dataset>-seed<N>.*``; ``genrec.bench.seeds`` sums sever
 Budgets (``--budget``):
 * ``cpu``: fits a 2-core CPU in about an hour on Amazon Beauty (few epochs, small
   transformer, validation on a 2,000-user subset; the test set is always complete).
-* ``gpu``: bigger models and more epochs, for a CUDA machine.
+* ``gpu``: bigger models and more epochs, for a CUDA machine; each training stops after an hour
+  (SASRec: half an hour) if validation has not stopped it earlier.
 * ``smoke``: minutes-scale sanity run (CI, tiny synthetic data).
 
 Checkpoints go to ``<artifacts_dir>/checkpoints/quality-<dataset>-<budget>-seed<seed>``
@@ -61,9 +62,11 @@ BUDGETS: dict[str, dict[str, Any]] = {
         "tokenizer": {"steps": 10000},
         "model": {"d_model": 256, "n_heads": 4, "encoder_layers": 4, "decoder_layers": 4, "d_ff": 1024,
                   "dropout": 0.15, "rerank": {"item_ids": True}},
-        "optim": {"epochs": 200, "batch_size": 256, "lr": 1e-3, "warmup_steps": 1000, "patience": 10},
+        # One H200 (2026-12-04): an epoch of Amazon Beauty took 26 s to train, 4 s to validate.
+        "optim": {"epochs": 200, "batch_size": 256, "lr": 1e-3, "warmup_steps": 1000, "patience": 10,
+                  "max_minutes": 60},
         "sasrec": {"d_model": 64, "layers": 2, "n_heads": 2, "d_ff": 256, "dropout": 0.3},
-        "sasrec_optim": {"epochs": 300, "batch_size": 128, "lr": 1e-3, "patience": 20},
+        "sasrec_optim": {"epochs": 300, "batch_size": 128, "lr": 1e-3, "patience": 20, "max_minutes": 30},
     },
     "smoke": {
         "threads": 2,
