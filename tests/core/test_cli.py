@@ -64,6 +64,10 @@ def test_train_and_bench_quality_smoke(tmp_path: Path, monkeypatch) -> None:
     assert out["wall_seconds"] > 0 and out["device"].startswith("cpu")
     for r in out["models"].values():
         assert 0 <= r["test"]["ndcg@10"] <= r["test"]["recall@10"] <= 1
+    for name in ("SASRec (full CE)", "genrec (generative retrieval)"):  # the trained ones' cost, and its floor
+        r, cost = out["models"][name], out["models"][name]["training_cost"]
+        assert cost["steps"] % r["epochs_run"] == 0 and cost["gflop_per_step"] > 0
+        assert 0 < cost["floor_seconds"] <= cost["train_seconds"] and cost["x_floor"] >= 1
     assert "| MostPopular |" in (tmp_path / "r" / "quality-d.md").read_text()
     assert (tmp_path / "r" / "quality-d.png").stat().st_size > 1000
     ckpt = tmp_path / "artifacts" / "checkpoints" / "quality-d-smoke-seed0"

@@ -126,6 +126,24 @@ def test_no_epoch_starts_past_the_time_limit_counting_earlier_sittings(planted, 
     assert second.report["validation"] == first.report["validation"]
 
 
+def test_training_counts_the_flops_of_a_step() -> None:
+    from genrec.training.config import OptimConfig
+    from genrec.training.loop import fit
+
+    torch.manual_seed(0)
+    model = torch.nn.Linear(12, 7)
+    x, y = torch.randn(10, 12), torch.randn(10, 7)
+
+    def batches(epoch: int):
+        for s in range(0, 10, 5):
+            yield x[s : s + 5], y[s : s + 5]
+
+    result = fit(model, batches, 2, lambda m, b: ((m(b[0]) - b[1]) ** 2).mean(), lambda: {"ndcg@10": 0.0},
+                 OptimConfig(epochs=2, warmup_steps=1), torch.device("cpu"), progress=False)
+    # a step: the forward product (2 x 5 x 12 x 7) and the weight's gradient (as many); the input needs none
+    assert (result.flops_per_step, result.steps_per_epoch) == (2 * 2 * 5 * 12 * 7, 2)
+
+
 def test_a_small_dataset_gets_more_epochs_to_reach_its_minimum_steps(planted, tmp_path: Path) -> None:
     from genrec.training import train_generative
     from tests.core.conftest import PLANTED_CONFIG

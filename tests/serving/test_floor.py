@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from genrec.model import CodeTable, GenerativeConfig, TigerModel
-from genrec.serving.floor import compute_floor, count_flops, flops_per_user
+from genrec.model.flops import count_flops
+from genrec.serving.floor import compute_floor, flops_per_user
 from genrec.serving.graph import ServingGraph, TableTensors
 
 LEVELS = [6, 5, 7, 4]

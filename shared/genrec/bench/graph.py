@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from genrec.bench.report import write_report
+from genrec.bench.report import finish_figure, write_report
 from genrec.bench.serving import machine_info
 from genrec.serving.synthetic import PRODUCTION_LEVELS, make_artifact
 
@@ -197,13 +197,8 @@ def plot(results: dict[str, Any], path: Path) -> None:
                 yscale="log")
     axes[1].set(xlabel="batch (users per call)", ylabel="users / s", title="throughput", xscale="log",
                 yscale="log")
-    for ax in axes:
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    fig.suptitle(f"genrec served graph alone on {results['device']} ({results['machine']['gpu'] or 'CPU'})")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    finish_figure(fig, axes, f"genrec served graph alone on {results['device']} "
+                             f"({results['machine']['gpu'] or 'CPU'})", path)
 
 
 def write_results(results: dict[str, Any], out_dir: Path) -> Path:

@@ -10,7 +10,8 @@ import os
 import time
 from typing import Any
 
-from genrec.serving.floor import count_flops, matmul_gflops
+from genrec.model.flops import count_flops
+from genrec.serving.floor import matmul_gflops
 
 
 def text_model_floor(texts: list[str], rounds: int = 3) -> dict[str, Any]:

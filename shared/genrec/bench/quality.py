@@ -19,6 +19,7 @@ Checkpoints go to ``<artifacts_dir>/checkpoints/quality-<dataset>-<budget>-seed<
 
 from __future__ import annotations
 
+import functools
 import json
 import platform
 import time
@@ -92,6 +93,9 @@ REFERENCE = {
     }
 }
 COLUMNS = ("recall@5", "ndcg@5", "recall@10", "ndcg@10")
+# The fp32 product whose best rate sets a CPU's floor for training: big enough to run near the
+# machine's peak, as a training step's largest products ([batch x tokens, d] x [d, d_ff]) do.
+FLOOR_GEMM = (2048, 512, 512)
 # genrec.training.loop.FitResult.stopped_by, as the report says it
 STOPS = {"epochs": "all its epochs", "patience": "validation stopped improving",
          "time": "its time limit, optim.max_minutes"}
@@ -216,6 +220,7 @@ def run_quality(
             "embeddings": rep["embeddings"], "tokenizer": rep["tokenizer"], "stage_seconds": rep["seconds"],
             "train_examples": rep["train_examples"],
             "validation_curve": validation_curve(rep["history"]),
+            "training_cost": training_cost(rep["history"], rep["steps_per_epoch"], rep["flops_per_step"], device),
         }
         if beam_order:  # the same beams without the head: what the re-ranking adds
             results["models"][BEAM_ORDER_KEY] = {"test": beam_order, "train_seconds": 0.0}
@@ -234,12 +239,44 @@ def run_quality(
             "train_seconds": round(max(train_s, sum(h["train_seconds"] + h["eval_seconds"]
                                                     for h in fit_res.history)), 1),
             "validation_curve": validation_curve(fit_res.history),
+            "training_cost": training_cost(fit_res.history, fit_res.steps_per_epoch, fit_res.flops_per_step, device),
         }
     if cold_share > 0 and set(MODEL_KEYS) <= set(models):
         _write(results, out, t_start, final=False)
         results["cold_start"] = run_cold_start(dataset, cfg, cold_share, device=device, progress=progress)
     _write(results, out, t_start, final=True)
     return results
+
+
+def training_cost(history: list[dict[str, Any]], steps_per_epoch: int, flops_per_step: int | None,
+                  device: torch.device) -> dict[str, Any] | None:
+    """What the training's steps cost against what this machine could do: the FLOPs of its steps
+    (forward and backward, counted on one) over its training seconds (validation left out), and on a
+    CPU the floor those FLOPs set at its fp32 matrix-product rate on the threads training used.
+    None when this sitting trained no step (all its epochs came from a checkpoint)."""
+    if not flops_per_step or not history:
+        return None
+    seconds = sum(h["train_seconds"] for h in history)
+    steps = steps_per_epoch * len(history)
+    flops = flops_per_step * steps
+    cost: dict[str, Any] = {"steps": steps, "train_seconds": round(seconds, 2),
+                            "gflop_per_step": round(flops_per_step / 1e9, 3),
+                            "achieved_gflops": round(flops / max(seconds, 1e-9) / 1e9, 1)}
+    if device.type == "cpu":
+        threads = torch.get_num_threads()
+        peak = cpu_peak_gflops(threads)
+        cost.update(threads=threads, peak_gflops=round(peak, 1), floor_seconds=round(flops / peak / 1e9, 3),
+                    x_floor=round(seconds * peak * 1e9 / flops, 1))
+    return cost
+
+
+@functools.cache
+def cpu_peak_gflops(threads: int) -> float:
+    """This CPU's best fp32 rate at ``FLOOR_GEMM``, measured once a process: every model of a run is
+    held to the same floor (on a shared machine two measurements differ by tens of percent)."""
+    from genrec.serving.floor import matmul_gflops
+
+    return matmul_gflops(*FLOOR_GEMM, threads=threads, seconds=2.0, rounds=10)
 
 
 def validation_curve(history: list[dict[str, Any]]) -> list[dict[str, float]]:
@@ -395,6 +432,7 @@ def markdown_report(results: dict[str, Any]) -> str:
             lines.append(f"Re-ranking head on: the final beam re-scored as generative log-prob + "
                          f"{gen['rerank_weight']} x dense logit (weight tuned on validation); "
                          f"the row `{BEAM_ORDER_KEY}` is the same beams in generative order.")
+    lines += training_cost_lines(results)
     cost = time_to_quality(results)
     if cost:
         lines += ["", f"Training cost at equal quality: SASRec's best {cost['metric']} is {cost['sasrec_best']:.4f} "
@@ -405,6 +443,25 @@ def markdown_report(results: dict[str, Any]) -> str:
     if results.get("cold_start"):
         lines += markdown_section(results["cold_start"])
     return "\n".join(lines) + "\n"
+
+
+def training_cost_lines(results: dict[str, Any]) -> list[str]:
+    costs = {name: r["training_cost"] for name, r in results["models"].items() if r.get("training_cost")}
+    if not costs:
+        return []
+    floor = any("floor_seconds" in c for c in costs.values())
+    lines = ["", "Training steps against the compute floor (FLOPs of matrix products and attention, forward and "
+             "backward, counted on one step; validation time left out"
+             + ("; floor = FLOPs / this CPU's best fp32 matrix-product rate on the threads used):" if floor
+                else "; no floor on a GPU yet):"), "",
+             "| model | steps | train s | GFLOP per step | GFLOP/s achieved |"
+             + (" floor s | × floor |" if floor else ""),
+             "| --- | ---: | ---: | ---: | ---: |" + (" ---: | ---: |" if floor else "")]
+    for name, c in costs.items():
+        lines.append(f"| {name} | {c['steps']:,} | {c['train_seconds']:.0f} | {c['gflop_per_step']} | "
+                     f"{c['achieved_gflops']} |" + (f" {c.get('floor_seconds', '-')} | {c.get('x_floor', '-')} |"
+                                                    if floor else ""))
+    return lines
 
 
 def plot_results(results: dict[str, Any], path: Path) -> None:

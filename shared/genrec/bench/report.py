@@ -22,6 +22,19 @@ def write_report(r: dict[str, Any], stem: Path, markdown: Callable[[dict[str, An
     return stem
 
 
+def finish_figure(fig: Any, axes: Any, title: str, path: Path) -> None:
+    """A grid and a legend on each panel, the title, then the PNG at ``path`` (the figure closed)."""
+    import matplotlib.pyplot as plt
+
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def _json_default(o: Any) -> Any:
     """numpy scalars as their Python values; anything else JSON cannot hold, as its text."""
     if isinstance(o, np.generic):

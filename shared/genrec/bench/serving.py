@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from genrec.bench.report import write_report
+from genrec.bench.report import finish_figure, write_report
 from genrec.config import TOP_K
 from genrec.serving.launch import UNBATCHED_TWIN, serving_python
 from genrec.serving.synthetic import PRODUCTION_LEVELS, make_artifact
@@ -423,13 +423,7 @@ def plot(results: dict[str, Any], path: Path) -> None:
     axes[2].set_xticks(x, [f"{n:,}" for n in sizes])
     axes[2].set(xlabel="catalogue items", ylabel="users / s",
                 title=f"{results['config']['concurrency']} concurrent single-user clients")
-    for ax in axes:
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    fig.suptitle(f"genrec model server (Triton, CPU: {results['machine']['cores']} cores)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    finish_figure(fig, axes, f"genrec model server (Triton, CPU: {results['machine']['cores']} cores)", path)
 
 
 def write_results(results: dict[str, Any], out_dir: Path) -> Path:

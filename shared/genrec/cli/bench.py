@@ -28,6 +28,12 @@ def _or_exit(run: Callable[[], T], refusal: type[Exception]) -> T:
         raise typer.Exit(2) from None
 
 
+# Options several commands share (typer reads each default afresh per command).
+OUT = typer.Option(Path("bench/results"), "--out", help="Where the json/md/png go.")
+SIZES = typer.Option(None, "--sizes", help="Catalogue sizes, e.g. 10000,100000.")
+BATCHES = typer.Option(None, "--batches", help="Batch sizes, e.g. 1,8,64.")
+
+
 def _ints(text: str | None, option: str) -> list[int] | None:
     try:
         return [int(v) for v in text.split(",")] if text else None
@@ -82,15 +88,15 @@ def quality(
 @app.command("serving")
 def serving(
     budget: str = typer.Option("cpu", "--budget", help="smoke | cpu (~10 min on 2 cores) | gpu"),
-    out: Path = typer.Option(Path("bench/results"), "--out", help="Where the json/md/png go."),
-    sizes: str | None = typer.Option(None, "--sizes", help="Catalogue sizes, e.g. 10000,100000."),
-    batches: str | None = typer.Option(None, "--batches", help="Batch sizes, e.g. 1,8,64."),
+    out: Path = OUT,
+    sizes: str | None = SIZES,
+    batches: str | None = BATCHES,
     threads: int = typer.Option(0, "--threads", help="torch threads in the server (0 = all cores)."),
 ) -> None:
     """Model server alone: latency/throughput by batch size and catalogue size, dynamic batching on/off."""
-    from genrec.bench.serving import markdown_report, result_stem, run_serving_bench
+    from genrec.bench.serving import BUDGETS, markdown_report, result_stem, run_serving_bench
 
-    results = run_serving_bench(out, budget=budget, sizes=_ints(sizes, "--sizes"),
+    results = run_serving_bench(out, budget=_choice(budget, tuple(BUDGETS), "--budget"), sizes=_ints(sizes, "--sizes"),
                                 batches=_ints(batches, "--batches"), threads=threads, log=_say)
     console.print(markdown_report(results))
     console.print(f"results in {out}/{result_stem(results)}.{{json,md,png}}")
@@ -99,9 +105,9 @@ def serving(
 @app.command("graph")
 def graph(
     budget: str = typer.Option("full", "--budget", help="smoke | full (10 k / 100 k / 1 M items, batch 1..1024)"),
-    out: Path = typer.Option(Path("bench/results"), "--out", help="Where the json/md/png go."),
-    sizes: str | None = typer.Option(None, "--sizes", help="Catalogue sizes, e.g. 10000,100000."),
-    batches: str | None = typer.Option(None, "--batches", help="Batch sizes, e.g. 1,64,256."),
+    out: Path = OUT,
+    sizes: str | None = SIZES,
+    batches: str | None = BATCHES,
     device: str = typer.Option("auto", "--device", help="auto (CUDA when present) | cpu | cuda | cuda:N"),
 ) -> None:
     """The served graph alone, in this process, on this machine's GPU (also replayed as a CUDA graph) or one

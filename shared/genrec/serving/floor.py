@@ -13,30 +13,15 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
+from genrec.model.flops import count_flops
 from genrec.serving.graph import ServingGraph, TableTensors
-
-
-def _sdpa_flops(query: torch.Size, key: torch.Size, value: torch.Size, *_: Any, **__: Any) -> int:
-    return sdpa_flop_count(query, key, value)
-
-
-# CPU attention's kernel, which the counter's own table lacks (it knows the CUDA ones).
-_CPU_ATTENTION = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _sdpa_flops}
-
-
-def count_flops(fn: Callable[..., Any], *inputs: Any) -> int:
-    """FLOPs of one call ``fn(*inputs)`` (matrix products and attention)."""
-    with torch.inference_mode(), FlopCounterMode(display=False, custom_mapping=_CPU_ATTENTION) as counter:
-        fn(*inputs)
-    return counter.get_total_flops()
 
 
 def request_inputs(table: TableTensors, batch: int, length: int, seed: int = 0) -> tuple[torch.Tensor, ...]:

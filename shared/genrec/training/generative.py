@@ -200,6 +200,8 @@ def train_generative(
             "best_epoch": result.best_epoch,
             "resumed_after_epoch": result.resumed_after_epoch,
             "stopped_by": result.stopped_by,
+            "steps_per_epoch": result.steps_per_epoch,
+            "flops_per_step": result.flops_per_step,
             "warm_start": warm,
             "validation": result.best_metrics,
             "history": result.history,

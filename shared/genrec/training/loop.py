@@ -3,6 +3,7 @@ validation, early stopping on NDCG@10, resumable checkpoints and JSONL metrics."
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import random
@@ -19,6 +20,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from genrec.model.flops import flop_counter
 from genrec.training.config import OptimConfig
 
 MONITOR = "ndcg@10"
@@ -32,6 +34,10 @@ class FitResult:
     seconds: float = 0.0
     resumed_after_epoch: int = 0  # epochs a checkpoint already held (trained in an earlier sitting)
     stopped_by: str = "epochs"  # epochs | patience | time (OptimConfig.max_minutes)
+    steps_per_epoch: int = 0
+    # FLOPs of one step's forward and backward (genrec.model.flops), counted on this sitting's first
+    # step; None when it trained none
+    flops_per_step: int | None = None
 
 
 def seed_everything(seed: int) -> None:
@@ -138,7 +144,7 @@ def fit(
     metrics_file = Path(metrics_path) if metrics_path else None
     if metrics_file:
         metrics_file.parent.mkdir(parents=True, exist_ok=True)
-    stopped_by = "epochs"
+    stopped_by, flops_per_step = "epochs", None
     for epoch in range(start_epoch, epochs):
         if bad >= cfg.patience:
             stopped_by = "patience"
@@ -154,10 +160,14 @@ def fit(
         for step, batch in enumerate(batches(epoch)):
             if step >= steps_per_epoch:
                 break
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-                loss = loss_fn(model, batch)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
+            counter = flop_counter() if flops_per_step is None else contextlib.nullcontext()
+            with counter:
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+                    loss = loss_fn(model, batch)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+            if flops_per_step is None:
+                flops_per_step = counter.get_total_flops()
             if cfg.grad_clip:
                 nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             opt.step()
@@ -205,4 +215,4 @@ def fit(
         model.load_state_dict(best_state)
     model.eval()
     return FitResult(best_epoch + 1, best_metrics, history, time.perf_counter() - t0, resumed_after_epoch=start_epoch,
-                     stopped_by=stopped_by)
+                     stopped_by=stopped_by, steps_per_epoch=steps_per_epoch, flops_per_step=flops_per_step)
