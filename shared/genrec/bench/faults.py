@@ -40,8 +40,7 @@ import httpx
 import numpy as np
 import psutil
 
-from genrec.bench.report import write_report
-from genrec.bench.serving import machine_info
+from genrec.bench.report import machine_info, write_report
 from genrec.config import Settings, get_settings
 from genrec.devstack import stack as devstack
 from genrec.events.codec import BATCH_CONTENT_TYPE

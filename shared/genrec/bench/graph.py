@@ -22,8 +22,7 @@ from typing import Any
 
 import torch
 
-from genrec.bench.report import finish_figure, write_report
-from genrec.bench.serving import machine_info
+from genrec.bench.report import finish_figure, machine_info, write_report
 from genrec.serving.synthetic import PRODUCTION_LEVELS, make_artifact
 
 BUDGETS: dict[str, dict[str, Any]] = {
@@ -91,7 +90,7 @@ def measure_artifact(artifact: Path, batches: list[int], length: int, device: to
     with torch_threads(1):  # on a CPU: its CPU time; on a GPU: one host thread feeding it
         runner = make_runner(art, kind="traced", device=device)
         for b in batches:
-            inputs = tuple(t.to(device) for t in request_inputs(table, b, length))
+            inputs = request_inputs(table, b, length)
             traced = time_calls(functools.partial(runner, *inputs), seconds, sync)
             row: dict[str, Any] = {"batch": b, "traced": _summary(traced, b)}
             if cuda:

@@ -27,8 +27,7 @@ import psutil
 from genrec.bench.ingest_floor import markdown as floor_markdown
 from genrec.bench.ingest_floor import text_model_floor
 from genrec.bench.load import CpuMeter, _check_stack, _percentiles, _production_items
-from genrec.bench.report import write_report
-from genrec.bench.serving import machine_info
+from genrec.bench.report import machine_info, write_report
 from genrec.config import Settings, get_settings
 from genrec.events.codec import BATCH_CONTENT_TYPE
 from genrec.events.contracts import ITEM_UPSERTED

@@ -44,8 +44,7 @@ import psutil
 from genrec.bench.parity import served_parity
 from genrec.bench.profile import SamplingProfiler, budget, process_tree_cpu
 from genrec.bench.profile import markdown as budget_markdown
-from genrec.bench.report import write_report
-from genrec.bench.serving import machine_info
+from genrec.bench.report import machine_info, write_report
 from genrec.config import MAX_HISTORY, TOP_K, Settings, get_settings
 from genrec.events.codec import BATCH_CONTENT_TYPE
 from genrec.events.contracts import INTERACTION, ITEM_UPSERTED

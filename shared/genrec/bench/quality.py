@@ -30,14 +30,14 @@ import numpy as np
 import torch
 
 from genrec.bench.cold_start import COLD_SHARE, CONTENT, SASREC, markdown_section, run_cold_start
-from genrec.bench.report import write_report
+from genrec.bench.report import machine_info, write_report
 from genrec.data.loaders import load_dataset
 from genrec.data.splits import leave_one_out, pad_histories
 from genrec.evaluation.evaluate import evaluate_recommender
 from genrec.model.sasrec import MostPopular
 from genrec.training.config import TrainConfig, read_config_file
 from genrec.training.generative import evaluate_bundle, setup_torch, train_generative
-from genrec.training.loop import MONITOR
+from genrec.training.loop import MONITOR, history_seconds
 from genrec.training.sasrec import train_sasrec
 
 BUDGETS: dict[str, dict[str, Any]] = {
@@ -207,7 +207,7 @@ def run_quality(
         rep = bundle.report
         # A resumed run's epochs ran in several sittings: count every epoch's time, not this process's,
         # and a warm start's source run too.
-        epoch_s = sum(h["train_seconds"] + h["eval_seconds"] for h in rep["history"])
+        epoch_s = history_seconds(rep["history"])
         warm = rep.get("warm_start") or {}
         results["models"][MODEL_KEYS["genrec"]] = {
             "test": test, "validation": rep["validation"], "best_epoch": rep["best_epoch"],
@@ -236,8 +236,7 @@ def run_quality(
             "epochs_run": len(fit_res.history), "stopped_by": fit_res.stopped_by,
             "resumed": fit_res.resumed_after_epoch > 0,
             # a resumed run's epochs ran in several sittings: every epoch's time, as for genrec
-            "train_seconds": round(max(train_s, sum(h["train_seconds"] + h["eval_seconds"]
-                                                    for h in fit_res.history)), 1),
+            "train_seconds": round(max(train_s, history_seconds(fit_res.history)), 1),
             "validation_curve": validation_curve(fit_res.history),
             "training_cost": training_cost(fit_res.history, fit_res.steps_per_epoch, fit_res.flops_per_step, device),
         }
@@ -380,8 +379,6 @@ def _write(results: dict[str, Any], out: Path, t_start: float, final: bool) -> N
 def _device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return f"cuda ({torch.cuda.get_device_name(device)})"
-    from genrec.bench.serving import machine_info
-
     return f"cpu ({machine_info()['cpu'] or platform.machine()}, {torch.get_num_threads()} threads)"
 
 

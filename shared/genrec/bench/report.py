@@ -3,7 +3,11 @@ when the benchmark draws one, ``STEM.png``."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import platform
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -33,6 +37,28 @@ def finish_figure(fig: Any, axes: Any, title: str, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def machine_info() -> dict[str, Any]:
+    """The machine a result was measured on: CPU model, cores, memory, torch, GPU, load average."""
+    import torch
+
+    cpu = platform.processor()
+    with contextlib.suppress(OSError, StopIteration):
+        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                   if line.startswith("model name"))
+    try:
+        import psutil
+
+        mem_gb = round(psutil.virtual_memory().total / 2**30, 1)
+    except ImportError:
+        mem_gb = None
+    return {
+        "platform": platform.platform(), "python": sys.version.split()[0], "cpu": cpu, "cores": os.cpu_count(),
+        "memory_gb": mem_gb, "torch": torch.__version__,
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "load_average_at_start": [round(v, 2) for v in os.getloadavg()],
+    }
 
 
 def _json_default(o: Any) -> Any:

@@ -20,13 +20,10 @@ recommend API (client -> recommend function -> model server) come from `genrec b
 
 from __future__ import annotations
 
-import contextlib
 import os
-import platform
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -36,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from genrec.bench.report import finish_figure, write_report
+from genrec.bench.report import finish_figure, machine_info, write_report
 from genrec.config import TOP_K
 from genrec.serving.launch import UNBATCHED_TWIN, serving_python
 from genrec.serving.synthetic import PRODUCTION_LEVELS, make_artifact
@@ -50,28 +47,6 @@ BUDGETS: dict[str, dict[str, Any]] = {
     "gpu": {"sizes": [10_000, 100_000, 1_000_000], "batches": [1, 8, 16, 32, 64], "point_s": 15.0,
             "min_requests": 50, "concurrency": 64},
 }
-
-
-# ------------------------------------------------------------------ machine
-def machine_info() -> dict[str, Any]:
-    import torch
-
-    cpu = platform.processor()
-    with contextlib.suppress(OSError, StopIteration):
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("model name"))
-    try:
-        import psutil
-
-        mem_gb = round(psutil.virtual_memory().total / 2**30, 1)
-    except ImportError:
-        mem_gb = None
-    return {
-        "platform": platform.platform(), "python": sys.version.split()[0], "cpu": cpu, "cores": os.cpu_count(),
-        "memory_gb": mem_gb, "torch": torch.__version__,
-        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-        "load_average_at_start": [round(v, 2) for v in os.getloadavg()],
-    }
 
 
 # ------------------------------------------------------------------ server
@@ -197,31 +172,12 @@ def graph_alone(artifact: Path, batches: list[int], length: int, seconds: float 
     """The served graph (traced, as the server runs it) called in this process on one thread: its
     median milliseconds per user by batch size. One thread, so this is its CPU time, beside the
     server's CPU time per user (the rest is the server: Triton, IPC, batching) and the floor."""
-    import statistics
-
     import torch
 
-    from genrec.serving.artifact import ServingArtifact
-    from genrec.serving.floor import request_inputs, torch_threads
-    from genrec.serving.graph import TableTensors, base_table
-    from genrec.serving.runners import make_runner
+    from genrec.bench.graph import measure_artifact
 
-    art = ServingArtifact.open(artifact)
-    table = TableTensors.from_table(base_table(art))
-    out: dict[str, float] = {}
-    with torch_threads(1):
-        runner = make_runner(art, kind="traced", device=torch.device("cpu"))
-        for b in batches:
-            inputs = request_inputs(table, b, length)
-            runner(*inputs)  # warm-up
-            times: list[float] = []
-            started = time.perf_counter()
-            while time.perf_counter() - started < seconds or len(times) < 5:
-                t = time.perf_counter()
-                runner(*inputs)
-                times.append(time.perf_counter() - t)
-            out[str(b)] = round(statistics.median(times) * 1000 / b, 3)
-    return out
+    rows = measure_artifact(artifact, batches, length, torch.device("cpu"), seconds)
+    return {str(r["batch"]): round(r["traced"]["p50_ms"] / r["batch"], 3) for r in rows}
 
 
 def concurrency_point(server: LocalServer, model: str, n_items: int, clients: int, length: int, point_s: float,

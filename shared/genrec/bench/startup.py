@@ -34,7 +34,7 @@ from typing import Any
 import httpx
 import psutil
 
-from genrec.bench.report import write_report
+from genrec.bench.report import machine_info, write_report
 from genrec.config import Settings, get_settings
 from genrec.devstack.services import SERVICES, KnativeFunction, StackPaths
 from genrec.workloads import WORKLOADS, Workload
@@ -157,8 +157,6 @@ def summarise(launches: Sequence[Launch]) -> list[dict[str, Any]]:
 
 def run_startup(names: Sequence[str] = (), hows: Sequence[str] = ("local",), repeats: int = 3,
                 python: str | None = None, log: Callable[[str], None] = lambda _m: None) -> dict[str, Any]:
-    from genrec.bench.serving import machine_info
-
     s = get_settings()
     by_name = {w.name: w for w in WORKLOADS if not w.grpc}  # readiness here is an HTTP probe
     unknown = sorted(set(names) - by_name.keys())

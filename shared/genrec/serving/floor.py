@@ -26,12 +26,13 @@ from genrec.serving.graph import ServingGraph, TableTensors
 
 def request_inputs(table: TableTensors, batch: int, length: int, seed: int = 0) -> tuple[torch.Tensor, ...]:
     """A request as the serving benchmark sends it: ``batch`` full histories of ``length`` items,
-    anonymous users, nothing extra excluded."""
-    g = torch.Generator().manual_seed(seed)
+    anonymous users, nothing extra excluded; on the table's device."""
+    g = torch.Generator().manual_seed(seed)  # on the CPU: the same request on any device
     seq = torch.randint(0, table.n_items, (batch, length), generator=g)
     tok = torch.zeros(batch, 1, dtype=torch.int64)
     exclude = torch.full((batch, 1), -1, dtype=torch.int64)
-    return (seq, tok, exclude, *table.as_tuple())
+    tensors = table.as_tuple()
+    return (*(t.to(tensors[0].device) for t in (seq, tok, exclude)), *tensors)
 
 
 def flops_per_user(graph: ServingGraph, table: TableTensors, length: int, batch: int = 1) -> float:

@@ -23,7 +23,7 @@ from genrec.model.rerank import rerank
 from genrec.semantic.tokenizer import SemanticIdTokenizer
 from genrec.training.bundle import TrainedBundle
 from genrec.training.config import TrainConfig
-from genrec.training.loop import MONITOR, fit, seed_everything
+from genrec.training.loop import MONITOR, fit, history_seconds, seed_everything
 
 
 def setup_torch(cfg: TrainConfig) -> torch.device:
@@ -118,7 +118,7 @@ def _warm_start(model: TigerModel, init_from: str | list[str]) -> dict[str, Any]
     return {
         "from": [str(f) for f in files], "new_parameters": new,
         "source_epochs": len(history),
-        "source_train_seconds": round(sum(h["train_seconds"] + h["eval_seconds"] for h in history), 1),
+        "source_train_seconds": round(history_seconds(history), 1),
     }
 
 

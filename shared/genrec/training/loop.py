@@ -40,6 +40,11 @@ class FitResult:
     flops_per_step: int | None = None
 
 
+def history_seconds(history: list[dict[str, Any]]) -> float:
+    """Seconds the epochs of ``history`` took to train and validate, in every sitting."""
+    return sum(h["train_seconds"] + h["eval_seconds"] for h in history)
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -149,7 +154,7 @@ def fit(
         if bad >= cfg.patience:
             stopped_by = "patience"
             break
-        if cfg.max_minutes and sum(h["train_seconds"] + h["eval_seconds"] for h in history) >= 60 * cfg.max_minutes:
+        if cfg.max_minutes and history_seconds(history) >= 60 * cfg.max_minutes:
             stopped_by = "time"
             break
         model.train()
