@@ -141,11 +141,16 @@ class KafkaSettings(BaseModel):
     # and analytics reads the log a second later anyway.
     served_log_linger_ms: int = Field(default=1000, ge=0, le=5000)
     # event-capture waits this long to merge concurrent requests into one produce per
-    # partition: every produce is a write to the broker's log store (S3 for tansu).
-    ingest_linger_ms: int = Field(default=2, ge=0, le=1000)
-    # Fast local group joins (tansu waits ~session.timeout/2 on join).
+    # partition: every produce is a write to the broker's log store (S3 for tansu) and a read
+    # per reading group. At 2 ms, eight requests 4 ms apart were seven writes; at 20 ms, at
+    # 5,000 events/s offered in batches of 100 on 2 cores, the object store's CPU per event
+    # fell by half and 27 % more events were accepted (README: the broker writes row).
+    ingest_linger_ms: int = Field(default=20, ge=0, le=1000)
+    # Fast local group joins (tansu waits ~session.timeout/2 on join). tansu writes a group's
+    # state to its object store on every heartbeat: at 500 ms the idle stack's five groups
+    # cost it 14 writes/s, at 2 s 3.5.
     session_timeout_ms: int = 6000
-    heartbeat_interval_ms: int = 500
+    heartbeat_interval_ms: int = 2000
     # How long the broker may hold a fetch. A real Kafka answers as soon as data arrives; tansu
     # rereads its S3 log in a sleep loop until the wait is up, and with short waits answers a
     # backlog a stored batch at a time: measured here, 100 ms drains ~80 records/s, 500 ms
