@@ -82,6 +82,31 @@ def test_popularity_equals_hand_computed_decay(hot: HotState, clock: FakeClock, 
     assert hot.popularity(item, cat) == pytest.approx(expected, rel=1e-12)
 
 
+def test_a_batch_increments_each_board_once_per_item(hot: HotState, clock: FakeClock, uid: str) -> None:
+    """Popular items repeat within a delivered batch: each (board, item) costs one increment,
+    and the board holds the same decayed sum as one increment per event."""
+    h, cat, user = hot.s.redis.popularity_half_life_s, f"c{uid}", f"{uid}-u"
+    a, b = f"{uid}-a", f"{uid}-b"
+    now = clock()
+    batch = [(a, 1.0, now - h), (b, 2.0, None), (a, 3.0, None), (a, 1.0, now + h), (b, 1.0, now - 2 * h)]
+    previous = hot.r.config_get("notify-keyspace-events")["notify-keyspace-events"]
+    hot.r.config_set("notify-keyspace-events", "Kz")  # a message per sorted-set write, by key
+    listener = hot.r.pubsub()
+    try:
+        listener.subscribe(f"__keyspace@{TEST_DB}__:{keys.popularity(cat)}")
+        assert listener.get_message(timeout=5)["type"] == "subscribe"  # listening before the batch
+        _apply(hot, user, batch, categories=[cat])
+        writes = []
+        while (message := listener.get_message(timeout=0.5)) is not None:
+            writes.append(message["data"])
+    finally:
+        listener.close()
+        hot.r.config_set("notify-keyspace-events", previous)
+    assert writes == ["zincr", "zincr"]
+    assert hot.popularity(a, cat) == pytest.approx(0.5 + 3.0 + 1.0, rel=1e-12)  # the future counts as now
+    assert hot.popularity(b, cat) == pytest.approx(2.0 + 0.25, rel=1e-12)
+
+
 def test_rebase_keeps_decayed_values_and_bounds_stored_scores(hot: HotState, clock: FakeClock, uid: str) -> None:
     h, cat, user = hot.s.redis.popularity_half_life_s, f"c{uid}", f"{uid}-u"
     big, tiny, new = f"{uid}-big", f"{uid}-tiny", f"{uid}-new"

@@ -16,7 +16,7 @@ forward (one server-side rescale, plus pruning of negligible items) once it is
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -168,14 +168,22 @@ class HotState:
         for positions, flags in zip(by_user.values(), results, strict=True):
             for i, flag in zip(positions, flags, strict=True):
                 applied[i] = bool(flag)
-        per_board: dict[str, list[tuple[str, float, float]]] = {}
+        # One increment per (board, item) for the batch, not one per event: each is a ZINCRBY in
+        # the board's script, and popular items repeat within a batch. The events' decay factors
+        # are summed as of ``now`` (2^((t - now) / half-life)), which the script scales to the
+        # board's epoch like any event stamped ``now``: the same sum, fewer commands.
+        now = self.clock()
+        half_life = float(self.s.redis.popularity_half_life_s)
+        per_board: dict[str, dict[str, float]] = {}
         for (it, t), ok in zip(stamped, applied, strict=True):
             if ok and it.weight > 0:
+                weight = it.weight * 2.0 ** ((min(t, now) - now) / half_life)
                 for board in dict.fromkeys([keys.GLOBAL_CATEGORY, *it.categories]):
-                    per_board.setdefault(board, []).append((it.item_id, it.weight, t))
+                    items = per_board.setdefault(board, {})
+                    items[it.item_id] = items.get(it.item_id, 0.0) + weight
         if per_board:
             self._execute_with_bumps(self.r.pipeline(transaction=False),
-                                     [self._bump_args(board, evs) for board, evs in per_board.items()])
+                                     [self._bump_args(board, items, now) for board, items in per_board.items()])
         return applied
 
     def _user_call(self, user_id: str, events: list[tuple[Interaction, float]]) -> dict[str, list[Any]]:
@@ -214,12 +222,13 @@ class HotState:
                 raise result
 
     # -- popularity ------------------------------------------------------------------------
-    def _bump_args(self, category: str, events: Iterable[tuple[str, float, float]],
-                   ) -> tuple[list[str], list[Any]]:
-        args: list[Any] = [repr(self.clock()), repr(float(self.s.redis.popularity_half_life_s)),
+    def _bump_args(self, category: str, items: dict[str, float], now: float) -> tuple[list[str], list[Any]]:
+        """The board script's keys and arguments: each item's weight as of ``now``."""
+        now_arg = repr(float(now))
+        args: list[Any] = [now_arg, repr(float(self.s.redis.popularity_half_life_s)),
                            repr(REBASE_AFTER_HALF_LIVES), repr(PRUNE_BELOW)]
-        for member, weight, t in events:
-            args += [member, repr(float(weight)), repr(float(t))]
+        for member, weight in items.items():
+            args += [member, repr(float(weight)), now_arg]
         return [keys.popularity(category), keys.popularity_epoch(category)], args
 
     def _decay(self, epoch: str | None) -> float:
