@@ -143,3 +143,27 @@ def test_kafka_encoding_is_read_back_by_the_sdk_unchanged() -> None:
     assert read.pop("partitionkey") == "u1"  # the SDK names the record's key so
     assert read == ev.event.get_attributes()
     assert back.data == ev.data and back.time == ev.time
+
+
+def test_a_batch_parsed_with_its_receipt_is_accepted_as_parsed() -> None:
+    """The edge stamps the receipt while parsing: an event without a time gets the receipt's,
+    one with its own keeps it, the trace context joins every event that carries none, and
+    accepting them (``received_at`` with that receipt) builds no second CloudEvent."""
+    now = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
+    trace = {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}
+    own = {"traceparent": "00-11111111111111111111111111111111-2222222222222222-01"}
+    data = {"user_id": "u1", "item_id": "i1", "event_type": "click"}
+    batch = [
+        {"specversion": "1.0", "id": "a", "source": "s", "type": INTERACTION, "data": data},
+        {"specversion": "1.0", "id": "b", "source": "s", "type": INTERACTION, "data": data,
+         "time": "2026-12-01T08:00:00Z", **own},
+    ]
+    events = codec.parse_http({"content-type": codec.BATCH_CONTENT_TYPE}, json.dumps(batch).encode(),
+                              received=now, extensions=trace)
+    assert [ev.time for ev in events] == [now, datetime(2026, 12, 1, 8, 0, tzinfo=UTC)]
+    assert [ev.event.get_extension("traceparent") for ev in events] == [trace["traceparent"], own["traceparent"]]
+    assert [ev.time_from_sender for ev in events] == [False, True]
+    assert all(codec.received_at(ev, now, trace) is ev for ev in events)
+    # a resend of the first event gets the time its first receipt reserved
+    earlier = datetime(2026, 12, 4, 11, 59, tzinfo=UTC)
+    assert codec.received_at(events[0], earlier, trace).time == earlier

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from contextlib import asynccontextmanager
+from datetime import datetime
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -95,12 +97,14 @@ def stop_app(app: FastAPI) -> None:
         readiness.close()
 
 
-async def read_events(request: Request):
+async def read_events(request: Request, *, received: datetime | None = None,
+                      extensions: Mapping[str, str] | None = None):
     """The request's CloudEvents, or the 4xx response that says why there are none (the body's
-    size limit is ``BodyLimit``'s, applied while it is read)."""
+    size limit is ``BodyLimit``'s, applied while it is read); ``received``, ``extensions``: as
+    ``parse_http`` takes them."""
     from genrec.events.codec import EventError, parse_http
 
     try:
-        return parse_http(request.headers, await request.body())
+        return parse_http(request.headers, await request.body(), received=received, extensions=extensions)
     except EventError as exc:
         return JSONResponse(exc.to_json(), status_code=400)

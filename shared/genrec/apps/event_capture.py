@@ -68,14 +68,16 @@ router = APIRouter()
              summary="Accept CloudEvents (single or batch)")
 async def ingest(request: Request, capture: Annotated[Capture, Depends(_capture)]) -> JSONResponse:
     require_ingest_key(request, capture.settings.auth.ingest_api_keys)
-    events = await read_events(request)
+    # Consumers continue this request's trace; an event without a time gets its receipt's, the
+    # one the dedup reserves for it (stamped while parsing: each event is built once).
+    now, context = now_utc(), trace_context()
+    events = await read_events(request, received=now, extensions=context)
     if isinstance(events, JSONResponse):
         return events
 
     unique = list({(ev.source, ev.id): ev for ev in events}.values())
-    receipts = capture.dedup.claim(unique, now_utc())
-    # None: accepted before. Consumers continue this request's trace.
-    context = trace_context()
+    receipts = capture.dedup.claim(unique, now)
+    # None: accepted before; a time other than ``now``: a resend, given its first receipt's time.
     fresh = [received_at(ev, t, context) for ev, t in zip(unique, receipts, strict=True) if t is not None]
     try:
         await capture.publisher.get().publish(fresh)

@@ -85,9 +85,10 @@ def received_at(ev: ValidEvent[D], time: datetime, extensions: Mapping[str, str]
     """The event as accepted: ``time`` as its time unless its sender gave one (a resend of an
     event without a time then carries the time of its first receipt, like the first copy), and
     ``extensions`` (the trace context) unless it carries them already (all or none: a trace
-    context is one). One new CloudEvent at most: building one costs more than the rest of it."""
+    context is one). One new CloudEvent at most: building one costs more than the rest of it,
+    so an event parsed with its receipt stamped (``parse_http(..., received=)``) needs none."""
     extra = extensions if extensions and not any(ev.event.get_extension(k) for k in extensions) else {}
-    if ev.time_from_sender and not extra:
+    if (ev.time_from_sender or ev.event.get_time() == time) and not extra:
         return ev
     attributes = {**ev.event.get_attributes(), **extra}
     if not ev.time_from_sender:
@@ -121,8 +122,10 @@ def validate(event: CloudEvent, *, time_from_sender: bool = True) -> ValidEvent[
     return ValidEvent(event=event, spec=spec, data=data, time_from_sender=time_from_sender)
 
 
-def _from_attributes(obj: Any) -> CloudEvent:
-    """A structured-mode JSON object → CloudEvent, mapping SDK errors to field names."""
+def _from_attributes(obj: Any, received: datetime | None = None,
+                     extensions: Mapping[str, str] | None = None) -> CloudEvent:
+    """A structured-mode JSON object → CloudEvent, mapping SDK errors to field names; with
+    ``received``, an event without a time gets it, and ``extensions`` unless it has any of them."""
     if not isinstance(obj, dict):
         raise EventError("body", "each event must be a JSON object")
     for attr in ("specversion", "id", "source", "type"):
@@ -131,11 +134,15 @@ def _from_attributes(obj: Any) -> CloudEvent:
     # What JSONFormat.read does after its json.loads, on the already-parsed object: batches
     # of a thousand events spent half their parse time re-encoding each one to read it back.
     attributes = {k: v for k, v in obj.items() if k not in ("data", "data_base64")}
+    if extensions and not any(k in attributes for k in extensions):
+        attributes.update(extensions)
     if "time" in attributes:
         try:
             attributes["time"] = datetime.fromisoformat(str(attributes["time"]))
         except ValueError:
             raise EventError("time", f"not an RFC 3339 timestamp: {attributes['time']!r}") from None
+    elif received is not None:
+        attributes["time"] = received
     data = obj.get("data")
     try:
         if "data_base64" in obj:
@@ -155,8 +162,12 @@ def _attribute_error(exc: CloudEventValidationError) -> EventError:
     return EventError("body", str(exc))
 
 
-def parse_http(headers: Mapping[str, str], body: bytes) -> list[ValidEvent]:
-    """Parse one HTTP request into validated events (binary, structured or batch mode)."""
+def parse_http(headers: Mapping[str, str], body: bytes, *, received: datetime | None = None,
+               extensions: Mapping[str, str] | None = None) -> list[ValidEvent]:
+    """Parse one HTTP request into validated events (binary, structured or batch mode).
+
+    ``received`` and ``extensions``: what ``received_at`` would add to each event, given at once
+    (structured and batch mode), so the edge builds each CloudEvent once."""
     lowered = {k.lower(): v for k, v in headers.items()}
     content_type = lowered.get("content-type", "").split(";")[0].strip().lower()
     if content_type == BATCH_CONTENT_TYPE:
@@ -171,7 +182,7 @@ def parse_http(headers: Mapping[str, str], body: bytes) -> list[ValidEvent]:
         out = []
         for i, item in enumerate(items):
             try:
-                out.append(validate(_from_attributes(item), time_from_sender=_has_time(item)))
+                out.append(validate(_from_attributes(item, received, extensions), time_from_sender=_has_time(item)))
             except EventError as exc:
                 raise exc.at(i) from None
         return out
@@ -180,7 +191,7 @@ def parse_http(headers: Mapping[str, str], body: bytes) -> list[ValidEvent]:
             obj = orjson.loads(body)
         except ValueError as exc:
             raise EventError("body", f"not valid JSON: {exc}") from None
-        return [validate(_from_attributes(obj), time_from_sender=_has_time(obj))]
+        return [validate(_from_attributes(obj, received, extensions), time_from_sender=_has_time(obj))]
     if not any(k.startswith("ce-") for k in lowered):
         raise EventError(
             "content-type",
