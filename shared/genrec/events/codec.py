@@ -7,7 +7,7 @@ so that an upstream system can fix its payload from the 400 response alone.
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Generic, TypeVar
@@ -87,13 +87,19 @@ def received_at(ev: ValidEvent[D], time: datetime, extensions: Mapping[str, str]
     ``extensions`` (the trace context) unless it carries them already (all or none: a trace
     context is one). One new CloudEvent at most: building one costs more than the rest of it,
     so an event parsed with its receipt stamped (``parse_http(..., received=)``) needs none."""
-    extra = extensions if extensions and not any(ev.event.get_extension(k) for k in extensions) else {}
+    extra = _trace_to_add(extensions, ev.event.get_extension)
     if (ev.time_from_sender or ev.event.get_time() == time) and not extra:
         return ev
     attributes = {**ev.event.get_attributes(), **extra}
     if not ev.time_from_sender:
         attributes["time"] = time
     return replace(ev, event=CloudEvent(attributes=attributes, data=ev.event.get_data()), time_from_sender=True)
+
+
+def _trace_to_add(extensions: Mapping[str, str] | None, has: Callable[[str], Any]) -> Mapping[str, str]:
+    """``extensions`` when an event carries none of them (``has``: its value of an attribute), else
+    none: a trace context is all or none."""
+    return extensions if extensions and not any(has(k) for k in extensions) else {}
 
 
 def validate(event: CloudEvent, *, time_from_sender: bool = True) -> ValidEvent[BaseModel]:
@@ -134,8 +140,7 @@ def _from_attributes(obj: Any, received: datetime | None = None,
     # What JSONFormat.read does after its json.loads, on the already-parsed object: batches
     # of a thousand events spent half their parse time re-encoding each one to read it back.
     attributes = {k: v for k, v in obj.items() if k not in ("data", "data_base64")}
-    if extensions and not any(k in attributes for k in extensions):
-        attributes.update(extensions)
+    attributes.update(_trace_to_add(extensions, attributes.get))
     if "time" in attributes:
         try:
             attributes["time"] = datetime.fromisoformat(str(attributes["time"]))
