@@ -141,3 +141,22 @@ def test_bench_quality_over_seeds_reports_mean_and_spread(tmp_path: Path, monkey
 
     res = runner.invoke(bench.app, ["quality", "--dataset", str(tmp_path / "d"), "--seeds", "0,x"])
     assert res.exit_code == 2 and "--seeds" in res.output
+
+
+def test_bench_train_step_times_the_trainers_step_by_batch_size(tmp_path: Path) -> None:
+    res = runner.invoke(data.app, ["synth", "--out", str(tmp_path / "d"), "--items", "60", "--users", "80",
+                                   "--seed", "3"])
+    assert res.exit_code == 0
+    res = runner.invoke(bench.app, ["train-step", "--dataset", str(tmp_path / "d"), "--budget", "smoke",
+                                    "--batches", "8,32", "--seconds", "0.2", "--device", "cpu",
+                                    "--out", str(tmp_path / "r")])
+    assert res.exit_code == 0, res.output
+    r = json.loads((tmp_path / "r" / "train-step-d-smoke-cpu.json").read_text())
+    assert [row["batch"] for row in r["rows"]] == [8, 32]
+    for row in r["rows"]:
+        assert row["ms_per_step"] > 0
+        assert row["examples_per_s"] == pytest.approx(row["batch"] * 1000 / row["ms_per_step"], rel=0.01)
+        assert row["epoch_s"] == pytest.approx(r["examples_per_epoch"] / row["examples_per_s"], rel=0.05, abs=0.1)
+    assert "| 32 |" in (tmp_path / "r" / "train-step-d-smoke-cpu.md").read_text()
+    res = runner.invoke(bench.app, ["train-step", "--dataset", str(tmp_path / "d"), "--budget", "huge"])
+    assert res.exit_code != 0 and "--budget" in res.output

@@ -236,3 +236,16 @@ def test_baselines_on_planted_rule(planted) -> None:
     items, _ = pop(torch.as_tensor(hist[:5]), top_k=10)
     for r in range(5):
         assert not set(items[r].tolist()) & set(hist[r][hist[r] >= 0].tolist())
+
+
+def test_the_optimiser_is_fused_on_cuda_only() -> None:
+    """The unfused AdamW launched a few kernels per parameter group: half a GPU step (bench train-step)."""
+    from genrec.training.config import OptimConfig
+    from genrec.training.loop import make_optimizer
+
+    model = torch.nn.ModuleDict({"item_emb": torch.nn.Embedding(10, 4), "out": torch.nn.Linear(4, 2)})
+    assert make_optimizer(model, OptimConfig(), torch.device("cuda")).defaults["fused"] is True
+    assert not make_optimizer(model, OptimConfig(), torch.device("cpu")).defaults["fused"]
+    groups = make_optimizer(model, OptimConfig(weight_decay=0.1), torch.device("cpu")).param_groups
+    assert [g["weight_decay"] for g in groups] == [0.1, 0.0]  # embeddings and biases undecayed
+    assert [len(g["params"]) for g in groups] == [1, 2]  # out.weight | item_emb.weight, out.bias

@@ -120,6 +120,26 @@ def graph(
     console.print(f"results in {out}/{result_stem(results)}.{{json,md,png}}")
 
 
+@app.command("train-step")
+def train_step(
+    dataset: str = typer.Option(..., "--dataset", help="Dataset folder (interactions.csv + items.csv)."),
+    budget: str = typer.Option("gpu", "--budget", help="The quality budget whose model is timed: cpu | gpu | smoke"),
+    out: Path = OUT,
+    batches: str | None = BATCHES,
+    seconds: float = typer.Option(3.0, "--seconds", min=0.1, help="Timed steps per batch size, in seconds."),
+    device: str = typer.Option("auto", "--device", help="auto (CUDA when present) | cpu | cuda | cuda:N"),
+) -> None:
+    """One training step of a quality budget's model: ms per step, examples/s and epoch seconds by batch size;
+    on CUDA also kernels per step and the host's launch time against the GPU's busy time."""
+    from genrec.bench.quality import BUDGETS
+    from genrec.bench.train_step import markdown_report, result_stem, run_train_step_bench
+
+    results = run_train_step_bench(dataset, out, budget=_choice(budget, tuple(BUDGETS), "--budget"),
+                                   batches=_ints(batches, "--batches"), seconds=seconds, device=device, log=_say)
+    console.print(markdown_report(results))
+    console.print(f"results in {out}/{result_stem(results)}.{{json,md}}")
+
+
 @app.command("load")
 def load(
     duration: float = typer.Option(60.0, "--duration", help="Seconds of sustained load."),

@@ -24,6 +24,7 @@ from genrec.model.flops import flop_counter
 from genrec.training.config import OptimConfig
 
 MONITOR = "ndcg@10"
+LossFn = Callable[[nn.Module, tuple[torch.Tensor, ...]], torch.Tensor]
 
 
 @dataclass
@@ -101,11 +102,39 @@ class _Checkpoints:
         return None
 
 
+def make_optimizer(model: nn.Module, cfg: OptimConfig, device: torch.device) -> torch.optim.AdamW:
+    """AdamW, no weight decay on biases, norms and embeddings; fused on CUDA (one kernel for the
+    whole update: the unfused one was half of a GPU step's time, its launches)."""
+    decay, no_decay = [], []
+    for pname, p in model.named_parameters():
+        (no_decay if p.ndim < 2 or "emb" in pname or "bos" in pname else decay).append(p)
+    return torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=cfg.lr, fused=device.type == "cuda" or None,
+    )
+
+
+def train_step(
+    model: nn.Module, opt: torch.optim.Optimizer, loss_fn: LossFn, batch: tuple[torch.Tensor, ...],
+    grad_clip: float, device: torch.device,
+) -> torch.Tensor:
+    """One optimiser step (bf16 autocast on CUDA); the loss stays on the device, so that the host
+    queues the next step while the GPU runs this one."""
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        loss = loss_fn(model, batch)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip:
+        nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    opt.step()
+    return loss.detach()
+
+
 def fit(
     model: nn.Module,
     batches: Callable[[int], Iterator[tuple[torch.Tensor, ...]]],
     steps_per_epoch: int,
-    loss_fn: Callable[[nn.Module, tuple[torch.Tensor, ...]], torch.Tensor],
+    loss_fn: LossFn,
     validate: Callable[[], dict[str, float]],
     cfg: OptimConfig,
     device: torch.device,
@@ -121,13 +150,7 @@ def fit(
     """
     steps_per_epoch = min(steps_per_epoch, cfg.max_steps_per_epoch or steps_per_epoch)
     epochs = max(cfg.epochs, -(-cfg.min_steps // max(steps_per_epoch, 1)))
-    decay, no_decay = [], []
-    for pname, p in model.named_parameters():
-        (no_decay if p.ndim < 2 or "emb" in pname or "bos" in pname else decay).append(p)
-    opt = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=cfg.lr,
-    )
+    opt = make_optimizer(model, cfg, device)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg, epochs * steps_per_epoch))
     ckpt = _Checkpoints(checkpoint_dir)
     start_epoch, best, best_epoch, bad = 0, -1.0, -1, 0
@@ -144,7 +167,6 @@ def fit(
         best_state = ckpt.best_model()
         if progress:
             tqdm.write(f"[{name}] resumed after epoch {state['epoch'] + 1} (best {MONITOR}={best:.4f})")
-    use_amp = device.type == "cuda"
     t0 = time.perf_counter()
     metrics_file = Path(metrics_path) if metrics_path else None
     if metrics_file:
@@ -159,7 +181,8 @@ def fit(
             break
         model.train()
         te = time.perf_counter()
-        total, n = 0.0, 0
+        # summed on the device: reading the loss each step would make the host wait for the GPU
+        total, n = torch.zeros((), device=device), 0
         bar = tqdm(total=steps_per_epoch, desc=f"[{name}] epoch {epoch + 1}/{epochs}", disable=not progress,
                    mininterval=2.0, leave=False)
         for step, batch in enumerate(batches(epoch)):
@@ -167,21 +190,15 @@ def fit(
                 break
             counter = flop_counter() if flops_per_step is None else contextlib.nullcontext()
             with counter:
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-                    loss = loss_fn(model, batch)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
+                loss = train_step(model, opt, loss_fn, batch, cfg.grad_clip, device)
             if flops_per_step is None:
                 flops_per_step = counter.get_total_flops()
-            if cfg.grad_clip:
-                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            opt.step()
             sched.step()
-            total += float(loss.detach())
+            total += loss.float()
             n += 1
             bar.update(1)
-            if step % 20 == 0:
-                bar.set_postfix(loss=f"{total / n:.4f}")
+            if progress and step % 100 == 0:
+                bar.set_postfix(loss=f"{float(total) / n:.4f}")
         bar.close()
         train_s = time.perf_counter() - te
         model.eval()
@@ -195,7 +212,7 @@ def fit(
         else:
             bad += 1
         record = {
-            "model": name, "epoch": epoch + 1, "loss": total / max(n, 1), "lr": sched.get_last_lr()[0],
+            "model": name, "epoch": epoch + 1, "loss": float(total) / max(n, 1), "lr": sched.get_last_lr()[0],
             "train_seconds": round(train_s, 2), "eval_seconds": round(time.perf_counter() - te - train_s, 2),
             **{f"val_{k}": v for k, v in val.items()}, "best": improved,
         }

@@ -1,0 +1,137 @@
+"""`genrec bench train-step`: what one training step of a quality budget's model costs, and where it goes.
+
+The step is the trainer's own (``genrec.training.loop.train_step`` with ``make_optimizer`` and
+``genrec.training.generative.generative_loss``) on the dataset's real training examples and the
+budget's model, with a random code table (a step's cost does not depend on the codes' values, so
+no tokenizer is trained). Per batch size: milliseconds per step, examples per second and the
+epoch's seconds. On CUDA a profile of ten steps adds the kernels launched per step and the
+host's time launching them, against the GPU's busy time: a small model's step is bound by its
+launches, not by the GPU's arithmetic.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from genrec.bench.quality import budget_config
+from genrec.bench.report import machine_info, write_report
+from genrec.data.loaders import load_dataset
+from genrec.data.splits import leave_one_out, sliding_window_examples
+from genrec.model.generative import TigerModel
+from genrec.training.generative import generative_loss
+from genrec.training.loop import make_optimizer, train_step
+
+BATCHES = (256, 1024, 4096)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def run_train_step_bench(
+    dataset_path: str | Path, out_dir: str | Path = "bench/results", budget: str = "gpu",
+    batches: list[int] | None = None, seconds: float = 3.0, device: str = "auto",
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    cfg = budget_config(budget)
+    dev = torch.device(device) if device != "auto" else cfg.torch_device()
+    dataset = load_dataset(dataset_path)
+    split = leave_one_out(dataset, cfg.max_history)
+    hist, targets, _ = sliding_window_examples(split.train, cfg.max_history)
+    tok = cfg.tokenizer
+    level_sizes = [tok.codebook_size] * tok.levels + [tok.disambiguation_size]
+    gen = torch.Generator().manual_seed(0)
+    item_codes = torch.stack([torch.randint(0, s, (split.n_items,), generator=gen) for s in level_sizes], 1).to(dev)
+    histories, target_items = torch.as_tensor(hist), torch.as_tensor(targets)
+    loss_fn = generative_loss(item_codes, cfg.model.user_dropout)
+    id_items = split.n_items if cfg.model.rerank is not None and cfg.model.rerank.item_ids else 0
+    rows = []
+    for batch_size in batches or list(BATCHES):
+        torch.manual_seed(0)
+        model = TigerModel(cfg.model, level_sizes, id_items=id_items).to(dev).train()
+        opt = make_optimizer(model, cfg.optim, dev)
+
+        def step(size: int = batch_size, model: TigerModel = model, opt: torch.optim.Optimizer = opt) -> torch.Tensor:
+            idx = torch.randint(0, len(target_items), (size,))
+            batch = (histories[idx].to(dev, non_blocking=True), target_items[idx].to(dev, non_blocking=True),
+                     torch.zeros(size, dtype=torch.long, device=dev))
+            return train_step(model, opt, loss_fn, batch, cfg.optim.grad_clip, dev)
+
+        per_step = _seconds_per_call(step, seconds, dev)
+        row = {"batch": batch_size, "ms_per_step": round(per_step * 1e3, 2),
+               "examples_per_s": round(batch_size / per_step),
+               "epoch_s": round(len(target_items) / batch_size * per_step, 1)}
+        if dev.type == "cuda":
+            row.update(_launch_profile(step, dev))
+        rows.append(row)
+        launches = f", {row['kernels_per_step']} kernels/step" if "kernels_per_step" in row else ""
+        log(f"batch {batch_size}: {row['ms_per_step']} ms/step, {row['examples_per_s']:,} examples/s, "
+            f"epoch {row['epoch_s']} s{launches}")
+    results = {
+        "dataset": dataset.name, "budget": budget, "device": str(dev), "machine": machine_info(),
+        "examples_per_epoch": len(target_items), "items": split.n_items,
+        "level_sizes": level_sizes, "model": cfg.model.model_dump(mode="json"), "rows": rows,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    write_report(results, Path(out_dir) / result_stem(results), markdown_report)
+    return results
+
+
+def _seconds_per_call(call: Callable[[], torch.Tensor], seconds: float, dev: torch.device) -> float:
+    """Mean seconds of ``call`` over ``seconds`` (at least 3 calls), after 5 warm-up calls."""
+    for _ in range(5):  # kernels' first launches, the allocator
+        call()
+    _sync(dev)
+    n, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds or n < 3:
+        call()
+        n += 1
+    _sync(dev)
+    return (time.perf_counter() - started) / n
+
+
+def _launch_profile(step: Callable[[], torch.Tensor], dev: torch.device, steps: int = 10) -> dict[str, Any]:
+    """Kernels per step, the host's time in kernel launches and the GPU's busy time, per step."""
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        for _ in range(steps):
+            step()
+        _sync(dev)
+    events = prof.key_averages()
+    kernels = sum(e.count for e in events if e.device_type == DeviceType.CUDA)
+    launch_us = sum(e.self_cpu_time_total for e in events if e.key in ("cudaLaunchKernel", "cuLaunchKernelEx"))
+    gpu_us = sum(e.self_device_time_total for e in events if e.device_type == DeviceType.CUDA)
+    return {"kernels_per_step": round(kernels / steps), "launch_ms_per_step": round(launch_us / steps / 1e3, 2),
+            "gpu_busy_ms_per_step": round(gpu_us / steps / 1e3, 2)}
+
+
+def result_stem(r: dict[str, Any]) -> str:
+    return f"train-step-{r['dataset']}-{r['budget']}-{r['device'].split(':')[0]}"
+
+
+def markdown_report(r: dict[str, Any]) -> str:
+    m = r["model"]
+    lines = [
+        f"# One training step: `{r['budget']}` budget on {r['dataset']} ({r['device']})",
+        "",
+        f"Machine: {r['machine']['cpu']}, {r['machine']['cores']} cores, GPU: {r['machine']['gpu'] or 'none'}; "
+        f"torch {r['machine']['torch']}. Model: d_model {m['d_model']}, "
+        f"{m['encoder_layers']}+{m['decoder_layers']} layers, codes {r['level_sizes']}, {r['items']:,} items; "
+        f"{r['examples_per_epoch']:,} training examples an epoch. Command: `genrec bench train-step`.",
+        "",
+        "| batch | ms / step | examples / s | epoch s | kernels / step | host launch ms / step | GPU busy ms / step |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in r["rows"]:
+        lines.append(f"| {row['batch']} | {row['ms_per_step']} | {row['examples_per_s']:,} | {row['epoch_s']} | "
+                     f"{row.get('kernels_per_step', '')} | {row.get('launch_ms_per_step', '')} | "
+                     f"{row.get('gpu_busy_ms_per_step', '')} |")
+    return "\n".join(lines) + "\n"
