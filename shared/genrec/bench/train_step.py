@@ -23,6 +23,7 @@ from genrec.bench.report import machine_info, write_report
 from genrec.data.loaders import load_dataset
 from genrec.data.splits import leave_one_out, sliding_window_examples
 from genrec.model.generative import TigerModel
+from genrec.semantic.tokenizer import SemanticIdTokenizer
 from genrec.training.generative import generative_loss
 from genrec.training.loop import make_optimizer, train_step
 
@@ -44,8 +45,7 @@ def run_train_step_bench(
     dataset = load_dataset(dataset_path)
     split = leave_one_out(dataset, cfg.max_history)
     hist, targets, _ = sliding_window_examples(split.train, cfg.max_history)
-    tok = cfg.tokenizer
-    level_sizes = [tok.codebook_size] * tok.levels + [tok.disambiguation_size]
+    level_sizes = SemanticIdTokenizer(cfg.tokenizer).level_sizes
     gen = torch.Generator().manual_seed(0)
     item_codes = torch.stack([torch.randint(0, s, (split.n_items,), generator=gen) for s in level_sizes], 1).to(dev)
     histories, target_items = torch.as_tensor(hist), torch.as_tensor(targets)
