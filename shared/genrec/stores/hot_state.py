@@ -72,7 +72,8 @@ redis.call('DEL', KEYS[3])
 return applied
 """
 
-# KEYS: board, epoch. ARGV: now, half_life_s, rebase_after, prune_below, then (member, weight, t)*.
+# KEYS: board, epoch. ARGV: now, half_life_s, rebase_after, prune_below, then (member, weight)*,
+# each weight as of ``now``.
 _BUMP_LUA = """
 local now = tonumber(ARGV[1])
 local half_life = tonumber(ARGV[2])
@@ -88,9 +89,9 @@ if halves > tonumber(ARGV[3]) then
   redis.call('SET', KEYS[2], ARGV[1])
   epoch = now
 end
-for i = 5, #ARGV, 3 do
-  local t = math.min(tonumber(ARGV[i + 2]), now)
-  redis.call('ZINCRBY', KEYS[1], tonumber(ARGV[i + 1]) * 2 ^ ((t - epoch) / half_life), ARGV[i])
+local factor = 2 ^ ((now - epoch) / half_life)
+for i = 5, #ARGV, 2 do
+  redis.call('ZINCRBY', KEYS[1], tonumber(ARGV[i + 1]) * factor, ARGV[i])
 end
 return 1
 """
@@ -224,11 +225,10 @@ class HotState:
     # -- popularity ------------------------------------------------------------------------
     def _bump_args(self, category: str, items: dict[str, float], now: float) -> tuple[list[str], list[Any]]:
         """The board script's keys and arguments: each item's weight as of ``now``."""
-        now_arg = repr(float(now))
-        args: list[Any] = [now_arg, repr(float(self.s.redis.popularity_half_life_s)),
+        args: list[Any] = [repr(float(now)), repr(float(self.s.redis.popularity_half_life_s)),
                            repr(REBASE_AFTER_HALF_LIVES), repr(PRUNE_BELOW)]
         for member, weight in items.items():
-            args += [member, repr(float(weight)), now_arg]
+            args += [member, repr(float(weight))]
         return [keys.popularity(category), keys.popularity_epoch(category)], args
 
     def _decay(self, epoch: str | None) -> float:
