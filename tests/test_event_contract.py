@@ -80,6 +80,40 @@ def test_structured_mode_without_id_is_refused() -> None:
     assert err.value.field == "id"
 
 
+@pytest.mark.parametrize(("attributes", "field"), [
+    ({"specversion": "0.3"}, "specversion"),
+    ({"source": ""}, "source"),
+    ({"id": 7}, "id"),
+    ({"subject": ""}, "subject"),
+    ({"datacontenttype": 5}, "datacontenttype"),
+    ({"time": "2026-12-01T08:00:00"}, "time"),  # no time zone
+    ({"Trace-Parent": "x"}, "Trace-Parent"),  # extension names are lowercase letters and digits
+])
+def test_an_envelope_breaking_cloudevents_rules_names_the_attribute(attributes: dict, field: str) -> None:
+    event = {"specversion": "1.0", "id": "e1", "source": "s", "type": INTERACTION,
+             "data": {"user_id": "u", "item_id": "i", "event_type": "view"}, **attributes}
+    for content_type, body, where in ((codec.STRUCTURED_CONTENT_TYPE, event, field),
+                                      (codec.BATCH_CONTENT_TYPE, [event], f"[0].{field}")):
+        with pytest.raises(codec.EventError) as err:
+            codec.parse_http({"content-type": content_type}, json.dumps(body).encode())
+        assert err.value.field == where
+
+
+def test_an_event_parsed_from_a_batch_is_the_same_through_every_encoding() -> None:
+    """What a function reads from a batch equals what the SDK reads from the same event in
+    HTTP binary mode (attributes, extensions, time and data)."""
+    event = {"specversion": "1.0", "id": "e1", "source": "shop", "type": INTERACTION, "subject": "u1",
+             "time": "2026-12-01T08:00:00.5+01:00", "datacontenttype": "application/json",
+             "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+             "data": {"user_id": "u1", "item_id": "i1", "event_type": "rating", "value": 4}}
+    [batched] = codec.parse_http({"content-type": codec.BATCH_CONTENT_TYPE}, json.dumps([event]).encode())
+    headers, body = codec.to_http_binary(batched)
+    [binary] = codec.parse_http(headers, body)
+    assert dict(binary.attributes) == dict(batched.attributes)
+    assert batched.time == datetime(2026, 12, 1, 7, 0, 0, 500000, tzinfo=UTC)
+    assert (binary.data, binary.partition_key) == (batched.data, "u1")
+
+
 def test_deeply_nested_context_is_refused() -> None:
     nested: dict = {}
     cur = nested

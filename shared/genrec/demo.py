@@ -105,7 +105,7 @@ class Demo:
         } for i, r in enumerate(ds.interactions.to_dict("records"))]
         self._send(events, "interactions")
         self._wait(f"{len(events)} interactions in the event history (analytics-sink)",
-                   lambda: self._count("SELECT count(*) FROM user_events WHERE source = %s AND event_id LIKE %s",
+                   lambda: self._count("SELECT count(*) FROM user_event_ids WHERE source = %s AND event_id LIKE %s",
                                        SOURCE, f"{self.tag}-%") >= len(events))
         return ds
 

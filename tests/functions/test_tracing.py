@@ -107,7 +107,7 @@ def test_a_large_batch_links_the_first_traces_the_sdk_keeps(spans: InMemorySpanE
     for i in range(MAX_LINKS + 50):
         with trace.get_tracer("test").start_as_current_span(f"producer-{i}") as producer:
             events.append(_stamped(new_event(INTERACTION, {"user_id": "u", "item_id": "i", "event_type": "view"},
-                                          source="t", event_id=f"big{i}")).event)
+                                          source="t", event_id=f"big{i}")).attributes)
             producers.append(producer.get_span_context())
     with batch_span("big batch", events):
         pass

@@ -39,6 +39,10 @@ def test_migrations_apply_from_empty_then_are_idempotent(empty_db: Settings) -> 
     assert ("user_events",) in first["partitioned"]
     assert any(name == "items_embedding_hnsw_idx" and "hnsw" in d for name, d in first["indexes"])
     assert {name for _, name, _ in first["triggers"]} >= {"items_touch_updated_at", "users_touch_updated_at"}
+    # Every stored event pays a B-tree insert per index of the history: the guard table
+    # (user_event_ids) keeps it once, so the history holds only the index its reads use.
+    assert [name for name, _ in first["indexes"] if name.startswith("user_events")] == ["user_events_user_ts_idx"]
+    assert ("user_event_ids", "user_event_ids_pkey", "PRIMARY KEY (source, event_id)") in first["constraints"]
 
     assert migrate(empty_db) == []
     assert _schema(empty_db) == first

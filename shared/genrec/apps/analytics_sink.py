@@ -64,7 +64,7 @@ class Sink:
         self.store = Lazy(lambda: AnalyticsStore(s))
 
     def on_interactions(self, evs: Sequence[ValidEvent[InteractionData]]) -> list[dict]:
-        # The history first: its insert skips rows it has (ON CONFLICT DO NOTHING), and ClickHouse
+        # The history first: its insert skips events it has (user_event_ids), and ClickHouse
         # collapses re-delivered rows, so a batch retried after either failed is stored once.
         new_ids = self.res.events.insert_new([history_row(ev) for ev in evs])
         self.store.get().insert_events([interaction_row(ev) for ev in evs])

@@ -52,13 +52,13 @@ def create_event_app(name: str, title: str, handlers: Mapping[str, Handler] | No
         """One run of consecutive same-type events, in order (per-key order is the stream's)."""
         event_type = run[0].type
         if event_type in batch_handlers:
-            span = (event_span(f"{name} {event_type}", run[0].event) if len(run) == 1
-                    else batch_span(f"{name} {event_type} batch", [ev.event for ev in run]))
+            span = (event_span(f"{name} {event_type}", run[0].attributes) if len(run) == 1
+                    else batch_span(f"{name} {event_type} batch", [ev.attributes for ev in run]))
             with span:
                 return batch_handlers[event_type](run)
         results = []
         for ev in run:
-            with event_span(f"{name} {event_type}", ev.event):
+            with event_span(f"{name} {event_type}", ev.attributes):
                 results.append(handlers[event_type](ev) or {})
         return results
 

@@ -7,6 +7,8 @@ so that an upstream system can fix its payload from the 400 response alone.
 from __future__ import annotations
 
 import base64
+import re
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -45,55 +47,92 @@ class EventError(ValueError):
         return {"error": "invalid_event", "field": self.field, "message": self.message}
 
 
-@dataclass(frozen=True)
+# CloudEvents 1.0 context attributes other than extensions; extension names are lowercase
+# letters and digits (the spec's rule, which the SDK applies too).
+_REQUIRED = ("specversion", "id", "source", "type")
+_OPTIONAL_TEXT = ("datacontenttype", "dataschema", "subject")
+_CONTEXT = frozenset({*_REQUIRED, *_OPTIONAL_TEXT, "time"})
+_EXTENSION_NAME = re.compile(r"[a-z0-9]+")
+
+
+@dataclass(frozen=True, slots=True)
 class ValidEvent(Generic[D]):
     """A CloudEvent whose envelope and data satisfy the contract of its type.
 
     ``data`` is an instance of the type's data model: a handler of one type says which, e.g.
     ``def on_item(ev: ValidEvent[ItemUpsertedData])``, and reads ``ev.data`` typed.
+    The envelope is held as its checked attributes (``check_attributes``) and the data as it
+    arrived, not as the SDK's ``CloudEvent``: building and re-validating one per event cost
+    every process on the event path more than the rest of parsing (``event`` gives one).
     """
 
-    event: CloudEvent
+    attributes: Mapping[str, Any]  # the context attributes and extensions; ``time`` a datetime
+    payload: Any  # the data as it arrived (a JSON object, or its text or bytes): forwarded unchanged
     spec: EventType
     data: D
-    # False: the sender gave no ``time`` and the SDK stamped this process's clock on parsing
+    # False: the sender gave no ``time`` and this process's clock was stamped on parsing
     # (``received_at`` then puts the event's receipt time there).
     time_from_sender: bool = True
 
     @property
     def id(self) -> str:
-        return self.event.get_id()
+        return self.attributes["id"]
 
     @property
     def source(self) -> str:
-        return self.event.get_source()
+        return self.attributes["source"]
 
     @property
     def type(self) -> str:
-        return self.event.get_type()
+        return self.attributes["type"]
 
     @property
     def time(self) -> datetime:
-        return self.event.get_time() or now_utc()
+        return self.attributes.get("time") or now_utc()
 
     @property
     def partition_key(self) -> str:
         return str(getattr(self.data, self.spec.partition_field))
+
+    @property
+    def event(self) -> CloudEvent:
+        """The event as the CloudEvents SDK's object, for its bindings and formats."""
+        return CloudEvent(attributes=dict(self.attributes), data=self.payload)
+
+
+def check_attributes(attributes: Mapping[str, Any]) -> None:
+    """The CloudEvents 1.0 rules for context attributes (``time`` already a datetime), as an
+    EventError naming the attribute."""
+    for name in _REQUIRED:
+        value = attributes.get(name)
+        if not value or not isinstance(value, str):
+            raise EventError(name, f"required attribute {name!r} must be a non-empty string")
+    if attributes["specversion"] != "1.0":
+        raise EventError("specversion", "must be '1.0'")
+    for name in _OPTIONAL_TEXT:
+        if name in attributes and not (attributes[name] and isinstance(attributes[name], str)):
+            raise EventError(name, f"attribute {name!r} must be a non-empty string")
+    time = attributes.get("time")
+    if time is not None and not (isinstance(time, datetime) and time.tzinfo):
+        raise EventError("time", "must be a timestamp with a time zone")
+    for name in attributes.keys() - _CONTEXT:
+        if name == "data" or not _EXTENSION_NAME.fullmatch(name):
+            raise EventError(name, "an extension attribute's name is lowercase letters and digits, not 'data'")
 
 
 def received_at(ev: ValidEvent[D], time: datetime, extensions: Mapping[str, str] | None = None) -> ValidEvent[D]:
     """The event as accepted: ``time`` as its time unless its sender gave one (a resend of an
     event without a time then carries the time of its first receipt, like the first copy), and
     ``extensions`` (the trace context) unless it carries them already (all or none: a trace
-    context is one). One new CloudEvent at most: building one costs more than the rest of it,
-    so an event parsed with its receipt stamped (``parse_http(..., received=)``) needs none."""
-    extra = _trace_to_add(extensions, ev.event.get_extension)
-    if (ev.time_from_sender or ev.event.get_time() == time) and not extra:
+    context is one). An event parsed with its receipt stamped (``parse_http(..., received=)``)
+    comes back as it is."""
+    extra = _trace_to_add(extensions, ev.attributes.get)
+    if (ev.time_from_sender or ev.attributes.get("time") == time) and not extra:
         return ev
-    attributes = {**ev.event.get_attributes(), **extra}
+    attributes = {**ev.attributes, **extra}
     if not ev.time_from_sender:
         attributes["time"] = time
-    return replace(ev, event=CloudEvent(attributes=attributes, data=ev.event.get_data()), time_from_sender=True)
+    return replace(ev, attributes=attributes, time_from_sender=True)
 
 
 def _trace_to_add(extensions: Mapping[str, str] | None, has: Callable[[str], Any]) -> Mapping[str, str]:
@@ -102,16 +141,16 @@ def _trace_to_add(extensions: Mapping[str, str] | None, has: Callable[[str], Any
     return extensions if extensions and not any(has(k) for k in extensions) else {}
 
 
-def validate(event: CloudEvent, *, time_from_sender: bool = True) -> ValidEvent[BaseModel]:
-    """Check an event's type and data against the contract."""
-    event_type = event.get_type()
+def validate(attributes: Mapping[str, Any], payload: Any, *, time_from_sender: bool = True) -> ValidEvent[BaseModel]:
+    """Check an event's checked envelope's type and its data against the contract."""
+    event_type = attributes["type"]
     spec = EVENT_TYPES.get(event_type)
     if spec is None:
         raise EventError("type", f"unknown event type {event_type!r}; known: {sorted(EVENT_TYPES)}")
-    content_type = event.get_datacontenttype()
+    content_type = attributes.get("datacontenttype")
     if content_type and not content_type.startswith("application/json"):
         raise EventError("datacontenttype", f"must be application/json, got {content_type!r}")
-    raw = event.get_data()
+    raw = payload
     if isinstance(raw, bytes | str):
         try:
             raw = orjson.loads(raw)
@@ -125,38 +164,41 @@ def validate(event: CloudEvent, *, time_from_sender: bool = True) -> ValidEvent[
         err = exc.errors()[0]
         loc = ".".join(str(p) for p in err["loc"])
         raise EventError(f"data.{loc}" if loc else "data", err["msg"]) from None
-    return ValidEvent(event=event, spec=spec, data=data, time_from_sender=time_from_sender)
+    return ValidEvent(attributes, payload, spec, data, time_from_sender)
+
+
+def _from_sdk(event: CloudEvent, *, time_from_sender: bool = True) -> ValidEvent[BaseModel]:
+    """An event the SDK parsed (HTTP binary mode, Kafka) → validated event."""
+    return validate(event.get_attributes(), event.get_data(), time_from_sender=time_from_sender)
 
 
 def _from_attributes(obj: Any, received: datetime | None = None,
-                     extensions: Mapping[str, str] | None = None) -> CloudEvent:
-    """A structured-mode JSON object → CloudEvent, mapping SDK errors to field names; with
-    ``received``, an event without a time gets it, and ``extensions`` unless it has any of them."""
+                     extensions: Mapping[str, str] | None = None) -> ValidEvent[BaseModel]:
+    """A structured-mode JSON object → validated event. An event without a time gets
+    ``received`` (else this process's clock), and ``extensions`` unless it has any of them."""
     if not isinstance(obj, dict):
         raise EventError("body", "each event must be a JSON object")
-    for attr in ("specversion", "id", "source", "type"):
+    for attr in _REQUIRED:
         if not obj.get(attr):
             raise EventError(attr, f"missing required attribute {attr!r}")
-    # What JSONFormat.read does after its json.loads, on the already-parsed object: batches
-    # of a thousand events spent half their parse time re-encoding each one to read it back.
     attributes = {k: v for k, v in obj.items() if k not in ("data", "data_base64")}
     attributes.update(_trace_to_add(extensions, attributes.get))
-    if "time" in attributes:
+    time_from_sender = "time" in attributes
+    if time_from_sender:
         try:
             attributes["time"] = datetime.fromisoformat(str(attributes["time"]))
         except ValueError:
             raise EventError("time", f"not an RFC 3339 timestamp: {attributes['time']!r}") from None
-    elif received is not None:
-        attributes["time"] = received
-    data = obj.get("data")
-    try:
-        if "data_base64" in obj:
-            data = base64.b64decode(obj["data_base64"], validate=True)
-        return CloudEvent(attributes=attributes, data=data)
-    except CloudEventValidationError as exc:
-        raise _attribute_error(exc) from None
-    except (ValueError, KeyError, TypeError) as exc:
-        raise EventError("body", f"not a CloudEvent: {exc}") from None
+    else:
+        attributes["time"] = received or now_utc()
+    check_attributes(attributes)
+    payload = obj.get("data")
+    if "data_base64" in obj:
+        try:
+            payload = base64.b64decode(obj["data_base64"], validate=True)
+        except (ValueError, TypeError) as exc:
+            raise EventError("data_base64", f"not base64: {exc}") from None
+    return validate(attributes, payload, time_from_sender=time_from_sender)
 
 
 def _attribute_error(exc: CloudEventValidationError) -> EventError:
@@ -187,7 +229,7 @@ def parse_http(headers: Mapping[str, str], body: bytes, *, received: datetime | 
         out = []
         for i, item in enumerate(items):
             try:
-                out.append(validate(_from_attributes(item, received, extensions), time_from_sender=_has_time(item)))
+                out.append(_from_attributes(item, received, extensions))
             except EventError as exc:
                 raise exc.at(i) from None
         return out
@@ -196,7 +238,7 @@ def parse_http(headers: Mapping[str, str], body: bytes, *, received: datetime | 
             obj = orjson.loads(body)
         except ValueError as exc:
             raise EventError("body", f"not valid JSON: {exc}") from None
-        return [validate(_from_attributes(obj, received, extensions), time_from_sender=_has_time(obj))]
+        return [_from_attributes(obj, received, extensions)]
     if not any(k.startswith("ce-") for k in lowered):
         raise EventError(
             "content-type",
@@ -212,23 +254,17 @@ def parse_http(headers: Mapping[str, str], body: bytes, *, received: datetime | 
         raise _attribute_error(exc) from None
     except (ValueError, TypeError) as exc:
         raise EventError("body", f"not valid JSON: {exc}") from None
-    return [validate(event, time_from_sender="ce-time" in lowered)]
-
-
-def _has_time(obj: Any) -> bool:
-    return isinstance(obj, dict) and "time" in obj
+    return [_from_sdk(event, time_from_sender="ce-time" in lowered)]
 
 
 def new_event(event_type: str, data: BaseModel | Mapping[str, Any], *, source: str,
               event_id: str | None = None, time: datetime | None = None) -> ValidEvent:
     """Build and validate an event produced inside genrec (served logs, enrichment, feedback)."""
     payload = data.model_dump(mode="json") if isinstance(data, BaseModel) else dict(data)
-    attributes: dict[str, Any] = {"type": event_type, "source": source, "datacontenttype": "application/json"}
-    if event_id:
-        attributes["id"] = event_id
-    if time:
-        attributes["time"] = time
-    return validate(CloudEvent(attributes=attributes, data=payload))
+    attributes = {"specversion": "1.0", "id": event_id or str(uuid.uuid4()), "source": source, "type": event_type,
+                  "datacontenttype": "application/json", "time": time or now_utc()}
+    check_attributes(attributes)
+    return validate(attributes, payload)
 
 
 def to_kafka(ev: ValidEvent, s: Settings) -> tuple[str, ce_kafka.KafkaMessage]:
@@ -236,7 +272,7 @@ def to_kafka(ev: ValidEvent, s: Settings) -> tuple[str, ce_kafka.KafkaMessage]:
     per-key order holds: the SDK's encoding, written out (its generic path cost event-capture more
     per event than validating)."""
     headers: dict[str, bytes] = {}
-    for name, value in ev.event.get_attributes().items():
+    for name, value in ev.attributes.items():
         if value is None:
             continue
         if name == "datacontenttype":
@@ -246,7 +282,7 @@ def to_kafka(ev: ValidEvent, s: Settings) -> tuple[str, ce_kafka.KafkaMessage]:
             headers[f"ce_{name}"] = (text[:-6] + "Z" if text.endswith("+00:00") else text).encode()
         else:
             headers[f"ce_{name}"] = str(value).encode()
-    data = ev.event.get_data()
+    data = ev.payload
     value = data if isinstance(data, bytes) else data.encode() if isinstance(data, str) else orjson.dumps(data)
     return s.kafka.topic(ev.spec.topic_key), ce_kafka.KafkaMessage(headers=headers, key=ev.partition_key, value=value)
 
@@ -318,4 +354,4 @@ def from_kafka(headers: list[tuple[str, bytes]] | None, key: bytes | None, value
         raise _attribute_error(exc) from None
     except (ValueError, TypeError, KeyError) as exc:
         raise EventError("record", f"not a CloudEvent: {exc}") from None
-    return validate(event)
+    return _from_sdk(event)

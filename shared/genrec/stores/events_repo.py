@@ -1,6 +1,7 @@
 """User interaction events in PostgreSQL, range-partitioned by month on ``ts``.
 
-Inserts are idempotent on (source, event_id, ts): a redelivered event is a no-op. The month
+Inserts are idempotent on (source, event_id), whatever the timestamp: the insert stores only the
+events it could add to ``user_event_ids``, so a redelivered event is a no-op. The month
 partition for any timestamp (1999, 2031, ...) is created on demand before the insert.
 """
 
@@ -50,7 +51,6 @@ WITH batch AS (
 INSERT INTO user_events (event_id, source, user_id, item_id, event_type, value, ts, context)
 SELECT b.event_id, b.source, b.user_id, b.item_id, b.event_type, b.value, b.ts, b.context
 FROM batch b JOIN fresh f ON f.source = b.source AND f.event_id = b.event_id
-ON CONFLICT (source, event_id, ts) DO NOTHING
 RETURNING source, event_id
 """
 
