@@ -195,8 +195,11 @@ def test_bulk_workloads_and_their_bridge_run_niced(stack: Settings) -> None:
         assert proc is not None, f"{name} is not running"
         return {p.nice() for p in (proc, *proc.children(recursive=True))}
 
-    for name in ("recommend", "recommend-grpc", "admin-api", "model-server", "redis", "postgres"):
+    for name in ("recommend", "recommend-grpc", "admin-api", "model-server", "redis"):
         assert nice(name) == {0}, name  # the request path, and what it waits on
+    # PostgreSQL at the request path's priority, but for the backends a workload gave its own
+    assert read_record(paths.pid("postgres")).process().nice() == 0
+    assert nice("postgres") <= {0, 8, 15}
     for name in ("event-capture", "feature-update", "cold-start-embedding", "bridge", "kafka", "s3"):
         assert nice(name) == {8}, name  # the event path yields to requests
     for name in ("analytics-sink", "llm-enrichment", "bridge-bulk", "kafka-retention"):

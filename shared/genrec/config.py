@@ -184,11 +184,16 @@ class PostgresSettings(BaseModel):
     # change reaches served lists within this time. Every list needs ~70 rows; reading them from
     # PostgreSQL each time was a tenth of a request's CPU. 0: every row from PostgreSQL, every time.
     item_rows_max_age_s: float = Field(default=5.0, ge=0, le=3600)
+    # A server on this machine runs a process per connection: the nice value this process gives
+    # the backends it connects to, so a bulk consumer's writes run at its priority, not at the
+    # server's (the dev stack sets each workload's own). A remote server's backends are not ours
+    # to touch: production states priority with its pods' resources (infra/pulumi).
+    backend_niceness: int = Field(default=0, ge=0, le=19)
     # Server settings for the event write load, given to the embedded server and rendered into the
-    # cluster's (infra/pulumi). Each event touches three random B-tree pages (user_event_ids, the
-    # user_events key, its (user, ts) index), and after a checkpoint the first change to a page
-    # logs the whole 8 kB page. With the defaults (max_wal_size 1GB, 5min) a 4-million-event table
-    # took ~12 kB of WAL per event and a checkpoint every ~45 s at 1,000 events/s.
+    # cluster's (infra/pulumi). Each event touched three random B-tree pages (user_event_ids, the
+    # user_events key, its (user, ts) index; two since migration 7), and after a checkpoint the
+    # first change to a page logs the whole 8 kB page. With the defaults (max_wal_size 1GB, 5min) a
+    # 4-million-event table took ~12 kB of WAL per event and a checkpoint every ~45 s at 1,000 events/s.
     server_parameters: dict[str, str] = Field(default_factory=lambda: {
         "max_wal_size": "4GB", "checkpoint_timeout": "15min", "checkpoint_completion_target": "0.9"})
 

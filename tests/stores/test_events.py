@@ -103,3 +103,21 @@ def test_a_batch_is_stored_exactly_as_sent(pool: ConnectionPool, uid: str) -> No
     got = sorted(repo.recent(f"{uid}-u", limit=10), key=lambda e: e.ts)
     assert [(e.event_id, e.item_id, e.value, e.ts, e.context) for e in got] == [
         (e.event_id, e.item_id, e.value, e.ts, e.context) for e in sent]
+
+
+def test_a_bulk_consumers_database_work_runs_at_its_priority(stack: Settings) -> None:
+    """PostgreSQL runs a process per connection: a pool given a backend niceness (the dev stack
+    gives each workload its own) runs its queries at that priority, not at the server's."""
+    import psutil
+
+    from genrec.stores.postgres import make_pool
+
+    niced = stack.model_copy(update={"postgres": stack.postgres.model_copy(update={"backend_niceness": 15})})
+    for settings, expected in ((niced, 15), (stack, 0)):
+        pool = make_pool(settings, vector=False)
+        try:
+            with pool.connection() as conn:
+                assert psutil.Process(conn.info.backend_pid).nice() == expected
+        finally:
+            pool.close()
+

@@ -389,7 +389,9 @@ class KnativeFunction(Service):
 
     def env(self, s: Settings) -> dict[str, str]:
         port = self.ports(s)[0]
-        return {**child_env(s), "LISTEN_ADDRESS": f"{s.stack.host}:{port}", "HOST": s.stack.host, "PORT": str(port)}
+        return {**child_env(s), "LISTEN_ADDRESS": f"{s.stack.host}:{port}", "HOST": s.stack.host, "PORT": str(port),
+                # its database work at its priority (a bulk consumer's inserts are most of PostgreSQL's)
+                "GENREC_POSTGRES__BACKEND_NICENESS": str(self.workload.niceness)}
 
     def healthy(self, s: Settings) -> bool:
         if self.workload.grpc:

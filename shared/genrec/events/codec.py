@@ -142,7 +142,8 @@ def _trace_to_add(extensions: Mapping[str, str] | None, has: Callable[[str], Any
 
 
 def validate(attributes: Mapping[str, Any], payload: Any, *, time_from_sender: bool = True) -> ValidEvent[BaseModel]:
-    """Check an event's checked envelope's type and its data against the contract."""
+    """Check the type and data of an event whose attributes passed ``check_attributes`` against
+    the contract."""
     event_type = attributes["type"]
     spec = EVENT_TYPES.get(event_type)
     if spec is None:

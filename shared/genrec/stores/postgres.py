@@ -10,8 +10,9 @@ as a savepoint when one is open), so a caller can group several writes atomicall
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 
 import psycopg
@@ -51,11 +52,29 @@ def _register_types(conn: psycopg.Connection) -> None:
         conn.commit()  # the type lookup opened a transaction; pools want idle connections
 
 
+def renice_backend(conn: psycopg.Connection, niceness: int) -> None:
+    """Give this connection's server process ``niceness`` when the server runs on this machine
+    (loopback or a Unix socket); a remote server's process ids are not ours."""
+    if niceness and (conn.info.host in _LOCAL_HOSTS or conn.info.host.startswith("/")):
+        with suppress(ProcessLookupError, PermissionError):
+            os.setpriority(os.PRIO_PROCESS, conn.info.backend_pid, niceness)
+
+
+_LOCAL_HOSTS = ("127.0.0.1", "::1", "localhost")
+
+
 def make_pool(s: Settings | None = None, *, vector: bool = True) -> ConnectionPool:
     s = s or get_settings()
+    niceness = s.postgres.backend_niceness
+
+    def configure(conn: psycopg.Connection) -> None:
+        renice_backend(conn, niceness)
+        if vector:
+            _register_types(conn)
+
     pool = ConnectionPool(
         dsn(s), min_size=s.postgres.pool_min_size, max_size=s.postgres.pool_max_size,
-        kwargs={"connect_timeout": 5}, configure=_register_types if vector else None, open=False,
+        kwargs={"connect_timeout": 5}, configure=configure, open=False,
     )
     pool.open(wait=True, timeout=10)
     return pool
