@@ -52,7 +52,10 @@ def _register_types(conn: psycopg.Connection) -> None:
         conn.commit()  # the type lookup opened a transaction; pools want idle connections
 
 
-def renice_backend(conn: psycopg.Connection, niceness: int) -> None:
+_LOCAL_HOSTS = ("127.0.0.1", "::1", "localhost")
+
+
+def _renice_backend(conn: psycopg.Connection, niceness: int) -> None:
     """Give this connection's server process ``niceness`` when the server runs on this machine
     (loopback or a Unix socket); a remote server's process ids are not ours."""
     if niceness and (conn.info.host in _LOCAL_HOSTS or conn.info.host.startswith("/")):
@@ -60,15 +63,12 @@ def renice_backend(conn: psycopg.Connection, niceness: int) -> None:
             os.setpriority(os.PRIO_PROCESS, conn.info.backend_pid, niceness)
 
 
-_LOCAL_HOSTS = ("127.0.0.1", "::1", "localhost")
-
-
 def make_pool(s: Settings | None = None, *, vector: bool = True) -> ConnectionPool:
     s = s or get_settings()
     niceness = s.postgres.backend_niceness
 
     def configure(conn: psycopg.Connection) -> None:
-        renice_backend(conn, niceness)
+        _renice_backend(conn, niceness)
         if vector:
             _register_types(conn)
 
