@@ -315,14 +315,15 @@ def injected(s: Settings, fault: Fault, watch: Watch, outcome: dict[str, Any]) -
 
 
 # ------------------------------------------------------------------ reconciling
-def _pg_copies(s: Settings, ids: list[str]) -> dict[str, int]:
+def _pg_copies(s: Settings, ledger: Ledger, ids: list[str]) -> dict[str, int]:
     from genrec.stores.postgres import connect
 
     if not ids:
         return {}
-    with connect(s) as conn:
-        rows = conn.execute("SELECT event_id, count(*) FROM user_events WHERE source = %s AND event_id = ANY(%s)"
-                            " GROUP BY event_id", (SOURCE, ids)).fetchall()
+    users = sorted({ledger.user_of[event_id] for event_id in ids})
+    with connect(s) as conn:  # by user: the history's one index is (user_id, ts)
+        rows = conn.execute("SELECT event_id, count(*) FROM user_events WHERE user_id = ANY(%s) AND source = %s"
+                            " AND event_id = ANY(%s) GROUP BY event_id", (users, SOURCE, ids)).fetchall()
     return {event_id: n for event_id, n in rows}
 
 
@@ -342,7 +343,7 @@ def _redis_counters(r: Any, users: list[str]) -> dict[str, int]:
 
 def _caught_up(s: Settings, r: Any, ledger: Ledger, ids: list[str]) -> bool:
     try:
-        in_pg = _pg_copies(s, ids)
+        in_pg = _pg_copies(s, ledger, ids)
         claimed = _redis_claimed(r, ledger, ids)
     except Exception:  # a store still coming back
         return False
@@ -399,7 +400,7 @@ def reconcile(s: Settings, r: Any, ledger: Ledger, settle_s: float) -> dict[str,
             if _caught_up(s, r, ledger, ids) and all(len(found) == len(items) for found in _items_stored(s, items)):
                 break
         time.sleep(1.0)
-    copies = _pg_copies(s, ids)
+    copies = _pg_copies(s, ledger, ids)
     claimed = _redis_claimed(r, ledger, ids)
     expected = Counter(ledger.user_of[e] for e in ids)
     counters = _redis_counters(r, list(expected))
