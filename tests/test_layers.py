@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1] / "shared" / "genrec"
 
 # Bottom first. A package may import its own modules and those of any lower layer.
 LAYERS: list[set[str]] = [
-    {"workloads", "signals", "api"},  # api: the gRPC contract (generated from its .proto)
+    {"workloads", "signals", "heap", "api"},  # api: the gRPC contract (generated from its .proto)
     {"config"},
     {"model", "semantic", "evaluation", "events", "stores"},
     {"data", "tracing"},

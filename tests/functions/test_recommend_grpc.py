@@ -4,6 +4,7 @@ one model-server batch for BatchGenerate, the stream, health and reflection."""
 
 from __future__ import annotations
 
+import gc
 import re
 import uuid
 from collections.abc import Iterator
@@ -159,3 +160,18 @@ def test_a_client_over_its_rate_is_told_to_slow_down(stack: Settings) -> None:
         assert int(dict(err.value.trailing_metadata())["retry-after"]) >= 1
     finally:
         server.stop(grace_s=0)
+
+
+def test_a_started_server_freezes_its_heap(stack: Settings) -> None:
+    """Full collections then walk only what requests left behind (``genrec.heap``)."""
+    from genrec.apps.recommend.rpc import RecommendGrpc
+
+    gc.unfreeze()
+    server = RecommendGrpc(stack, address=f"{stack.stack.host}:0")
+    try:
+        assert gc.get_freeze_count() == 0
+        server.start()
+        assert gc.get_freeze_count() > 0
+    finally:
+        server.stop(grace_s=0)
+        gc.unfreeze()

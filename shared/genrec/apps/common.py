@@ -19,6 +19,7 @@ from genrec.apps.errors import ApiError, error_body, on_api_error
 from genrec.apps.observe import Observe
 from genrec.apps.ratelimit import RateLimiter
 from genrec.apps.readiness import Readiness
+from genrec.heap import freeze_startup_heap
 
 log = logging.getLogger("genrec.http")
 
@@ -32,8 +33,7 @@ def create_base_app(name: str, *, title: str, version: str = "0.1.0", ready: Rea
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         # func-python drives start/stop itself (AsgiFunction); uvicorn and tests come through here.
-        if on_start := getattr(app.state, "on_start", None):
-            on_start()
+        start_app(app)
         yield
         stop_app(app)
 
@@ -87,6 +87,13 @@ async def readyz(request: Request) -> Response:
 @probes.get("/metrics", include_in_schema=False)
 async def metrics(request: Request) -> Response:
     return Response(generate_latest(request.app.state.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def start_app(app: FastAPI) -> None:
+    """The app's own start hook, then the started heap frozen (``genrec.heap``)."""
+    if on_start := getattr(app.state, "on_start", None):
+        on_start()
+    freeze_startup_heap()
 
 
 def stop_app(app: FastAPI) -> None:

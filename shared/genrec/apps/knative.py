@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from fastapi import FastAPI
 
-from genrec.apps.common import stop_app
+from genrec.apps.common import start_app, stop_app
 from genrec.config import get_settings
 
 
@@ -31,9 +31,7 @@ class AsgiFunction:
         service = getattr(app.state, "service_name", "genrec")
         configure_logging(service)
         setup_tracing(service)
-        on_start = getattr(app.state, "on_start", None)
-        if on_start:
-            on_start()
+        start_app(app)
         # Only a started app is alive: hypercorn serves on after a start() that raised, and an app
         # whose start hook failed must fail its probes (Knative restarts it), not answer ready.
         self.app = app

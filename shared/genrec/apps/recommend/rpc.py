@@ -36,6 +36,7 @@ from genrec.apps.ratelimit import Client, RateLimiter, verified
 from genrec.apps.readiness import Readiness
 from genrec.apps.recommend.deps import RecommendState
 from genrec.config import Settings, get_settings
+from genrec.heap import freeze_startup_heap
 from genrec.recommend.experiment import VARIANT_HEADER, VARIANTS, Variant
 from genrec.recommend.pages import PageTokenError
 from genrec.recommend.schemas import GenerateRequest, RecommendationList, RecommendedItem
@@ -213,6 +214,7 @@ class RecommendGrpc:
     def start(self, metrics_port: int = 0) -> None:
         """``metrics_port``: also serve Prometheus metrics over HTTP there (a pod's second port; 0: none)."""
         self.state.start()
+        freeze_startup_heap()
         self.server.start()
         if metrics_port:
             start_http_server(metrics_port, registry=self.registry)
