@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 from collections.abc import Iterator
@@ -70,6 +71,14 @@ def stack(stack_env: dict[str, str], request: pytest.FixtureRequest) -> Iterator
 def stack_watch(stack: Settings, request: pytest.FixtureRequest) -> StackWatch:
     """The session stack's crash watch (tests that kill a server on purpose tell it first)."""
     return request.config.stash[STACK_WATCH]
+
+
+@pytest.fixture(autouse=True)
+def _collector_unfrozen() -> Iterator[None]:
+    """An app started in a test freezes the heap (``genrec.heap``), which suits a server, not a
+    test process: what a test left behind is collectable again after it."""
+    yield
+    gc.unfreeze()
 
 
 @pytest.fixture(autouse=True)

@@ -5,7 +5,6 @@ the event loop for tens of milliseconds under load."""
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterator
 
 import pytest
 from fastapi import FastAPI
@@ -16,10 +15,8 @@ from genrec.apps.knative import AsgiFunction
 
 
 @pytest.fixture
-def unfrozen() -> Iterator[None]:
-    gc.unfreeze()  # what an earlier test froze
-    yield
-    gc.unfreeze()  # the rest of the suite collects as it always did
+def unfrozen() -> None:
+    gc.unfreeze()  # what a fixture's app froze before the test (conftest unfreezes after it)
 
 
 def _app(started: list[bool]) -> FastAPI:

@@ -174,4 +174,3 @@ def test_a_started_server_freezes_its_heap(stack: Settings) -> None:
         assert gc.get_freeze_count() > 0
     finally:
         server.stop(grace_s=0)
-        gc.unfreeze()
