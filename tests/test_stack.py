@@ -233,7 +233,10 @@ def test_port_taken_gives_clear_error(stack: Settings, tmp_path) -> None:
 def test_down_stops_only_recorded_processes(stack: Settings, tmp_path) -> None:
     import psutil
 
-    other = Settings(stack={"state_dir": tmp_path / "state", "port_base": stack.stack.port_base + 100})
+    from tests.helpers import free_port_base
+
+    # A free range, not a fixed offset: the session's other stacks (the one without AVX-512) may hold it.
+    other = Settings(stack={"state_dir": tmp_path / "state", "port_base": free_port_base(taken=stack.stack.port_base)})
     devstack.up(other, ["redis"], on_progress=lambda _m: None)
     record = read_record(devstack.paths_for(other).pid("redis"))
     assert record and record.process() is not None
