@@ -120,4 +120,3 @@ def test_a_bulk_consumers_database_work_runs_at_its_priority(stack: Settings) ->
                 assert psutil.Process(conn.info.backend_pid).nice() == expected
         finally:
             pool.close()
-
