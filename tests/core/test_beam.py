@@ -50,7 +50,7 @@ def _exhaustive(model: TigerModel, table: CodeTable, hist: torch.Tensor) -> torc
     memory, mask = model.encode(hist, table.item_codes)
     gen, b, n = model.generator, hist.shape[0], table.n_items
     codes = table.item_codes[None].expand(b, -1, -1)
-    h, _ = gen.decode(codes[:, :, :-1], gen.memory_kv(memory), mask)  # every position at once
+    h, _ = gen.decode(codes[:, :, :-1], gen.decoder_memory(memory, mask))  # every position at once
     total = torch.zeros(b, n)
     for lvl, head in enumerate(gen.heads):
         total += torch.log_softmax(head(h[:, :, lvl]), -1).gather(2, codes[:, :, lvl : lvl + 1]).squeeze(2)

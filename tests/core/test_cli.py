@@ -155,7 +155,8 @@ def test_bench_train_step_times_the_trainers_step_by_batch_size(tmp_path: Path) 
     assert [row["batch"] for row in r["rows"]] == [8, 32]
     for row in r["rows"]:
         assert row["ms_per_step"] > 0
-        assert row["examples_per_s"] == pytest.approx(row["batch"] * 1000 / row["ms_per_step"], rel=0.01)
+        # a step trains about `batch` next items (whole sequence rows: as many as make that on average)
+        assert row["examples_per_s"] * row["ms_per_step"] / 1000 == pytest.approx(row["batch"], rel=0.5)
         assert row["epoch_s"] == pytest.approx(r["examples_per_epoch"] / row["examples_per_s"], rel=0.05, abs=0.1)
     assert "| 32 |" in (tmp_path / "r" / "train-step-d-smoke-cpu.md").read_text()
     res = runner.invoke(bench.app, ["train-step", "--dataset", str(tmp_path / "d"), "--budget", "huge"])

@@ -18,7 +18,7 @@ from genrec.data import (
     pad_histories,
     save_dataset,
 )
-from genrec.data.splits import sliding_window_examples
+from genrec.data.splits import sequence_examples, sliding_window_examples
 from genrec.data.synth import planted_successor
 
 
@@ -139,6 +139,30 @@ def test_pad_and_sliding_windows() -> None:
     assert tgt.tolist() == [6, 7, 8, 2]
     assert hist.tolist() == [[-1, 5], [5, 6], [6, 7], [-1, 1]]
     assert owner.tolist() == [0, 0, 0, 2]
+
+
+def test_sequence_rows_train_every_next_item_once_with_its_history_in_the_row() -> None:
+    seqs = [np.arange(100, 112), np.array([9]), np.array([1, 2]), np.arange(200, 205)]
+    items, targets, owner = sequence_examples(seqs, 4, 2)
+    trained = targets != PAD_ITEM
+    # every next item of every sequence, once: as in the sliding windows
+    _, window_targets, window_owner = sliding_window_examples(seqs, 4)
+    assert sorted(zip(owner.repeat(4)[trained.ravel()], targets[trained], strict=True)) == sorted(
+        zip(window_owner, window_targets, strict=True))
+    for r, c in zip(*np.nonzero(trained), strict=True):
+        seq, row = seqs[owner[r]], items[r]
+        history = row[: c + 1][row[: c + 1] != PAD_ITEM]
+        # the row up to a trained position is the sequence up to it, with its target next ...
+        at = int(np.flatnonzero(seq == history[-1])[0])
+        assert history.tolist() == seq[at + 1 - len(history) : at + 1].tolist() and targets[r, c] == seq[at + 1]
+        # ... and holds the last context + 1 items (or all there are)
+        assert len(history) >= min(3, at + 1)
+    # a long sequence's rows, from its end: each re-reads 2 items and trains 2; the first is left-padded
+    assert items[0].tolist() == [107, 108, 109, 110] and targets[0].tolist() == [-1, -1, 110, 111]
+    assert items[1].tolist() == [105, 106, 107, 108] and targets[1].tolist() == [-1, -1, 108, 109]
+    assert items[4].tolist() == [-1, 100, 101, 102] and targets[4].tolist() == [-1, 101, 102, 103]
+    with pytest.raises(ValueError, match="context"):
+        sequence_examples(seqs, 4, 4)
 
 
 def test_download_offline_error_is_clean(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -36,7 +36,7 @@ def _full_prefix_beam(
     gen = model.generator
 
     def step(prefix: torch.Tensor, level: int, cache: tuple) -> tuple[torch.Tensor, tuple]:
-        h, _ = gen.decode(prefix, gen.memory_kv(memory), mask)  # no cache: every position again
+        h, _ = gen.decode(prefix, gen.decoder_memory(memory, mask))  # no cache: every position again
         return gen.heads[level](h[:, :, -1]), ()
 
     return constrained_beam_search(step, memory.shape[0], gen.level_sizes, table.base, table.trie, table.slots,
@@ -87,12 +87,12 @@ def test_the_cache_holds_each_layers_keys_and_values_of_every_decoded_position()
     table, model = _table(levels, 100, seed=4), _model(levels, None, seed=5)
     gen = model.generator
     memory, mask = model.encode(torch.randint(0, 100, (3, 8)), table.item_codes)
-    memory_kv = gen.memory_kv(memory)
+    decoder_memory = gen.decoder_memory(memory, mask)
     codes = table.item_codes[:6].reshape(3, 2, 4)[..., :3]  # [B=3, W=2, t=3]
-    whole, whole_cache = gen.decode(codes, memory_kv, mask)
+    whole, whole_cache = gen.decode(codes, decoder_memory)
     cache: tuple = ()
     for t in range(4):
-        h, cache = gen.decode(codes[:, :, :t], memory_kv, mask, cache)
+        h, cache = gen.decode(codes[:, :, :t], decoder_memory, cache)
         assert h.shape == (3, 2, 1, 32) and len(cache) == 2 * len(gen.decoder)
         assert all(c.shape == (6, 4, t + 1, 8) for c in cache)
         torch.testing.assert_close(h[:, :, 0], whole[:, :, t], rtol=0, atol=1e-5)

@@ -32,6 +32,20 @@ def test_planted_rule_reaches_high_recall_at_1(planted, planted_bundle) -> None:
                                                                            strict=True))
 
 
+def test_the_other_encoder_learns_the_planted_rule_and_serves_what_it_learned(planted, planted_bundle) -> None:
+    """The encoder the planted bundle does not use, trained the same way: the causal one trains every
+    position of a sequence from one pass, which must be what serving computes for that history."""
+    from genrec.training import train_generative
+    from tests.core.conftest import PLANTED_CONFIG
+
+    _, ds = planted
+    other = "bidirectional" if planted_bundle.config.model.encoder == "causal" else "causal"
+    cfg = TrainConfig.model_validate({**PLANTED_CONFIG, "model": {**PLANTED_CONFIG["model"], "encoder": other}})
+    bundle = train_generative(ds, cfg, progress=False)
+    assert bundle.model.config.encoder == other
+    assert bundle.report["test"]["recall@5"] >= 0.9
+
+
 def test_bundle_round_trip_gives_identical_outputs(planted, planted_bundle, tmp_path: Path) -> None:
     _, ds = planted
     planted_bundle.save(tmp_path / "bundle")
@@ -165,7 +179,12 @@ def test_warm_start_adds_a_rerank_head_to_a_trained_model(
     _, ds = planted
     base = {**PLANTED_CONFIG, "model": {**PLANTED_CONFIG["model"], "rerank": {}},
             "optim": {**PLANTED_CONFIG["optim"], "epochs": 1}}
-    cold = train_generative(ds, TrainConfig.model_validate(base), progress=False, evaluate_test=False)
+    # A few steps: from the source run's weights the model already knows the rule; from scratch it cannot.
+    few = {**base, "optim": {**base["optim"], "max_steps_per_epoch": 3}}
+    cold = train_generative(ds, TrainConfig.model_validate(few), progress=False, evaluate_test=False)
+    warm_few = train_generative(ds, TrainConfig.model_validate({**few, "init_from": str(planted_checkpoint)}),
+                                progress=False, evaluate_test=False)
+    assert warm_few.report["history"][0]["val_recall@5"] >= 0.9 > cold.report["history"][0]["val_recall@5"] + 0.2
     cfg = TrainConfig.model_validate({**base, "init_from": str(planted_checkpoint),
                                       "checkpoint_dir": str(tmp_path / "ckpt")})
     asked = cfg.model_dump()
@@ -176,11 +195,10 @@ def test_warm_start_adds_a_rerank_head_to_a_trained_model(
     assert warm.model.reranker.weight == warm.report["validation"]["rerank_weight"]
     warm.save(tmp_path / "bundle")
     assert TrainedBundle.load(tmp_path / "bundle").model.reranker.weight == warm.model.reranker.weight
-    # Same Semantic IDs as the source run (its tokenizer, not a re-fit), and its trained weights:
-    # one epoch from the source is far ahead of one epoch from scratch.
+    # Same Semantic IDs as the source run (its tokenizer, not a re-fit).
     assert torch.equal(warm.code_table.item_codes, planted_bundle.code_table.item_codes)
     assert (tmp_path / "ckpt" / "tokenizer" / "tokenizer.pt").is_file()
-    assert warm.report["history"][0]["val_recall@5"] >= 0.9 > cold.report["history"][0]["val_recall@5"] + 0.2
+    assert warm.report["history"][0]["val_recall@5"] >= 0.9
     # The head re-ranks what the model serves, and after one epoch it already ranks the
     # true next item first far above chance (1 in 120) on its own.
     split = leave_one_out(ds, warm.config.max_history)

@@ -60,9 +60,10 @@ def bundle_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def rerank_bundle_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An artifact whose model re-ranks its final beam with a dense head, with ID vectors for
-    the first 140 of its 150 items (the rest stand for items added after training)."""
+    the first 140 of its 150 items (the rest stand for items added after training); its encoder is
+    the bidirectional one (artifacts trained before the causal encoder), so both are served."""
     out = tmp_path_factory.mktemp("serving-artifacts") / "rerank"
-    make_bundle(out, seed=2, id_items=140, rerank={"weight": 0.5, "item_ids": True})
+    make_bundle(out, seed=2, id_items=140, rerank={"weight": 0.5, "item_ids": True}, encoder="bidirectional")
     return out
 
 

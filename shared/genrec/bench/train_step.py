@@ -21,10 +21,10 @@ import torch
 from genrec.bench.quality import budget_config
 from genrec.bench.report import machine_info, write_report
 from genrec.data.loaders import load_dataset
-from genrec.data.splits import leave_one_out, sliding_window_examples
+from genrec.data.splits import leave_one_out
 from genrec.model.generative import TigerModel
 from genrec.semantic.tokenizer import SemanticIdTokenizer
-from genrec.training.generative import generative_loss
+from genrec.training.generative import TrainingExamples, generative_loss, training_examples
 from genrec.training.loop import make_optimizer, train_step
 
 BATCHES = (256, 1024, 4096)
@@ -44,11 +44,9 @@ def run_train_step_bench(
     dev = torch.device(device) if device != "auto" else cfg.torch_device()
     dataset = load_dataset(dataset_path)
     split = leave_one_out(dataset, cfg.max_history)
-    hist, targets, _ = sliding_window_examples(split.train, cfg.max_history)
     level_sizes = SemanticIdTokenizer(cfg.tokenizer).level_sizes
     gen = torch.Generator().manual_seed(0)
     item_codes = torch.stack([torch.randint(0, s, (split.n_items,), generator=gen) for s in level_sizes], 1).to(dev)
-    histories, target_items = torch.as_tensor(hist), torch.as_tensor(targets)
     loss_fn = generative_loss(item_codes, cfg.model.user_dropout)
     id_items = split.n_items if cfg.model.rerank is not None and cfg.model.rerank.item_ids else 0
     rows = []
@@ -57,16 +55,18 @@ def run_train_step_bench(
         model = TigerModel(cfg.model, level_sizes, id_items=id_items).to(dev).train()
         opt = make_optimizer(model, cfg.optim, dev)
 
-        def step(size: int = batch_size, model: TigerModel = model, opt: torch.optim.Optimizer = opt) -> torch.Tensor:
-            idx = torch.randint(0, len(target_items), (size,))
-            batch = (histories[idx].to(dev, non_blocking=True), target_items[idx].to(dev, non_blocking=True),
-                     torch.zeros(size, dtype=torch.long, device=dev))
+        cfg.optim.batch_size = batch_size
+        examples = training_examples(split, cfg)
+
+        def step(model: TigerModel = model, opt: torch.optim.Optimizer = opt,
+                 examples: TrainingExamples = examples) -> torch.Tensor:
+            batch = examples.batch(torch.randint(0, len(examples.targets), (examples.rows_per_step,)), dev)
             return train_step(model, opt, loss_fn, batch, cfg.optim.grad_clip, dev)
 
         per_step = _seconds_per_call(step, seconds, dev)
         row = {"batch": batch_size, "ms_per_step": round(per_step * 1e3, 2),
-               "examples_per_s": round(batch_size / per_step),
-               "epoch_s": round(len(target_items) / batch_size * per_step, 1)}
+               "examples_per_s": round(examples.n_targets / examples.steps_per_epoch() / per_step),
+               "epoch_s": round(examples.steps_per_epoch() * per_step, 1)}
         if dev.type == "cuda":
             row.update(_launch_profile(step, dev))
         rows.append(row)
@@ -75,7 +75,7 @@ def run_train_step_bench(
             f"epoch {row['epoch_s']} s{launches}")
     results = {
         "dataset": dataset.name, "budget": budget, "device": str(dev), "machine": machine_info(),
-        "examples_per_epoch": len(target_items), "items": split.n_items,
+        "examples_per_epoch": training_examples(split, cfg).n_targets, "items": split.n_items,
         "level_sizes": level_sizes, "model": cfg.model.model_dump(mode="json"), "rows": rows,
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }

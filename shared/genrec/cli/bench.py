@@ -49,7 +49,9 @@ def _group() -> None:
 @app.command("quality")
 def quality(
     dataset: str = typer.Option(..., "--dataset", help="Dataset folder (interactions.csv + items.csv)."),
-    budget: str = typer.Option("cpu", "--budget", help="cpu (~1 h on 2 cores) | gpu | smoke"),
+    budget: str = typer.Option(
+        "cpu", "--budget",
+        help="cpu (2 cores; Amazon Beauty: ~25 min of genrec training, then SASRec and the cold start) | gpu | smoke"),
     out: Path = typer.Option(Path("bench/results"), "--out", help="Where the json/md/png go."),
     config: Path | None = typer.Option(None, "--config", help="TOML/YAML overriding the budget."),
     seed: int = typer.Option(0, "--seed"),

@@ -159,3 +159,38 @@ def sliding_window_examples(
         targets[row : row + n] = s[1:]
         row += n
     return hist, targets, owner
+
+
+def sequence_examples(
+    sequences: list[np.ndarray], max_len: int, context: int, pad: int = PAD_ITEM
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every next item of every sequence, as positions of rows of up to ``max_len`` items, for a
+    causal model that trains all positions of a row from one pass: a position's history is the
+    row up to it, exactly the history serving would pass for it.
+
+    Returns ``(items [M, max_len], targets [M, max_len], owner [M])``, left-padded with ``pad``:
+    ``targets[r, i]`` is the item after ``items[r, i]``, or ``pad`` where row ``r`` does not train
+    that position. A sequence too long for one row is split into rows each of which re-reads the
+    ``context`` items before the positions it trains, so each of those has at least
+    ``context + 1`` items of history; each next item is trained once, as in ``sliding_window_examples``.
+    """
+    if not 0 <= context < max_len:
+        raise ValueError(f"context must be in [0, max_len): got {context} for max_len {max_len}")
+    items, targets, owner = [], [], []
+    for u, s in enumerate(sequences):
+        end = len(s) - 1  # positions 0..end-1 have a next item
+        while end > 0:
+            start = max(0, end - max_len)
+            trained_from = start + context if start > 0 else 0
+            row_items = np.full(max_len, pad, dtype=np.int64)
+            row_targets = np.full(max_len, pad, dtype=np.int64)
+            row_items[max_len - (end - start):] = s[start:end]
+            row_targets[max_len - (end - trained_from):] = s[trained_from + 1 : end + 1]
+            items.append(row_items)
+            targets.append(row_targets)
+            owner.append(u)
+            end = trained_from
+    if not items:
+        empty = np.empty((0, max_len), dtype=np.int64)
+        return empty, empty.copy(), np.empty(0, dtype=np.int64)
+    return np.stack(items), np.stack(targets), np.asarray(owner, dtype=np.int64)

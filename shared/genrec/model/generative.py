@@ -2,7 +2,12 @@
 
 Encoder input: one hashed user token, then the user's last N items, each represented by
 the sum of the embeddings of its code tokens (one position per item keeps the cost
-linear in N up to 1024 rather than N x levels) plus a position-from-the-end embedding.
+linear in N up to 1024 rather than N x levels). The ``causal`` encoder (the default) lets
+each item attend to itself, the ``max_history - 1`` items before it and the user token,
+with a learned bias per distance: a position's state depends on nothing after it, so
+training encodes a user's whole sequence once and trains every next item from it (about
+one encoder row per target instead of a window's). The ``bidirectional`` encoder (weights
+saved before the setting existed) adds a position-from-the-end embedding and attends both ways.
 Decoder: BOS then the target item's codes; a separate head per level predicts the next
 code. Item vectors are built from codes only, so new items work without retraining.
 
@@ -16,7 +21,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -46,6 +51,8 @@ class GenerativeConfig(BaseModel):
     user_buckets: int = 2000  # hashed user tokens; bucket 0 is "anonymous"
     user_dropout: float = 0.1  # train-time chance of the anonymous token (serving may omit users)
     label_smoothing: float = 0.1
+    # See the module docstring. Weights say which encoder they are (``TigerModel.from_state_dict``).
+    encoder: Literal["causal", "bidirectional"] = "causal"
     # The dense head that re-orders the final beam; None: the beam's own order. In TOML,
     # ``[model.rerank]`` (its keys optional) turns it on, ``rerank = false`` off.
     rerank: RerankConfig | None = None
@@ -81,6 +88,37 @@ def user_bucket(user_id: str, buckets: int) -> int:
     return 1 + zlib.crc32(user_id.encode()) % (buckets - 1)
 
 
+class DecoderMemory(NamedTuple):
+    """What the decoder reads of the encoder: each decoder layer's cross-attention keys / values of
+    the memory ``[B, heads, S, d / heads]``, their mask (``TigerGenerator.encode``'s), and what BOS
+    adds: the causal encoder's state at the most recent item ``[B, d]`` (it has read the whole
+    history, the other states only what came before them), or None."""
+
+    kv: list[tuple[torch.Tensor, torch.Tensor]]
+    mask: torch.Tensor | None
+    start: torch.Tensor | None
+
+
+def relative_bias(table: torch.Tensor, window: int, back: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """The additive attention mask ``[B, heads, Q, 1 + L]`` of queries over the user token and L
+    items: ``back [B, Q, L]`` is how far each item is behind the query's reference position,
+    ``valid [B, 1, L]`` which items are real. An item 0..window-1 back gets ``table[:, back]``
+    (``table [heads, window + 1]``), the user token ``table[:, window]``; any other item -inf.
+    (``window`` is a number, not read off ``table``: a traced graph would hold a size as a tensor.)"""
+    seen = (back >= 0) & (back < window) & valid
+    items = torch.where(seen[:, None], table[:, back.clamp(0, window - 1)].transpose(0, 1), float("-inf"))
+    user = table[:, window].view(1, -1, 1, 1).expand(items.shape[0], -1, items.shape[2], 1)
+    return torch.cat([user, items], dim=3)
+
+
+def _with_user_row(bias: torch.Tensor) -> torch.Tensor:
+    """The items' rows ``[B, heads, L, 1 + L]`` of an encoder mask under the user token's own row,
+    which sees itself alone."""
+    first = torch.full_like(bias[:, :, :1], float("-inf"))
+    first[..., 0] = 0.0
+    return torch.cat([first, bias], dim=2)
+
+
 class TigerGenerator(nn.Module):
     """Encoder + per-level decoder heads: the log-probabilities of an item's codes, level by
     level, and constrained beam search over them."""
@@ -99,7 +137,14 @@ class TigerGenerator(nn.Module):
         self.trained_items = EVERY_ITEM_TRAINED
         self.code_emb = nn.Embedding(sum(self.level_sizes), d)
         self.user_emb = nn.Embedding(max(config.user_buckets, 1), d)
-        self.pos_emb = nn.Embedding(config.max_history + 1, d)
+        if self.causal:
+            # Per head, the attention bias of an item 0..max_history-1 positions back from the
+            # query (the encoder's) or from the most recent item (the decoder's cross-attention:
+            # the memory's states carry no position); the last column is the user token's.
+            self.distance_bias = nn.Parameter(torch.zeros(config.n_heads, config.max_history + 1))
+            self.recency_bias = nn.Parameter(torch.zeros(config.n_heads, config.max_history + 1))
+        else:
+            self.pos_emb = nn.Embedding(config.max_history + 1, d)
         self.dec_pos = nn.Embedding(len(self.level_sizes), d)
         self.bos = nn.Parameter(torch.zeros(d))
         self.encoder = nn.ModuleList(
@@ -130,6 +175,10 @@ class TigerGenerator(nn.Module):
         trained siblings), or None when ``fresh_item_weight`` is 0 and the decoder's own scores stand."""
         return None if self.config.fresh_item_weight == 0 else self.trained_items
 
+    @property
+    def causal(self) -> bool:
+        return self.config.encoder == "causal"
+
     def code_vectors(self, codes: torch.Tensor) -> torch.Tensor:
         """``codes [..., levels]`` -> the embedding of each code ``[..., levels, d]``."""
         return self.code_emb(codes + self.offsets)
@@ -138,34 +187,41 @@ class TigerGenerator(nn.Module):
     def encode(
         self, history: torch.Tensor, item_codes: torch.Tensor, users: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``history [B, L]`` item indices (pad < 0, left-padded) -> memory, memory mask."""
+        """``history [B, L]`` item indices (pad < 0, left-padded) -> memory ``[B, 1 + L, d]`` (the
+        user token first), and the decoder's mask of it for the next item: bool ``[B, 1, 1, 1 + L]``
+        (True: a real token), or the causal encoder's additive bias ``[B, heads, 1, 1 + L]``."""
         b, length = history.shape
         valid = history >= 0
-        codes = item_codes[history.clamp(min=0)]  # [B, L, C]
-        items = self.code_vectors(codes).sum(2)
-        # Position counted from the most recent item, so left padding never shifts it.
-        pos = torch.arange(length - 1, -1, -1, device=history.device).clamp(max=self.config.max_history)
-        items = items + self.pos_emb(pos)[None]
+        items = self.code_vectors(item_codes[history.clamp(min=0)]).sum(2)  # [B, L, d]
         if users is None:
             users = torch.zeros(b, dtype=torch.long, device=history.device)
-        x = torch.cat([self.user_emb(users)[:, None], items], dim=1)
-        mask = torch.cat([torch.ones_like(valid[:, :1]), valid], dim=1)  # user token always visible
-        attn_mask = mask[:, None, None, :]
-        x = self.drop(x)
+        if self.causal:
+            pos, keys, window = torch.arange(length, device=history.device), valid[:, None], self.config.max_history
+            back = (pos[:, None] - pos[None])[None]  # how far key j is behind query i
+            attn_mask = _with_user_row(relative_bias(self.distance_bias, window, back, keys))
+            mem_mask = relative_bias(self.recency_bias, window, (length - 1 - pos)[None, None], keys)
+        else:
+            # Position counted from the most recent item, so left padding never shifts it.
+            pos = torch.arange(length - 1, -1, -1, device=history.device).clamp(max=self.config.max_history)
+            items = items + self.pos_emb(pos)[None]
+            # the user token always visible
+            attn_mask = mem_mask = torch.cat([torch.ones_like(valid[:, :1]), valid], dim=1)[:, None, None, :]
+        x = self.drop(torch.cat([self.user_emb(users)[:, None], items], dim=1))
         for layer in self.encoder:
             x = layer(x, attn_mask)
-        return self.enc_ln(x), attn_mask
+        return self.enc_ln(x), mem_mask
 
     # ----------------------------------------------------------------- decoder
+    def decoder_memory(self, memory: torch.Tensor, mask: torch.Tensor) -> DecoderMemory:
+        """What the decoder reads of ``encode``'s outputs for the item after the most recent one: the
+        same at every level of a beam search, so computed once per request."""
+        return DecoderMemory(self.memory_kv(memory), mask, memory[:, -1] if self.causal else None)
+
     def memory_kv(self, memory: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """Each decoder layer's cross-attention keys / values of ``memory``: the same at every
-        level of a beam search, so computed once per request."""
+        """Each decoder layer's cross-attention keys / values of ``memory``."""
         return [layer.cross_attn.keys_values(memory) for layer in self.decoder]
 
-    def decode(
-        self, prefix: torch.Tensor, memory_kv: list[tuple[torch.Tensor, torch.Tensor]], mem_mask: torch.Tensor,
-        cache: Cache = (),
-    ) -> tuple[torch.Tensor, Cache]:
+    def decode(self, prefix: torch.Tensor, memory: DecoderMemory, cache: Cache = ()) -> tuple[torch.Tensor, Cache]:
         """Hidden states ``[B, W, T, d]`` of ``prefix [B, W, t]`` codes at the positions not in
         ``cache``, and the cache extended by them.
 
@@ -177,7 +233,8 @@ class TigerGenerator(nn.Module):
         b, w, t = prefix.shape
         start = cache[0].shape[2] if cache else 0  # positions already decoded (static: the level)
         first = max(start - 1, 0)  # the first code that is an input here
-        parts = [self.bos.expand(b, w, 1, -1)] if start == 0 else []
+        bos = self.bos if memory.start is None else self.bos + memory.start[:, None, None, :]
+        parts = [bos.expand(b, w, 1, -1)] if start == 0 else []
         if t > first:
             parts.append(self.code_emb(prefix[:, :, first:] + self.offsets[first:t]))
         x = torch.cat(parts, dim=2) + self.dec_pos.weight[start : t + 1]
@@ -187,20 +244,41 @@ class TigerGenerator(nn.Module):
         mask = torch.ones(n, t + 1, dtype=torch.bool, device=x.device).tril(start) if n > 1 else None
         present: list[torch.Tensor] = []
         for i, layer in enumerate(self.decoder):
-            x, kv = layer(x, memory_kv[i], mem_mask, mask, cache[2 * i : 2 * i + 2])
+            x, kv = layer(x, memory.kv[i], memory.mask, mask, cache[2 * i : 2 * i + 2])
             present += kv
         return self.dec_ln(x).reshape(b, w, n, -1), tuple(present)
 
-    def loss(self, memory: torch.Tensor, mask: torch.Tensor, target_codes: torch.Tensor) -> torch.Tensor:
-        """Teacher-forced cross-entropy summed over code levels (mean over the batch)."""
+    def loss(self, memory: DecoderMemory, target_codes: torch.Tensor) -> torch.Tensor:
+        """Teacher-forced cross-entropy summed over code levels, the mean over ``target_codes
+        [N, levels]``, row i decoded against row i of ``memory``."""
         n = len(self.level_sizes)
-        h, _ = self.decode(target_codes[:, None, : n - 1], self.memory_kv(memory), mask)
-        h = h[:, 0]  # [B, n, d]
-        total = memory.new_zeros((), dtype=torch.float32)
+        h, _ = self.decode(target_codes[:, None, : n - 1], memory)
+        h = h[:, 0]  # [N, n, d]
+        total = h.new_zeros((), dtype=torch.float32)
         for lvl, head in enumerate(self.heads):
             logits = head(h[:, lvl]).float()
             total = total + F.cross_entropy(logits, target_codes[:, lvl], label_smoothing=self.config.label_smoothing)
         return total
+
+    def target_rows(
+        self, memory: torch.Tensor, history: torch.Tensor, targets: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, DecoderMemory, torch.Tensor]:
+        """Where the targets are: for ``targets [B, L]`` (the item after each position of ``history``,
+        -1: none), the rows' (batch, position) indices, each row's decoder memory as serving would
+        have it for the history up to that position (the user token and the items within
+        ``max_history`` of it), and the encoder state there ``[N, d]``."""
+        b_idx, t_idx = (targets >= 0).nonzero(as_tuple=True)
+        back = t_idx[:, None, None] - torch.arange(targets.shape[1], device=targets.device)  # [N, 1, L]
+        keys = history.index_select(0, b_idx)[:, None] >= 0
+        if self.causal:
+            mem_mask = relative_bias(self.recency_bias, self.config.max_history, back, keys)
+        else:
+            seen = keys & (back >= 0) & (back < self.config.max_history)
+            mem_mask = torch.cat([torch.ones_like(seen[..., :1]), seen], dim=-1)[:, None]
+        # index_select, not indexing: its gradient is an index_add, several times cheaper on CPU
+        kv = [(k.index_select(0, b_idx), v.index_select(0, b_idx)) for k, v in self.memory_kv(memory)]
+        states = memory.flatten(0, 1).index_select(0, b_idx * memory.shape[1] + 1 + t_idx)
+        return b_idx, t_idx, DecoderMemory(kv, mem_mask, states if self.causal else None), states
 
     # ---------------------------------------------------------------- search
     def beam(
@@ -209,10 +287,10 @@ class TigerGenerator(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Constrained beam search over the code table: ``keep`` items per row, by log-prob.
         Each level decodes one position per beam, on the cache of the earlier ones."""
-        memory_kv = self.memory_kv(memory)
+        decoder_memory = self.decoder_memory(memory, mask)
 
         def step(prefix: torch.Tensor, level: int, cache: Cache) -> tuple[torch.Tensor, Cache]:
-            h, cache = self.decode(prefix, memory_kv, mask, cache)
+            h, cache = self.decode(prefix, decoder_memory, cache)
             return self.heads[level](h[:, :, -1]), cache
 
         return constrained_beam_search(
@@ -246,9 +324,11 @@ class TigerModel(nn.Module):
         cls, config: GenerativeConfig, level_sizes: Sequence[int], state: dict[str, Any]
     ) -> TigerModel:
         """A model holding saved weights (an artifact's ``model.pt``, a checkpoint's ``model``);
-        the size of the re-ranker's ID table is read from them."""
+        the size of the re-ranker's ID table and the kind of encoder are read from them."""
         renamed = dict(state)
         _rename_flat_keys(renamed, "")
+        encoder = "causal" if "generator.distance_bias" in renamed else "bidirectional"
+        config = config.model_copy(update={"encoder": encoder})
         ids = renamed.get("reranker.item_id_emb.weight")
         model = cls(config, level_sizes, id_items=0 if ids is None else int(ids.shape[0]))
         model.load_state_dict(state)
@@ -265,18 +345,24 @@ class TigerModel(nn.Module):
         return self.generator.encode(history, item_codes, users)
 
     def loss(
-        self, history: torch.Tensor, target_codes: torch.Tensor, item_codes: torch.Tensor,
-        users: torch.Tensor | None = None, targets: torch.Tensor | None = None,
+        self, history: torch.Tensor, targets: torch.Tensor, item_codes: torch.Tensor,
+        users: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """The generator's loss, plus the re-ranker's catalogue cross-entropy (weighted) when
-        the model has one (``targets``: the target item indices)."""
-        memory, mask = self.generator.encode(history, item_codes, users)
-        total = self.generator.loss(memory, mask, target_codes)
+        """The generator's loss, plus the re-ranker's catalogue cross-entropy (weighted) when the
+        model has one. ``history [B, L]``; ``targets``: ``[B]``, the item after each history, or (a
+        causal encoder) ``[B, L]``, the item after each position (-1: none), every prefix of a
+        sequence trained from one pass of the encoder."""
+        if targets.dim() == 1:  # one target, after the last position
+            targets = F.pad(targets[:, None], (history.shape[1] - 1, 0), value=-1)
+        elif not self.generator.causal:
+            raise ValueError("a target per position needs the causal encoder (the bidirectional one sees ahead)")
+        memory, _ = self.generator.encode(history, item_codes, users)
+        b_idx, t_idx, rows, states = self.generator.target_rows(memory, history, targets)
+        target_items = targets[b_idx, t_idx]
+        total = self.generator.loss(rows, item_codes[target_items])
         if self.reranker is not None:
-            if targets is None:
-                raise ValueError("a model with a re-ranker needs the target item indices")
             catalogue = self.generator.code_vectors(item_codes)
-            total = total + self.reranker.config.loss_weight * self.reranker.loss(memory, catalogue, targets)
+            total = total + self.reranker.config.loss_weight * self.reranker.loss(states, catalogue, target_items)
         return total
 
     def dense_scores(self, memory: torch.Tensor, items: torch.Tensor, item_codes: torch.Tensor) -> torch.Tensor:

@@ -31,14 +31,15 @@ class Attention(nn.Module):
         return k, v
 
     def attend(self, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        """``x [B, T, d]`` attends to keys / values ``[B, heads, S, d / heads]``; ``mask`` bool, True = may attend."""
+        """``x [B, T, d]`` attends to keys / values ``[B, heads, S, d / heads]``; ``mask``: bool (True =
+        may attend) or an additive float bias, broadcast to ``[B, heads, T, S]``."""
         b, t, d = x.shape
         q = self.q(x).view(b, t, self.h, d // self.h).transpose(1, 2)
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0)
         return self.out(y.transpose(1, 2).reshape(b, t, d))
 
     def forward(self, x: torch.Tensor, mem: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        """``x [B, T, d]`` attends to ``mem [B, S, d]``; ``mask`` bool, True = may attend."""
+        """``x [B, T, d]`` attends to ``mem [B, S, d]`` under ``mask`` (as in ``attend``)."""
         return self.attend(x, *self.keys_values(mem), mask)
 
 
@@ -77,8 +78,9 @@ class DecoderLayer(nn.Module):
         """``x [B*W, T, d]``: the positions after those in ``past`` (W beams per user).
 
         ``mem_kv``: cross-attention keys / values of the memory ``[B, heads, S, d / heads]``
-        (``cross_attn.keys_values``), ``mem_mask [B, 1, 1, S]``; ``mask [T, P + T]``: self-attention
-        (None: all); ``past``: the self-attention keys / values of the P earlier positions, or ().
+        (``cross_attn.keys_values``), ``mem_mask [B, 1 or heads, 1, S]`` (bool or additive);
+        ``mask [T, P + T]``: self-attention (None: all); ``past``: the self-attention keys / values
+        of the P earlier positions, or ().
         Returns the new states and the keys / values of all P + T positions (the next ``past``).
         """
         h = self.ln1(x)

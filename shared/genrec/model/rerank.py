@@ -82,16 +82,17 @@ class Reranker(nn.Module):
         return (cand @ self.user_vector(memory)[:, :, None]).squeeze(-1).float()
 
     # ------------------------------------------------------------ training
-    def loss(self, memory: torch.Tensor, catalogue: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    def loss(self, states: torch.Tensor, catalogue: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Softmax cross-entropy of the target items against the whole catalogue, whose code
-        vectors are ``catalogue [N, levels, d]`` (row i = item i)."""
+        vectors are ``catalogue [N, levels, d]`` (row i = item i), for users whose encoder states at
+        their most recent item are ``states [T, d]``."""
         n = catalogue.shape[0]
         items = torch.arange(n, device=catalogue.device)
         if self.training and self.id_items and self.config.id_dropout > 0:
             # Hide some items' IDs each step, so the code-only vector of a new item is trained too.
             hidden = torch.rand(n, device=items.device) < self.config.id_dropout
             items = torch.where(hidden, torch.full_like(items, self.id_items), items)
-        logits = self.user_vector(memory) @ self.item_vectors(catalogue, items).T
+        logits = self.user_tower(states) @ self.item_vectors(catalogue, items).T
         return F.cross_entropy(logits.float(), targets)
 
     # ------------------------------------------------------------ inference

@@ -151,6 +151,7 @@ class TrainedBundle:
         table = CodeTable(torch.as_tensor(np.load(root / "item_codes.npy")), manifest["level_sizes"])
         state = torch.load(root / "model.pt", map_location="cpu", weights_only=True)
         model = TigerModel.from_state_dict(config.model, table.level_sizes, state)
+        config.model = model.config  # the weights' encoder, where the manifest predates the setting
         item_index = ItemIndex(np.asarray(json.loads((root / "item_ids.json").read_text()), dtype=object))
         imputer = root / COLLAB_FROM_TEXT
         return cls(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,14 @@ import torch
 from tqdm.auto import tqdm
 
 from genrec.data.schema import InteractionDataset
-from genrec.data.splits import LeaveOneOutSplit, leave_one_out, pad_histories, sliding_window_examples
+from genrec.data.splits import (
+    PAD_ITEM,
+    LeaveOneOutSplit,
+    leave_one_out,
+    pad_histories,
+    sequence_examples,
+    sliding_window_examples,
+)
 from genrec.embeddings.build import build_item_embeddings
 from genrec.evaluation.evaluate import evaluate_recommender
 from genrec.evaluation.metrics import metrics_from_ranks, target_ranks
@@ -44,19 +52,69 @@ def user_buckets(split: LeaveOneOutSplit, buckets: int) -> np.ndarray:
     return np.asarray([user_bucket(u, buckets) for u in split.user_ids], dtype=np.int64)
 
 
-def _batches(
-    tensors: tuple[torch.Tensor, ...], batch_size: int, seed: int, device: torch.device
-) -> Any:
-    n = tensors[0].shape[0]
+def epoch_rows(n: int, batch_size: int, seed: int, epoch: int) -> Iterator[torch.Tensor]:
+    """The row indices of each batch of an epoch over ``n`` rows: shuffled, the same for a seed and epoch
+    (a resumed run sees the same order)."""
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1000 + epoch))
+    return iter(perm.split(batch_size))
 
-    def make(epoch: int) -> Iterator[tuple[torch.Tensor, ...]]:
-        gen = torch.Generator().manual_seed(seed * 1000 + epoch)
-        perm = torch.randperm(n, generator=gen)
-        for s in range(0, n, batch_size):
-            idx = perm[s : s + batch_size]
-            yield tuple(t[idx].to(device, non_blocking=True) for t in tensors)
 
-    return make
+def _batches(tensors: tuple[torch.Tensor, ...], batch_size: int, seed: int, device: torch.device) -> Any:
+    """``batches(epoch)`` over rows of ``tensors``: each batch on ``device``."""
+    return lambda epoch: (tuple(t[rows].to(device, non_blocking=True) for t in tensors)
+                          for rows in epoch_rows(tensors[0].shape[0], batch_size, seed, epoch))
+
+
+@dataclass
+class TrainingExamples:
+    """What the model trains on: ``histories [M, L]`` (left-padded) and their ``targets`` (``[M]``,
+    the next item of a window; or, for the causal encoder, ``[M, L]``, the next item of each
+    position, pad where that row does not train it), the row's user bucket, and how many rows
+    a step takes so that it trains about ``batch_size`` targets either way."""
+
+    histories: np.ndarray
+    targets: np.ndarray
+    users: np.ndarray
+    rows_per_step: int
+
+    @property
+    def n_targets(self) -> int:
+        return int((self.targets != PAD_ITEM).sum())
+
+    def steps_per_epoch(self) -> int:
+        return -(-len(self.targets) // self.rows_per_step)
+
+    def batch(self, rows: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, ...]:
+        """``rows`` as a batch (histories, targets, users) on ``device``; a batch of sequences drops
+        the columns where every row is padding (short sequences share a long row length)."""
+        h, t, u = (torch.as_tensor(a)[rows] for a in (self.histories, self.targets, self.users))
+        if t.dim() == 2:
+            first = int((h != PAD_ITEM).any(0).int().argmax())
+            h, t = h[:, first:], t[:, first:]
+        return tuple(x.to(device, non_blocking=True) for x in (h, t, u))
+
+    def batches(self, seed: int, device: torch.device) -> Any:
+        """``batches(epoch)``: the epoch's batches, shuffled by ``seed`` and the epoch."""
+        return lambda epoch: (self.batch(rows, device)
+                              for rows in epoch_rows(len(self.targets), self.rows_per_step, seed, epoch))
+
+
+# The share of a causal row that a long sequence's next row re-reads as context: each trained
+# position then has at least this share of a full history; the rest of the row is new targets.
+ROW_CONTEXT = 0.5
+
+
+def training_examples(split: LeaveOneOutSplit, cfg: TrainConfig) -> TrainingExamples:
+    """The split's training sequences as examples for ``cfg.model``'s encoder: every prefix of
+    every sequence, as a window (bidirectional) or as a position of a sequence row (causal)."""
+    if cfg.model.encoder == "causal":
+        hist, targets, owner = sequence_examples(split.train, cfg.max_history, int(ROW_CONTEXT * cfg.max_history))
+    else:
+        hist, targets, owner = sliding_window_examples(split.train, cfg.max_history)
+    users = user_buckets(split, cfg.model.user_buckets)[owner]
+    trained = max(int((targets != PAD_ITEM).sum()), 1)
+    rows_per_step = max(1, round(cfg.optim.batch_size * len(targets) / trained))
+    return TrainingExamples(hist, targets, users, rows_per_step)
 
 
 def _fit_or_resume_tokenizer(
@@ -129,7 +187,7 @@ def generative_loss(item_codes: torch.Tensor, user_dropout: float) -> LossFn:
         h, tgt, u = batch
         # Anonymous-user dropout: the exported graph may be called without user ids.
         u = torch.where(torch.rand(u.shape, device=u.device) < user_dropout, torch.zeros_like(u), u)
-        return m.loss(h, item_codes[tgt], item_codes, u, targets=tgt)
+        return m.loss(h, tgt, item_codes, u)
 
     return loss_fn
 
@@ -166,11 +224,8 @@ def train_generative(
         print(f"warm start from {', '.join(warm['from'])}; new: {', '.join(warm['new_parameters']) or 'none'}")
     model = model.to(device)
 
-    hist, targets, owner = sliding_window_examples(train_seqs, cfg.max_history)
-    users = user_buckets(split, cfg.model.user_buckets)[owner]
+    examples = training_examples(split, cfg)
     item_codes = table.item_codes.to(device)
-    tensors = (torch.as_tensor(hist), torch.as_tensor(targets), torch.as_tensor(users))
-    steps = -(-len(targets) // cfg.optim.batch_size)
 
     loss_fn = generative_loss(item_codes, cfg.model.user_dropout)
     sub = eval_subset(len(split.user_ids), cfg.optim.eval_users, cfg.seed)
@@ -188,7 +243,7 @@ def train_generative(
         )
 
     result = fit(
-        model, _batches(tensors, cfg.optim.batch_size, cfg.seed, device), steps, loss_fn, validate, cfg.optim,
+        model, examples.batches(cfg.seed, device), examples.steps_per_epoch(), loss_fn, validate, cfg.optim,
         device, checkpoint_dir=cfg.checkpoint_dir, metrics_path=cfg.metrics_path,
         name="genrec-warm" if warm else "genrec",
         progress=progress,
@@ -203,7 +258,7 @@ def train_generative(
         report={
             "embeddings": emb.report,
             "tokenizer": tokenizer.report(codes),
-            "train_examples": len(targets),
+            "train_examples": examples.n_targets,
             "best_epoch": result.best_epoch,
             "resumed_after_epoch": result.resumed_after_epoch,
             "stopped_by": result.stopped_by,
