@@ -159,5 +159,16 @@ def test_bench_train_step_times_the_trainers_step_by_batch_size(tmp_path: Path) 
         assert row["examples_per_s"] * row["ms_per_step"] / 1000 == pytest.approx(row["batch"], rel=0.5)
         assert row["epoch_s"] == pytest.approx(r["examples_per_epoch"] / row["examples_per_s"], rel=0.05, abs=0.1)
     assert "| 32 |" in (tmp_path / "r" / "train-step-d-smoke-cpu.md").read_text()
+    # another model, by a config over the budget, in files of its own, timed on the same next items
+    (tmp_path / "windows.toml").write_text('[model]\nencoder = "bidirectional"\n')
+    res = runner.invoke(bench.app, ["train-step", "--dataset", str(tmp_path / "d"), "--budget", "smoke",
+                                    "--batches", "32", "--seconds", "0.2", "--device", "cpu", "--out",
+                                    str(tmp_path / "r"), "--config", str(tmp_path / "windows.toml"),
+                                    "--label", "windows"])
+    assert res.exit_code == 0, res.output
+    windows = json.loads((tmp_path / "r" / "train-step-d-smoke-cpu-windows.json").read_text())
+    assert windows["model"]["encoder"] == "bidirectional" and r["model"]["encoder"] == "causal"
+    assert windows["examples_per_epoch"] == r["examples_per_epoch"]
+    assert "bidirectional encoder" in (tmp_path / "r" / "train-step-d-smoke-cpu-windows.md").read_text()
     res = runner.invoke(bench.app, ["train-step", "--dataset", str(tmp_path / "d"), "--budget", "huge"])
     assert res.exit_code != 0 and "--budget" in res.output

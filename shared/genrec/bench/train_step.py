@@ -38,9 +38,11 @@ def _sync(device: torch.device) -> None:
 def run_train_step_bench(
     dataset_path: str | Path, out_dir: str | Path = "bench/results", budget: str = "gpu",
     batches: list[int] | None = None, seconds: float = 3.0, device: str = "auto",
-    log: Callable[[str], None] = print,
+    log: Callable[[str], None] = print, config_path: str | Path | None = None, label: str | None = None,
 ) -> dict[str, Any]:
-    cfg = budget_config(budget)
+    """``config_path``: a TOML/YAML file overriding the budget, as ``genrec bench quality --config``
+    (e.g. another encoder); ``label`` names its result files apart from the budget's own."""
+    cfg = budget_config(budget, config_path)
     dev = torch.device(device) if device != "auto" else cfg.torch_device()
     dataset = load_dataset(dataset_path)
     split = leave_one_out(dataset, cfg.max_history)
@@ -75,6 +77,7 @@ def run_train_step_bench(
             f"epoch {row['epoch_s']} s{launches}")
     results = {
         "dataset": dataset.name, "budget": budget, "device": str(dev), "machine": machine_info(),
+        "config_path": str(config_path) if config_path else None, "label": label,
         "examples_per_epoch": training_examples(split, cfg).n_targets, "items": split.n_items,
         "level_sizes": level_sizes, "model": cfg.model.model_dump(mode="json"), "rows": rows,
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -114,7 +117,8 @@ def _launch_profile(step: Callable[[], torch.Tensor], dev: torch.device, steps: 
 
 
 def result_stem(r: dict[str, Any]) -> str:
-    return f"train-step-{r['dataset']}-{r['budget']}-{r['device'].split(':')[0]}"
+    label = f"-{r['label']}" if r.get("label") else ""
+    return f"train-step-{r['dataset']}-{r['budget']}-{r['device'].split(':')[0]}{label}"
 
 
 def markdown_report(r: dict[str, Any]) -> str:
@@ -124,8 +128,10 @@ def markdown_report(r: dict[str, Any]) -> str:
         "",
         f"Machine: {r['machine']['cpu']}, {r['machine']['cores']} cores, GPU: {r['machine']['gpu'] or 'none'}; "
         f"torch {r['machine']['torch']}. Model: d_model {m['d_model']}, "
-        f"{m['encoder_layers']}+{m['decoder_layers']} layers, codes {r['level_sizes']}, {r['items']:,} items; "
-        f"{r['examples_per_epoch']:,} training examples an epoch. Command: `genrec bench train-step`.",
+        f"{m['encoder_layers']}+{m['decoder_layers']} layers, {m.get('encoder', 'bidirectional')} encoder, "
+        f"codes {r['level_sizes']}, {r['items']:,} items; {r['examples_per_epoch']:,} training examples (next "
+        f"items) an epoch. Command: `genrec bench train-step`"
+        + (f" with `--config {r['config_path']}`." if r.get("config_path") else "."),
         "",
         "| batch | ms / step | examples / s | epoch s | kernels / step | host launch ms / step | GPU busy ms / step |",
         "|---:|---:|---:|---:|---:|---:|---:|",

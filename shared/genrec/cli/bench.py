@@ -130,6 +130,8 @@ def train_step(
     batches: str | None = BATCHES,
     seconds: float = typer.Option(3.0, "--seconds", min=0.1, help="Timed steps per batch size, in seconds."),
     device: str = typer.Option("auto", "--device", help="auto (CUDA when present) | cpu | cuda | cuda:N"),
+    config: Path | None = typer.Option(None, "--config", help="TOML/YAML overriding the budget (another model)."),
+    label: str | None = typer.Option(None, "--label", help="Suffix of the result files (e.g. the config's name)."),
 ) -> None:
     """One training step of a quality budget's model: ms per step, examples/s and epoch seconds by batch size;
     on CUDA also kernels per step and the host's launch time against the GPU's busy time."""
@@ -137,7 +139,8 @@ def train_step(
     from genrec.bench.train_step import markdown_report, result_stem, run_train_step_bench
 
     results = run_train_step_bench(dataset, out, budget=_choice(budget, tuple(BUDGETS), "--budget"),
-                                   batches=_ints(batches, "--batches"), seconds=seconds, device=device, log=_say)
+                                   batches=_ints(batches, "--batches"), seconds=seconds, device=device, log=_say,
+                                   config_path=config, label=label)
     console.print(markdown_report(results))
     console.print(f"results in {out}/{result_stem(results)}.{{json,md}}")
 
