@@ -51,7 +51,7 @@ def run_train_step_bench(
     item_codes = torch.stack([torch.randint(0, s, (split.n_items,), generator=gen) for s in level_sizes], 1).to(dev)
     loss_fn = generative_loss(item_codes, cfg.model.user_dropout)
     id_items = split.n_items if cfg.model.rerank is not None and cfg.model.rerank.item_ids else 0
-    rows = []
+    rows, examples_per_epoch = [], 0
     for batch_size in batches or list(BATCHES):
         torch.manual_seed(0)
         model = TigerModel(cfg.model, level_sizes, id_items=id_items).to(dev).train()
@@ -59,6 +59,7 @@ def run_train_step_bench(
 
         cfg.optim.batch_size = batch_size
         examples = training_examples(split, cfg)
+        examples_per_epoch = examples.n_targets  # the same items at every batch size
 
         def step(model: TigerModel = model, opt: torch.optim.Optimizer = opt,
                  examples: TrainingExamples = examples) -> torch.Tensor:
@@ -78,7 +79,7 @@ def run_train_step_bench(
     results = {
         "dataset": dataset.name, "budget": budget, "device": str(dev), "machine": machine_info(),
         "config_path": str(config_path) if config_path else None, "label": label,
-        "examples_per_epoch": training_examples(split, cfg).n_targets, "items": split.n_items,
+        "examples_per_epoch": examples_per_epoch, "items": split.n_items,
         "level_sizes": level_sizes, "model": cfg.model.model_dump(mode="json"), "rows": rows,
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
