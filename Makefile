@@ -92,8 +92,9 @@ test: install
 test-frontend: install
 	$(PY) -m pytest tests/frontend
 
-# Results (json + md + png) land in bench/results/. `bench` is the offline quality run (about
-# 1.5 h on 2 CPU cores); the others measure serving and the running system.
+# Results (json + md + png) land in bench/results/. `bench` is the offline quality run (hours on
+# 2 CPU cores for Amazon Beauty: each model trains twice, the second time for the cold-start table);
+# the others measure serving and the running system.
 bench: install
 	$(GENREC) bench quality --dataset $(or $(DATASET),../shared/datasets/amazon-beauty) --budget cpu
 

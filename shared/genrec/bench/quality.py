@@ -47,10 +47,13 @@ BUDGETS: dict[str, dict[str, Any]] = {
         "val_beam_width": 20,
         "test_beam_width": 50,
         "tokenizer": {"steps": 600},
+        # The re-ranking head with item-ID vectors from the first epoch (a softmax over the whole
+        # catalogue beside the generative loss): twice the work of a Beauty step, for the collaborative
+        # signal the codes alone miss (bench/results/quality-*.md: with and without it).
         "model": {"d_model": 128, "n_heads": 4, "encoder_layers": 2, "decoder_layers": 2, "d_ff": 256,
-                  "dropout": 0.1},
-        # Until validation stops improving: 30 epochs of Amazon Beauty are ~15,500 steps, about 25 min of
-        # training on 2 cores with the causal encoder; a smaller catalogue gets at least 4,000 steps.
+                  "dropout": 0.1, "rerank": {"item_ids": True}},
+        # Until validation stops improving: 30 epochs of Amazon Beauty are ~15,500 steps, about 55 min of
+        # training on 2 cores; a smaller catalogue gets at least 4,000 steps.
         "optim": {"epochs": 30, "min_steps": 4000, "batch_size": 256, "lr": 2e-3, "warmup_steps": 300,
                   "patience": 4, "eval_users": 2000},
         "sasrec": {"d_model": 64, "layers": 2, "n_heads": 2, "d_ff": 256, "dropout": 0.3},

@@ -1,0 +1,22 @@
+"""The quality budgets: what the default command trains, and the committed configs that change it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from genrec.bench.quality import budget_config
+
+CONFIGS = Path(__file__).resolve().parents[2] / "bench" / "configs"
+
+
+def test_the_cpu_budget_trains_the_reranking_head_with_item_ids() -> None:
+    head = budget_config("cpu").model.rerank
+    assert head is not None and head.item_ids
+
+
+def test_a_config_turns_the_head_off_and_keeps_the_rest_of_the_budget() -> None:
+    cfg = budget_config("cpu", CONFIGS / "no-rerank.toml", seed=3)
+    default = budget_config("cpu", seed=3)
+    assert cfg.model.rerank is None
+    assert cfg.model.model_dump(exclude={"rerank"}) == default.model.model_dump(exclude={"rerank"})
+    assert cfg.optim == default.optim
