@@ -131,27 +131,3 @@ def test_the_tuned_weight_can_reach_the_dense_order() -> None:
     dense = torch.tensor([[0.0, 1.0, -1.0]])  # the head prefers item 3, the target
     best = max(metrics_at_weight((items, generative, dense), np.array([3]), w)["ndcg@10"] for w in RERANK_WEIGHTS)
     assert best == pytest.approx(1.0)
-
-
-def test_ids_in_history_the_encoder_reads_the_ids_of_known_items_and_codes_alone_for_new_ones() -> None:
-    rerank = RerankConfig(item_ids=True, ids_in_history=True, loss_weight=0.0, id_dropout=0.0)
-    cfg = GenerativeConfig(d_model=16, n_heads=2, encoder_layers=1, decoder_layers=1, d_ff=32, dropout=0.0,
-                           user_dropout=0.0, rerank=rerank)
-    torch.manual_seed(0)
-    model = TigerModel(cfg, [4, 4], id_items=6)  # items 0..5 known at training, 6 and 7 added later
-    codes_only = TigerModel(cfg.model_copy(update={"rerank": rerank.model_copy(update={"ids_in_history": False})}),
-                            [4, 4], id_items=6)
-    codes_only.load_state_dict(model.state_dict())
-    torch.nn.init.normal_(model.reranker.item_id_emb.weight)
-    item_codes = torch.tensor([[i // 4, i % 4] for i in range(8)])
-    known, new = torch.tensor([[-1, 2, 4]]), torch.tensor([[-1, 6, 7]])
-    model.eval(), codes_only.eval()
-    with torch.no_grad():
-        assert not torch.allclose(model.encode(known, item_codes)[0], codes_only.encode(known, item_codes)[0])
-        torch.testing.assert_close(model.encode(new, item_codes)[0], codes_only.encode(new, item_codes)[0])
-
-    # Trained through the history alone (the head's own loss weighs 0): only the rows read get a gradient.
-    model.train()
-    model.loss(known, torch.tensor([5]), item_codes).backward()
-    grown = model.reranker.item_id_emb.weight.grad.abs().sum(1) > 0
-    assert grown.tolist() == [False, False, True, False, True, False]

@@ -185,18 +185,14 @@ class TigerGenerator(nn.Module):
 
     # ----------------------------------------------------------------- encoder
     def encode(
-        self, history: torch.Tensor, item_codes: torch.Tensor, users: torch.Tensor | None = None,
-        item_extra: torch.Tensor | None = None,
+        self, history: torch.Tensor, item_codes: torch.Tensor, users: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """``history [B, L]`` item indices (pad < 0, left-padded) -> memory ``[B, 1 + L, d]`` (the
         user token first), and the decoder's mask of it for the next item: bool ``[B, 1, 1, 1 + L]``
-        (True: a real token), or the causal encoder's additive bias ``[B, heads, 1, 1 + L]``.
-        ``item_extra [B, L, d]``: added to each item's code vectors (the re-ranker's ID vectors)."""
+        (True: a real token), or the causal encoder's additive bias ``[B, heads, 1, 1 + L]``."""
         b, length = history.shape
         valid = history >= 0
         items = self.code_vectors(item_codes[history.clamp(min=0)]).sum(2)  # [B, L, d]
-        if item_extra is not None:
-            items = items + item_extra
         if users is None:
             users = torch.zeros(b, dtype=torch.long, device=history.device)
         if self.causal:
@@ -343,16 +339,10 @@ class TigerModel(nn.Module):
         """Whether inference re-orders the final beam (a re-ranker, with a non-zero weight)."""
         return self.reranker is not None and self.reranker.weight != 0
 
-    @property
-    def ids_in_history(self) -> bool:
-        """Whether the encoder reads the re-ranker's item-ID vectors with the history's codes."""
-        return self.reranker is not None and self.reranker.id_items > 0 and self.reranker.config.ids_in_history
-
     def encode(
         self, history: torch.Tensor, item_codes: torch.Tensor, users: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        extra = self.reranker.history_vectors(history) if self.ids_in_history else None
-        return self.generator.encode(history, item_codes, users, extra)
+        return self.generator.encode(history, item_codes, users)
 
     def loss(
         self, history: torch.Tensor, targets: torch.Tensor, item_codes: torch.Tensor,
@@ -366,7 +356,7 @@ class TigerModel(nn.Module):
             targets = F.pad(targets[:, None], (history.shape[1] - 1, 0), value=-1)
         elif not self.generator.causal:
             raise ValueError("a target per position needs the causal encoder (the bidirectional one sees ahead)")
-        memory, _ = self.encode(history, item_codes, users)
+        memory, _ = self.generator.encode(history, item_codes, users)
         b_idx, t_idx, rows, states = self.generator.target_rows(memory, history, targets)
         target_items = targets[b_idx, t_idx]
         total = self.generator.loss(rows, item_codes[target_items])

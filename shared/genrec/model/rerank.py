@@ -32,10 +32,6 @@ class RerankConfig(BaseModel):
     # step) trains for.
     item_ids: bool = False
     id_dropout: float = 0.1
-    # The ID vectors also join the code vectors of the history the encoder reads (the same table,
-    # as SASRec ties its input and output embeddings): the user state then knows which items,
-    # not only which code regions, the user saw. Items without an ID (new) read as their codes.
-    ids_in_history: bool = False
 
 
 class Reranker(nn.Module):
@@ -74,15 +70,6 @@ class Reranker(nn.Module):
             known = (items < self.id_items)[..., None]
             vec = vec + torch.where(known, self.item_id_emb(items.clamp(max=self.id_items - 1)), torch.zeros_like(vec))
         return vec
-
-    def history_vectors(self, history: torch.Tensor) -> torch.Tensor:
-        """``history [B, L]`` (pad < 0) -> the ID vector of each known item ``[B, L, d]`` (zeros for
-        padding and items without an ID; in training, also for an ``id_dropout`` share of the rest)."""
-        known = (history >= 0) & (history < self.id_items)
-        if self.training and self.config.id_dropout > 0:
-            known = known & (torch.rand(history.shape, device=history.device) >= self.config.id_dropout)
-        vec = self.item_id_emb(history.clamp(0, self.id_items - 1))
-        return torch.where(known[..., None], vec, torch.zeros_like(vec))
 
     def user_vector(self, memory: torch.Tensor) -> torch.Tensor:
         """The encoder state at the most recent item (histories are left-padded)."""
