@@ -14,6 +14,13 @@ def test_the_cpu_budget_trains_the_reranking_head_with_item_ids() -> None:
     assert head is not None and head.item_ids
 
 
+def test_genrec_and_sasrec_validate_on_the_same_users() -> None:
+    """The cost at equal quality reads genrec's validation curve against SASRec's best: both trainers
+    draw their subset as ``eval_subset(users, eval_users, seed)``, so equal sizes are the same users."""
+    cfg = budget_config("cpu", seed=1)
+    assert cfg.optim.eval_users == cfg.sasrec_optim.eval_users
+
+
 def test_a_config_turns_the_head_off_and_keeps_the_rest_of_the_budget() -> None:
     cfg = budget_config("cpu", CONFIGS / "no-rerank.toml", seed=3)
     default = budget_config("cpu", seed=3)
