@@ -8,7 +8,7 @@ seed's run is ``quality-<dataset>-seed<N>.*``; ``genrec.bench.seeds`` sums sever
 Budgets (``--budget``):
 * ``cpu``: a small transformer trained until validation stops improving (at most 30 epochs;
   validation on a 4,000-user subset, the same users for genrec and SASRec; the test set is always
-  complete): on a 2-core CPU, about half an hour of genrec training on Amazon Beauty.
+  complete): on a 2-core CPU, half an hour to an hour of genrec training on Amazon Beauty.
 * ``gpu``: bigger models and more epochs, for a CUDA machine; each training stops after an hour
   (SASRec: half an hour) if validation has not stopped it earlier.
 * ``smoke``: minutes-scale sanity run (CI, tiny synthetic data).
