@@ -152,7 +152,7 @@ def test_the_generator_gives_the_beam_order_and_the_reranker_reorders_that_beam(
     seen = [list(set(h[h >= 0].tolist())) for h in hist]
     generative = _exhaustive(model, table, hist)
     memory, _ = model.encode(hist, table.item_codes)
-    dense = model.dense_scores(memory, torch.arange(table.n_items).expand(len(hist), -1), table.item_codes)
+    dense = model.dense_scores(memory, hist, torch.arange(table.n_items).expand(len(hist), -1), table.item_codes)
     for r, s in enumerate(seen):
         generative[r, s] = float("-inf")
 
@@ -178,6 +178,23 @@ def test_the_generator_gives_the_beam_order_and_the_reranker_reorders_that_beam(
 
 
 @torch.no_grad()
+@torch.no_grad()
+def test_the_history_tower_reorders_the_beam_and_leaves_an_empty_history_in_beam_order() -> None:
+    table, hist = _table(), _histories(20)
+    model = _model(seed=5, rerank=RerankConfig(weight=0.7, user_state="history"))
+    for p in model.reranker.parameters():  # larger than the init, so that its order shows
+        torch.nn.init.normal_(p, std=0.3)
+    alone = _model(seed=5)
+    alone.generator.load_state_dict(model.generator.state_dict())
+    beam_order = GenerativeRecommender(alone, table, top_k=8, beam_width=64)(hist)[0]
+    rec = GenerativeRecommender(model, table, top_k=8, beam_width=64)
+    dense, reranked = rec.beam_with_dense_scores(hist)[2], rec(hist)[0]
+    assert torch.equal(dense[1], torch.zeros_like(dense[1]))  # row 1 has no history
+    assert torch.equal(reranked[1], beam_order[1])
+    others = [r for r in range(len(hist)) if r != 1]
+    assert not torch.equal(reranked[others], beam_order[others])
+
+
 @pytest.mark.parametrize("rerank_head", [False, True])
 def test_narrow_beam_yields_only_valid_sorted_unique_items(rerank_head: bool) -> None:
     table, model = _table(40, seed=3), _model(seed=2, rerank=RerankConfig() if rerank_head else None)

@@ -14,11 +14,11 @@ LEVELS = [8, 8, 8, 4]
 ITEMS = 60
 
 
-def _model(encoder: str, max_history: int = 5) -> TigerModel:
+def _model(encoder: str, max_history: int = 5, user_state: str = "encoder") -> TigerModel:
     torch.manual_seed(0)
     cfg = GenerativeConfig(d_model=32, n_heads=2, encoder_layers=2, decoder_layers=2, d_ff=64, dropout=0.0,
                            max_history=max_history, user_buckets=5, label_smoothing=0.0, encoder=encoder,
-                           rerank=RerankConfig(item_ids=True))
+                           rerank=RerankConfig(item_ids=True, user_state=user_state))
     model = TigerModel(cfg, LEVELS, id_items=ITEMS).eval()
     for p in model.parameters():  # larger than the init (the distance bias starts at 0), so wrong maths shows
         torch.nn.init.normal_(p, std=0.3)
@@ -31,8 +31,10 @@ def _codes() -> torch.Tensor:
 
 
 @torch.no_grad()
-def test_one_pass_over_a_row_encodes_each_position_as_its_history_alone() -> None:
-    model, codes = _model("causal"), _codes()
+@pytest.mark.parametrize("user_state", ["encoder", "history"])
+def test_one_pass_over_a_row_encodes_each_position_as_its_history_alone(user_state: str) -> None:
+    """(With the re-ranker's own history tower too: its loss is part of the model's.)"""
+    model, codes = _model("causal", user_state=user_state), _codes()
     rng = np.random.default_rng(0)
     seqs = [rng.integers(0, ITEMS, n) for n in (3, 9, 17, 2, 30)]
     rows, targets, _ = sequence_examples(seqs, 5, 2)
@@ -48,6 +50,11 @@ def test_one_pass_over_a_row_encodes_each_position_as_its_history_alone() -> Non
     *_, states = model.generator.target_rows(memory, torch.as_tensor(rows), torch.as_tensor(targets))
     served, _ = model.encode(alone_hist, codes, torch.tensor(alone_users))
     assert torch.allclose(states, served[:, -1], atol=1e-5)
+    if user_state == "history":  # the tower's state at each position is the one serving computes
+        vectors = model.reranker.item_vectors(model.generator.code_vectors(codes), torch.arange(ITEMS))
+        rows_t = torch.as_tensor(rows)
+        tower = model.reranker.history(vectors[rows_t.clamp(min=0)], rows_t >= 0)[torch.as_tensor(targets) >= 0]
+        assert torch.allclose(tower, model.dense_user(served, alone_hist, codes), atol=1e-5)
     # so the loss of every position from one pass is the loss of each history on its own
     per_row = model.loss(torch.as_tensor(rows), torch.as_tensor(targets), codes, users)
     one_by_one = model.loss(alone_hist, torch.as_tensor(np.asarray(alone_targets)), codes, torch.tensor(alone_users))
@@ -68,6 +75,24 @@ def test_a_position_sees_nothing_after_it_and_each_layer_at_most_max_history_ite
     assert torch.allclose(changed[:, 1 + 5], base[:, 1 + 5], atol=1e-6)  # 5 back: beyond it
 
 
+@torch.no_grad()
+def test_the_history_tower_sees_nothing_after_a_position_and_each_layer_at_most_max_history_items_back() -> None:
+    model, codes = _model("causal", max_history=3, user_state="history"), _codes()  # two layers
+    vectors = model.reranker.item_vectors(model.generator.code_vectors(codes), torch.arange(ITEMS))
+
+    def states(history: torch.Tensor) -> torch.Tensor:
+        return model.reranker.history(vectors[history], history >= 0)
+
+    history = torch.tensor([[1, 2, 3, 4, 5, 6]])
+    base = states(history)
+    later, earliest = history.clone(), history.clone()
+    later[0, 4:] = torch.tensor([7, 8])
+    earliest[0, 0] = 9
+    assert torch.allclose(states(later)[:, :4], base[:, :4], atol=1e-6)
+    assert not torch.allclose(states(earliest)[:, 4], base[:, 4])  # 4 back: within two layers' reach
+    assert torch.allclose(states(earliest)[:, 5], base[:, 5], atol=1e-6)  # 5 back: beyond it
+
+
 def test_the_bidirectional_encoder_refuses_a_target_per_position() -> None:
     model, codes = _model("bidirectional"), _codes()
     with pytest.raises(ValueError, match="causal encoder"):
@@ -84,3 +109,16 @@ def test_saved_weights_say_which_encoder_they_are(saved: str) -> None:
     assert loaded.config.encoder == saved
     history = torch.tensor([[-1, 4, 5, 6, 7], [1, 2, 3, 4, 5]])
     assert torch.equal(loaded.encode(history, codes)[0], model.encode(history, codes)[0])
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("saved", ["encoder", "history"])
+def test_saved_weights_say_where_the_reranker_reads_the_user(saved: str) -> None:
+    model, codes = _model("causal", user_state=saved), _codes()
+    other = "history" if saved == "encoder" else "encoder"
+    config = model.config.model_copy(update={"rerank": RerankConfig(item_ids=True, user_state=other)})
+    loaded = TigerModel.from_state_dict(config, LEVELS, model.state_dict()).eval()
+    assert loaded.config.rerank.user_state == saved and config.rerank.user_state == other
+    history = torch.tensor([[-1, 4, 5, 6, 7], [1, 2, 3, 4, 5]])
+    memory, _ = model.encode(history, codes)
+    assert torch.equal(loaded.dense_user(memory, history, codes), model.dense_user(memory, history, codes))

@@ -47,6 +47,7 @@ CASES = {
     # levels, items, re-ranker, beam width, top-k
     "four-levels": ([5, 3, 4, 6], 300, None, 12, 7),
     "rerank": ([4, 4, 3], 40, RerankConfig(weight=0.7), 9, 5),
+    "rerank-history-tower": ([4, 4, 3], 40, RerankConfig(weight=0.7, user_state="history"), 9, 5),
     "fewer-items-than-k": ([2, 2, 2], 5, None, 8, 6),
     "one-beam": ([4, 4, 3], 30, None, 1, 1),
 }
@@ -66,12 +67,12 @@ def test_cached_decoding_gives_the_full_prefix_results(case: str) -> None:
     memory, mask = model.encode(hist, table.item_codes, users)
     exclude = exclusion_keys(torch.cat([hist, extra], dim=1), table.item_keys, table.sentinel)
 
-    got_items, got_scores = model.generate(memory, mask, exclude, table.item_codes, table.trie, table.slots,
+    got_items, got_scores = model.generate(memory, mask, hist, exclude, table.item_codes, table.trie, table.slots,
                                            beam_width, top_k)
     items, scores = _full_prefix_beam(model, memory, mask, exclude, table, beam_width,
                                       beam_width if model.reranks else top_k)
     if model.reranks:
-        items, scores = model.reranker.rerank(items, scores, model.dense_scores(memory, items, table.item_codes),
+        items, scores = model.reranker.rerank(items, scores, model.dense_scores(memory, hist, items, table.item_codes),
                                               top_k)
     assert torch.equal(got_items, items)
     assert torch.equal(torch.isinf(got_scores), torch.isinf(scores))

@@ -51,7 +51,8 @@ def quality(
     dataset: str = typer.Option(..., "--dataset", help="Dataset folder (interactions.csv + items.csv)."),
     budget: str = typer.Option(
         "cpu", "--budget",
-        help="cpu (2 cores; Amazon Beauty: ~25 min of genrec training, then SASRec and the cold start) | gpu | smoke"),
+        help="cpu (2 cores; Amazon Beauty: about an hour of genrec training, then SASRec and the cold start)"
+             " | gpu | smoke"),
     out: Path = typer.Option(Path("bench/results"), "--out", help="Where the json/md/png go."),
     config: Path | None = typer.Option(None, "--config", help="TOML/YAML overriding the budget."),
     seed: int = typer.Option(0, "--seed"),

@@ -314,7 +314,8 @@ class TigerModel(nn.Module):
         self.config = config
         self.generator = TigerGenerator(config, level_sizes)
         self.reranker = (
-            Reranker(config.rerank, config.d_model, len(level_sizes), id_items) if config.rerank is not None else None
+            Reranker(config.rerank, config.d_model, len(level_sizes), id_items, config.max_history)
+            if config.rerank is not None else None
         )
         self.generator.init_embeddings()  # last, as ever: a seed gives the weights it always gave
         self.register_load_state_dict_pre_hook(_upgrade_older_weights)
@@ -324,11 +325,15 @@ class TigerModel(nn.Module):
         cls, config: GenerativeConfig, level_sizes: Sequence[int], state: dict[str, Any]
     ) -> TigerModel:
         """A model holding saved weights (an artifact's ``model.pt``, a checkpoint's ``model``);
-        the size of the re-ranker's ID table and the kind of encoder are read from them."""
+        the size of the re-ranker's ID table, where its user vector comes from and the kind of
+        encoder are read from them."""
         renamed = dict(state)
         _rename_flat_keys(renamed, "")
         encoder = "causal" if "generator.distance_bias" in renamed else "bidirectional"
         config = config.model_copy(update={"encoder": encoder})
+        if config.rerank is not None:
+            reads = any(k.startswith("reranker.history.") for k in renamed)
+            config.rerank = config.rerank.model_copy(update={"user_state": "history" if reads else "encoder"})
         ids = renamed.get("reranker.item_id_emb.weight")
         model = cls(config, level_sizes, id_items=0 if ids is None else int(ids.shape[0]))
         model.load_state_dict(state)
@@ -361,25 +366,38 @@ class TigerModel(nn.Module):
         target_items = targets[b_idx, t_idx]
         total = self.generator.loss(rows, item_codes[target_items])
         if self.reranker is not None:
-            catalogue = self.generator.code_vectors(item_codes)
-            total = total + self.reranker.config.loss_weight * self.reranker.loss(states, catalogue, target_items)
+            dense = self.reranker.loss(self.generator.code_vectors(item_codes), target_items, states, history,
+                                       b_idx * history.shape[1] + t_idx)
+            total = total + self.reranker.config.loss_weight * dense
         return total
 
-    def dense_scores(self, memory: torch.Tensor, items: torch.Tensor, item_codes: torch.Tensor) -> torch.Tensor:
+    def dense_user(self, memory: torch.Tensor, history: torch.Tensor, item_codes: torch.Tensor) -> torch.Tensor:
+        """The re-ranker's vector ``[B, d]`` of the users with encoder ``memory`` and ``history [B, L]``."""
+        if not self.reranker.reads_history:
+            return self.reranker.user_vector(memory)
+        idx = history.clamp(min=0)
+        vectors = self.reranker.item_vectors(self.generator.code_vectors(item_codes[idx]), idx)
+        return self.reranker.user_vector(memory, vectors, history >= 0)
+
+    def dense_scores(
+        self, memory: torch.Tensor, history: torch.Tensor, items: torch.Tensor, item_codes: torch.Tensor
+    ) -> torch.Tensor:
         """The re-ranker's logits ``[B, W]`` of candidates ``items [B, W]`` (pad -1: any finite value)."""
         idx = items.clamp(min=0)
-        return self.reranker.scores(memory, self.generator.code_vectors(item_codes[idx]), idx)
+        user = self.dense_user(memory, history, item_codes)
+        return self.reranker.scores(user, self.generator.code_vectors(item_codes[idx]), idx)
 
     def scored_beam(
-        self, memory: torch.Tensor, mask: torch.Tensor, exclude_keys: torch.Tensor | None,
+        self, memory: torch.Tensor, mask: torch.Tensor, history: torch.Tensor, exclude_keys: torch.Tensor | None,
         item_codes: torch.Tensor, trie: torch.Tensor, child_slots: Sequence[torch.Tensor], beam_width: int,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The whole final beam ``[B, W]``: items, generative log-probs and dense logits."""
+        """The whole final beam ``[B, W]`` of users with encoder ``memory`` and ``history``: items,
+        generative log-probs and dense logits."""
         items, generative = self.generator.beam(memory, mask, exclude_keys, trie, child_slots, beam_width, beam_width)
-        return items, generative, self.dense_scores(memory, items, item_codes)
+        return items, generative, self.dense_scores(memory, history, items, item_codes)
 
     def generate(
-        self, memory: torch.Tensor, mask: torch.Tensor, exclude_keys: torch.Tensor | None,
+        self, memory: torch.Tensor, mask: torch.Tensor, history: torch.Tensor, exclude_keys: torch.Tensor | None,
         item_codes: torch.Tensor, trie: torch.Tensor, child_slots: Sequence[torch.Tensor], beam_width: int,
         top_k: int,
     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -387,7 +405,7 @@ class TigerModel(nn.Module):
         final beam re-ordered (``reranks`` is static, so either way it is one graph)."""
         if not self.reranks:
             return self.generator.beam(memory, mask, exclude_keys, trie, child_slots, beam_width, top_k)
-        beam = self.scored_beam(memory, mask, exclude_keys, item_codes, trie, child_slots, beam_width)
+        beam = self.scored_beam(memory, mask, history, exclude_keys, item_codes, trie, child_slots, beam_width)
         return self.reranker.rerank(*beam, top_k)
 
 
@@ -451,8 +469,8 @@ class GenerativeRecommender(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """``user_sequence int64 [B, L]`` (pad -1) -> ``(items int64 [B, K], scores fp32 [B, K])``."""
         memory, mask = self.model.encode(user_sequence, self.item_codes, users)
-        return self.model.generate(memory, mask, self._exclusions(user_sequence, exclude), self.item_codes,
-                                   self.trie, self.child_slots, self.beam_width, self.top_k)
+        return self.model.generate(memory, mask, user_sequence, self._exclusions(user_sequence, exclude),
+                                   self.item_codes, self.trie, self.child_slots, self.beam_width, self.top_k)
 
     def beam_with_dense_scores(
         self, user_sequence: torch.Tensor, users: torch.Tensor | None = None, exclude: torch.Tensor | None = None
@@ -460,8 +478,8 @@ class GenerativeRecommender(nn.Module):
         """The whole final beam ``[B, W]``: items, generative log-probs and the re-ranker's
         dense logits (the parts ``forward`` combines; training tunes the weight on them)."""
         memory, mask = self.model.encode(user_sequence, self.item_codes, users)
-        return self.model.scored_beam(memory, mask, self._exclusions(user_sequence, exclude), self.item_codes,
-                                      self.trie, self.child_slots, self.beam_width)
+        return self.model.scored_beam(memory, mask, user_sequence, self._exclusions(user_sequence, exclude),
+                                      self.item_codes, self.trie, self.child_slots, self.beam_width)
 
     @property
     def child_slots(self) -> tuple[torch.Tensor, ...]:

@@ -9,16 +9,25 @@ vector per item) and their errors differ; the dense loss is also the objective o
 strongest ID-based baselines. Items added after training have no ID vector and are scored
 by their codes alone, so cold start is unchanged.
 
+The user is, by default, the encoder's state at the most recent item. With ``user_state =
+"history"`` the head reads the history itself: a small causal transformer of its own (SASRec-like,
+more dropout than the generator) over the history's item vectors, tied to the items it scores.
+The two retrievers then share only the code table, and their errors differ more.
+
 The re-ranker owns no embeddings of its own for codes: callers pass the generator's code
 vectors ``[..., levels, d]``, so both heads train one shared code table.
 """
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from torch import nn
+
+from genrec.model.layers import EncoderLayer
 
 
 class RerankConfig(BaseModel):
@@ -32,11 +41,46 @@ class RerankConfig(BaseModel):
     # step) trains for.
     item_ids: bool = False
     id_dropout: float = 0.1
+    # Where the user's vector comes from (see the module docstring): "encoder" or "history".
+    user_state: Literal["encoder", "history"] = "encoder"
+    history_layers: int = Field(default=2, ge=1)
+    history_heads: int = Field(default=2, ge=1)
+    history_dropout: float = Field(default=0.3, ge=0.0, lt=1.0)
+
+
+class HistoryTower(nn.Module):
+    """A causal transformer over a history's item vectors ``[B, L, d]`` (left-padded): each position
+    attends to itself and the ``window - 1`` real items before it, with a learned bias per distance
+    and head (as the generator's encoder, so training reads every prefix of a sequence in one pass)."""
+
+    def __init__(self, d_model: int, layers: int, heads: int, dropout: float, window: int) -> None:
+        super().__init__()
+        self.window = int(window)
+        self.distance_bias = nn.Parameter(torch.zeros(heads, self.window))
+        self.layers = nn.ModuleList(EncoderLayer(d_model, heads, 2 * d_model, dropout) for _ in range(layers))
+        self.ln = nn.LayerNorm(d_model)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, items: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """``items [B, L, d]``, ``valid [B, L]`` (False: padding) -> the state at each position ``[B, L, d]``."""
+        pos = torch.arange(items.shape[1], device=items.device)
+        back = pos[:, None] - pos[None]  # how far key j is behind query i
+        # A padded query sees itself, so no row of the mask is empty.
+        seen = ((back >= 0) & (back < self.window) & valid[:, None]) | (back == 0)
+        bias = self.distance_bias[:, back.clamp(0, self.window - 1)]  # [heads, L, L]
+        x = self.drop(items * valid[..., None])
+        mask = torch.where(seen[:, None], bias[None], float("-inf"))
+        for layer in self.layers:
+            x = layer(x, mask)
+        return self.ln(x)
 
 
 class Reranker(nn.Module):
-    def __init__(self, config: RerankConfig, d_model: int, n_levels: int, id_items: int = 0) -> None:
-        """``id_items``: items ``0..id_items-1`` get a learned ID vector (0: codes only)."""
+    def __init__(
+        self, config: RerankConfig, d_model: int, n_levels: int, id_items: int = 0, window: int = 1
+    ) -> None:
+        """``id_items``: items ``0..id_items-1`` get a learned ID vector (0: codes only); ``window``:
+        how many recent items the history tower reads (the generator's ``max_history``)."""
         super().__init__()
         self.config = config
         self.id_items = int(id_items)
@@ -44,7 +88,11 @@ class Reranker(nn.Module):
         d = d_model
         # Concatenated (not summed) code embeddings through an MLP, so levels interact.
         self.item_tower = nn.Sequential(nn.Linear(n_levels * d, 2 * d), nn.GELU(), nn.Linear(2 * d, d))
-        self.user_tower = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Linear(d, d))
+        if config.user_state == "history":
+            self.history = HistoryTower(d, config.history_layers, config.history_heads, config.history_dropout, window)
+        else:
+            self.history = None
+            self.user_tower = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Linear(d, d))
         if self.id_items:
             self.item_id_emb = nn.Embedding(self.id_items, d)
             nn.init.zeros_(self.item_id_emb.weight)  # a warm start begins from the code-only head
@@ -71,29 +119,49 @@ class Reranker(nn.Module):
             vec = vec + torch.where(known, self.item_id_emb(items.clamp(max=self.id_items - 1)), torch.zeros_like(vec))
         return vec
 
-    def user_vector(self, memory: torch.Tensor) -> torch.Tensor:
-        """The encoder state at the most recent item (histories are left-padded)."""
-        return self.user_tower(memory[:, -1])
+    @property
+    def reads_history(self) -> bool:
+        """Whether the user's vector comes from the history tower (callers pass the history's item vectors)."""
+        return self.history is not None
 
-    def scores(self, memory: torch.Tensor, code_vectors: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        """Dense logits ``[B, W]`` of candidates ``items [B, W]`` (valid indices) with code vectors
-        ``[B, W, levels, d]``. A per-user normaliser would not change any order, so none is applied."""
+    def user_vector(self, memory: torch.Tensor, history_vectors: torch.Tensor | None = None,
+                    valid: torch.Tensor | None = None) -> torch.Tensor:
+        """The user's vector ``[B, d]``: from the encoder state at the most recent item (``memory``,
+        histories left-padded) or, with a history tower, from ``history_vectors [B, L, d]`` of the
+        items where ``valid``. An empty history gives the zero vector: every dense logit 0."""
+        if self.history is None:
+            return self.user_tower(memory[:, -1])
+        return self.history(history_vectors, valid)[:, -1] * valid.any(1, keepdim=True)
+
+    def scores(self, user: torch.Tensor, code_vectors: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """Dense logits ``[B, W]`` for users ``user [B, d]`` (``user_vector``) of candidates ``items [B, W]``
+        (valid indices) with code vectors ``[B, W, levels, d]``. A per-user normaliser would not change
+        any order, so none is applied."""
         cand = self.item_vectors(code_vectors, items)  # [B, W, d]
-        return (cand @ self.user_vector(memory)[:, :, None]).squeeze(-1).float()
+        return (cand @ user[:, :, None]).squeeze(-1).float()
 
     # ------------------------------------------------------------ training
-    def loss(self, states: torch.Tensor, catalogue: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """Softmax cross-entropy of the target items against the whole catalogue, whose code
-        vectors are ``catalogue [N, levels, d]`` (row i = item i), for users whose encoder states at
-        their most recent item are ``states [T, d]``."""
+    def loss(
+        self, catalogue: torch.Tensor, targets: torch.Tensor, states: torch.Tensor, history: torch.Tensor,
+        rows: torch.Tensor,
+    ) -> torch.Tensor:
+        """Softmax cross-entropy of ``targets [T]`` against the whole catalogue, whose code vectors
+        are ``catalogue [N, levels, d]`` (row i = item i). The users are the flat positions ``rows``
+        of ``history [B, L]`` (row ``b * L + t``: after the t-th item of history b), whose encoder
+        states are ``states [T, d]``."""
         n = catalogue.shape[0]
         items = torch.arange(n, device=catalogue.device)
         if self.training and self.id_items and self.config.id_dropout > 0:
             # Hide some items' IDs each step, so the code-only vector of a new item is trained too.
             hidden = torch.rand(n, device=items.device) < self.config.id_dropout
             items = torch.where(hidden, torch.full_like(items, self.id_items), items)
-        logits = self.user_tower(states) @ self.item_vectors(catalogue, items).T
-        return F.cross_entropy(logits.float(), targets)
+        vectors = self.item_vectors(catalogue, items)  # [N, d]
+        if self.history is None:
+            users = self.user_tower(states)
+        else:
+            seq = vectors.index_select(0, history.clamp(min=0).flatten()).view(*history.shape, -1)
+            users = self.history(seq, history >= 0).flatten(0, 1).index_select(0, rows)
+        return F.cross_entropy((users @ vectors.T).float(), targets)
 
     # ------------------------------------------------------------ inference
     def rerank(

@@ -84,7 +84,9 @@ class ServingGraph(nn.Module):
         memory, mask = self.model.encode(user_sequence, item_codes, user_token.reshape(-1))
         # History is always excluded; `exclude` adds more (pad -1 adds nothing).
         excl = exclusion_keys(torch.cat([user_sequence, exclude], dim=1), item_keys, self.sentinel)
-        items, scores = self.model.generate(memory, mask, excl, item_codes, trie, slots, self.beam_width, self.top_k)
+        items, scores = self.model.generate(
+            memory, mask, user_sequence, excl, item_codes, trie, slots, self.beam_width, self.top_k
+        )
         return items, scores.float()
 
 
