@@ -68,6 +68,15 @@ def rerank_bundle_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def history_rerank_bundle_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """As ``rerank_bundle_dir``, with the causal encoder and a re-ranker that reads the history
+    through its own tower (``user_state = "history"``)."""
+    out = tmp_path_factory.mktemp("serving-artifacts") / "rerank-history"
+    make_bundle(out, seed=3, id_items=140, rerank={"weight": 0.5, "item_ids": True, "user_state": "history"})
+    return out
+
+
+@pytest.fixture(scope="session")
 def bundle_dir_v2(bundle_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("serving-artifacts") / "v2"
     make_bundle(out, seed=1)

@@ -28,7 +28,7 @@ from genrec.serving.runners import make_runner
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.parametrize("artifact", ["bundle_dir", "rerank_bundle_dir"])
+@pytest.mark.parametrize("artifact", ["bundle_dir", "rerank_bundle_dir", "history_rerank_bundle_dir"])
 def test_serving_graph_matches_the_bundle_recommender(artifact: str, request: pytest.FixtureRequest) -> None:
     """The slim artifact loader + table-as-input graph answer exactly like TrainedBundle
     (also when the model re-ranks its beam with a dense head)."""
@@ -36,7 +36,7 @@ def test_serving_graph_matches_the_bundle_recommender(artifact: str, request: py
 
     bundle_dir = request.getfixturevalue(artifact)
     bundle = TrainedBundle.load(bundle_dir)
-    assert bundle.model.reranks is (artifact == "rerank_bundle_dir")
+    assert bundle.model.reranks is (artifact != "bundle_dir")
     art = ServingArtifact.open(bundle_dir)
     graph = build_graph(art)
     tensors = TableTensors.from_table(base_table(art))
@@ -49,8 +49,11 @@ def test_serving_graph_matches_the_bundle_recommender(artifact: str, request: py
     torch.testing.assert_close(got[1], want[1])
 
 
-def test_torchscript_export_parity_with_a_rerank_head(rerank_bundle_dir: Path, tmp_path: Path) -> None:
-    report = export_repository(rerank_bundle_dir, "torchscript", tmp_path / "repo", log=lambda _m: None)
+@pytest.mark.parametrize("artifact", ["rerank_bundle_dir", "history_rerank_bundle_dir"])
+def test_torchscript_export_parity_with_a_rerank_head(
+    artifact: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    report = export_repository(request.getfixturevalue(artifact), "torchscript", tmp_path / "repo", log=lambda _m: None)
     assert report.checked and report.ok(min_item_match=1.0, atol=1e-5), report.as_dict()
 
 
@@ -68,7 +71,7 @@ def test_torchscript_export_parity_and_repository(bundle_dir: Path, tmp_path: Pa
 
 @pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("onnxruntime") is None, reason="needs the `export` extra")
-@pytest.mark.parametrize("artifact", ["bundle_dir", "rerank_bundle_dir"])
+@pytest.mark.parametrize("artifact", ["bundle_dir", "rerank_bundle_dir", "history_rerank_bundle_dir"])
 def test_onnx_export_parity(artifact: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
     """ONNX has no searchsorted: the export path swaps in an unrolled binary search."""
     # A small capacity keeps the unrolled search (and the export) short; production uses 2**24.

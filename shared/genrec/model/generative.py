@@ -329,11 +329,11 @@ class TigerModel(nn.Module):
         encoder are read from them."""
         renamed = dict(state)
         _rename_flat_keys(renamed, "")
-        encoder = "causal" if "generator.distance_bias" in renamed else "bidirectional"
-        config = config.model_copy(update={"encoder": encoder})
+        update: dict[str, Any] = {"encoder": "causal" if "generator.distance_bias" in renamed else "bidirectional"}
         if config.rerank is not None:
             reads = any(k.startswith("reranker.history.") for k in renamed)
-            config.rerank = config.rerank.model_copy(update={"user_state": "history" if reads else "encoder"})
+            update["rerank"] = config.rerank.model_copy(update={"user_state": "history" if reads else "encoder"})
+        config = config.model_copy(update=update)
         ids = renamed.get("reranker.item_id_emb.weight")
         model = cls(config, level_sizes, id_items=0 if ids is None else int(ids.shape[0]))
         model.load_state_dict(state)
