@@ -56,7 +56,8 @@ BUDGETS: dict[str, dict[str, Any]] = {
         # catalogue beside the generative loss): twice the work of a Beauty step, for the collaborative
         # signal the codes alone miss (bench/results/quality-*.md: with and without it). It reads the
         # history with its own tower, which on Beauty and MovieLens-100K beat the encoder's state by
-        # 0.007-0.013 NDCG@10 (on the synthetic catalogue it lost 0.013: quality-*-history-tower.md).
+        # 0.007-0.013 NDCG@10 (on the synthetic catalogue it lost 0.013: quality-amazon-beauty.md and
+        # quality-*-history-tower*.md).
         "model": {"d_model": 128, "n_heads": 4, "encoder_layers": 2, "decoder_layers": 2, "d_ff": 256,
                   "dropout": 0.1, "rerank": {"item_ids": True, "user_state": "history"}},
         # Until validation stops improving: 30 epochs of Amazon Beauty are ~15,500 steps, about 55 min of

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, Field
 from torch import nn
 
+from genrec.config import MAX_HISTORY
 from genrec.model.layers import EncoderLayer
 
 
@@ -77,7 +78,7 @@ class HistoryTower(nn.Module):
 
 class Reranker(nn.Module):
     def __init__(
-        self, config: RerankConfig, d_model: int, n_levels: int, id_items: int = 0, window: int = 1
+        self, config: RerankConfig, d_model: int, n_levels: int, id_items: int = 0, window: int = MAX_HISTORY
     ) -> None:
         """``id_items``: items ``0..id_items-1`` get a learned ID vector (0: codes only); ``window``:
         how many recent items the history tower reads (the generator's ``max_history``)."""
