@@ -18,7 +18,7 @@ from genrec.model import (
     constrained_beam_search,
     exclusion_keys,
 )
-from genrec.model.beam import _stable_top
+from genrec.model.beam import stable_top
 
 LEVELS = [4, 4, 3]
 
@@ -334,5 +334,52 @@ def test_selection_orders_as_a_stable_descending_sort() -> None:
     total[0] = float("-inf")  # a row with nothing left
     want_values, want_index = torch.sort(total, dim=1, descending=True, stable=True)
     for keep in (1, 9, 25, 40):
-        values, index = _stable_top(total, keep)
+        values, index = stable_top(total, keep)
         assert torch.equal(index, want_index[:, :keep]) and torch.equal(values, want_values[:, :keep])
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("user_state", ["encoder", "history"])
+def test_the_heads_own_best_items_join_the_beam_scored_by_both(user_state: str) -> None:
+    """With ``catalogue_top`` M, the candidates are the beam and the head's best M items of the
+    catalogue that are neither in it nor excluded; every candidate gets its generative log-prob (a
+    joining item's teacher-forced, as brute force gives it) and its dense logit, and the order is
+    ``log-prob + weight * dense``, the best K kept."""
+    table, hist = _table(), _histories(20)
+    model = _model(seed=5, id_items=15, rerank=RerankConfig(weight=0.7, user_state=user_state, catalogue_top=5,
+                                                            item_ids=True))
+    for p in model.reranker.parameters():  # larger than the init, so that the head's order shows
+        torch.nn.init.normal_(p, std=0.3)
+    exclude = torch.full((len(hist), 2), -1)
+    exclude[:, 0] = 7  # excluded for every user: neither the beam nor the head may offer it
+    rec = GenerativeRecommender(model, table, top_k=4, beam_width=4)
+    items, generative, dense = rec.beam_with_dense_scores(hist, exclude=exclude)
+    assert items.shape == (len(hist), 4 + 5)
+
+    memory, _ = model.encode(hist, table.item_codes)
+    every = torch.arange(table.n_items).expand(len(hist), -1)
+    want_dense = model.dense_scores(memory, hist, every, table.item_codes)  # item by item, via the towers
+    exhaustive = _exhaustive(model, table, hist)
+    beam = GenerativeRecommender(model, table, top_k=4, beam_width=4)
+    for r in range(len(hist)):
+        gone = set(hist[r][hist[r] >= 0].tolist()) | {7}
+        beam_items = items[r, :4].tolist()
+        by_head = [i for i in torch.argsort(want_dense[r], descending=True, stable=True).tolist() if i not in gone]
+        assert items[r, 4:].tolist() == [i if i not in beam_items else -1 for i in by_head[:5]]
+        real = items[r] >= 0
+        assert torch.allclose(dense[r, real], want_dense[r, items[r, real]], atol=1e-5)
+        assert torch.allclose(generative[r, real], exhaustive[r, items[r, real]], atol=1e-5)
+        assert torch.isinf(generative[r, ~real]).all()
+    assert any(set(items[r, 4:].tolist()) != {-1} for r in range(len(hist)))  # the head did add items
+    top, _ = model.reranker.rerank(items, generative, dense, 4)
+    assert torch.equal(beam(hist, exclude=exclude)[0], top)
+
+
+@torch.no_grad()
+def test_a_catalogue_smaller_than_the_heads_share_leaves_the_rest_empty() -> None:
+    table = _table(6)
+    model = _model(seed=1, rerank=RerankConfig(weight=1.0, catalogue_top=10))
+    hist = torch.tensor([[0, 1, 2, -1, -1, 3]])
+    items, scores = GenerativeRecommender(model, table, top_k=8, beam_width=8)(hist)
+    assert sorted(items[0, :2].tolist()) == [4, 5] and items[0, 2:].tolist() == [-1] * 6
+    assert torch.isfinite(scores[0, :2]).all() and torch.isinf(scores[0, 2:]).all()

@@ -14,12 +14,14 @@ from genrec.model import CodeTable, GenerativeConfig, GenerativeRecommender, Rer
 @pytest.mark.parametrize(("user_state", "encoder"),
                          [(None, "causal"), ("encoder", "causal"), ("encoder", "bidirectional"), ("history", "causal")])
 def test_torch_export_with_dynamic_batch_matches_eager(user_state: str | None, encoder: str) -> None:
-    """``user_state``: the re-ranking head's (None: no head)."""
+    """``user_state``: the re-ranking head's (None: no head); the history-reading head also adds its
+    own best items of the catalogue to the beam, as the quality budgets train it."""
     levels = [4, 4, 3]
     space = torch.tensor(list(itertools.product(*[range(v) for v in levels])))
     table = CodeTable(space[torch.randperm(len(space), generator=torch.Generator().manual_seed(0))[:30]], levels)
     torch.manual_seed(0)
-    rerank = RerankConfig(user_state=user_state) if user_state else None
+    top = 6 if user_state == "history" else 0
+    rerank = RerankConfig(user_state=user_state, catalogue_top=top) if user_state else None
     cfg = GenerativeConfig(d_model=32, n_heads=2, encoder_layers=1, decoder_layers=1, d_ff=64, dropout=0.0,
                            max_history=6, user_buckets=5, rerank=rerank, encoder=encoder)
     rec = GenerativeRecommender(TigerModel(cfg, levels).eval(), table, top_k=5, beam_width=8).eval()

@@ -11,7 +11,15 @@ CONFIGS = Path(__file__).resolve().parents[2] / "bench" / "configs"
 
 def test_the_cpu_budget_trains_the_reranking_head_with_item_ids() -> None:
     head = budget_config("cpu").model.rerank
-    assert head is not None and head.item_ids
+    assert head is not None and head.item_ids and head.user_state == "history" and head.catalogue_top == 50
+
+
+def test_a_config_restores_the_beam_only_head() -> None:
+    cfg = budget_config("cpu", CONFIGS / "rerank-beam-only.toml")
+    default = budget_config("cpu")
+    assert cfg.model.rerank.catalogue_top == 0
+    assert cfg.model.rerank.model_dump(exclude={"catalogue_top"}) == default.model.rerank.model_dump(
+        exclude={"catalogue_top"})
 
 
 def test_genrec_and_sasrec_validate_on_the_same_users() -> None:

@@ -70,9 +70,11 @@ def rerank_bundle_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def history_rerank_bundle_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """As ``rerank_bundle_dir``, with the causal encoder and a re-ranker that reads the history
-    through its own tower (``user_state = "history"``)."""
+    through its own tower (``user_state = "history"``) and adds its own best items of the whole
+    catalogue to the beam (``catalogue_top``), as the quality budgets train it."""
     out = tmp_path_factory.mktemp("serving-artifacts") / "rerank-history"
-    make_bundle(out, seed=3, id_items=140, rerank={"weight": 0.5, "item_ids": True, "user_state": "history"})
+    make_bundle(out, seed=3, id_items=140, rerank={"weight": 0.5, "item_ids": True, "user_state": "history",
+                                                         "catalogue_top": 20})
     return out
 
 

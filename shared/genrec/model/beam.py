@@ -113,7 +113,7 @@ def constrained_beam_search(
         total = torch.where(count > 0, scores[..., None] + logp, neg_inf).reshape(B, -1)
         # ``keep`` may exceed the beams x fanout candidates: dead ones (-inf) fill the rest, and a
         # pick among them stands on the last candidate, dead (its -inf score stays with it).
-        scores, pick = _stable_top(torch.cat([total, neg_inf.expand(B, keep)], dim=1), keep)
+        scores, pick = stable_top(torch.cat([total, neg_inf.expand(B, keep)], dim=1), keep)
         pick = torch.minimum(pick, torch.full_like(pick, beams) * fanout - 1)
         beam = torch.div(pick, fanout, rounding_mode="floor")
         code = child_code.reshape(B, -1).gather(1, pick)
@@ -187,7 +187,7 @@ def _score_fresh_branches(
     return rescored, only_fresh
 
 
-def _stable_top(total: torch.Tensor, keep: int) -> tuple[torch.Tensor, torch.Tensor]:
+def stable_top(total: torch.Tensor, keep: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The first ``keep`` values and indices of a stable descending sort of ``total [B, N]`` (ties:
     the lower index first), without sorting all N.
 

@@ -13,8 +13,9 @@ code. Item vectors are built from codes only, so new items work without retraini
 
 ``TigerGenerator`` is that encoder-decoder; ``TigerModel``, the trained model, is the
 generator and, when configured (``rerank``), a ``Reranker`` of its final beam
-(``genrec.model.rerank``). ``TigerModel.generate`` is where the two meet: beam search,
-then the beam re-ordered by ``generative log-prob + weight * dense logit``.
+(``genrec.model.rerank``). ``TigerModel.generate`` is where the two meet: beam search (with
+``catalogue_top``, plus the head's own best items of the catalogue, their log-prob teacher-forced),
+then those candidates ordered by ``generative log-prob + weight * dense logit``.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from pydantic import BaseModel, Field, model_validator
 from torch import nn
 
 from genrec.config import MAX_HISTORY, MAX_SEQUENCE, TOP_K
-from genrec.model.beam import Cache, constrained_beam_search, exclusion_keys
+from genrec.model.beam import Cache, constrained_beam_search, exclusion_keys, stable_top
 from genrec.model.code_table import CodeTable, slot_names
 from genrec.model.layers import DecoderLayer, EncoderLayer
 from genrec.model.rerank import RerankConfig, Reranker
@@ -282,22 +283,36 @@ class TigerGenerator(nn.Module):
 
     # ---------------------------------------------------------------- search
     def beam(
-        self, memory: torch.Tensor, mask: torch.Tensor, exclude_keys: torch.Tensor | None, trie: torch.Tensor,
+        self, memory: DecoderMemory, exclude_keys: torch.Tensor | None, trie: torch.Tensor,
         child_slots: Sequence[torch.Tensor], beam_width: int, keep: int,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Constrained beam search over the code table: ``keep`` items per row, by log-prob.
-        Each level decodes one position per beam, on the cache of the earlier ones."""
-        decoder_memory = self.decoder_memory(memory, mask)
+        ``memory``: ``decoder_memory``'s. Each level decodes one position per beam, on the cache
+        of the earlier ones."""
 
         def step(prefix: torch.Tensor, level: int, cache: Cache) -> tuple[torch.Tensor, Cache]:
-            h, cache = self.decode(prefix, decoder_memory, cache)
+            h, cache = self.decode(prefix, memory, cache)
             return self.heads[level](h[:, :, -1]), cache
 
         return constrained_beam_search(
-            step, memory.shape[0], self.level_sizes, max(self.level_sizes), trie, child_slots, exclude_keys,
-            beam_width, keep,
+            step, memory.kv[0][0].shape[0], self.level_sizes, max(self.level_sizes), trie, child_slots,
+            exclude_keys, beam_width, keep,
             trained_items=self.fresh_from, fresh_weight=self.config.fresh_item_weight,
         )
+
+    def log_prob(self, memory: DecoderMemory, codes: torch.Tensor) -> torch.Tensor:
+        """The log-probability ``[B, M]`` of items with ``codes [B, M, levels]``, teacher-forced: what
+        beam search gives an item it reaches (each level's softmax over the level's whole vocabulary,
+        as there), for items it did not reach."""
+        h, _ = self.decode(codes[:, :, :-1], memory)
+        return sum(
+            torch.log_softmax(head(h[:, :, level]).float(), dim=-1).gather(2, codes[:, :, level : level + 1])[..., 0]
+            for level, head in enumerate(self.heads)
+        )
+
+    def level_code_vectors(self) -> list[torch.Tensor]:
+        """Each level's code embeddings ``[V_l, d]``."""
+        return list(self.code_emb.weight.split(self.level_sizes))
 
 
 class TigerModel(nn.Module):
@@ -390,23 +405,61 @@ class TigerModel(nn.Module):
     def scored_beam(
         self, memory: torch.Tensor, mask: torch.Tensor, history: torch.Tensor, exclude_keys: torch.Tensor | None,
         item_codes: torch.Tensor, trie: torch.Tensor, child_slots: Sequence[torch.Tensor], beam_width: int,
+        excluded: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The whole final beam ``[B, W]`` of users with encoder ``memory`` and ``history``: items,
-        generative log-probs and dense logits."""
-        items, generative = self.generator.beam(memory, mask, exclude_keys, trie, child_slots, beam_width, beam_width)
-        return items, generative, self.dense_scores(memory, history, items, item_codes)
+        """The final candidates ``[B, W (+ M)]`` of users with encoder ``memory`` and ``history``:
+        items, generative log-probs and dense logits. The whole final beam; with the re-ranker's
+        ``catalogue_top`` M, then its own best M items of the catalogue that are neither in the beam
+        nor ``excluded [B, E]`` (item indices, pad -1; the items ``exclude_keys`` holds). A slot without
+        an item holds -1 and log-prob -inf. (A joining item added after training gets the decoder's
+        own log-prob, not the beam's score of its region: the head found it by its codes.)"""
+        decoder_memory = self.generator.decoder_memory(memory, mask)
+        items, generative = self.generator.beam(decoder_memory, exclude_keys, trie, child_slots, beam_width,
+                                                beam_width)
+        user = self.dense_user(memory, history, item_codes)
+        top = self.reranker.config.catalogue_top
+        if not top:
+            idx = items.clamp(min=0)
+            return items, generative, self.reranker.scores(user, self.generator.code_vectors(item_codes[idx]), idx)
+        every = self.reranker.catalogue_scores(user, self.generator.level_code_vectors(), item_codes)  # [B, N]
+        dense = every.gather(1, items.clamp(min=0))
+        extra, extra_dense = _best_unseen(every, items, excluded, top)
+        extra_generative = self.generator.log_prob(decoder_memory, item_codes[extra.clamp(min=0)])
+        extra_generative = torch.where(extra >= 0, extra_generative, torch.full_like(extra_generative, float("-inf")))
+        return (torch.cat([items, extra], 1), torch.cat([generative, extra_generative], 1),
+                torch.cat([dense, extra_dense], 1))
 
     def generate(
         self, memory: torch.Tensor, mask: torch.Tensor, history: torch.Tensor, exclude_keys: torch.Tensor | None,
         item_codes: torch.Tensor, trie: torch.Tensor, child_slots: Sequence[torch.Tensor], beam_width: int,
-        top_k: int,
+        top_k: int, excluded: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The top ``top_k`` items and scores: the beam's order, or with a re-ranker the whole
-        final beam re-ordered (``reranks`` is static, so either way it is one graph)."""
+        """The top ``top_k`` items and scores: the beam's order, or with a re-ranker its candidates
+        (``scored_beam``) re-ordered (``reranks`` is static, so either way it is one graph)."""
         if not self.reranks:
-            return self.generator.beam(memory, mask, exclude_keys, trie, child_slots, beam_width, top_k)
-        beam = self.scored_beam(memory, mask, history, exclude_keys, item_codes, trie, child_slots, beam_width)
+            decoder_memory = self.generator.decoder_memory(memory, mask)
+            return self.generator.beam(decoder_memory, exclude_keys, trie, child_slots, beam_width, top_k)
+        beam = self.scored_beam(memory, mask, history, exclude_keys, item_codes, trie, child_slots, beam_width,
+                                excluded)
         return self.reranker.rerank(*beam, top_k)
+
+
+def _best_unseen(
+    scores: torch.Tensor, beam: torch.Tensor, excluded: torch.Tensor | None, top: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``top`` best items ``[B, top]`` by ``scores [B, N]`` that are neither ``excluded`` nor in
+    ``beam``, and their scores; -1 and score 0 where there are none (a small catalogue). Shapes do
+    not depend on N (a padding block of -inf instead of ``min(top, N)``), so N stays dynamic in
+    exported graphs."""
+    b, n = scores.shape
+    pad = torch.full((b, top + 1), float("-inf"), dtype=scores.dtype, device=scores.device)
+    masked = torch.cat([scores, pad], 1)  # column N takes the pads of ``excluded``
+    if excluded is not None:
+        gone = torch.where(excluded >= 0, excluded, torch.full_like(excluded, n))
+        masked = masked.scatter(1, gone, pad[:, :1].expand_as(gone))
+    best, idx = stable_top(masked, top)  # ties (an empty history's zero user) broken alike on every runtime
+    fresh = torch.isfinite(best) & ~(idx[:, :, None] == beam[:, None, :]).any(2)
+    return torch.where(fresh, idx, torch.full_like(idx, -1)), torch.where(fresh, best, torch.zeros_like(best))
 
 
 # The re-ranker's parts, which flat (pre-split) state dicts hold next to the generator's.
@@ -469,22 +522,29 @@ class GenerativeRecommender(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """``user_sequence int64 [B, L]`` (pad -1) -> ``(items int64 [B, K], scores fp32 [B, K])``."""
         memory, mask = self.model.encode(user_sequence, self.item_codes, users)
-        return self.model.generate(memory, mask, user_sequence, self._exclusions(user_sequence, exclude),
-                                   self.item_codes, self.trie, self.child_slots, self.beam_width, self.top_k)
+        excluded = self._excluded(user_sequence, exclude)
+        return self.model.generate(memory, mask, user_sequence, self._keys(excluded), self.item_codes, self.trie,
+                                   self.child_slots, self.beam_width, self.top_k, excluded)
 
     def beam_with_dense_scores(
         self, user_sequence: torch.Tensor, users: torch.Tensor | None = None, exclude: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The whole final beam ``[B, W]``: items, generative log-probs and the re-ranker's
-        dense logits (the parts ``forward`` combines; training tunes the weight on them)."""
+        """The final candidates ``[B, W (+ M)]`` (``TigerModel.scored_beam``): items, generative
+        log-probs and the re-ranker's dense logits (the parts ``forward`` combines; training tunes
+        the weight on them)."""
         memory, mask = self.model.encode(user_sequence, self.item_codes, users)
-        return self.model.scored_beam(memory, mask, user_sequence, self._exclusions(user_sequence, exclude),
-                                      self.item_codes, self.trie, self.child_slots, self.beam_width)
+        excluded = self._excluded(user_sequence, exclude)
+        return self.model.scored_beam(memory, mask, user_sequence, self._keys(excluded), self.item_codes,
+                                      self.trie, self.child_slots, self.beam_width, excluded)
 
     @property
     def child_slots(self) -> tuple[torch.Tensor, ...]:
         return tuple(getattr(self, name) for name in slot_names(len(self.level_sizes)))
 
-    def _exclusions(self, user_sequence: torch.Tensor, exclude: torch.Tensor | None) -> torch.Tensor | None:
+    def _excluded(self, user_sequence: torch.Tensor, exclude: torch.Tensor | None) -> torch.Tensor | None:
+        """The items no recommendation may hold ``[B, E]`` (pad -1), or None."""
         parts = ([user_sequence] if self.exclude_history else []) + ([exclude] if exclude is not None else [])
-        return exclusion_keys(torch.cat(parts, dim=1), self.item_keys, self.sentinel) if parts else None
+        return torch.cat(parts, dim=1) if parts else None
+
+    def _keys(self, excluded: torch.Tensor | None) -> torch.Tensor | None:
+        return None if excluded is None else exclusion_keys(excluded, self.item_keys, self.sentinel)

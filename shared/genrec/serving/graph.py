@@ -83,9 +83,10 @@ class ServingGraph(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         memory, mask = self.model.encode(user_sequence, item_codes, user_token.reshape(-1))
         # History is always excluded; `exclude` adds more (pad -1 adds nothing).
-        excl = exclusion_keys(torch.cat([user_sequence, exclude], dim=1), item_keys, self.sentinel)
+        excluded = torch.cat([user_sequence, exclude], dim=1)
         items, scores = self.model.generate(
-            memory, mask, user_sequence, excl, item_codes, trie, slots, self.beam_width, self.top_k
+            memory, mask, user_sequence, exclusion_keys(excluded, item_keys, self.sentinel), item_codes, trie, slots,
+            self.beam_width, self.top_k, excluded,
         )
         return items, scores.float()
 

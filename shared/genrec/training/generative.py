@@ -291,7 +291,7 @@ def beam_parts(
     rec: GenerativeRecommender, histories: np.ndarray, users: np.ndarray, batch_size: int,
     device: torch.device | str, progress: bool = False, desc: str = "evaluate",
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Every row's whole final beam (items, generative log-probs, dense logits), on CPU."""
+    """Every row's candidates (``TigerModel.scored_beam``: items, generative log-probs, dense logits), on CPU."""
     parts = []
     for s in tqdm(range(0, len(histories), batch_size), desc=desc, disable=not progress, leave=False):
         h = torch.as_tensor(histories[s : s + batch_size], device=device)
@@ -329,7 +329,7 @@ def evaluate_bundle(
     device: torch.device | str = "cpu", users_limit: int | None = None, progress: bool = False,
 ) -> dict[str, Any]:
     """Test-set Recall/NDCG@{5,10} with full-catalogue constrained decoding. A model that
-    has a re-ranker also gets ``without_rerank``: the same beams in generative order (one search)."""
+    has a re-ranker also gets ``without_rerank``: the same candidates in generative order (one search)."""
     cfg = bundle.config
     sub = eval_subset(len(split.user_ids), users_limit, cfg.seed)
     hist = pad_histories([split.test_histories[i] for i in sub], cfg.max_history)
