@@ -383,3 +383,15 @@ def test_a_catalogue_smaller_than_the_heads_share_leaves_the_rest_empty() -> Non
     items, scores = GenerativeRecommender(model, table, top_k=8, beam_width=8)(hist)
     assert sorted(items[0, :2].tolist()) == [4, 5] and items[0, 2:].tolist() == [-1] * 6
     assert torch.isfinite(scores[0, :2]).all() and torch.isinf(scores[0, 2:]).all()
+
+
+@torch.no_grad()
+def test_the_heads_own_candidates_need_the_excluded_items_not_only_their_keys() -> None:
+    """The beam reads exclusions as keys; the head's catalogue scan needs the items, or it could offer
+    a history item back."""
+    table, hist = _table(), _histories(20)
+    model = _model(rerank=RerankConfig(catalogue_top=3))
+    memory, mask = model.encode(hist, table.item_codes)
+    keys = exclusion_keys(hist, table.item_keys, table.sentinel)
+    with pytest.raises(ValueError, match="excluded items"):
+        model.scored_beam(memory, mask, hist, keys, table.item_codes, table.trie, table.slots, 4)

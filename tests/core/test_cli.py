@@ -109,6 +109,8 @@ def test_train_and_bench_quality_smoke(tmp_path: Path, monkeypatch) -> None:
     report = (tmp_path / "r" / "quality-d.md").read_text()
     assert "Warm start: 1 epochs from the 3-epoch run" in report and "weights averaged" in report
     assert "Re-ranking head on" in report
+    kept = json.loads((tmp_path / "r" / "quality-d.json").read_text())["models"]["SASRec (full CE)"]
+    assert kept["from_run"] == out["started"], "a row kept over two sittings names the run that made it"
     beams = json.loads((tmp_path / "r" / "quality-d.json").read_text())["models"][
         "genrec, beams in generative order (head off)"]
     assert 0 <= beams["test"]["ndcg@10"] <= beams["test"]["recall@10"] <= 1

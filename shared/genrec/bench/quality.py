@@ -50,9 +50,8 @@ CPU_VALIDATION_USERS = 4000
 # beside the generative loss): twice the work of a Beauty step, for the collaborative signal the codes
 # alone miss (bench/results/quality-*.md: with and without it). It reads the history with its own
 # tower, which on Beauty and MovieLens-100K beat the encoder's state by 0.007-0.013 NDCG@10 (on the
-# synthetic catalogue it lost 0.013: quality-amazon-beauty.md and quality-*-history-tower*.md), and
-# adds its own best 50 items of the catalogue to the final beam (offline on Beauty: R@10 0.0843 ->
-# 0.0884, quality-amazon-beauty-diagnosis-s27.md).
+# synthetic catalogue it lost 0.013: quality-*-history-tower*.md), and adds its own best 50 items of
+# the catalogue to the final beam (quality-*-head-candidates*.md and quality-amazon-beauty.md).
 RERANK_HEAD = {"item_ids": True, "user_state": "history", "catalogue_top": 50}
 BUDGETS: dict[str, dict[str, Any]] = {
     "cpu": {
@@ -358,7 +357,8 @@ def _kept_results(previous: Path, budget: str, models: tuple[str, ...]) -> dict[
     if old.get("budget") != budget:
         return {}
     rerun = {MODEL_KEYS[m] for m in models if m in MODEL_KEYS} | ({BEAM_ORDER_KEY} if "genrec" in models else set())
-    return {name: {**r, "from_run": old.get("started")} for name, r in old.get("models", {}).items()
+    # a row kept from a run that had kept it itself names the run that made it
+    return {name: {**r, "from_run": r.get("from_run", old.get("started"))} for name, r in old.get("models", {}).items()
             if name not in rerun}
 
 
@@ -441,9 +441,11 @@ def markdown_report(results: dict[str, Any]) -> str:
                 + "; train s includes the source run."
             )
         if gen.get("rerank_weight") is not None:
-            lines.append(f"Re-ranking head on: the final beam re-scored as generative log-prob + "
+            top = (results.get("config", {}).get("model", {}).get("rerank") or {}).get("catalogue_top", 0)
+            joined = f" and the head's own best {top} items of the catalogue" if top else ""
+            lines.append(f"Re-ranking head on: the final beam{joined} scored as generative log-prob + "
                          f"{gen['rerank_weight']} x dense logit (weight tuned on validation); "
-                         f"the row `{BEAM_ORDER_KEY}` is the same beams in generative order.")
+                         f"the row `{BEAM_ORDER_KEY}` is the same candidates in generative order.")
     lines += training_cost_lines(results)
     cost = time_to_quality(results)
     if cost:

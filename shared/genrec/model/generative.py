@@ -421,6 +421,8 @@ class TigerModel(nn.Module):
         if not top:
             idx = items.clamp(min=0)
             return items, generative, self.reranker.scores(user, self.generator.code_vectors(item_codes[idx]), idx)
+        if excluded is None and exclude_keys is not None:
+            raise ValueError("the head's own candidates need the excluded items (excluded), not only their keys")
         every = self.reranker.catalogue_scores(user, self.generator.level_code_vectors(), item_codes)  # [B, N]
         dense = every.gather(1, items.clamp(min=0))
         extra, extra_dense = _best_unseen(every, items, excluded, top)
