@@ -398,8 +398,10 @@ class TigerModel(nn.Module):
         self, memory: torch.Tensor, history: torch.Tensor, items: torch.Tensor, item_codes: torch.Tensor
     ) -> torch.Tensor:
         """The re-ranker's logits ``[B, W]`` of candidates ``items [B, W]`` (pad -1: any finite value)."""
+        return self._dense_scores_of(self.dense_user(memory, history, item_codes), items, item_codes)
+
+    def _dense_scores_of(self, user: torch.Tensor, items: torch.Tensor, item_codes: torch.Tensor) -> torch.Tensor:
         idx = items.clamp(min=0)
-        user = self.dense_user(memory, history, item_codes)
         return self.reranker.scores(user, self.generator.code_vectors(item_codes[idx]), idx)
 
     def scored_beam(
@@ -419,8 +421,7 @@ class TigerModel(nn.Module):
         user = self.dense_user(memory, history, item_codes)
         top = self.reranker.config.catalogue_top
         if not top:
-            idx = items.clamp(min=0)
-            return items, generative, self.reranker.scores(user, self.generator.code_vectors(item_codes[idx]), idx)
+            return items, generative, self._dense_scores_of(user, items, item_codes)
         if excluded is None and exclude_keys is not None:
             raise ValueError("the head's own candidates need the excluded items (excluded), not only their keys")
         every = self.reranker.catalogue_scores(user, self.generator.level_code_vectors(), item_codes)  # [B, N]
