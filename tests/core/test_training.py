@@ -158,6 +158,29 @@ def test_training_counts_the_flops_of_a_step() -> None:
     assert (result.flops_per_step, result.steps_per_epoch) == (2 * 2 * 5 * 12 * 7, 2)
 
 
+def test_patience_reads_a_running_mean_so_one_lucky_epoch_does_not_stop_a_rising_run() -> None:
+    from genrec.training.config import OptimConfig
+    from genrec.training.loop import epochs_without_gain, fit
+
+    # A small validation set: a spike at epoch 2, then a curve that keeps rising under it.
+    curve = [0.10, 0.20, 0.16, 0.17, 0.18, 0.19, 0.20, 0.22, 0.21]
+    assert epochs_without_gain(curve[:4], 1) == 2 and epochs_without_gain(curve[:4], 3) == 0
+    assert epochs_without_gain([0.1, 0.2, 0.2], 1) == 1  # a tie is no gain
+    model = torch.nn.Linear(3, 1)
+    x = torch.randn(4, 3)
+
+    def run(window: int) -> tuple[list[int], int]:
+        scores = iter(curve)
+        result = fit(model, lambda epoch: iter([(x,)]), 1, lambda m, b: m(b[0]).pow(2).mean(),
+                     lambda: {"ndcg@10": next(scores)}, OptimConfig(epochs=len(curve), warmup_steps=1, patience=2,
+                                                                     patience_window=window),
+                     torch.device("cpu"), progress=False)
+        return [h["epoch"] for h in result.history], result.best_epoch
+
+    assert run(1) == ([1, 2, 3, 4], 2)  # the raw score stops two epochs after the spike
+    assert run(3) == (list(range(1, 10)), 8)  # the mean keeps rising; the best single epoch is kept
+
+
 def test_a_small_dataset_gets_more_epochs_to_reach_its_minimum_steps(planted, tmp_path: Path) -> None:
     from genrec.training import train_generative
     from tests.core.conftest import PLANTED_CONFIG

@@ -6,9 +6,10 @@ Writes ``quality-<dataset>.json``, ``.md`` and ``.png`` into the output folder (
 seed's run is ``quality-<dataset>-seed<N>.*``; ``genrec.bench.seeds`` sums several up).
 
 Budgets (``--budget``):
-* ``cpu``: a small transformer trained until validation stops improving (at most 30 epochs;
-  validation on a 4,000-user subset, the same users for genrec and SASRec; the test set is always
-  complete): on a 2-core CPU, half an hour to an hour of genrec training on Amazon Beauty.
+* ``cpu``: a small transformer trained until validation stops improving (its mean over the last 3
+  epochs, at most 30 epochs; validation on a 4,000-user subset, the same users for genrec and SASRec;
+  the test set is always complete): on a 2-core CPU, half an hour to an hour of genrec training on
+  Amazon Beauty.
 * ``gpu``: bigger models and more epochs, for a CUDA machine; each training stops after an hour
   (SASRec: half an hour) if validation has not stopped it earlier.
 * ``smoke``: minutes-scale sanity run (CI, tiny synthetic data).
@@ -64,7 +65,7 @@ BUDGETS: dict[str, dict[str, Any]] = {
         # Until validation stops improving: 30 epochs of Amazon Beauty are ~15,500 steps, about 55 min of
         # training on 2 cores; a smaller catalogue gets at least 4,000 steps.
         "optim": {"epochs": 30, "min_steps": 4000, "batch_size": 256, "lr": 2e-3, "warmup_steps": 300,
-                  "patience": 4, "eval_users": CPU_VALIDATION_USERS},
+                  "patience": 4, "patience_window": 3, "eval_users": CPU_VALIDATION_USERS},
         "sasrec": {"d_model": 64, "layers": 2, "n_heads": 2, "d_ff": 256, "dropout": 0.3},
         # Until validation stops improving, on any dataset: a small one (ML-100K: 8 steps an epoch) needs
         # hundreds of epochs, and a baseline stopped early would flatter genrec. SASRec is cheap.
@@ -79,7 +80,7 @@ BUDGETS: dict[str, dict[str, Any]] = {
                   "dropout": 0.15, "rerank": RERANK_HEAD},
         # One H200 (2026-12-04): an epoch of Amazon Beauty took 26 s to train, 4 s to validate.
         "optim": {"epochs": 200, "batch_size": 256, "lr": 1e-3, "warmup_steps": 1000, "patience": 10,
-                  "max_minutes": 60},
+                  "patience_window": 3, "max_minutes": 60},
         "sasrec": {"d_model": 64, "layers": 2, "n_heads": 2, "d_ff": 256, "dropout": 0.3},
         "sasrec_optim": {"epochs": 300, "batch_size": 128, "lr": 1e-3, "patience": 20, "max_minutes": 30},
     },

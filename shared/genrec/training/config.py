@@ -25,6 +25,10 @@ class OptimConfig(BaseModel):
     min_lr_ratio: float = 0.05  # cosine decay floor, as a fraction of lr
     grad_clip: float = 1.0
     patience: int = 3  # epochs without a better validation NDCG@10 before stopping
+    # Patience reads the mean of the last this-many validation scores, so one lucky epoch on a
+    # small validation set does not stop a run whose curve still rises (the best single epoch is
+    # still the one kept). 1: the raw score.
+    patience_window: int = Field(default=1, ge=1)
     # Wall-clock bound: no epoch starts once training and validation have taken this long (all
     # sittings of a resumed run counted); the best epoch so far is kept. None: epochs and patience alone.
     max_minutes: float | None = Field(default=None, gt=0)

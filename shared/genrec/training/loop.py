@@ -46,6 +46,17 @@ def history_seconds(history: list[dict[str, Any]]) -> float:
     return sum(h["train_seconds"] + h["eval_seconds"] for h in history)
 
 
+def epochs_without_gain(scores: list[float], window: int) -> int:
+    """Epochs since the running mean of the last ``window`` scores last rose to a new best (with
+    ``window`` 1: since the best score, ties not counting as a gain)."""
+    means = [float(np.mean(scores[max(0, i - window + 1):i + 1])) for i in range(len(scores))]
+    return len(means) - 1 - int(np.argmax(means)) if means else 0
+
+
+def _epochs_without_gain(history: list[dict[str, Any]], cfg: OptimConfig) -> int:
+    return epochs_without_gain([h.get(f"val_{MONITOR}", 0.0) for h in history], cfg.patience_window)
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -162,8 +173,9 @@ def fit(
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
-        start_epoch, best, best_epoch, bad = state["epoch"] + 1, state["best"], state["best_epoch"], state["bad"]
+        start_epoch, best, best_epoch = state["epoch"] + 1, state["best"], state["best_epoch"]
         best_metrics, history = state["best_metrics"], state["history"]
+        bad = _epochs_without_gain(history, cfg)
         best_state = ckpt.best_model()
         if progress:
             tqdm.write(f"[{name}] resumed after epoch {state['epoch'] + 1} (best {MONITOR}={best:.4f})")
@@ -207,16 +219,15 @@ def fit(
         score = val.get(MONITOR, 0.0)
         improved = score > best
         if improved:
-            best, best_epoch, bad, best_metrics = score, epoch, 0, dict(val)
+            best, best_epoch, best_metrics = score, epoch, dict(val)
             best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-        else:
-            bad += 1
         record = {
             "model": name, "epoch": epoch + 1, "loss": float(total) / max(n, 1), "lr": sched.get_last_lr()[0],
             "train_seconds": round(train_s, 2), "eval_seconds": round(time.perf_counter() - te - train_s, 2),
             **{f"val_{k}": v for k, v in val.items()}, "best": improved,
         }
         history.append(record)
+        bad = _epochs_without_gain(history, cfg)
         if metrics_file:
             with metrics_file.open("a") as fh:
                 fh.write(json.dumps(record) + "\n")
