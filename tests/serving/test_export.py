@@ -49,6 +49,26 @@ def test_serving_graph_matches_the_bundle_recommender(artifact: str, request: py
     torch.testing.assert_close(got[1], want[1])
 
 
+def test_the_served_head_reads_the_trained_items_vectors_frozen_and_builds_the_fed_ones(
+    history_rerank_bundle_dir: Path,
+) -> None:
+    """A head that scores the whole catalogue must not rebuild every trained item's vector per call:
+    the serving graph freezes them once, and answers as the per-call scan does, items fed since included."""
+    art = ServingArtifact.open(history_rerank_bundle_dir)
+    graph, scanning = build_graph(art), build_graph(art)
+    trained = base_table(art)
+    assert graph.model.reranker.frozen_vectors.shape[0] == trained.n_items
+    scanning.model.reranker.frozen_vectors = scanning.model.reranker.frozen_vectors[:0]  # every item per call
+    fed = extend_table(trained, synthetic_extra_items(trained, 40, seed=3))
+    for table in (trained, fed):
+        inputs = example_inputs(TableTensors.from_table(table), batch=6, length=8, excluded=3, seed=4)
+        with torch.inference_mode():
+            got, want = graph(*inputs), scanning(*inputs)
+        assert torch.equal(got[0], want[0])
+        torch.testing.assert_close(got[1], want[1])
+    assert bool((got[0] >= trained.n_items).any()), "a fed item is among the served ones"
+
+
 @pytest.mark.parametrize("artifact", ["rerank_bundle_dir", "history_rerank_bundle_dir"])
 def test_torchscript_export_parity_with_a_rerank_head(
     artifact: str, request: pytest.FixtureRequest, tmp_path: Path

@@ -16,8 +16,10 @@ The two retrievers then share only the code table, and their errors differ more.
 
 With ``catalogue_top`` M the head is a retriever too: its own best M items of the whole catalogue
 join the final beam (``TigerModel.scored_beam``), so an item the beam missed can still be ranked.
-Every item is scored per call (``catalogue_scores``), without precomputed item vectors: one call of
-a 10k-item catalogue on one thread then takes 20 ms instead of 6 (bench/results/graph-head-candidates-cpu.md).
+Training scores every item per call (``catalogue_scores``: the weights change each step); a served
+model's weights do not, so the serving graph freezes the trained items' vectors once
+(``freeze_catalogue``) and per call builds only those of items fed since (on one thread, a 10k-item
+catalogue scanned per call made a call 3.5x the beam alone's: bench/results/graph-head-candidates-cpu.md).
 
 The re-ranker owns no embeddings of its own for codes: callers pass the generator's code
 vectors ``[..., levels, d]``, so both heads train one shared code table.
@@ -108,6 +110,8 @@ class Reranker(nn.Module):
         if self.id_items:
             self.item_id_emb = nn.Embedding(self.id_items, d)
             nn.init.zeros_(self.item_id_emb.weight)  # a warm start begins from the code-only head
+        # The trained items' vectors, once frozen (``freeze_catalogue``); not saved with the weights.
+        self.register_buffer("frozen_vectors", torch.zeros(0, d), persistent=False)
 
     # ------------------------------------------------------------ the weight
     def set_weight(self, weight: float) -> None:
@@ -156,21 +160,40 @@ class Reranker(nn.Module):
         self, user: torch.Tensor, level_codes: Sequence[torch.Tensor], item_codes: torch.Tensor
     ) -> torch.Tensor:
         """Dense logits ``[B, N]`` of every item of the catalogue ``item_codes [N, levels]``, as
-        ``scores`` gives them; ``level_codes``: each level's code vectors ``[V_l, d]``.
+        ``scores`` gives them; ``level_codes``: each level's code vectors ``[V_l, d]``. The items
+        whose vectors are frozen (the first ones, ``freeze_catalogue``) are read, the rest built."""
+        frozen = self.frozen_vectors.shape[0]  # static: a graph traced with it keeps it
+        if not frozen:
+            return self._scan(user, level_codes, item_codes, 0)
+        known = (user @ self.frozen_vectors[: item_codes.shape[0]].T).float()
+        return torch.cat([known, self._scan(user, level_codes, item_codes[frozen:], frozen)], 1)
 
-        Not by building N item vectors (two matrix products per item, per call): the item tower's
-        first layer is linear in each level's code vector, so it is applied to each level's V_l codes
-        and gathered, and its last layer is folded into the user's side. About 2·levels·d adds and
-        a 2d-long dot product per item and user."""
-        first, act, last = self.item_tower
+    @torch.no_grad()
+    def freeze_catalogue(self, code_vectors: torch.Tensor) -> None:
+        """Compute the vectors of items 0..N0-1, whose code vectors are ``code_vectors [N0, levels, d]``,
+        once for every later ``catalogue_scores``: for a model whose weights no longer change (serving).
+        Tables passed later must start with these items (the code feed only appends)."""
+        items = torch.arange(code_vectors.shape[0], device=code_vectors.device)
+        self.frozen_vectors = self.item_vectors(code_vectors, items)
+
+    def _scan(
+        self, user: torch.Tensor, level_codes: Sequence[torch.Tensor], item_codes: torch.Tensor, first: int
+    ) -> torch.Tensor:
+        """Logits ``[B, n]`` of items ``first .. first + n - 1`` with codes ``item_codes [n, levels]``,
+        without building their vectors (two matrix products per item): the item tower's first layer is
+        linear in each level's code vector, so it is applied to each level's V_l codes and gathered,
+        and its last layer is folded into the user's side. About 2·levels·d adds and a 2d-long dot
+        product per item and user."""
+        first_layer, act, last = self.item_tower
         d = user.shape[1]
-        hidden = first.bias + sum(
-            (codes @ first.weight[:, level * d:(level + 1) * d].T).index_select(0, item_codes[:, level])
+        hidden = first_layer.bias + sum(
+            (codes @ first_layer.weight[:, level * d:(level + 1) * d].T).index_select(0, item_codes[:, level])
             for level, codes in enumerate(level_codes)
         )
         scores = (user @ last.weight) @ act(hidden).T + (user @ last.bias)[:, None]
         if self.id_items:
-            items = torch.cumsum(torch.ones_like(item_codes[:, 0]), 0) - 1  # arange(N), N traced as a shape
+            # the items' indices, n traced as a shape (not a constant)
+            items = torch.cumsum(torch.ones_like(item_codes[:, 0]), 0) - 1 + first
             known = (items < self.id_items)[:, None]
             ids = torch.where(known, self.item_id_emb(items.clamp(max=self.id_items - 1)), torch.zeros_like(user[:1]))
             scores = scores + user @ ids.T

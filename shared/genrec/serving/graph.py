@@ -92,9 +92,12 @@ class ServingGraph(nn.Module):
 
 
 def build_model(art: ServingArtifact, device: torch.device | str = "cpu") -> TigerModel:
+    """The artifact's model, ready to serve: weights loaded, the trained items' re-ranker vectors frozen."""
     state = torch.load(art.weights_path, map_location="cpu", weights_only=True)
     model = TigerModel.from_state_dict(GenerativeConfig.model_validate(art.model_config), art.level_sizes, state)
-    return model.to(device).eval()
+    model = model.to(device).eval()
+    model.freeze_catalogue(base_table(art).item_codes.to(device))
+    return model
 
 
 def build_graph(
