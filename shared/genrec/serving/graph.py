@@ -12,6 +12,10 @@ slots ``slots_<level> [F]`` (F: the most children a node of that level has).
 Outputs: ``recommendations int64 [B, K]``, ``scores fp32 [B, K]`` (log-probabilities, plus
 the weighted dense logit when the model has a re-ranker; descending; -1 / -inf where
 fewer than K items remain).
+
+A re-ranker that adds its own best items of the catalogue (``catalogue_top``) holds the trained
+items' vectors as a constant of the graph (``build_model`` freezes them): the table's first rows
+are always those items, so per call only the items fed since are built.
 """
 
 from __future__ import annotations
