@@ -57,7 +57,10 @@ def test_the_served_head_reads_the_trained_items_vectors_frozen_and_builds_the_f
     art = ServingArtifact.open(history_rerank_bundle_dir)
     graph, scanning = build_graph(art), build_graph(art)
     trained = base_table(art)
-    assert graph.model.reranker.frozen_vectors.shape[0] == trained.n_items
+    frozen = graph.model.reranker.frozen_vectors
+    assert frozen.shape[0] == trained.n_items
+    graph.model.freeze_catalogue(trained.item_codes, chunk=7)  # as a catalogue of many chunks is frozen
+    torch.testing.assert_close(graph.model.reranker.frozen_vectors, frozen)
     scanning.model.reranker.frozen_vectors = scanning.model.reranker.frozen_vectors[:0]  # every item per call
     fed = extend_table(trained, synthetic_extra_items(trained, 40, seed=3))
     for table in (trained, fed):

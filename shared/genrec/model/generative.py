@@ -364,11 +364,12 @@ class TigerModel(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         return self.generator.encode(history, item_codes, users)
 
-    def freeze_catalogue(self, item_codes: torch.Tensor) -> None:
+    def freeze_catalogue(self, item_codes: torch.Tensor, chunk: int = 1 << 15) -> None:
         """For serving: the re-ranker's vectors of the trained items ``item_codes [N0, levels]``
-        computed once (``Reranker.freeze_catalogue``), when it scores the whole catalogue."""
+        computed once (``Reranker.freeze_catalogue``, ``chunk`` items at a time), when it scores the
+        whole catalogue."""
         if self.reranker is not None and self.reranker.config.catalogue_top:
-            self.reranker.freeze_catalogue(self.generator.code_vectors(item_codes))
+            self.reranker.freeze_catalogue(self.generator.code_vectors(c) for c in item_codes.split(chunk))
 
     def loss(
         self, history: torch.Tensor, targets: torch.Tensor, item_codes: torch.Tensor,
