@@ -100,7 +100,7 @@ def build_model(art: ServingArtifact, device: torch.device | str = "cpu") -> Tig
     state = torch.load(art.weights_path, map_location="cpu", weights_only=True)
     model = TigerModel.from_state_dict(GenerativeConfig.model_validate(art.model_config), art.level_sizes, state)
     model = model.to(device).eval()
-    model.freeze_catalogue(base_table(art).item_codes.to(device))
+    model.freeze_catalogue(torch.as_tensor(art.item_codes, device=device))  # the codes alone: no prefix tree
     return model
 
 

@@ -239,7 +239,7 @@ def fit(
         ckpt.save(
             {
                 "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                "epoch": epoch, "best": best, "best_epoch": best_epoch, "bad": bad,
+                "epoch": epoch, "best": best, "best_epoch": best_epoch,
                 "best_metrics": best_metrics, "history": history,
             },
             best=improved,
