@@ -395,3 +395,21 @@ def test_the_heads_own_candidates_need_the_excluded_items_not_only_their_keys() 
     keys = exclusion_keys(hist, table.item_keys, table.sentinel)
     with pytest.raises(ValueError, match="excluded items"):
         model.scored_beam(memory, mask, hist, keys, table.item_codes, table.trie, table.slots, 4)
+
+
+@torch.no_grad()
+def test_the_heads_own_candidates_fill_the_list_so_the_beam_may_be_narrower() -> None:
+    """With the head's M >= K best items joining the beam, a beam narrower than K still gives K
+    distinct items, none excluded: the re-ordered union of the narrow beam and the head's items.
+    Without them (or M < K) the beam stays at least K wide."""
+    table, hist = _table(), _histories(20)
+    model = _model(seed=3, rerank=RerankConfig(weight=1.0, catalogue_top=5))
+    narrow = GenerativeRecommender(model, table, top_k=4, beam_width=2)
+    assert narrow.beam_width == 2
+    items, _ = narrow(hist)
+    for r in range(len(hist)):
+        row = items[r].tolist()
+        assert len(set(row)) == 4 and min(row) >= 0 and not set(row) & set(hist[r].tolist())
+    assert torch.equal(items, model.reranker.rerank(*narrow.beam_with_dense_scores(hist), 4)[0])
+    assert GenerativeRecommender(model, table, top_k=6, beam_width=2).beam_width == 6  # M = 5 < K = 6
+    assert GenerativeRecommender(_model(seed=3), table, top_k=4, beam_width=2).beam_width == 4  # no head

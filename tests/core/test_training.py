@@ -11,6 +11,7 @@ import torch
 
 from genrec.data import leave_one_out, pad_histories
 from genrec.data.synth import planted_successor
+from genrec.model import RerankConfig
 from genrec.training import TrainConfig, TrainedBundle, load_config
 
 
@@ -214,7 +215,7 @@ def test_warm_start_adds_a_rerank_head_to_a_trained_model(
     warm = train_generative(ds, cfg, progress=False)
     # Configured once: training leaves the config alone; the weight tuned on validation is the
     # re-ranker's, and the artifact keeps it.
-    assert cfg.model_dump() == asked and warm.config.model.rerank.weight == 1.0
+    assert cfg.model_dump() == asked and warm.config.model.rerank.weight == RerankConfig().weight
     assert warm.model.reranker.weight == warm.report["validation"]["rerank_weight"]
     warm.save(tmp_path / "bundle")
     assert TrainedBundle.load(tmp_path / "bundle").model.reranker.weight == warm.model.reranker.weight
@@ -233,6 +234,10 @@ def test_warm_start_adds_a_rerank_head_to_a_trained_model(
         dense = reranker.user_vector(memory) @ reranker.item_vectors(codes).T
     assert (served == split.test_targets).mean() >= 0.9
     assert (dense.argmax(1).numpy() == split.test_targets).mean() >= 0.25
+    # Each epoch's validation also reads either score alone on the same candidates: the warm
+    # decoder already knows the rule, the one-epoch head not yet as well.
+    first = warm.report["history"][0]
+    assert first["val_generative_ndcg@10"] >= 0.9 > first["val_head_ndcg@10"] > 0.1
 
 
 def test_warm_start_needs_a_checkpoint(planted, tmp_path: Path) -> None:

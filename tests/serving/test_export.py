@@ -80,6 +80,20 @@ def test_torchscript_export_parity_with_a_rerank_head(
     assert report.checked and report.ok(min_item_match=1.0, atol=1e-5), report.as_dict()
 
 
+def test_a_head_that_fills_the_list_is_served_with_a_narrower_beam(
+    history_rerank_bundle_dir: Path, tmp_path: Path
+) -> None:
+    """The head's 20 items fill a top 20 whatever the beam: the exported graph keeps the asked beam of 5
+    (a quarter of the decode) and answers as the eager one."""
+    graph = build_graph(ServingArtifact.open(history_rerank_bundle_dir), top_k=20, beam_width=5)
+    assert graph.beam_width == 5
+    report = export_repository(history_rerank_bundle_dir, "torchscript", tmp_path / "repo", top_k=20, beam_width=5,
+                               log=lambda _m: None)
+    assert report.checked and report.ok(min_item_match=1.0, atol=1e-5), report.as_dict()
+    config = (tmp_path / "repo" / "genrec" / "config.pbtxt").read_text()
+    assert 'key: "beam_width" value: { string_value: "5" }' in config
+
+
 def test_torchscript_export_parity_and_repository(bundle_dir: Path, tmp_path: Path) -> None:
     report = export_repository(bundle_dir, "torchscript", tmp_path / "repo", log=lambda _m: None)
     assert report.checked and report.ok(min_item_match=1.0, atol=1e-5), report.as_dict()

@@ -445,7 +445,8 @@ def markdown_report(results: dict[str, Any]) -> str:
             top = (results.get("config", {}).get("model", {}).get("rerank") or {}).get("catalogue_top", 0)
             joined = f" and the head's own best {top} items of the catalogue" if top else ""
             lines.append(f"Re-ranking head on: the final beam{joined} scored as generative log-prob + "
-                         f"{gen['rerank_weight']} x dense logit (weight tuned on validation); "
+                         f"{gen['rerank_weight']} x dense logit (the configured weight unless validation showed "
+                         f"another better: `choose_weight`); "
                          f"the row `{BEAM_ORDER_KEY}` is the same candidates in generative order.")
     lines += training_cost_lines(results)
     cost = time_to_quality(results)

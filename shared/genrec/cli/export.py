@@ -17,7 +17,10 @@ def export(
     fmt: str = typer.Option("torchscript", "--format", help="torchscript | onnx | tensorrt"),
     out: Path = typer.Option(..., "--out", help="Model repository folder to write."),
     top_k: int = typer.Option(50, "--top-k"),
-    beam_width: int | None = typer.Option(None, "--beam-width", help="Default: top-k."),
+    beam_width: int | None = typer.Option(
+        None, "--beam-width",
+        help="Default: top-k. A model whose head adds top-k or more candidates of its own fills the list with a "
+             "narrower beam (less decode)."),
     instances: int = typer.Option(1, "--instances", help="instance_group count."),
     check: bool = typer.Option(True, "--check/--no-check", help="Parity with eager PyTorch."),
     max_items: int = typer.Option(2**24, "--max-items", help="ONNX/TensorRT: largest catalogue (trained + fed)."),

@@ -24,13 +24,15 @@ def recall_at_k(ranks: np.ndarray, k: int) -> float:
     return float(((ranks >= 0) & (ranks < k)).mean()) if len(ranks) else 0.0
 
 
-def ndcg_at_k(ranks: np.ndarray, k: int) -> float:
+def ndcg_gains(ranks: np.ndarray, k: int) -> np.ndarray:
+    """Each user's NDCG@K (``[U]``): what paired comparisons of two rankings read."""
     ranks = np.asarray(ranks)
-    if not len(ranks):
-        return 0.0
     hit = (ranks >= 0) & (ranks < k)
-    gains = np.where(hit, 1.0 / np.log2(np.maximum(ranks, 0) + 2.0), 0.0)
-    return float(gains.mean())
+    return np.where(hit, 1.0 / np.log2(np.maximum(ranks, 0) + 2.0), 0.0)
+
+
+def ndcg_at_k(ranks: np.ndarray, k: int) -> float:
+    return float(ndcg_gains(ranks, k).mean()) if len(ranks) else 0.0
 
 
 def metrics_from_ranks(ranks: np.ndarray, ks: Iterable[int] = (5, 10)) -> dict[str, float]:
