@@ -157,3 +157,4 @@ def test_the_weight_moves_off_its_prior_only_on_validation_evidence() -> None:
     tied = _hits(40_000, [800, 2000, 6000, 6002, 6000])
     assert choose_weight(tied, prior=0) == 2
     assert choose_weight(tied, prior=0, evidence=0.0) == 3  # no tolerance: the plain maximum
+    assert choose_weight(_hits(1, [0, 1, 0]), prior=0) == 0  # one user is no evidence

@@ -339,9 +339,11 @@ def choose_weight(gains: np.ndarray, prior: int, evidence: float = RERANK_EVIDEN
     order): the weight nearest the ``prior`` one (in grid steps; ties to the better mean) among those
     validation cannot tell from the best, i.e. less than ``evidence`` paired standard errors below it.
     A large validation set moves the weight wherever it shows a gain; a small one keeps the prior."""
+    if gains.shape[1] < 2:  # no spread to read: no evidence
+        return prior
     means = gains.mean(1)
     diff = gains[means.argmax()] - gains
-    stderr = diff.std(1, ddof=1) / np.sqrt(gains.shape[1]) if gains.shape[1] > 1 else np.zeros(len(gains))
+    stderr = diff.std(1, ddof=1) / np.sqrt(gains.shape[1])
     tied = np.flatnonzero(diff.mean(1) <= evidence * stderr)
     return int(min(tied, key=lambda i: (abs(i - prior), -means[i])))
 
