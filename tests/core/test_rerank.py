@@ -133,7 +133,6 @@ def test_the_tuned_weight_can_reach_the_dense_order() -> None:
     assert best == pytest.approx(1.0)
 
 
-
 def _hits(users: int, counts: list[int]):
     """Per-user gains ``[weights, users]``: weight i hits the first ``counts[i]`` users, so two
     weights differ exactly by the users one hits and the other misses (a paired comparison)."""

@@ -359,13 +359,14 @@ class TigerModel(nn.Module):
         """Whether inference re-orders the final beam (a re-ranker, with a non-zero weight)."""
         return self.reranker is not None and self.reranker.weight != 0
 
-    def min_beam_width(self, top_k: int) -> int:
-        """The narrowest final beam that still fills ``top_k`` slots. The head's own ``catalogue_top``
-        best items join the beam, none twice, so M >= K fills the list with a beam of any width (on
-        Amazon Beauty a beam of 20 beside the head's 50 found as much as one of 50:
-        bench/results/quality-weights-val-vs-test-s29.md); otherwise the beam itself must hold K."""
+    def beam_width_for(self, top_k: int, asked: int | None = None) -> int:
+        """The final beam's width for a ``top_k`` list: ``asked`` (default K), widened to the
+        narrowest that still fills K slots. The head's own ``catalogue_top`` best items join the beam,
+        none twice, so M >= K fills the list with a beam of any width (on Amazon Beauty a beam of 20
+        beside the head's 50 found as much as one of 50: bench/results/quality-weights-val-vs-test-s29.md);
+        otherwise the beam itself must hold K."""
         reranks_its_own = self.reranks and self.reranker.config.catalogue_top >= top_k
-        return 1 if reranks_its_own else top_k
+        return max(int(asked or top_k), 1 if reranks_its_own else top_k)
 
     def encode(
         self, history: torch.Tensor, item_codes: torch.Tensor, users: torch.Tensor | None = None
@@ -521,7 +522,7 @@ class GenerativeRecommender(nn.Module):
         super().__init__()
         self.model = model
         self.top_k = top_k
-        self.beam_width = max(beam_width or top_k, model.min_beam_width(top_k))
+        self.beam_width = model.beam_width_for(top_k, beam_width)
         self.exclude_history = exclude_history
         self.level_sizes = list(table.level_sizes)
         self.sentinel = table.sentinel

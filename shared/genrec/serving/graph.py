@@ -73,7 +73,7 @@ class ServingGraph(nn.Module):
         self.level_sizes = [int(v) for v in level_sizes]
         self.sentinel = key_sentinel(self.level_sizes)
         self.top_k = int(top_k)
-        self.beam_width = max(int(beam_width or top_k), model.min_beam_width(self.top_k))
+        self.beam_width = model.beam_width_for(self.top_k, beam_width)
 
     def forward(
         self,

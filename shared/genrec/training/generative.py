@@ -324,13 +324,14 @@ def tune_rerank_weight(
     the NDCG@10 of either score alone on the same candidates (``generative_`` and ``head_``), so an
     epoch's history shows which part gains or overfits."""
     parts = beam_parts(rec, histories, users, batch_size, device)
-    grid = sorted({*weights, prior})
+    grid = sorted({0.0, *weights, prior})  # 0: the generative order alone
     ranks = [target_ranks(rerank(*parts, w, 10)[0].numpy(), targets) for w in grid]
-    pick = choose_weight(np.stack([ndcg_gains(r, 10) for r in ranks]), grid.index(prior))
+    gains = np.stack([ndcg_gains(r, 10) for r in ranks])
+    pick = choose_weight(gains, grid.index(prior))
     items, generative, dense = parts
     head_alone = (items, torch.where(torch.isfinite(generative), 0.0, generative), dense)  # empty slots stay last
     return {**metrics_from_ranks(ranks[pick]), "users": len(targets), "rerank_weight": grid[pick],
-            f"generative_{MONITOR}": metrics_at_weight(parts, targets, 0.0)[MONITOR],
+            f"generative_{MONITOR}": float(gains[grid.index(0.0)].mean()),
             f"head_{MONITOR}": metrics_at_weight(head_alone, targets, 1.0)[MONITOR]}
 
 
