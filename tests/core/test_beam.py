@@ -342,9 +342,9 @@ def test_selection_orders_as_a_stable_descending_sort() -> None:
 @pytest.mark.parametrize("user_state", ["encoder", "history"])
 def test_the_heads_own_best_items_join_the_beam_scored_by_both(user_state: str) -> None:
     """With ``catalogue_top`` M, the candidates are the beam and the head's best M items of the
-    catalogue that are neither in it nor excluded; every candidate gets its generative log-prob (a
-    joining item's teacher-forced, as brute force gives it) and its dense logit, and the order is
-    ``log-prob + weight * dense``, the best K kept."""
+    catalogue that are neither in it nor excluded; a beam item gets its generative log-prob (as brute
+    force gives it), a joining item the beam's lowest (the search pruned it: no decoder pass), every
+    candidate its dense logit, and the order is ``log-prob + weight * dense``, the best K kept."""
     table, hist = _table(), _histories(20)
     model = _model(seed=5, id_items=15, rerank=RerankConfig(weight=0.7, user_state=user_state, catalogue_top=5,
                                                             item_ids=True))
@@ -368,7 +368,9 @@ def test_the_heads_own_best_items_join_the_beam_scored_by_both(user_state: str) 
         assert items[r, 4:].tolist() == [i if i not in beam_items else -1 for i in by_head[:5]]
         real = items[r] >= 0
         assert torch.allclose(dense[r, real], want_dense[r, items[r, real]], atol=1e-5)
-        assert torch.allclose(generative[r, real], exhaustive[r, items[r, real]], atol=1e-5)
+        assert torch.allclose(generative[r, :4], exhaustive[r, items[r, :4]], atol=1e-5)
+        joining = real & (torch.arange(items.shape[1]) >= 4)
+        assert torch.equal(generative[r, joining], generative[r, :4].min().expand(int(joining.sum())))
         assert torch.isinf(generative[r, ~real]).all()
     assert any(set(items[r, 4:].tolist()) != {-1} for r in range(len(hist)))  # the head did add items
     top, _ = model.reranker.rerank(items, generative, dense, 4)

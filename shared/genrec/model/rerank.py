@@ -60,7 +60,7 @@ class RerankConfig(BaseModel):
     # How many of the head's own best items over the whole catalogue join the final beam as
     # candidates (0: the beam alone). The two retrievers find different items (on Amazon Beauty
     # the beam of 50 held the target for 16.8 % of users, the head's top 50 for 17.5 %, either for
-    # 22.5 %); each joining item is scored by both, its generative log-prob teacher-forced.
+    # 22.5 %); each joining item is scored by both, its generative score the beam's lowest.
     catalogue_top: int = Field(default=0, ge=0)
 
 
