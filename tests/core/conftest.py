@@ -20,7 +20,7 @@ PLANTED_CONFIG = {
     "tokenizer": {"levels": 2, "codebook_size": 16, "latent_dim": 16, "hidden_dims": [64], "steps": 300,
                   "disambiguation_size": 32},
     "model": {"d_model": 64, "n_heads": 2, "encoder_layers": 1, "decoder_layers": 1, "d_ff": 128, "dropout": 0.0,
-              "user_buckets": 1, "label_smoothing": 0.0},
+              "user_buckets": 1, "label_smoothing": 0.0, "rerank": False},  # the generator alone learns the rule
     "optim": {"epochs": 10, "batch_size": 64, "lr": 3e-3, "warmup_steps": 30, "patience": 10},
 }
 

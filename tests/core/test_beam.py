@@ -30,10 +30,11 @@ def _table(n: int = 20, seed: int = 0) -> CodeTable:
     return CodeTable(space[pick], LEVELS)
 
 
-def _model(seed: int = 0, id_items: int = 0, **overrides: object) -> TigerModel:
+def _model(seed: int = 0, id_items: int = 0, rerank: RerankConfig | None = None) -> TigerModel:
+    """The generator alone unless a re-ranker is asked for."""
     torch.manual_seed(seed)
     cfg = GenerativeConfig(d_model=32, n_heads=2, encoder_layers=1, decoder_layers=1, d_ff=64, dropout=0.0,
-                           max_history=6, user_buckets=5, **overrides)
+                           max_history=6, user_buckets=5, rerank=rerank)
     return TigerModel(cfg, LEVELS, id_items=id_items).eval()
 
 
@@ -115,7 +116,8 @@ def test_beam_matches_exhaustive_ranking_and_respects_exclusions() -> None:
 @pytest.mark.parametrize(("weight", "id_items"), [(0.0, 0), (0.7, 0), (0.7, 12)])
 def test_rerank_head_orders_the_beam_by_generative_plus_dense_score(weight: float, id_items: int) -> None:
     table = _table()
-    model = _model(seed=5, id_items=id_items, rerank=RerankConfig(weight=weight, item_ids=bool(id_items)))
+    model = _model(seed=5, id_items=id_items, rerank=RerankConfig(weight=weight, item_ids=bool(id_items),
+                                                                        user_state="encoder", catalogue_top=0))
     reranker, vectors = model.reranker, model.generator.code_vectors(table.item_codes)
     if id_items:  # trained ID vectors for the first 12 items; items 12.. were "added later"
         torch.nn.init.normal_(reranker.item_id_emb.weight)
@@ -145,7 +147,7 @@ def test_the_generator_gives_the_beam_order_and_the_reranker_reorders_that_beam(
     weight) ranks by generative log-prob; the composed model re-orders the generator's final
     beam (width W) by ``log-prob + weight * dense logit`` and keeps the top K."""
     table, hist = _table(), _histories(20)
-    model = _model(seed=5, rerank=RerankConfig(weight=0.7))
+    model = _model(seed=5, rerank=RerankConfig(weight=0.7, user_state="encoder", catalogue_top=0))
     alone = _model(seed=5)
     alone.generator.load_state_dict(model.generator.state_dict())  # the same generator, no re-ranker
     assert alone.reranker is None and not alone.reranks and model.reranks
@@ -181,7 +183,7 @@ def test_the_generator_gives_the_beam_order_and_the_reranker_reorders_that_beam(
 @torch.no_grad()
 def test_the_history_tower_reorders_the_beam_and_leaves_an_empty_history_in_beam_order() -> None:
     table, hist = _table(), _histories(20)
-    model = _model(seed=5, rerank=RerankConfig(weight=0.7, user_state="history"))
+    model = _model(seed=5, rerank=RerankConfig(weight=0.7, user_state="history", catalogue_top=0))
     for p in model.reranker.parameters():  # larger than the init, so that its order shows
         torch.nn.init.normal_(p, std=0.3)
     alone = _model(seed=5)

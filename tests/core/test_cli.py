@@ -56,8 +56,11 @@ def test_train_and_bench_quality_smoke(tmp_path: Path, monkeypatch) -> None:
     manifest = json.loads((tmp_path / "a" / "manifest.json").read_text())
     assert manifest["n_items"] == 80 and (tmp_path / "a" / "metrics.jsonl").is_file()
 
+    # The first two sittings train the generator alone; the third adds the re-ranking head.
+    headless = tmp_path / "headless.toml"
+    headless.write_text("[model]\nrerank = false\n")
     res = runner.invoke(bench.app, ["quality", "--dataset", str(tmp_path / "d"), "--budget", "smoke",
-                                    "--out", str(tmp_path / "r")])
+                                    "--out", str(tmp_path / "r"), "--config", str(headless)])
     assert res.exit_code == 0, res.output
     out = json.loads((tmp_path / "r" / "quality-d.json").read_text())
     assert set(out["models"]) == {"MostPopular", "SASRec (full CE)", "genrec (generative retrieval)"}
@@ -76,7 +79,7 @@ def test_train_and_bench_quality_smoke(tmp_path: Path, monkeypatch) -> None:
     # A second sitting with a bigger budget resumes genrec: its epochs continue the history,
     # the other models' rows and per-epoch lines stay, and the report says it was resumed.
     more = tmp_path / "more.toml"
-    more.write_text("[optim]\nepochs = 3\n")
+    more.write_text("[model]\nrerank = false\n[optim]\nepochs = 3\n")
     res = runner.invoke(bench.app, ["quality", "--dataset", str(tmp_path / "d"), "--budget", "smoke",
                                     "--out", str(tmp_path / "r"), "--models", "genrec", "--config", str(more)])
     assert res.exit_code == 0, res.output
@@ -91,11 +94,11 @@ def test_train_and_bench_quality_smoke(tmp_path: Path, monkeypatch) -> None:
     assert again["models"]["genrec (generative retrieval)"]["resumed"] is True
     assert "resumed from a checkpoint" in (tmp_path / "r" / "quality-d.md").read_text()
 
-    # A third sitting warm-starts a model with a re-ranking head from the averaged best and
-    # last weights of that run: same Semantic IDs, its own checkpoints, the story kept.
+    # A third sitting warm-starts a model with the re-ranking head (the default) from the averaged
+    # best and last weights of that run: same Semantic IDs, its own checkpoints, the story kept.
     warm = tmp_path / "warm.toml"
     warm.write_text(f'init_from = ["{ckpt}/best.pt", "{ckpt}/last.pt"]\ncheckpoint_dir = "{tmp_path}/warm-ckpt"\n'
-                    "[model.rerank]\n[optim]\nepochs = 1\n")
+                    "[optim]\nepochs = 1\n")
     res = runner.invoke(bench.app, ["quality", "--dataset", str(tmp_path / "d"), "--budget", "smoke",
                                     "--out", str(tmp_path / "r"), "--models", "genrec", "--config", str(warm)])
     assert res.exit_code == 0, res.output
@@ -104,7 +107,7 @@ def test_train_and_bench_quality_smoke(tmp_path: Path, monkeypatch) -> None:
     assert [x["epoch"] for x in lines if x["model"] == "genrec-warm"] == [1]
     gen = json.loads((tmp_path / "r" / "quality-d.json").read_text())["models"]["genrec (generative retrieval)"]
     assert gen["warm_start"]["source_epochs"] == 3 and gen["warm_start"]["new_parameters"] == [
-        "item_tower", "user_tower"]
+        "history", "item_id_emb", "item_tower"]
     assert gen["train_seconds"] >= gen["warm_start"]["source_train_seconds"] > 0
     report = (tmp_path / "r" / "quality-d.md").read_text()
     assert "Warm start: 1 epochs from the 3-epoch run" in report and "weights averaged" in report

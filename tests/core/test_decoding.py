@@ -46,8 +46,8 @@ def _full_prefix_beam(
 CASES = {
     # levels, items, re-ranker, beam width, top-k
     "four-levels": ([5, 3, 4, 6], 300, None, 12, 7),
-    "rerank": ([4, 4, 3], 40, RerankConfig(weight=0.7), 9, 5),
-    "rerank-history-tower": ([4, 4, 3], 40, RerankConfig(weight=0.7, user_state="history"), 9, 5),
+    "rerank": ([4, 4, 3], 40, RerankConfig(weight=0.7, user_state="encoder", catalogue_top=0), 9, 5),
+    "rerank-history-tower": ([4, 4, 3], 40, RerankConfig(weight=0.7, catalogue_top=0), 9, 5),
     "fewer-items-than-k": ([2, 2, 2], 5, None, 8, 6),
     "one-beam": ([4, 4, 3], 30, None, 1, 1),
 }

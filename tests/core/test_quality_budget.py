@@ -4,14 +4,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from genrec.bench.quality import budget_config
+from genrec.bench.quality import BUDGETS, budget_config
+from genrec.training import TrainConfig
 
 CONFIGS = Path(__file__).resolve().parents[2] / "bench" / "configs"
 
 
-def test_the_cpu_budget_trains_the_reranking_head_with_item_ids() -> None:
-    head = budget_config("cpu").model.rerank
+def test_genrec_train_and_every_budget_train_the_measured_head() -> None:
+    """The head the quality runs measured best (item IDs, its own history tower, its own best 50 items
+    joining the beam) is what `genrec train`, the pipeline and every budget train unless told not to."""
+    head = TrainConfig().model.rerank
     assert head is not None and head.item_ids and head.user_state == "history" and head.catalogue_top == 50
+    assert all(budget_config(name).model.rerank == head for name in BUDGETS)
 
 
 def test_a_config_restores_the_beam_only_head() -> None:

@@ -16,6 +16,8 @@ from genrec.training import TrainedBundle, load_config
 # artifact whose head has ID vectors for 36 of its 40 items and weight 0.5, and its answers
 # (expected.json) for fixed inputs.
 OLD_ARTIFACT = Path(__file__).parent / "data" / "artifact-before-reranker-split"
+# A head as configs with the flat ``rerank_*`` keys meant it: the encoder's state, the beam alone.
+LEGACY_HEAD = RerankConfig(item_ids=False, user_state="encoder", catalogue_top=0)
 
 
 def _answers(bundle: TrainedBundle, want: dict) -> tuple[torch.Tensor, torch.Tensor]:
@@ -92,8 +94,18 @@ def test_the_tuned_weight_is_saved_with_the_weights_not_in_the_config() -> None:
     assert with_ids.reranker.item_id_emb.num_embeddings == 7
 
 
+def test_weights_without_a_reranker_load_as_the_generator_alone() -> None:
+    """Artifacts saved before the head was the default hold no re-ranker weights, and their config
+    no ``rerank`` key: they load as the generator they are, not as a default head missing its weights."""
+    cfg = GenerativeConfig(d_model=16, n_heads=2, encoder_layers=1, decoder_layers=1, d_ff=32)
+    assert cfg.rerank == RerankConfig()
+    alone = TigerModel(cfg.model_copy(update={"rerank": None}), [4, 4])
+    loaded = TigerModel.from_state_dict(cfg, [4, 4], alone.state_dict())
+    assert loaded.reranker is None and not loaded.reranks and loaded.config.rerank is None
+
+
 @pytest.mark.parametrize(("model", "want"), [
-    ({}, None),
+    ({}, RerankConfig()),  # the head is on unless turned off
     ({"rerank": {}}, RerankConfig()),
     ({"rerank": True}, RerankConfig()),
     ({"rerank": False}, None),
@@ -101,7 +113,9 @@ def test_the_tuned_weight_is_saved_with_the_weights_not_in_the_config() -> None:
     # The flat keys of configs and artifacts before the split.
     ({"rerank_head": True, "rerank_weight": 1.5, "rerank_item_ids": True, "rerank_id_items": 140,
       "rerank_loss_weight": 0.5, "rerank_id_dropout": 0.2},
-     RerankConfig(weight=1.5, item_ids=True, loss_weight=0.5, id_dropout=0.2)),
+     RerankConfig(weight=1.5, item_ids=True, loss_weight=0.5, id_dropout=0.2, user_state="encoder",
+                  catalogue_top=0)),
+    ({"rerank_head": True}, LEGACY_HEAD),  # a head of that time, whatever the defaults are now
     ({"rerank_head": False, "rerank_weight": 1.5, "rerank_id_items": 0}, None),
     ({"rerank_head": False, "rerank": {"item_ids": True}}, None),  # an override turning a budget's head off
     ({"rerank": {"item_ids": True}, "rerank_weight": 3.0}, RerankConfig(item_ids=True, weight=3.0)),
@@ -111,12 +125,13 @@ def test_rerank_config_forms(model: dict, want: RerankConfig | None) -> None:
 
 
 def test_rerank_config_from_toml(tmp_path: Path) -> None:
-    (tmp_path / "new.toml").write_text("[model.rerank]\nitem_ids = true\n")
-    (tmp_path / "old.toml").write_text("[model]\nrerank_head = true\nrerank_item_ids = true\n")
-    for name in ("new.toml", "old.toml"):
-        assert load_config(tmp_path / name).model.rerank == RerankConfig(item_ids=True)
+    (tmp_path / "new.toml").write_text("[model.rerank]\nweight = 2.0\n")
+    (tmp_path / "old.toml").write_text("[model]\nrerank_head = true\nrerank_weight = 2.0\n")
+    assert load_config(tmp_path / "new.toml").model.rerank == RerankConfig(weight=2.0)
+    assert load_config(tmp_path / "old.toml").model.rerank == LEGACY_HEAD.model_copy(update={"weight": 2.0})
     old = json.loads((OLD_ARTIFACT / "manifest.json").read_text())["config"]["model"]
-    assert old["rerank_head"] and GenerativeConfig.model_validate(old).rerank == RerankConfig(weight=0.5, item_ids=True)
+    assert old["rerank_head"] and GenerativeConfig.model_validate(old).rerank == LEGACY_HEAD.model_copy(
+        update={"weight": 0.5, "item_ids": True})
 
 
 def test_the_tuned_weight_can_reach_the_dense_order() -> None:

@@ -201,7 +201,8 @@ def test_warm_start_adds_a_rerank_head_to_a_trained_model(
     from tests.core.conftest import PLANTED_CONFIG
 
     _, ds = planted
-    base = {**PLANTED_CONFIG, "model": {**PLANTED_CONFIG["model"], "rerank": {}},
+    # A head that reads the warm encoder's state, so one epoch shows what the warm start gave it.
+    base = {**PLANTED_CONFIG, "model": {**PLANTED_CONFIG["model"], "rerank": {"user_state": "encoder"}},
             "optim": {**PLANTED_CONFIG["optim"], "epochs": 1}}
     # A few steps: from the source run's weights the model already knows the rule; from scratch it cannot.
     few = {**base, "optim": {**base["optim"], "max_steps_per_epoch": 3}}
@@ -229,9 +230,10 @@ def test_warm_start_adds_a_rerank_head_to_a_trained_model(
     hist = torch.as_tensor(pad_histories(split.test_histories, warm.config.max_history))
     with torch.no_grad():
         served = warm.recommender(top_k=10)(hist)[0][:, 0].numpy()
-        memory, _ = warm.model.encode(hist, warm.code_table.item_codes)
-        reranker, codes = warm.model.reranker, warm.model.generator.code_vectors(warm.code_table.item_codes)
-        dense = reranker.user_vector(memory) @ reranker.item_vectors(codes).T
+        item_codes = warm.code_table.item_codes
+        memory, _ = warm.model.encode(hist, item_codes)
+        every = torch.arange(len(item_codes)).expand(len(hist), -1)
+        dense = warm.model.dense_scores(memory, hist, every, item_codes)
     assert (served == split.test_targets).mean() >= 0.9
     assert (dense.argmax(1).numpy() == split.test_targets).mean() >= 0.25
     # Each epoch's validation also reads either score alone on the same candidates: the warm

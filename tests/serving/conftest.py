@@ -17,7 +17,7 @@ from genrec.devstack import stack as devstack
 SERVER_READY_TIMEOUT_S = 240.0  # torch import in Triton's stub; minutes on a loaded 2-core box
 N_ITEMS = 150
 TINY_MODEL = {"d_model": 32, "n_heads": 2, "encoder_layers": 1, "decoder_layers": 1, "d_ff": 64, "dropout": 0.0,
-              "user_buckets": 7, "max_history": 8}
+              "user_buckets": 7, "max_history": 8, "rerank": None}  # the generator alone unless a fixture adds the head
 
 
 def make_bundle(out: Path, seed: int = 0, id_items: int = 0, **model: object):
@@ -63,7 +63,8 @@ def rerank_bundle_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     the first 140 of its 150 items (the rest stand for items added after training); its encoder is
     the bidirectional one (artifacts trained before the causal encoder), so both are served."""
     out = tmp_path_factory.mktemp("serving-artifacts") / "rerank"
-    make_bundle(out, seed=2, id_items=140, rerank={"weight": 0.5, "item_ids": True}, encoder="bidirectional")
+    make_bundle(out, seed=2, id_items=140, rerank={"weight": 0.5, "item_ids": True, "user_state": "encoder",
+                                                         "catalogue_top": 0}, encoder="bidirectional")
     return out
 
 

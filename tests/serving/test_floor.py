@@ -14,7 +14,7 @@ from genrec.serving.graph import ServingGraph, TableTensors
 
 LEVELS = [6, 5, 7, 4]
 CONFIG = GenerativeConfig(d_model=16, n_heads=2, encoder_layers=2, decoder_layers=3, d_ff=24, dropout=0.0,
-                          max_history=10, user_buckets=3)
+                          max_history=10, user_buckets=3, rerank=None)
 
 
 def _graph(beam_width: int) -> tuple[ServingGraph, TableTensors]:

@@ -47,13 +47,6 @@ from genrec.training.sasrec import train_sasrec
 # 2,000 users a Beauty NDCG@10 moved by noise alone as much as between epochs (standard error
 # ~0.004); on 4,000 it is a few seconds of a ~110 s epoch.
 CPU_VALIDATION_USERS = 4000
-# The re-ranking head with item-ID vectors from the first epoch (a softmax over the whole catalogue
-# beside the generative loss): twice the work of a Beauty step, for the collaborative signal the codes
-# alone miss (bench/results/quality-*.md: with and without it). It reads the history with its own
-# tower, which on Beauty and MovieLens-100K beat the encoder's state by 0.007-0.013 NDCG@10 (on the
-# synthetic catalogue it lost 0.013: quality-*-history-tower*.md), and adds its own best 50 items of
-# the catalogue to the final beam (quality-*-head-candidates*.md and quality-amazon-beauty.md).
-RERANK_HEAD = {"item_ids": True, "user_state": "history", "catalogue_top": 50}
 BUDGETS: dict[str, dict[str, Any]] = {
     "cpu": {
         "threads": 2,
@@ -61,7 +54,7 @@ BUDGETS: dict[str, dict[str, Any]] = {
         "test_beam_width": 50,
         "tokenizer": {"steps": 600},
         "model": {"d_model": 128, "n_heads": 4, "encoder_layers": 2, "decoder_layers": 2, "d_ff": 256,
-                  "dropout": 0.1, "rerank": RERANK_HEAD},
+                  "dropout": 0.1},
         # Until validation stops improving: 30 epochs of Amazon Beauty are ~15,500 steps, about 55 min of
         # training on 2 cores; a smaller catalogue gets at least 4,000 steps.
         "optim": {"epochs": 30, "min_steps": 4000, "batch_size": 256, "lr": 2e-3, "warmup_steps": 300,
@@ -77,7 +70,7 @@ BUDGETS: dict[str, dict[str, Any]] = {
         "test_beam_width": 100,
         "tokenizer": {"steps": 10000},
         "model": {"d_model": 256, "n_heads": 4, "encoder_layers": 4, "decoder_layers": 4, "d_ff": 1024,
-                  "dropout": 0.15, "rerank": RERANK_HEAD},
+                  "dropout": 0.15},
         # One H200 (2026-12-04): an epoch of Amazon Beauty took 26 s to train, 4 s to validate.
         "optim": {"epochs": 200, "batch_size": 256, "lr": 1e-3, "warmup_steps": 1000, "patience": 10,
                   "patience_window": 3, "max_minutes": 60},

@@ -1,6 +1,6 @@
 """The re-ranker: a dense head that re-orders the generator's final beam (LIGER-style hybrid).
 
-The user is the encoder's state at the most recent item; an item is a vector composed from
+The user is a vector (below); an item is a vector composed from
 its codes' embeddings by a small MLP (plus, optionally, a learned ID vector for the items
 known at training). Trained with a softmax over the whole catalogue next to the generative
 loss; at inference the final beam is re-ordered by ``generative log-prob + weight * dense
@@ -9,10 +9,10 @@ vector per item) and their errors differ; the dense loss is also the objective o
 strongest ID-based baselines. Items added after training have no ID vector and are scored
 by their codes alone, so cold start is unchanged.
 
-The user is, by default, the encoder's state at the most recent item. With ``user_state =
-"history"`` the head reads the history itself: a small causal transformer of its own (SASRec-like,
-more dropout than the generator) over the history's item vectors, tied to the items it scores.
-The two retrievers then share only the code table, and their errors differ more.
+The user is, by default, read from the history by the head itself (``user_state = "history"``):
+a small causal transformer of its own (SASRec-like, more dropout than the generator) over the
+history's item vectors, tied to the items it scores. The two retrievers then share only the code
+table, and their errors differ more. ``user_state = "encoder"`` takes the encoder's state instead.
 
 With ``catalogue_top`` M the head is a retriever too: its own best M items of the whole catalogue
 join the final beam (``TigerModel.scored_beam``), so an item the beam missed can still be ranked.
@@ -49,11 +49,15 @@ class RerankConfig(BaseModel):
     loss_weight: float = 1.0  # the head's cross-entropy next to the generative loss
     # Give the items known at training a learned ID vector (training sizes the table). Items
     # added later use their codes alone, which ``id_dropout`` (a share of IDs hidden per
-    # step) trains for.
-    item_ids: bool = False
+    # step) trains for. The collaborative signal the codes alone miss: a softmax over the whole
+    # catalogue beside the generative loss, about twice the work of an Amazon Beauty step
+    # (bench/results/quality-*.md: with and without it).
+    item_ids: bool = True
     id_dropout: float = 0.1
-    # Where the user's vector comes from (see the module docstring): "encoder" or "history".
-    user_state: Literal["encoder", "history"] = "encoder"
+    # Where the user's vector comes from (see the module docstring): "encoder" or "history". The
+    # history beat the encoder's state by 0.007-0.013 NDCG@10 on Amazon Beauty and MovieLens-100K
+    # (on the synthetic catalogue it lost 0.013: quality-*-history-tower*.md).
+    user_state: Literal["encoder", "history"] = "history"
     history_layers: int = Field(default=2, ge=1)
     history_heads: int = Field(default=2, ge=1)
     history_dropout: float = Field(default=0.3, ge=0.0, lt=1.0)
@@ -61,7 +65,7 @@ class RerankConfig(BaseModel):
     # candidates (0: the beam alone). The two retrievers find different items (on Amazon Beauty
     # the beam of 50 held the target for 16.8 % of users, the head's top 50 for 17.5 %, either for
     # 22.5 %); each joining item is scored by both, its generative score the beam's lowest.
-    catalogue_top: int = Field(default=0, ge=0)
+    catalogue_top: int = Field(default=50, ge=0)
 
 
 class HistoryTower(nn.Module):
