@@ -58,7 +58,8 @@ class GenerativeConfig(BaseModel):
     encoder: Literal["causal", "bidirectional"] = "causal"
     # The dense head that re-orders the final beam and adds its own best items to it; None: the
     # beam's own order. On by default: on Amazon Beauty it lifts NDCG@10 from 0.0375 (the same
-    # candidates in generative order) to 0.0517 (bench/results/quality-amazon-beauty.md). In TOML,
+    # candidates in generative order) to 0.0517 (bench/results/quality-amazon-beauty.md), for about
+    # twice the work of a training step there (its softmax over the whole catalogue). In TOML,
     # ``[model.rerank]`` sets its keys, ``rerank = false`` turns it off.
     rerank: RerankConfig | None = Field(default_factory=RerankConfig)
     # An item added after training is scored like an average item of the region its content codes

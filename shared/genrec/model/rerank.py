@@ -1,7 +1,7 @@
 """The re-ranker: a dense head that re-orders the generator's final beam (LIGER-style hybrid).
 
-The user is a vector (below); an item is a vector composed from
-its codes' embeddings by a small MLP (plus, optionally, a learned ID vector for the items
+A user's vector (below) is scored against each item's, composed from
+its codes' embeddings by a small MLP (plus, by default, a learned ID vector for the items
 known at training). Trained with a softmax over the whole catalogue next to the generative
 loss; at inference the final beam is re-ordered by ``generative log-prob + weight * dense
 logit``. Beam search and the dense score see the catalogue differently (a prefix tree vs one
@@ -49,9 +49,7 @@ class RerankConfig(BaseModel):
     loss_weight: float = 1.0  # the head's cross-entropy next to the generative loss
     # Give the items known at training a learned ID vector (training sizes the table). Items
     # added later use their codes alone, which ``id_dropout`` (a share of IDs hidden per
-    # step) trains for. The collaborative signal the codes alone miss: a softmax over the whole
-    # catalogue beside the generative loss, about twice the work of an Amazon Beauty step
-    # (bench/results/quality-*.md: with and without it).
+    # step) trains for: the collaborative signal the codes alone miss (quality-*-rerank-item-ids.md).
     item_ids: bool = True
     id_dropout: float = 0.1
     # Where the user's vector comes from (see the module docstring): "encoder" or "history". The
