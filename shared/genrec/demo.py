@@ -29,7 +29,7 @@ from genrec.events.contracts import INTERACTION, ITEM_UPSERTED
 
 SOURCE = "genrec-demo"
 QUICK_TRAINING = {
-    "max_history": 20, "top_k": 50, "val_beam_width": 20, "test_beam_width": 50, "threads": 2,
+    "max_history": 20, "top_k": 50, "val_beam_width": 20, "threads": 2,
     "embeddings": {"mode": "auto"},
     "tokenizer": {"levels": 3, "codebook_size": 32, "latent_dim": 32, "steps": 400},
     "model": {"d_model": 64, "n_heads": 2, "encoder_layers": 2, "decoder_layers": 2, "d_ff": 128},

@@ -104,6 +104,24 @@ def test_weights_without_a_reranker_load_as_the_generator_alone() -> None:
     assert loaded.reranker is None and not loaded.reranks and loaded.config.rerank is None
 
 
+@pytest.mark.parametrize(("rerank", "top_k", "asked", "want"), [
+    (RerankConfig(), 50, None, 20),  # the head's own 50 fill a top 50: its narrower beam
+    (RerankConfig(), 10, None, 10),  # never wider than the list
+    (RerankConfig(), 50, 30, 30),  # a call that names a width gets it
+    (RerankConfig(beam_width=8), 50, None, 8),
+    (RerankConfig(catalogue_top=20), 50, None, 50),  # its own items cannot fill the list: the beam must
+    (RerankConfig(catalogue_top=20), 50, 20, 50),
+    (LEGACY_HEAD, 50, None, 50),
+    (None, 50, None, 50),
+    (None, 50, 100, 100),
+])
+def test_the_served_beam_is_the_heads_narrower_one_while_its_own_items_fill_the_list(
+    rerank: RerankConfig | None, top_k: int, asked: int | None, want: int
+) -> None:
+    cfg = GenerativeConfig(d_model=16, n_heads=2, encoder_layers=1, decoder_layers=1, d_ff=32, rerank=rerank)
+    assert TigerModel(cfg, [4, 4]).beam_width_for(top_k, asked) == want
+
+
 @pytest.mark.parametrize(("model", "want"), [
     ({}, RerankConfig()),  # the head is on unless turned off
     ({"rerank": {}}, RerankConfig()),

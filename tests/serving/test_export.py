@@ -94,6 +94,15 @@ def test_a_head_that_fills_the_list_is_served_with_a_narrower_beam(
     assert 'key: "beam_width" value: { string_value: "5" }' in config
 
 
+def test_a_width_nobody_asked_for_is_left_to_each_served_model(history_rerank_bundle_dir: Path, tmp_path: Path) -> None:
+    """The model behind a repository changes with promotions (a head model, then one without): an
+    export that names no beam width writes none, so each artifact serves at its own
+    (``TigerModel.beam_width_for``) instead of at the first one's."""
+    export_repository(history_rerank_bundle_dir, "torchscript", tmp_path / "repo", top_k=10, check=False,
+                      log=lambda _m: None)
+    assert "beam_width" not in (tmp_path / "repo" / "genrec" / "config.pbtxt").read_text()
+
+
 def test_torchscript_export_parity_and_repository(bundle_dir: Path, tmp_path: Path) -> None:
     report = export_repository(bundle_dir, "torchscript", tmp_path / "repo", log=lambda _m: None)
     assert report.checked and report.ok(min_item_match=1.0, atol=1e-5), report.as_dict()

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from genrec.bench.report import finish_figure, machine_info, write_report
-from genrec.serving.synthetic import PRODUCTION_LEVELS, make_artifact
+from genrec.serving.synthetic import PRODUCTION_LEVELS, describe_model, make_artifact, production_model
 
 BUDGETS: dict[str, dict[str, Any]] = {
     "smoke": {"sizes": [2_000], "batches": [1, 4], "seconds": 0.2},
@@ -126,8 +126,7 @@ def run_graph_bench(out_dir: Path = Path("bench/results"), *, budget: str = "ful
     results: dict[str, Any] = {
         "benchmark": "graph", "budget": budget, "device": str(dev), "machine": machine_info(),
         "config": {**cfg, "history_length": length},
-        "model": {"kind": "untrained TigerModel, production size (GenerativeConfig defaults)",
-                  "level_sizes": list(PRODUCTION_LEVELS), "top_k": 50, "beam_width": 50},
+        "model": production_model(),
         "rows": [],
     }
     started = time.perf_counter()
@@ -160,7 +159,7 @@ def markdown_report(results: dict[str, Any]) -> str:
         f"# The served graph alone on {results['device']} ({results['budget']})"
         + ("" if results.get("complete", True) else " (partial: run in progress or cut short)"), "",
         f"Machine: {m['cpu']}, {m['cores']} cores, GPU: {m['gpu'] or 'none'}; torch {m['torch']}. "
-        f"Model: {results['model']['kind']}, codes {results['model']['level_sizes']}, top-50, beam 50; "
+        f"Model: {describe_model(results['model'])}; "
         f"history length {results['config']['history_length']}. In process, no model server around it "
         + ("(on a CPU: one thread)." if results["device"] == "cpu" else "(one host thread)."), "",
         "| catalogue | batch | " + " | ".join(f"{KINDS[k]} p50 ms | p99 ms | users/s" for k in kinds) + " |",

@@ -51,7 +51,6 @@ BUDGETS: dict[str, dict[str, Any]] = {
     "cpu": {
         "threads": 2,
         "val_beam_width": 20,
-        "test_beam_width": 50,
         "tokenizer": {"steps": 600},
         "model": {"d_model": 128, "n_heads": 4, "encoder_layers": 2, "decoder_layers": 2, "d_ff": 256,
                   "dropout": 0.1},
@@ -67,7 +66,6 @@ BUDGETS: dict[str, dict[str, Any]] = {
     },
     "gpu": {
         "val_beam_width": 50,
-        "test_beam_width": 100,
         "tokenizer": {"steps": 10000},
         "model": {"d_model": 256, "n_heads": 4, "encoder_layers": 4, "decoder_layers": 4, "d_ff": 1024,
                   "dropout": 0.15},
@@ -80,7 +78,6 @@ BUDGETS: dict[str, dict[str, Any]] = {
     "smoke": {
         "threads": 2,
         "val_beam_width": 10,
-        "test_beam_width": 20,
         "embeddings": {"mode": "interactions", "collab_dim": 32},
         "tokenizer": {"levels": 2, "codebook_size": 16, "latent_dim": 16, "hidden_dims": [64], "steps": 200,
                       "disambiguation_size": 64},
@@ -211,7 +208,7 @@ def run_quality(
         train_s = time.perf_counter() - t
         te = time.perf_counter()
         test = evaluate_bundle(bundle, split, device=device, progress=progress)
-        beam_order = test.pop("without_rerank", None)
+        beam_order, beam_width = test.pop("without_rerank", None), test.pop("beam_width")
         rep = bundle.report
         # A resumed run's epochs ran in several sittings: count every epoch's time, not this process's,
         # and a warm start's source run too.
@@ -224,7 +221,7 @@ def run_quality(
             "resumed": rep["resumed_after_epoch"] > 0, "warm_start": rep.get("warm_start"),
             # tuned in training, stored with the model's weights
             "rerank_weight": bundle.model.reranker.weight if bundle.model.reranker is not None else None,
-            "test_seconds": round(time.perf_counter() - te, 1), "test_beam_width": cfg.test_beam_width,
+            "test_seconds": round(time.perf_counter() - te, 1), "test_beam_width": beam_width,
             "embeddings": rep["embeddings"], "tokenizer": rep["tokenizer"], "stage_seconds": rep["seconds"],
             "train_examples": rep["train_examples"],
             "validation_curve": validation_curve(rep["history"]),

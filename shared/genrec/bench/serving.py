@@ -36,7 +36,7 @@ import numpy as np
 from genrec.bench.report import finish_figure, machine_info, write_report
 from genrec.config import TOP_K
 from genrec.serving.launch import UNBATCHED_TWIN, serving_python
-from genrec.serving.synthetic import PRODUCTION_LEVELS, make_artifact
+from genrec.serving.synthetic import PRODUCTION_LEVELS, describe_model, make_artifact, production_model
 
 BUDGETS: dict[str, dict[str, Any]] = {
     # ~1 min: does it run at all
@@ -231,8 +231,7 @@ def run_serving_bench(
     results: dict[str, Any] = {
         "benchmark": "serving", "budget": budget, "machine": machine_info(),
         "config": {**cfg, "history_length": length, "torch_threads": threads or "all cores"},
-        "model": {"kind": "untrained TigerModel, production size (GenerativeConfig defaults)",
-                  "level_sizes": list(PRODUCTION_LEVELS), "top_k": 50, "beam_width": 50},
+        "model": production_model(),
         "sweep": [], "concurrency": [], "floor": {}, "graph": {},
     }
     started = time.perf_counter()
@@ -286,7 +285,7 @@ def markdown_report(results: dict[str, Any]) -> str:
         f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GiB, GPU: {m['gpu'] or 'none'}; "
         f"torch {m['torch']}; load average {m['load_average_at_start']} at start, "
         f"{m.get('load_average_at_end')} at end. Client and server share the machine.", "",
-        f"Model: {results['model']['kind']}, codes {results['model']['level_sizes']}, top-50, beam 50; "
+        f"Model: {describe_model(results['model'])}; "
         f"history length {results['config']['history_length']}.", "",
         "## Latency by batch size (one client, sequential requests)", "",
         "| catalogue | batch | requests | p50 ms | p95 ms | p99 ms | users/s |",

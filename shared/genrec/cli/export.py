@@ -19,8 +19,8 @@ def export(
     top_k: int = typer.Option(50, "--top-k"),
     beam_width: int | None = typer.Option(
         None, "--beam-width",
-        help="Default: top-k. A model whose head adds top-k or more candidates of its own fills the list with a "
-             "narrower beam (less decode)."),
+        help="Default: the model's own (TigerModel.beam_width_for): top-k, or the head's beam_width (20) "
+             "when the head adds top-k or more candidates of its own."),
     instances: int = typer.Option(1, "--instances", help="instance_group count."),
     check: bool = typer.Option(True, "--check/--no-check", help="Parity with eager PyTorch."),
     max_items: int = typer.Option(2**24, "--max-items", help="ONNX/TensorRT: largest catalogue (trained + fed)."),

@@ -363,13 +363,13 @@ class TigerModel(nn.Module):
         return self.reranker is not None and self.reranker.weight != 0
 
     def beam_width_for(self, top_k: int, asked: int | None = None) -> int:
-        """The final beam's width for a ``top_k`` list: ``asked`` (default K), widened to the
-        narrowest that still fills K slots. The head's own ``catalogue_top`` best items join the beam,
-        none twice, so M >= K fills the list with a beam of any width (on Amazon Beauty a beam of 20
-        beside the head's 50 found as much as one of 50: bench/results/quality-weights-val-vs-test-s29.md);
-        otherwise the beam itself must hold K."""
-        reranks_its_own = self.reranks and self.reranker.config.catalogue_top >= top_k
-        return max(int(asked or top_k), 1 if reranks_its_own else top_k)
+        """The final beam's width for a ``top_k`` list: ``asked``, else the head's ``beam_width``,
+        widened to the narrowest that still fills K slots. The head's own ``catalogue_top`` best items
+        join the beam, none twice, so M >= K fills the list with a beam of any width; otherwise the
+        beam itself must hold K."""
+        if self.reranks and self.reranker.config.catalogue_top >= top_k:
+            return max(int(asked or min(self.reranker.config.beam_width, top_k)), 1)
+        return max(int(asked or top_k), top_k)
 
     def encode(
         self, history: torch.Tensor, item_codes: torch.Tensor, users: torch.Tensor | None = None

@@ -64,6 +64,11 @@ class RerankConfig(BaseModel):
     # the beam of 50 held the target for 16.8 % of users, the head's top 50 for 17.5 %, either for
     # 22.5 %); each joining item is scored by both, its generative score the beam's lowest.
     catalogue_top: int = Field(default=50, ge=0)
+    # The final beam's width beside them when a call names none (serving, and test unless a budget
+    # names one), while they alone can fill the list (catalogue_top >= top-k): the lists a beam of
+    # 20 serves beside the head's 50 held the target as often as a beam of 50's, at about half
+    # the decode (quality-served-beam-s33.md).
+    beam_width: int = Field(default=20, ge=1)
 
 
 class HistoryTower(nn.Module):

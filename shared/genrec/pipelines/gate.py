@@ -30,7 +30,7 @@ class GateConfig:
     min_absolute_gain: float = 0.0  # and candidate >= production + this
     min_metric: float = 0.0  # a first model (no production yet) must reach at least this
     users_limit: int | None = None  # evaluate a fixed random subset of users (speed)
-    beam_width: int | None = None  # default: the candidate's test_beam_width, used for both
+    beam_width: int | None = None  # default: the candidate's test_beam_width for both; unset: each at its served width
     top_k: int = 10
     seed: int = 0
 

@@ -145,7 +145,7 @@ def export_repository(
     art = ServingArtifact.open(artifact, settings)
     kind = "gpu" if fmt == "tensorrt" else "cpu"
     version_dir = write_repository(out, artifact="bundled", runner=fmt, top_k=top_k, instances=instances,
-                                   kind=kind, extra_parameters={"beam_width": str(beam_width or top_k)})
+                                   kind=kind, extra_parameters={"beam_width": str(beam_width)} if beam_width else None)
     bundled = version_dir / "artifact"
     bundled.mkdir(exist_ok=True)
     for name in REQUIRED_FILES:

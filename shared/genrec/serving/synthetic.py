@@ -21,6 +21,19 @@ from genrec.model.generative import GenerativeConfig, TigerModel
 PRODUCTION_LEVELS = (256, 256, 256, 256)  # TokenizerConfig defaults: 3 x 256 codebooks + 256 disambiguation
 
 
+def production_model(top_k: int = 50) -> dict[str, Any]:
+    """What the benchmarks' synthetic artifacts serve (``make_artifact`` without ``model``), for their reports."""
+    model = TigerModel(GenerativeConfig(), list(PRODUCTION_LEVELS))
+    return {"kind": "untrained TigerModel, production size (GenerativeConfig defaults)"
+                    + (", re-ranking head on" if model.reranks else ""),
+            "level_sizes": list(PRODUCTION_LEVELS), "top_k": top_k, "beam_width": model.beam_width_for(top_k)}
+
+
+def describe_model(model: dict[str, Any]) -> str:
+    """``production_model``'s dict as a report's sentence."""
+    return f"{model['kind']}, codes {model['level_sizes']}, top-{model['top_k']}, beam {model['beam_width']}"
+
+
 def random_unique_codes(n: int, level_sizes: tuple[int, ...] | list[int], seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     sizes = np.asarray(level_sizes, dtype=np.int64)

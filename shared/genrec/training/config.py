@@ -47,7 +47,7 @@ class TrainConfig(BaseModel):
     max_history: int = Field(default=MAX_HISTORY, ge=1, le=MAX_SEQUENCE)
     top_k: int = Field(default=TOP_K, ge=1)
     val_beam_width: int = 20
-    test_beam_width: int = 100
+    test_beam_width: int | None = None  # None: the width the model serves (TigerModel.beam_width_for)
     checkpoint_dir: str | None = None  # local folder or s3:// URI; enables resume
     # Warm start from an earlier run: its checkpoint folder (tokenizer/ and best.pt), or
     # several of its .pt files whose weights are averaged (tokenizer/ beside the first).

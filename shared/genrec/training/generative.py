@@ -381,4 +381,4 @@ def evaluate_bundle_rows(
         out = evaluate_recommender(lambda h, u: rec(h, u), histories, targets, users, batch_size=batch,
                                    device=device, progress=progress, desc="test")
     bundle.model.cpu()
-    return out
+    return {**out, "beam_width": rec.beam_width}
