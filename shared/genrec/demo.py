@@ -38,9 +38,11 @@ QUICK_TRAINING = {
 
 
 class Demo:
-    def __init__(self, s: Settings, console: Console, n_items: int = 400, n_users: int = 300) -> None:
+    def __init__(self, s: Settings, console: Console, n_items: int = 400, n_users: int = 300,
+                 training: dict | None = None) -> None:
         self.s, self.console = s, console
         self.n_items, self.n_users = n_items, n_users
+        self.training = training or QUICK_TRAINING
         self.http = httpx.Client(timeout=60)
 
     # ------------------------------------------------------------------ helpers
@@ -128,8 +130,9 @@ class Demo:
 
         version = time.strftime("demo-%Y%m%d-%H%M%S")
         out = Path(self.s.model.artifacts_dir) / version
-        bundle = train_generative(ds, TrainConfig.model_validate(QUICK_TRAINING), out_dir=out)
-        test = bundle.report.get("test", {})
+        bundle = train_generative(ds, TrainConfig.model_validate(self.training), out_dir=out)
+        # The served order's metrics (a head model's report also holds its beam's own order, a dict).
+        test = {k: v for k, v in bundle.report.get("test", {}).items() if not isinstance(v, dict)}
         self.console.print(f"test metrics: {json.dumps({k: round(v, 4) for k, v in test.items()})}")
         pool = make_pool(self.s)
         codes = bundle.code_table.item_codes.tolist()

@@ -368,10 +368,7 @@ def evaluate_bundle_rows(
 ) -> dict[str, Any]:
     """``evaluate_bundle`` on given rows: padded ``histories`` and ``targets`` in the bundle's item index."""
     cfg = bundle.config
-    rec = GenerativeRecommender(
-        bundle.model.to(device), bundle.code_table.to(device), top_k=max(10, min(cfg.top_k, 50)),
-        beam_width=beam_width or cfg.test_beam_width,
-    ).eval()
+    rec = evaluation_recommender(bundle, beam_width, device)
     batch = max(16, cfg.optim.eval_batch_size // 2)
     if bundle.model.reranker is not None:
         parts = beam_parts(rec, histories, users, batch, device, progress=progress, desc="test")
@@ -381,4 +378,16 @@ def evaluate_bundle_rows(
         out = evaluate_recommender(lambda h, u: rec(h, u), histories, targets, users, batch_size=batch,
                                    device=device, progress=progress, desc="test")
     bundle.model.cpu()
-    return {**out, "beam_width": rec.beam_width}
+    return out
+
+
+def evaluation_recommender(
+    bundle: TrainedBundle, beam_width: int | None = None, device: torch.device | str = "cpu"
+) -> GenerativeRecommender:
+    """What test metrics are measured with: the top 10-50 of the whole catalogue, the final beam
+    ``beam_width`` wide (default: the config's ``test_beam_width``, else the width the model serves)."""
+    cfg = bundle.config
+    return GenerativeRecommender(
+        bundle.model.to(device), bundle.code_table.to(device), top_k=max(10, min(cfg.top_k, 50)),
+        beam_width=beam_width or cfg.test_beam_width,
+    ).eval()
