@@ -72,7 +72,7 @@ def test_the_serving_report_sets_the_cpu_time_per_user_beside_the_floor() -> Non
         "budget": "smoke", "config": {"history_length": 8, "concurrency": 2}, "concurrency": [],
         "machine": {"cpu": "test", "cores": 2, "memory_gb": 1, "gpu": None, "torch": torch.__version__,
                     "load_average_at_start": [0, 0, 0]},
-        "model": {"kind": "tiny", "level_sizes": LEVELS},
+        "model": {"kind": "tiny", "level_sizes": LEVELS, "top_k": 50, "beam_width": 20},
         "sweep": [{"catalog": 200, "batch": 1, "requests": 3, "p50_ms": 9, "p95_ms": 9, "p99_ms": 9, "users_per_s": 50,
                    "server_cpu_ms_per_user": 10.0}],
         "floor": {"1": floor}, "graph": {"200": {"1": 5.0}},
