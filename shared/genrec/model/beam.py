@@ -156,11 +156,16 @@ def _excluded_counts(
     ``[B, beams, size]``. A key is under beam ``w`` when its prefix at this level is the beam's
     (``key // parent_span``), and under that beam's code ``key // span % base``; one matrix
     product adds them up (exact: the counts are small integers). Padding keys (the sentinel)
-    are under no beam."""
-    parent = torch.div(exclude_keys, parent_span, rounding_mode="floor")
-    code = torch.remainder(torch.div(exclude_keys, span, rounding_mode="floor"), parent_span // span)
-    under = (parent[:, None, :] == prefix_key[..., None]).float()  # [B, beams, E]
-    codes = (code[..., None] == torch.arange(size, device=code.device)).float()  # [B, E, size]
+    are under no beam.
+
+    Both tests are written as products and remainders, without dividing: ONNX exporters turn an
+    integer division into a float32 one, which rounds keys past 2**24 (four levels of 256 codes
+    reach 2**32), and ONNX Runtime and TensorRT excluded the wrong items."""
+    below = torch.remainder(exclude_keys, parent_span)  # the key's part below the beam's prefix
+    parent = exclude_keys - below  # the prefix, times parent_span
+    code = below - torch.remainder(below, span)  # the next code, times span
+    under = (parent[:, None, :] == (prefix_key * parent_span)[..., None]).float()  # [B, beams, E]
+    codes = (code[..., None] == torch.arange(size, device=code.device) * span).float()  # [B, E, size]
     return torch.bmm(under, codes).to(torch.long)
 
 
