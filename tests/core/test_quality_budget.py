@@ -18,6 +18,13 @@ def test_genrec_train_and_every_budget_train_the_measured_head() -> None:
     assert all(budget_config(name).model.rerank == head for name in BUDGETS)
 
 
+def test_genrec_train_trains_the_model_the_cpu_budget_measured() -> None:
+    """The quality reports are the cpu budget's runs: `genrec train` and the pipeline (``TrainConfig()``)
+    must build that same network, and the serving benchmarks' production model is it too (they read
+    ``GenerativeConfig``'s defaults). The default decoder was once twice as wide as the one measured."""
+    assert budget_config("cpu").model == TrainConfig().model
+
+
 def test_a_config_restores_the_beam_only_head() -> None:
     cfg = budget_config("cpu", CONFIGS / "rerank-beam-only.toml")
     default = budget_config("cpu")
