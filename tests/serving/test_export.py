@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -13,7 +15,7 @@ import torch
 from genrec.config import Settings
 from genrec.serving.artifact import ServingArtifact
 from genrec.serving.engine import ServingEngine
-from genrec.serving.export import check_parity, export_repository
+from genrec.serving.export import ExportReport, check_parity, export_repository
 from genrec.serving.graph import (
     TableTensors,
     base_table,
@@ -126,28 +128,80 @@ def test_onnx_export_parity(artifact: str, request: pytest.FixtureRequest, tmp_p
     assert report.checked and report.ok(min_item_match=0.99, atol=1e-4), report.as_dict()
 
 
+@pytest.fixture(scope="module")
+def onnx_past_float32(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, ExportReport]:
+    """An artifact whose item keys mostly lie past 2**24 (three items in four), exported as ONNX:
+    (artifact, the model repository's version folder, the export's report)."""
+    if importlib.util.find_spec("onnxruntime") is None:
+        pytest.skip("needs the `export` extra")
+    from genrec.serving.synthetic import make_artifact
+
+    work = tmp_path_factory.mktemp("onnx-past-float32")
+    small = {"d_model": 32, "n_heads": 2, "encoder_layers": 1, "decoder_layers": 1, "d_ff": 64}
+    artifact = make_artifact(work / "artifact", 300, level_sizes=(4, 4, 4, 256), model=small, seed=3)
+    report = export_repository(artifact, "onnx", work / "repo", max_items=1024, log=lambda _m: None)
+    return artifact, work / "repo" / "genrec" / "1", report
+
+
+def _excluded_pairs(seq: torch.Tensor, excl: torch.Tensor, items: torch.Tensor) -> list[tuple[int, int]]:
+    """(user, item) pairs where a served item is one the request excluded (its history or ``exclude``)."""
+    excluded = torch.cat([seq, excl], 1).tolist()
+    return [(u, i) for u, row in enumerate(items.tolist()) for i in row if i >= 0 and i in excluded[u]]
+
+
 @pytest.mark.slow
-@pytest.mark.skipif(importlib.util.find_spec("onnxruntime") is None, reason="needs the `export` extra")
-def test_onnx_graph_excludes_the_history_with_keys_past_float32(tmp_path: Path) -> None:
+def test_onnx_graph_excludes_the_history_with_keys_past_float32(onnx_past_float32) -> None:
     """Production code spaces (four levels of 256 codes) give item keys up to 2**32. An exported
     integer division became a float32 one, rounding keys past 2**24: ONNX Runtime (and TensorRT, fed
     the same graph) counted the wrong items as excluded and served lists that differ from eager
-    PyTorch, history items included. Here three items in four have keys past 2**24."""
-    from genrec.serving.synthetic import make_artifact
-
-    small = {"d_model": 32, "n_heads": 2, "encoder_layers": 1, "decoder_layers": 1, "d_ff": 64}
-    artifact = make_artifact(tmp_path / "artifact", 300, level_sizes=(4, 4, 4, 256), model=small, seed=3)
-    report = export_repository(artifact, "onnx", tmp_path / "repo", max_items=1024, log=lambda _m: None)
-    runner = make_runner(ServingArtifact.open(artifact), tmp_path / "repo" / "genrec" / "1", kind="onnx",
-                         device=torch.device("cpu"))
-    seq, tok, excl, *table = example_inputs(TableTensors.from_table(base_table(ServingArtifact.open(artifact))),
-                                            batch=16, length=20, excluded=3, seed=7)
-    items, _ = runner(seq, tok, excl, *table)
-    served = [set(row) - {-1} for row in items.tolist()]
-    excluded = [set(row) - {-1} for row in torch.cat([seq, excl], 1).tolist()]
-    assert all(not (s & e) for s, e in zip(served, excluded, strict=True))
+    PyTorch, history items included."""
+    artifact, version_dir, report = onnx_past_float32
+    art = ServingArtifact.open(artifact)
+    runner = make_runner(art, version_dir, kind="onnx", device=torch.device("cpu"))
+    seq, tok, excl, *table = example_inputs(TableTensors.from_table(base_table(art)), batch=16, length=20,
+                                            excluded=3, seed=7)
+    assert _excluded_pairs(seq, excl, runner(seq, tok, excl, *table)[0]) == []
     # near-ties of an untrained model's scores may swap (the other ONNX test's bound); 0.71 before
     assert report.checked and report.ok(min_item_match=0.98, atol=1e-4), report.as_dict()
+
+
+@pytest.mark.slow
+def test_the_model_server_serves_an_onnx_repository(onnx_past_float32, tmp_path: Path) -> None:
+    """`genrec export --format onnx` writes a repository for Triton; the model server's own environment
+    (.venv-serving, as the serving image) must load it: it had no ONNX Runtime, and the model never
+    turned ready. Served lists are the in-process ONNX graph's."""
+    import subprocess
+
+    import httpx
+
+    from genrec.serving.client import ModelClient
+    from genrec.serving.launch import serving_python
+    from tests.helpers import free_port_base, wait_for
+
+    artifact, version_dir, _ = onnx_past_float32
+    port = free_port_base()
+    log = tmp_path / "server.log"
+    argv = [str(serving_python()), "-m", "genrec.serving.launch", "--model-repository", str(version_dir.parent.parent),
+            "--http-port", str(port), "--workdir", str(tmp_path / "work")]
+    with log.open("wb") as out:
+        server = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        def ready() -> bool:
+            try:
+                return httpx.get(f"http://127.0.0.1:{port}/v2/models/genrec/ready", timeout=2).status_code == 200
+            except httpx.HTTPError:
+                return server.poll() is not None  # exited: stop waiting
+        assert wait_for(ready, timeout_s=180, interval_s=1.0) and server.poll() is None, log.read_text()[-3000:]
+        art = ServingArtifact.open(artifact)
+        seq, tok, excl, *table = example_inputs(TableTensors.from_table(base_table(art)), batch=8, length=20,
+                                                excluded=3, seed=11)
+        served = ModelClient(url=f"127.0.0.1:{port}").infer(seq.numpy(), tok.numpy(), excl.numpy())
+        want = make_runner(art, version_dir, kind="onnx", device=torch.device("cpu"))(seq, tok, excl, *table)
+        assert served.items.tolist() == want[0].tolist()
+        assert _excluded_pairs(seq, excl, torch.tensor(served.items)) == []
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)  # Triton and its Python stubs
+        server.wait(timeout=30)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="TensorRT needs a CUDA GPU")
