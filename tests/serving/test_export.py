@@ -166,6 +166,18 @@ def test_onnx_graph_excludes_the_history_with_keys_past_float32(onnx_past_float3
 
 
 @pytest.mark.slow
+def test_the_onnx_runner_takes_the_servers_thread_count(onnx_past_float32) -> None:
+    """Triton's ``threads`` parameter sets the model's intra-op threads (torch's); ONNX Runtime took every
+    core whatever it said, so a server sized to one thread per instance ran two."""
+    from genrec.serving.floor import torch_threads
+
+    artifact, version_dir, _ = onnx_past_float32
+    with torch_threads(1):
+        runner = make_runner(ServingArtifact.open(artifact), version_dir, kind="onnx", device=torch.device("cpu"))
+    assert runner.session.get_session_options().intra_op_num_threads == 1
+
+
+@pytest.mark.slow
 def test_the_model_server_serves_an_onnx_repository(onnx_past_float32, tmp_path: Path) -> None:
     """`genrec export --format onnx` writes a repository for Triton; the model server's own environment
     (.venv-serving, as the serving image) must load it: it had no ONNX Runtime, and the model never
@@ -242,21 +254,26 @@ def test_auto_runner_prefers_the_exported_graph(bundle_dir: Path, tmp_path: Path
     version = tmp_path / "repo" / "genrec" / "1"
     art = ServingArtifact.open(version / "artifact")
     assert make_runner(art, version, "auto").kind == "torchscript"
-    assert make_runner(art, None, "auto").kind == "traced"  # no graph file: the eager graph traced at load
+    # no graph file: the eager graph converted to ONNX at load (on the CPU, with ONNX Runtime installed)
+    assert make_runner(art, None, "auto").kind == "onnxruntime"
     # The engine uses an exported graph only for the artifact bundled next to it.
     bundled = ServingEngine(artifact=str(version / "artifact"), graph_dir=version, settings=Settings())
     bundled._check_pointer()
     assert bundled.state.runner.kind == "torchscript"
     other = ServingEngine(artifact=str(bundle_dir), graph_dir=version, settings=Settings())
     other._check_pointer()
-    assert other.state.runner.kind == "traced"
+    assert other.state.runner.kind == "onnxruntime"
     assert json.loads((version / "artifact" / "manifest.json").read_text())["n_items"] == 150
 
 
-def test_the_graph_traced_at_load_answers_as_the_eager_one(bundle_dir: Path) -> None:
-    art = ServingArtifact.open(bundle_dir)
-    traced, eager = make_runner(art, None, "traced"), make_runner(art, None, "eager")
-    assert traced.kind == "traced"
+@pytest.mark.parametrize("kind", ["traced", "onnxruntime"])
+@pytest.mark.parametrize("artifact", ["bundle_dir", "history_rerank_bundle_dir"])
+def test_the_graph_traced_or_converted_at_load_answers_as_the_eager_one(
+    artifact: str, kind: str, request: pytest.FixtureRequest
+) -> None:
+    art = ServingArtifact.open(request.getfixturevalue(artifact))
+    traced, eager = make_runner(art, None, kind), make_runner(art, None, "eager")
+    assert traced.kind == kind  # not the fallback
     trained = base_table(art)
     fed = extend_table(trained, synthetic_extra_items(trained, 40, seed=7))
     # The fed items widen some level's fan-out: the graph reads the table's child slots, it did not bake them in.

@@ -111,7 +111,8 @@ def server_argv(binary: Path, repo: Path, home: Path, s: Settings, http_port: in
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description="Run the genrec model server (Triton) locally.")
     ap.add_argument("--artifact", default="current", help="dir / s3:// URI, or 'current' (follow the pointer)")
-    ap.add_argument("--runner", default="auto", help="auto | eager | torchscript | onnx | tensorrt")
+    ap.add_argument("--runner", default="auto",
+                    help="auto | eager | traced | onnxruntime | torchscript | onnx | tensorrt")
     ap.add_argument("--http-port", type=int, default=None)
     ap.add_argument("--no-dynamic-batching", action="store_true")
     ap.add_argument("--instances", type=int, default=1)

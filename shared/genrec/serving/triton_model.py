@@ -7,10 +7,10 @@ Imported only inside Triton's Python stub (``triton_python_backend_utils`` exist
 Parameters (``config.pbtxt``): ``artifact`` = ``current`` (follow the production pointer),
 ``canary`` (follow the canary slot, ``genrec.serving.artifact.read_canary``), ``bundled``
 (the ``artifact/`` folder exported into this version folder) or a dir / s3:// URI;
-``runner`` = auto | eager | traced | torchscript | onnx | tensorrt; ``beam_width``;
-``feed_poll_s``; ``pointer_poll_s``; ``feed`` = off (no Redis: trained items only);
-``threads`` (torch intra-op threads, 0 = default); ``load`` = background (the local dev
-server: Triton is up in a second and answers 503 until torch and the model are loaded) or
+``runner`` = auto | eager | traced | onnxruntime (converted at load) | torchscript | onnx | tensorrt;
+``beam_width``; ``feed_poll_s``; ``pointer_poll_s``; ``feed`` = off (no Redis: trained items only);
+``threads`` (the model's intra-op threads, torch's and ONNX Runtime's; 0 = default); ``load`` = background
+(the local dev server: Triton is up in a second and answers 503 until torch and the model are loaded) or
 blocking (default, for KServe: the pod turns ready only with the model loaded).
 
 Errors map to HTTP codes: malformed input 400 (INVALID_ARG), no model yet 503
