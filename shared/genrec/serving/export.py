@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from genrec.config import TOP_K, Settings
-from genrec.model.code_table import MIN_SLOTS, CodeTable
+from genrec.model.code_table import MIN_SLOTS, CodeTable, slot_names
 from genrec.serving.artifact import REQUIRED_FILES, ServingArtifact
 from genrec.serving.graph import (
     OUTPUT_NAMES,
@@ -30,6 +30,7 @@ from genrec.serving.graph import (
     TableTensors,
     base_table,
     build_graph,
+    dynamic_axes,
     example_inputs,
     input_names,
 )
@@ -86,16 +87,15 @@ def export_onnx(
     """
     from genrec.serving.onnx_ops import onnx_compatible_ops
 
-    dim = torch.export.Dim
-    batch, length = dim("batch", min=1, max=MAX_BATCH_SIZE), dim("length", min=1, max=1024)
-    excluded, items = dim("excluded", min=1, max=max_excluded), dim("items", min=2, max=max_items)
-    nodes = dim("nodes", min=2, max=max_items * len(graph.level_sizes) + 2)
-    shapes = {
-        "user_sequence": {0: batch, 1: length}, "user_token": {0: batch}, "exclude": {0: batch, 1: excluded},
-        "item_codes": {0: items}, "item_keys": {0: items}, "trie": {1: nodes},
-        "slots": tuple({0: dim(f"fanout_{level}", min=MIN_SLOTS, max=max(size, MIN_SLOTS))}
-                       for level, size in enumerate(graph.level_sizes)),
-    }
+    levels = len(graph.level_sizes)
+    bounds = {"batch": (1, MAX_BATCH_SIZE), "length": (1, 1024), "excluded": (1, max_excluded),
+              "items": (2, max_items), "nodes": (2, max_items * levels + 2),
+              **{f"fanout_{level}": (MIN_SLOTS, max(size, MIN_SLOTS)) for level, size in enumerate(graph.level_sizes)}}
+    dims = {name: torch.export.Dim(name, min=low, max=high) for name, (low, high) in bounds.items()}
+    axes = {name: {axis: dims[dim] for axis, dim in by_axis.items()} for name, by_axis in dynamic_axes(levels).items()}
+    slots = slot_names(levels)
+    shapes = {name: by_axis for name, by_axis in axes.items() if name not in slots}
+    shapes["slots"] = tuple(axes[name] for name in slots)  # the graph's ``*slots``
     # optimize=False then constant folding only: folding (about a second) is what ONNX Runtime
     # needs for its shape inference, and ORT / TensorRT optimise the graph when they load it.
     with torch.no_grad(), onnx_compatible_ops(), warnings.catch_warnings():

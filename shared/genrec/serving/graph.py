@@ -44,6 +44,14 @@ def input_names(n_levels: int) -> tuple[str, ...]:
     return (*REQUEST_INPUTS, *TABLE_INPUTS, *slot_names(n_levels))
 
 
+def dynamic_axes(n_levels: int) -> dict[str, dict[int, str]]:
+    """Which axes of each input vary from call to call, by name (an axis of the same name has the
+    same size in every input): what an exported graph must keep symbolic."""
+    return {"user_sequence": {0: "batch", 1: "length"}, "user_token": {0: "batch"},
+            "exclude": {0: "batch", 1: "excluded"}, "item_codes": {0: "items"}, "item_keys": {0: "items"},
+            "trie": {1: "nodes"}, **{name: {0: f"fanout_{level}"} for level, name in enumerate(slot_names(n_levels))}}
+
+
 @dataclass(frozen=True)
 class TableTensors:
     """An immutable snapshot of the code table as the graph's table inputs."""

@@ -19,7 +19,6 @@ import numpy as np
 import torch
 
 from genrec.config import TOP_K
-from genrec.model.code_table import slot_names
 from genrec.serving.artifact import ServingArtifact
 from genrec.serving.graph import (
     OUTPUT_NAMES,
@@ -27,6 +26,7 @@ from genrec.serving.graph import (
     base_table,
     build_graph,
     check_capacity,
+    dynamic_axes,
     example_inputs,
     input_names,
 )
@@ -67,23 +67,32 @@ def trace_graph(graph: torch.nn.Module, example: tuple[torch.Tensor, ...]) -> to
         return torch.jit.trace(graph, example, check_trace=False)
 
 
+# (batch, history length, excluded): other shapes than the example a graph built at load is built with
+LOAD_CHECKS = ((1, 1, 1), (3, 7, 2), (9, 33, 5))
+
+
+def check_built_at_load(eager: EagerRunner, built: Runner, what: str) -> None:
+    """Raise unless ``built`` gives the eager graph's items and scores on ``LOAD_CHECKS``, on the trained
+    table and on one with items fed since."""
+    trained = base_table(eager.art)
+    for case in check_parity(eager, built, trained, cases=LOAD_CHECKS, device=eager.device):
+        if case.item_match < 1.0 or case.max_abs_diff > 1e-4 or case.inf_mismatch:
+            raise ValueError(f"the {what} graph differs from the eager one: {case}")
+
+
 class TracedRunner:
     """The eager graph traced to TorchScript when the artifact loads: the same kernels, dispatched
     from C++ instead of ~700 Python-level calls (2.5 instead of 4.2 ms for one user on a 2-core EPYC).
     It serves only after giving the eager graph's items and scores on inputs of other shapes than
-    the one it was traced with (``TRACE_CHECKS``), on the trained table and one with items fed since;
-    ``make_runner`` falls back to eager otherwise."""
+    the one it was traced with (``check_built_at_load``); ``make_runner`` falls back to eager otherwise."""
 
     kind = "traced"
-    TRACE_CHECKS = ((1, 1, 1), (3, 7, 2), (9, 33, 5))  # (batch, history length, excluded)
 
     def __init__(self, eager: EagerRunner) -> None:
         trained = base_table(eager.art)
         example = example_inputs(TableTensors.from_table(trained, eager.device), batch=2, length=20, excluded=1)
         self.graph = trace_graph(eager.graph, example)
-        for case in check_parity(eager, self, trained, cases=self.TRACE_CHECKS, device=eager.device):
-            if case.item_match < 1.0 or case.max_abs_diff > 1e-4 or case.inf_mismatch:
-                raise ValueError(f"the traced graph differs from the eager one: {case}")
+        check_built_at_load(eager, self, "traced")
 
     @torch.inference_mode()
     def __call__(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -92,32 +101,27 @@ class TracedRunner:
 
 class ConvertedRunner:
     """The eager graph converted to ONNX when the artifact loads and run by ONNX Runtime, on the CPU: it
-    dispatches the graph's ~700 small operations more cheaply than TorchScript (the dev stack: 1.1-1.3x
-    the requests per second, p50 at one client 10-12 against 13-14 ms; bench/results/serving-onnx-runtime-s34.md).
+    dispatches the graph's ~700 small operations more cheaply than TorchScript (the dev stack: 1.1-1.4x the
+    requests per second, p50 at one client 12-13 against 14 ms; bench/results/serving-onnx-runtime-s34.md).
     TorchScript's ONNX exporter converts in about two seconds (the dynamo one, which ``genrec export`` uses for
-    TensorRT's dynamic shapes, takes thirty); no sizes are baked in, which the same parity check as the
-    traced graph's proves before it serves (``make_runner`` falls back to the traced graph otherwise)."""
+    TensorRT's dynamic shapes, takes thirty); no sizes are baked in, which the traced graph's parity check
+    proves before it serves (``make_runner`` falls back to the traced graph otherwise)."""
 
     kind = "onnxruntime"
 
     def __init__(self, eager: EagerRunner) -> None:
         from genrec.serving.onnx_ops import onnx_compatible_ops
 
-        trained = base_table(eager.art)
-        example = example_inputs(TableTensors.from_table(trained, eager.device), batch=2, length=20, excluded=1)
+        example = example_inputs(TableTensors.from_table(base_table(eager.art), eager.device), batch=2, length=20,
+                                 excluded=1)
         levels = len(eager.art.level_sizes)
-        dynamic = {"user_sequence": {0: "batch", 1: "length"}, "user_token": {0: "batch"},
-                   "exclude": {0: "batch", 1: "excluded"}, "item_codes": {0: "items"}, "item_keys": {0: "items"},
-                   "trie": {1: "nodes"}, **{name: {0: name} for name in slot_names(levels)}}
         buffer = io.BytesIO()
         with torch.no_grad(), onnx_compatible_ops(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the tracer's (see trace_graph) and the exporter's deprecation
             torch.onnx.export(eager.graph, example, buffer, dynamo=False, input_names=list(input_names(levels)),
-                              output_names=list(OUTPUT_NAMES), dynamic_axes=dynamic, opset_version=17)
+                              output_names=list(OUTPUT_NAMES), dynamic_axes=dynamic_axes(levels), opset_version=17)
         self.onnx = OnnxRunner(buffer.getvalue(), eager.device)
-        for case in check_parity(eager, self, trained, cases=TracedRunner.TRACE_CHECKS, device=eager.device):
-            if case.item_match < 1.0 or case.max_abs_diff > 1e-4 or case.inf_mismatch:
-                raise ValueError(f"the converted graph differs from the eager one: {case}")
+        check_built_at_load(eager, self, "converted")
 
     def __call__(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.onnx(*inputs)
