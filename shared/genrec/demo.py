@@ -131,8 +131,7 @@ class Demo:
         version = time.strftime("demo-%Y%m%d-%H%M%S")
         out = Path(self.s.model.artifacts_dir) / version
         bundle = train_generative(ds, TrainConfig.model_validate(self.training), out_dir=out)
-        # The served order's metrics (a head model's report also holds its beam's own order, a dict).
-        test = {k: v for k, v in bundle.report.get("test", {}).items() if not isinstance(v, dict)}
+        test = bundle.report.get("test", {})
         self.console.print(f"test metrics: {json.dumps({k: round(v, 4) for k, v in test.items()})}")
         pool = make_pool(self.s)
         codes = bundle.code_table.item_codes.tolist()

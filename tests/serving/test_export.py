@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
-import signal
 from pathlib import Path
 
 import pytest
@@ -182,38 +180,22 @@ def test_the_model_server_serves_an_onnx_repository(onnx_past_float32, tmp_path:
     """`genrec export --format onnx` writes a repository for Triton; the model server's own environment
     (.venv-serving, as the serving image) must load it: it had no ONNX Runtime, and the model never
     turned ready. Served lists are the in-process ONNX graph's."""
-    import subprocess
-
-    import httpx
-
+    from genrec.bench.serving import LocalServer
     from genrec.serving.client import ModelClient
-    from genrec.serving.launch import serving_python
-    from tests.helpers import free_port_base, wait_for
 
     artifact, version_dir, _ = onnx_past_float32
-    port = free_port_base()
-    log = tmp_path / "server.log"
-    argv = [str(serving_python()), "-m", "genrec.serving.launch", "--model-repository", str(version_dir.parent.parent),
-            "--http-port", str(port), "--workdir", str(tmp_path / "work")]
-    with log.open("wb") as out:
-        server = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    server = LocalServer(tmp_path / "work", repository=version_dir.parent.parent)
     try:
-        def ready() -> bool:
-            try:
-                return httpx.get(f"http://127.0.0.1:{port}/v2/models/genrec/ready", timeout=2).status_code == 200
-            except httpx.HTTPError:
-                return server.poll() is not None  # exited: stop waiting
-        assert wait_for(ready, timeout_s=180, interval_s=1.0) and server.poll() is None, log.read_text()[-3000:]
+        server.wait_ready(timeout_s=180)
         art = ServingArtifact.open(artifact)
         seq, tok, excl, *table = example_inputs(TableTensors.from_table(base_table(art)), batch=8, length=20,
                                                 excluded=3, seed=11)
-        served = ModelClient(url=f"127.0.0.1:{port}").infer(seq.numpy(), tok.numpy(), excl.numpy())
+        served = ModelClient(url=server.url).infer(seq.numpy(), tok.numpy(), excl.numpy())
         want = make_runner(art, version_dir, kind="onnx", device=torch.device("cpu"))(seq, tok, excl, *table)
         assert served.items.tolist() == want[0].tolist()
         assert _excluded_pairs(seq, excl, torch.tensor(served.items)) == []
     finally:
-        os.killpg(server.pid, signal.SIGTERM)  # Triton and its Python stubs
-        server.wait(timeout=30)
+        server.stop()
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="TensorRT needs a CUDA GPU")

@@ -115,8 +115,8 @@ def run_cold_start(dataset: InteractionDataset, cfg: TrainConfig, share: float =
         for weight in sorted({*FRESH_ITEM_WEIGHTS, configured.fresh_item_weight}):
             generator.config = configured.model_copy(update={"fresh_item_weight": weight})
             sweep[weight] = {
-                "cold": evaluate_bundle_rows(bundle, hist[cold], targets[cold], users[cold], device=device),
-                "all": evaluate_bundle_rows(bundle, hist, targets, users, device=device),
+                "cold": evaluate_bundle_rows(bundle, hist[cold], targets[cold], users[cold], device=device).served,
+                "all": evaluate_bundle_rows(bundle, hist, targets, users, device=device).served,
                 "fresh_item_weight": weight,
             }
         generator.config = configured

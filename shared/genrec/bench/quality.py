@@ -38,7 +38,7 @@ from genrec.data.splits import leave_one_out, pad_histories
 from genrec.evaluation.evaluate import evaluate_recommender
 from genrec.model.sasrec import MostPopular
 from genrec.training.config import TrainConfig, read_config_file
-from genrec.training.generative import evaluate_bundle, evaluation_recommender, setup_torch, train_generative
+from genrec.training.generative import evaluate_bundle, setup_torch, train_generative
 from genrec.training.loop import MONITOR, history_seconds
 from genrec.training.sasrec import train_sasrec
 
@@ -206,8 +206,8 @@ def run_quality(
                                   out_dir=artifacts_dir)
         train_s = time.perf_counter() - t
         te = time.perf_counter()
-        test = evaluate_bundle(bundle, split, device=device, progress=progress)
-        beam_order = test.pop("without_rerank", None)
+        evaluated = evaluate_bundle(bundle, split, device=device, progress=progress)
+        test, beam_order = evaluated.served, evaluated.generative_order
         rep = bundle.report
         # A resumed run's epochs ran in several sittings: count every epoch's time, not this process's,
         # and a warm start's source run too.
@@ -221,7 +221,7 @@ def run_quality(
             # tuned in training, stored with the model's weights
             "rerank_weight": bundle.model.reranker.weight if bundle.model.reranker is not None else None,
             "test_seconds": round(time.perf_counter() - te, 1),
-            "test_beam_width": evaluation_recommender(bundle).beam_width,
+            "test_beam_width": evaluated.beam_width,
             "embeddings": rep["embeddings"], "tokenizer": rep["tokenizer"], "stage_seconds": rep["seconds"],
             "train_examples": rep["train_examples"],
             "validation_curve": validation_curve(rep["history"]),

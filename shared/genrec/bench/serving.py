@@ -51,15 +51,23 @@ BUDGETS: dict[str, dict[str, Any]] = {
 
 # ------------------------------------------------------------------ server
 class LocalServer:
-    """Triton from .venv-serving on a free port, serving one pinned artifact."""
+    """Triton from .venv-serving on a free port, serving one pinned artifact (and its unbatched twin), or
+    a model repository as it is (as KServe's Triton runtime serves one)."""
 
-    def __init__(self, artifact: Path, workdir: Path, threads: int = 0) -> None:
+    def __init__(self, workdir: Path, *, artifact: Path | None = None, repository: Path | None = None,
+                 threads: int = 0) -> None:
         self.port = _free_port_triplet()
         self.url = f"127.0.0.1:{self.port}"
         self.log = workdir / "server.log"
-        argv = [str(serving_python()), "-m", "genrec.serving.launch", "--artifact", str(artifact),
-                "--http-port", str(self.port), "--no-feed", "--blocking-load", "--with-unbatched-twin",
-                "--threads", str(threads), "--workdir", str(workdir)]
+        argv = [str(serving_python()), "-m", "genrec.serving.launch", "--http-port", str(self.port),
+                "--workdir", str(workdir)]
+        if repository is not None:
+            argv += ["--model-repository", str(repository)]
+            self.models: tuple[str, ...] = ("genrec",)
+        else:
+            argv += ["--artifact", str(artifact), "--no-feed", "--blocking-load", "--with-unbatched-twin",
+                     "--threads", str(threads)]
+            self.models = ("genrec", UNBATCHED_TWIN)
         workdir.mkdir(parents=True, exist_ok=True)
         with self.log.open("wb") as log:
             self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -73,7 +81,7 @@ class LocalServer:
                 raise RuntimeError(f"model server exited; see {self.log}")
             try:
                 ok = [httpx.get(f"http://{self.url}/v2/models/{m}/ready", timeout=2).status_code == 200
-                      for m in ("genrec", UNBATCHED_TWIN)]
+                      for m in self.models]
                 if all(ok):
                     return
             except httpx.HTTPError:
@@ -245,7 +253,7 @@ def run_serving_bench(
                 f"{one['floor']['1']['ms_per_user']} ms per user on one thread")
         results["graph"][str(n)] = graph_alone(art, cfg["batches"], length)
         log(f"  the graph alone, one thread: {results['graph'][str(n)]} ms per user by batch size")
-        server = LocalServer(art, work / f"server-{n}", threads)
+        server = LocalServer(work / f"server-{n}", artifact=art, threads=threads)
         try:
             t = time.perf_counter()
             server.wait_ready()

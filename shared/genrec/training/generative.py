@@ -276,7 +276,10 @@ def train_generative(
         },
     )
     if evaluate_test:
-        bundle.report["test"] = evaluate_bundle(bundle, split, device=device)
+        result = evaluate_bundle(bundle, split, device=device)
+        bundle.report["test"] = result.served
+        if result.generative_order is not None:
+            bundle.report["test_generative_order"] = result.generative_order
     if out_dir is not None:
         bundle.save(out_dir)
     return bundle
@@ -349,12 +352,21 @@ def choose_weight(gains: np.ndarray, prior: int, evidence: float = RERANK_EVIDEN
     return int(min(tied, key=lambda i: (abs(i - prior), -means[i])))
 
 
+@dataclass(frozen=True)
+class EvaluationResult:
+    """Test metrics of the served order, the final beam's width they were measured at, and for a model
+    with a re-ranker the same candidates' metrics in generative order (from the same search)."""
+
+    served: dict[str, float]
+    beam_width: int
+    generative_order: dict[str, float] | None = None
+
+
 def evaluate_bundle(
     bundle: TrainedBundle, split: LeaveOneOutSplit, beam_width: int | None = None,
     device: torch.device | str = "cpu", users_limit: int | None = None, progress: bool = False,
-) -> dict[str, Any]:
-    """Test-set Recall/NDCG@{5,10} with full-catalogue constrained decoding. A model that
-    has a re-ranker also gets ``without_rerank``: the same candidates in generative order (one search)."""
+) -> EvaluationResult:
+    """Test-set Recall/NDCG@{5,10} with full-catalogue constrained decoding."""
     cfg = bundle.config
     sub = eval_subset(len(split.user_ids), users_limit, cfg.seed)
     hist = pad_histories([split.test_histories[i] for i in sub], cfg.max_history)
@@ -365,20 +377,21 @@ def evaluate_bundle(
 def evaluate_bundle_rows(
     bundle: TrainedBundle, histories: np.ndarray, targets: np.ndarray, users: np.ndarray,
     beam_width: int | None = None, device: torch.device | str = "cpu", progress: bool = False,
-) -> dict[str, Any]:
+) -> EvaluationResult:
     """``evaluate_bundle`` on given rows: padded ``histories`` and ``targets`` in the bundle's item index."""
     cfg = bundle.config
     rec = evaluation_recommender(bundle, beam_width, device)
     batch = max(16, cfg.optim.eval_batch_size // 2)
     if bundle.model.reranker is not None:
         parts = beam_parts(rec, histories, users, batch, device, progress=progress, desc="test")
-        out: dict[str, Any] = metrics_at_weight(parts, targets, bundle.model.reranker.weight)
-        out["without_rerank"] = metrics_at_weight(parts, targets, 0.0)
+        result = EvaluationResult(metrics_at_weight(parts, targets, bundle.model.reranker.weight), rec.beam_width,
+                                  metrics_at_weight(parts, targets, 0.0))
     else:
-        out = evaluate_recommender(lambda h, u: rec(h, u), histories, targets, users, batch_size=batch,
-                                   device=device, progress=progress, desc="test")
+        result = EvaluationResult(evaluate_recommender(lambda h, u: rec(h, u), histories, targets, users,
+                                                       batch_size=batch, device=device, progress=progress,
+                                                       desc="test"), rec.beam_width)
     bundle.model.cpu()
-    return out
+    return result
 
 
 def evaluation_recommender(
