@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from genrec.bench.quality import BUDGETS, budget_config
+from genrec.bench.quality import BUDGETS, CPU_VALIDATION_USERS, budget_config
 from genrec.training import TrainConfig
 
 CONFIGS = Path(__file__).resolve().parents[2] / "bench" / "configs"
@@ -23,6 +23,14 @@ def test_genrec_train_trains_the_model_the_cpu_budget_measured() -> None:
     must build that same network, and the serving benchmarks' production model is it too (they read
     ``GenerativeConfig``'s defaults). The default decoder was once twice as wide as the one measured."""
     assert budget_config("cpu").model == TrainConfig().model
+
+
+def test_genrec_train_follows_the_schedule_the_cpu_budget_measured() -> None:
+    """The same for the schedule (epochs, learning rate, warm-up, patience, the floor of steps): it
+    was the budget's own while `genrec train` trained 20 epochs at half the learning rate."""
+    measured = budget_config("cpu").optim.model_dump(exclude={"eval_users"})
+    assert measured == TrainConfig().optim.model_dump(exclude={"eval_users"})
+    assert budget_config("cpu").optim.eval_users == CPU_VALIDATION_USERS  # the bench's subset, both models
 
 
 def test_a_config_restores_the_beam_only_head() -> None:

@@ -299,3 +299,15 @@ def test_the_optimiser_is_fused_on_cuda_only() -> None:
     groups = make_optimizer(model, OptimConfig(weight_decay=0.1), torch.device("cpu")).param_groups
     assert [g["weight_decay"] for g in groups] == [0.1, 0.0]  # embeddings and biases undecayed
     assert [len(g["params"]) for g in groups] == [1, 2]  # out.weight | item_emb.weight, out.bias
+
+
+def test_a_config_that_states_its_epochs_trains_those_epochs() -> None:
+    """The default schedule trains at least 4,000 steps (a small catalogue needs them); a short config
+    (the demo, a test, `genrec train --epochs 1`) that states its epochs gets them, not 4,000 steps."""
+    assert TrainConfig().optim.min_steps == 4000
+    stated = TrainConfig.model_validate({"optim": {"epochs": 2, "lr": 3e-3}}).optim
+    assert (stated.epochs, stated.min_steps, stated.lr) == (2, 0, 3e-3)
+    assert TrainConfig.model_validate({"optim": {"epochs": 2, "min_steps": 100}}).optim.min_steps == 100
+    assert TrainConfig.model_validate({"optim": {"eval_users": 10}}).optim.min_steps == 4000
+    again = TrainConfig().optim.with_epochs(3)
+    assert (again.epochs, again.min_steps, again.lr) == (3, 0, TrainConfig().optim.lr)

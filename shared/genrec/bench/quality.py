@@ -52,11 +52,10 @@ BUDGETS: dict[str, dict[str, Any]] = {
         "threads": 2,
         "val_beam_width": 20,
         "tokenizer": {"steps": 600},
-        # The model is GenerativeConfig's defaults, which these runs measured.
-        # Until validation stops improving: 30 epochs of Amazon Beauty are ~15,500 steps, about 55 min of
-        # training on 2 cores; a smaller catalogue gets at least 4,000 steps.
-        "optim": {"epochs": 30, "min_steps": 4000, "batch_size": 256, "lr": 2e-3, "warmup_steps": 300,
-                  "patience": 4, "patience_window": 3, "eval_users": CPU_VALIDATION_USERS},
+        # The model and its schedule are TrainConfig's defaults (GenerativeConfig, GenerativeOptimConfig),
+        # which these runs measured: 30 epochs of Amazon Beauty are ~15,500 steps, about 55 min of training
+        # on 2 cores.
+        "optim": {"eval_users": CPU_VALIDATION_USERS},
         "sasrec": {"d_model": 64, "layers": 2, "n_heads": 2, "d_ff": 256, "dropout": 0.3},
         # Until validation stops improving, on any dataset: a small one (ML-100K: 8 steps an epoch) needs
         # hundreds of epochs, and a baseline stopped early would flatter genrec. SASRec is cheap.

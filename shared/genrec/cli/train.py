@@ -30,7 +30,7 @@ def train(
 
     cfg = load_config(config, checkpoint_dir=checkpoint_dir, device=device, init_from=init_from or None)
     if epochs is not None:
-        cfg.optim.epochs = epochs
+        cfg.optim = cfg.optim.with_epochs(epochs)
     ds = load_dataset(dataset)
     artifacts = Path(get_settings().model.artifacts_dir)
     target = out or artifacts / ds.name
