@@ -94,6 +94,27 @@ def test_the_tuned_weight_is_saved_with_the_weights_not_in_the_config() -> None:
     assert with_ids.reranker.item_id_emb.num_embeddings == 7
 
 
+def test_training_builds_the_catalogue_as_the_item_tower_builds_each_item() -> None:
+    """Each training step builds every item's vector with the item tower's first layer applied per code
+    (``catalogue_vectors``: over half of a step's arithmetic when applied per item): the same vectors,
+    and so the same loss and gradients, as the tower applied to each item's code vectors."""
+    torch.manual_seed(0)
+    levels = [4, 5, 6]
+    cfg = GenerativeConfig(d_model=16, n_heads=2, encoder_layers=1, decoder_layers=1, d_ff=32)
+    model = TigerModel(cfg, levels, id_items=30)  # items 30-39: added after training, codes alone
+    torch.nn.init.normal_(model.reranker.item_id_emb.weight)  # zeros at construction
+    codes = torch.stack([torch.randint(0, size, (40,)) for size in levels], 1)
+    head, gen = model.reranker, model.generator
+    built = [head.catalogue_vectors(gen.level_code_vectors(), codes, torch.arange(40)),
+             head.item_vectors(gen.code_vectors(codes), torch.arange(40))]
+    torch.testing.assert_close(built[0], built[1], rtol=0, atol=1e-5)
+    weights = [*head.item_tower.parameters(), head.item_id_emb.weight, gen.code_emb.weight]
+    upstream = torch.randn_like(built[0])
+    by_code, by_item = (torch.autograd.grad((v * upstream).sum(), weights) for v in built)
+    for a, b in zip(by_code, by_item, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-4)
+
+
 def test_weights_without_a_reranker_load_as_the_generator_alone() -> None:
     """Artifacts saved before the head was the default hold no re-ranker weights, and their config
     no ``rerank`` key: they load as the generator they are, not as a default head missing its weights."""

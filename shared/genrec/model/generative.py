@@ -406,8 +406,8 @@ class TigerModel(nn.Module):
         target_items = targets[b_idx, t_idx]
         total = self.generator.loss(rows, item_codes[target_items])
         if self.reranker is not None:
-            dense = self.reranker.loss(self.generator.code_vectors(item_codes), target_items, states, history,
-                                       b_idx * history.shape[1] + t_idx)
+            dense = self.reranker.loss(self.generator.level_code_vectors(), item_codes, target_items, states,
+                                       history, b_idx * history.shape[1] + t_idx)
             total = total + self.reranker.config.loss_weight * dense
         return total
 

@@ -138,7 +138,29 @@ class Reranker(nn.Module):
     def item_vectors(self, code_vectors: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:
         """``code_vectors [..., levels, d]`` (of item indices ``items``) -> item vectors ``[..., d]``.
         Items the ID table does not know (added after training, or no ``items``) get their codes' vector."""
-        vec = self.item_tower(code_vectors.flatten(-2))
+        return self._with_ids(self.item_tower(code_vectors.flatten(-2)), items)
+
+    def catalogue_vectors(
+        self, level_codes: Sequence[torch.Tensor], item_codes: torch.Tensor, items: torch.Tensor
+    ) -> torch.Tensor:
+        """``item_vectors`` of a whole catalogue ``item_codes [N, levels]`` (of item indices ``items``)
+        from each level's code vectors ``level_codes`` (``[V_l, d]``), with the item tower's first layer
+        applied to each code (``_first_layer``) instead of each item: in training it was over half of a
+        step's arithmetic (forward and backward over 12k items, against a few hundred codes)."""
+        _, act, last = self.item_tower
+        return self._with_ids(last(act(self._first_layer(level_codes, item_codes))), items)
+
+    def _first_layer(self, level_codes: Sequence[torch.Tensor], item_codes: torch.Tensor) -> torch.Tensor:
+        """The item tower's first layer ``[n, 2d]`` of items with codes ``item_codes [n, levels]``: it is
+        linear in each level's code vector, so it is applied to each level's V_l codes and gathered."""
+        first_layer = self.item_tower[0]
+        d = level_codes[0].shape[1]
+        return first_layer.bias + sum(
+            (codes @ first_layer.weight[:, level * d:(level + 1) * d].T).index_select(0, item_codes[:, level])
+            for level, codes in enumerate(level_codes)
+        )
+
+    def _with_ids(self, vec: torch.Tensor, items: torch.Tensor | None) -> torch.Tensor:
         if self.id_items and items is not None:
             known = (items < self.id_items)[..., None]
             vec = vec + torch.where(known, self.item_id_emb(items.clamp(max=self.id_items - 1)), torch.zeros_like(vec))
@@ -193,16 +215,11 @@ class Reranker(nn.Module):
         self, user: torch.Tensor, level_codes: Sequence[torch.Tensor], item_codes: torch.Tensor, first: int
     ) -> torch.Tensor:
         """Logits ``[B, n]`` of items ``first .. first + n - 1`` with codes ``item_codes [n, levels]``,
-        without building their vectors (two matrix products per item): the item tower's first layer is
-        linear in each level's code vector, so it is applied to each level's V_l codes and gathered,
-        and its last layer is folded into the user's side. About 2·levels·d adds and a 2d-long dot
-        product per item and user."""
-        first_layer, act, last = self.item_tower
-        d = user.shape[1]
-        hidden = first_layer.bias + sum(
-            (codes @ first_layer.weight[:, level * d:(level + 1) * d].T).index_select(0, item_codes[:, level])
-            for level, codes in enumerate(level_codes)
-        )
+        without building their vectors (two matrix products per item): the item tower's first layer
+        applied per code (``_first_layer``), its last layer folded into the user's side. About
+        2·levels·d adds and a 2d-long dot product per item and user."""
+        _, act, last = self.item_tower
+        hidden = self._first_layer(level_codes, item_codes)
         scores = (user @ last.weight) @ act(hidden).T + (user @ last.bias)[:, None]
         if self.id_items:
             # the items' indices, n traced as a shape (not a constant)
@@ -214,20 +231,20 @@ class Reranker(nn.Module):
 
     # ------------------------------------------------------------ training
     def loss(
-        self, catalogue: torch.Tensor, targets: torch.Tensor, states: torch.Tensor, history: torch.Tensor,
-        rows: torch.Tensor,
+        self, level_codes: Sequence[torch.Tensor], item_codes: torch.Tensor, targets: torch.Tensor,
+        states: torch.Tensor, history: torch.Tensor, rows: torch.Tensor,
     ) -> torch.Tensor:
-        """Softmax cross-entropy of ``targets [T]`` against the whole catalogue, whose code vectors
-        are ``catalogue [N, levels, d]`` (row i = item i). The users are the flat positions ``rows``
-        of ``history [B, L]`` (row ``b * L + t``: after the t-th item of history b), whose encoder
-        states are ``states [T, d]``."""
-        n = catalogue.shape[0]
-        items = torch.arange(n, device=catalogue.device)
+        """Softmax cross-entropy of ``targets [T]`` against the whole catalogue ``item_codes [N, levels]``
+        (row i = item i; ``level_codes``: each level's code vectors ``[V_l, d]``). The users are the flat
+        positions ``rows`` of ``history [B, L]`` (row ``b * L + t``: after the t-th item of history b),
+        whose encoder states are ``states [T, d]``."""
+        n = item_codes.shape[0]
+        items = torch.arange(n, device=item_codes.device)
         if self.training and self.id_items and self.config.id_dropout > 0:
             # Hide some items' IDs each step, so the code-only vector of a new item is trained too.
             hidden = torch.rand(n, device=items.device) < self.config.id_dropout
             items = torch.where(hidden, torch.full_like(items, self.id_items), items)
-        vectors = self.item_vectors(catalogue, items)  # [N, d]
+        vectors = self.catalogue_vectors(level_codes, item_codes, items)  # [N, d]
         if self.history is None:
             users = self.user_tower(states)
         else:
