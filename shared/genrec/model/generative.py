@@ -387,7 +387,7 @@ class TigerModel(nn.Module):
         computed once (``Reranker.freeze_catalogue``, ``chunk`` items at a time), when it scores the
         whole catalogue."""
         if self.reranker is not None and self.reranker.config.catalogue_top:
-            self.reranker.freeze_catalogue(self.generator.code_vectors(c) for c in item_codes.split(chunk))
+            self.reranker.freeze_catalogue(self.generator.level_code_vectors(), item_codes, chunk)
 
     def loss(
         self, history: torch.Tensor, targets: torch.Tensor, item_codes: torch.Tensor,

@@ -27,7 +27,7 @@ vectors ``[..., levels, d]``, so both heads train one shared code table.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Literal
 
 import torch
@@ -200,15 +200,14 @@ class Reranker(nn.Module):
         return torch.cat([known, self._scan(user, level_codes, item_codes[frozen:], frozen)], 1)
 
     @torch.no_grad()
-    def freeze_catalogue(self, code_vectors: Iterable[torch.Tensor]) -> None:
-        """Compute the vectors of items 0..N0-1 once, for every later ``catalogue_scores``: for a model
-        whose weights no longer change (serving). ``code_vectors``: their code vectors ``[n, levels, d]``
-        in chunks, in item order (a million items' at once would take gigabytes). Tables passed later must
+    def freeze_catalogue(self, level_codes: Sequence[torch.Tensor], item_codes: torch.Tensor, chunk: int) -> None:
+        """Compute the vectors of items 0..N0-1 with codes ``item_codes [N0, levels]`` once, for every
+        later ``catalogue_scores``: for a model whose weights no longer change (serving). ``chunk`` items
+        at a time (a million items' hidden layer at once would take gigabytes). Tables passed later must
         start with these items (the code feed only appends)."""
-        parts, first = [], 0
-        for chunk in code_vectors:
-            parts.append(self.item_vectors(chunk, torch.arange(first, first + chunk.shape[0], device=chunk.device)))
-            first += chunk.shape[0]
+        items = torch.arange(item_codes.shape[0], device=item_codes.device)
+        parts = [self.catalogue_vectors(level_codes, codes, ids)
+                 for codes, ids in zip(item_codes.split(chunk), items.split(chunk), strict=True)]
         self.frozen_vectors = torch.cat(parts) if parts else self.frozen_vectors[:0]
 
     def _scan(
