@@ -63,9 +63,9 @@ class GenerativeConfig(BaseModel):
     # See the module docstring. Weights say which encoder they are (``TigerModel.from_state_dict``).
     encoder: Literal["causal", "bidirectional"] = "causal"
     # The dense head that re-orders the final beam and adds its own best items to it; None: the
-    # beam's own order. On by default: on Amazon Beauty it lifts NDCG@10 from 0.0375 (the same
-    # candidates in generative order) to 0.0517 (bench/results/quality-amazon-beauty.md), for about
-    # twice the work of a training step there (its softmax over the whole catalogue). In TOML,
+    # beam's own order. On by default: on Amazon Beauty it lifts NDCG@10 from 0.0401 (the same
+    # candidates in generative order) to 0.0520 (bench/results/quality-amazon-beauty.md); its softmax
+    # over the whole catalogue is part of every training step. In TOML,
     # ``[model.rerank]`` sets its keys, ``rerank = false`` turns it off.
     rerank: RerankConfig | None = Field(default_factory=RerankConfig)
     # An item added after training is scored like an average item of the region its content codes
