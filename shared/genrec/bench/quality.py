@@ -53,8 +53,8 @@ BUDGETS: dict[str, dict[str, Any]] = {
         "val_beam_width": 20,
         "tokenizer": {"steps": 600},
         # The model and its schedule are TrainConfig's defaults (GenerativeConfig, GenerativeOptimConfig),
-        # which these runs measured: 30 epochs of Amazon Beauty are ~15,500 steps, about 55 min of training
-        # on 2 cores.
+        # which these runs measured: 30 epochs of Amazon Beauty are ~15,500 steps, about 66 min of training
+        # on 2 cores without AVX-512.
         "optim": {"eval_users": CPU_VALIDATION_USERS},
         "sasrec": {"d_model": 64, "layers": 2, "n_heads": 2, "d_ff": 256, "dropout": 0.3},
         # Until validation stops improving, on any dataset: a small one (ML-100K: 8 steps an epoch) needs

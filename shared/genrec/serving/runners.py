@@ -8,6 +8,7 @@ files live in a Triton version folder next to the artifact they were exported fr
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import io
 import logging
@@ -19,6 +20,7 @@ import numpy as np
 import torch
 
 from genrec.config import TOP_K
+from genrec.model.code_table import CodeTable
 from genrec.serving.artifact import ServingArtifact
 from genrec.serving.graph import (
     OUTPUT_NAMES,
@@ -51,6 +53,15 @@ class EagerRunner:
         self.art, self.device = art, device
         self.graph = build_graph(art, top_k, beam_width, device)
 
+    @functools.cached_property
+    def trained(self) -> CodeTable:
+        """The artifact's own table (built once, only for a graph built at load: its example and checks)."""
+        return base_table(self.art)
+
+    def example(self) -> tuple[torch.Tensor, ...]:
+        """The inputs a graph built at load (traced, converted) is built with."""
+        return example_inputs(TableTensors.from_table(self.trained, self.device), batch=2, length=20, excluded=1)
+
     @torch.inference_mode()
     def __call__(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.graph(*inputs)
@@ -74,8 +85,7 @@ LOAD_CHECKS = ((1, 1, 1), (3, 7, 2), (9, 33, 5))
 def check_built_at_load(eager: EagerRunner, built: Runner, what: str) -> None:
     """Raise unless ``built`` gives the eager graph's items and scores on ``LOAD_CHECKS``, on the trained
     table and on one with items fed since."""
-    trained = base_table(eager.art)
-    for case in check_parity(eager, built, trained, cases=LOAD_CHECKS, device=eager.device):
+    for case in check_parity(eager, built, eager.trained, cases=LOAD_CHECKS, device=eager.device):
         if case.item_match < 1.0 or case.max_abs_diff > 1e-4 or case.inf_mismatch:
             raise ValueError(f"the {what} graph differs from the eager one: {case}")
 
@@ -89,9 +99,7 @@ class TracedRunner:
     kind = "traced"
 
     def __init__(self, eager: EagerRunner) -> None:
-        trained = base_table(eager.art)
-        example = example_inputs(TableTensors.from_table(trained, eager.device), batch=2, length=20, excluded=1)
-        self.graph = trace_graph(eager.graph, example)
+        self.graph = trace_graph(eager.graph, eager.example())
         check_built_at_load(eager, self, "traced")
 
     @torch.inference_mode()
@@ -112,13 +120,11 @@ class ConvertedRunner:
     def __init__(self, eager: EagerRunner) -> None:
         from genrec.serving.onnx_ops import onnx_compatible_ops
 
-        example = example_inputs(TableTensors.from_table(base_table(eager.art), eager.device), batch=2, length=20,
-                                 excluded=1)
         levels = len(eager.art.level_sizes)
         buffer = io.BytesIO()
         with torch.no_grad(), onnx_compatible_ops(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the tracer's (see trace_graph) and the exporter's deprecation
-            torch.onnx.export(eager.graph, example, buffer, dynamo=False, input_names=list(input_names(levels)),
+            torch.onnx.export(eager.graph, eager.example(), buffer, dynamo=False, input_names=list(input_names(levels)),
                               output_names=list(OUTPUT_NAMES), dynamic_axes=dynamic_axes(levels), opset_version=17)
         self.onnx = OnnxRunner(buffer.getvalue(), eager.device)
         check_built_at_load(eager, self, "converted")
