@@ -253,12 +253,15 @@ class ModelServerSettings(BaseModel):
     model_name: str = "genrec"
     # The local Triton's dynamic batcher (the contract's default); off only to measure it.
     dynamic_batching: bool = True
-    # torch threads of the local server's model instance (0: one per core). One: on a small box
-    # the model shares the cores with every other server, and a second intra-op thread mostly
-    # spins (twice the CPU per request, a longer tail).
+    # torch threads of each model instance, local and production (0: the runtime's default, one
+    # per core the node has, whatever the pod requested). One: a second intra-op thread mostly
+    # spins (1.6-1.8x the CPU per request for no throughput, bench/results/load-rec8-s35-*).
     threads: int = Field(default=1, ge=0)
-    # Where the production model server's instances run (the Triton repository's instance_group).
+    # Where the production model server's instances run (the Triton repository's instance_group),
+    # and how many per replica: on CPU one per core the pod requests (the deployment sets it),
+    # each holding its own copy of the model.
     instance_kind: Literal["cpu", "gpu"] = "cpu"
+    instances: int = Field(default=1, ge=1)
     timeout_s: float = 0.5
     breaker_failures: int = 3
     breaker_reset_s: float = 5.0

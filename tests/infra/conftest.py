@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
 
+from genrec.config import Settings
 from genrec.deploy import mockrun
 
 HERE = Path(__file__).resolve().parent
@@ -41,6 +44,13 @@ class Run:
         found = [r["inputs"] for r in self.of(type_suffix) if r["inputs"]["metadata"]["name"] == name]
         assert len(found) == 1, f"expected one {type_suffix} named {name}, found {len(found)}"
         return found[0]
+
+    def settings(self) -> Settings:
+        """genrec's Settings as a pod of this stack reads them (its ConfigMap and Secret)."""
+        env = self.named("core/v1:ConfigMap", "genrec-config")["data"]
+        secret = self.named("core/v1:Secret", "genrec-app-secrets")["stringData"]  # production refuses it without
+        with mock.patch.dict(os.environ, {**env, **secret}, clear=True):
+            return Settings()
 
     def stack_config(self) -> dict[str, Any]:
         import yaml

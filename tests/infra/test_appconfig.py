@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import os
-from unittest import mock
-
 from pydantic import SecretStr
 
 from genrec.config import Settings, production_problems
 
 
 def _settings_from(run) -> tuple[Settings, dict]:
-    env = run.named("core/v1:ConfigMap", "genrec-config")["data"]
-    secret = run.named("core/v1:Secret", "genrec-app-secrets")["stringData"]
-    with mock.patch.dict(os.environ, {**env, **secret}, clear=True):
-        return Settings(), env
+    return run.settings(), run.named("core/v1:ConfigMap", "genrec-config")["data"]
 
 
 def test_settings_round_trip(run):

@@ -44,3 +44,7 @@ def test_dev_is_small_and_prod_is_replicated():
     assert dev.kafka.broker_replicas == 1 and prod.kafka.broker_replicas >= 3
     assert dev.model.resources.gpu == 0 and prod.model.resources.gpu == 1
     assert dev.postgres.instances == 1 and prod.postgres.instances >= 3
+
+
+def test_a_cpu_request_in_whole_cores():
+    assert [Resources(cpu).whole_cores() for cpu in ("4", "2.5", "500m", "1500m", "0.2")] == [4, 2, 1, 1, 1]

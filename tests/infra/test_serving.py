@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
-from unittest import mock
-
-from genrec.config import Settings
+from genrec_infra.appconfig import production_settings
+from genrec_infra.config import Resources, StackConfig, build
 
 
 def _isvc(run) -> dict:
@@ -41,10 +39,7 @@ def test_predictor_serves_what_publish_writes_with_genrec_inside(run):
     from genrec.serving.repository import production_repository_uri
 
     model = _isvc(run)["spec"]["predictor"]["model"]
-    config_map = run.named("core/v1:ConfigMap", "genrec-config")["data"]
-    secret = run.named("core/v1:Secret", "genrec-app-secrets")["stringData"]  # production refuses it without
-    with mock.patch.dict(os.environ, {**config_map, **secret}, clear=True):
-        s = Settings()
+    s = run.settings()
     assert model["storageUri"] == production_repository_uri(s)
     image = run.stack_config()["genrec:image"]
     repo, tag = image.rsplit(":", 1)
@@ -53,6 +48,28 @@ def test_predictor_serves_what_publish_writes_with_genrec_inside(run):
     assert model["envFrom"] == [{"configMapRef": {"name": "genrec-config"}}]
     assert "GENREC_REDIS__URL" in {e["name"] for e in model["env"]}
     assert s.model_server.instance_kind == ("gpu" if _gpu(model["resources"]) else "cpu")
+
+
+def test_the_model_server_runs_one_single_thread_instance_per_requested_core(run, tmp_path):
+    # Without a threads parameter torch takes one thread per core of the node, whatever the pod
+    # requested: the replica would spin on its neighbours' cores (a second thread costs 1.6-1.8x
+    # the CPU per request for no throughput).
+    from genrec.serving.repository import write_production_models
+
+    resources = _isvc(run)["spec"]["predictor"]["model"]["resources"]
+    write_production_models(tmp_path, run.settings())
+    cores = Resources(resources["requests"]["cpu"]).whole_cores()
+    want = "count: 1 kind: KIND_GPU" if _gpu(resources) else f"count: {cores} kind: KIND_CPU"
+    for model in ("genrec", "genrec_canary"):
+        config = (tmp_path / model / "config.pbtxt").read_text()
+        assert f"instance_group [ {{ {want} }} ]" in config, config
+        assert 'key: "threads" value: { string_value: "1" }' in config
+
+
+def test_a_cpu_model_server_gets_an_instance_per_requested_core():
+    cpu_only = build(StackConfig, {"model": {"resources": {"cpu": "4", "memory": "16Gi", "gpu": 0}}})
+    s = production_settings(cpu_only)
+    assert (s.model_server.instance_kind, s.model_server.instances, s.model_server.threads) == ("cpu", 4, 1)
 
 
 def test_the_repository_is_written_before_the_model_server_starts(run):

@@ -109,7 +109,10 @@ def production_settings(cfg: StackConfig) -> Settings:
         milvus={"uri": ep.milvus},
         clickhouse={"url": _PLACEHOLDER, "database": cfg.clickhouse.database, "cluster": analytics_cluster(cfg)},
         s3={"endpoint_url": ep.s3, "access_key_id": "genrec", "secret_access_key": _PLACEHOLDER},
-        model_server={"url": ep.model_server, "instance_kind": "gpu" if cfg.model.resources.gpu else "cpu"},
+        # On CPU one model instance (one thread each) per requested core: a pod's limits do not
+        # reach torch's thread count, which would otherwise follow the node's cores.
+        model_server={"url": ep.model_server, "instance_kind": "gpu" if cfg.model.resources.gpu else "cpu",
+                      "instances": 1 if cfg.model.resources.gpu else cfg.model.resources.whole_cores()},
         # Knative Services answer on port 80 of their cluster-local host.
         functions={"urls": {spec.name: f"http://{svc_host(spec.name, cfg.namespaces.app)}" for spec in WORKLOADS}},
         llm={"base_url": cfg.llm.base_url, "quality_model": cfg.llm.quality_model,

@@ -29,6 +29,11 @@ class Resources:
     memory_limit: str | None = None  # defaults to the request: memory is not compressible
     gpu: int = 0
 
+    def whole_cores(self) -> int:
+        """The CPU request in whole cores, at least one ("4" -> 4, "2.5" -> 2, "500m" -> 1)."""
+        cores = int(self.cpu[:-1]) / 1000 if self.cpu.endswith("m") else float(self.cpu)
+        return max(1, int(cores))
+
     def to_k8s(self) -> dict[str, dict[str, str]]:
         requests = {"cpu": self.cpu, "memory": self.memory}
         limits = {"memory": self.memory_limit or self.memory}

@@ -115,17 +115,23 @@ def production_repository_uri(s: Settings | None = None) -> str:
     return object_uri(PRODUCTION_REPOSITORY_KEY, s)
 
 
+def write_production_models(repo: Path, s: Settings) -> None:
+    """The production server's two models into ``repo``: the one following the production pointer
+    and its canary twin following the canary slot, each with the deployment's instances and threads."""
+    name = s.model_server.model_name
+    common = {"top_k": s.model.top_k, "kind": s.model_server.instance_kind, "instances": s.model_server.instances,
+              "extra_parameters": {"threads": str(s.model_server.threads)}}
+    write_repository(repo, name=name, artifact="current", **common)
+    write_repository(repo, name=canary_model_name(name), artifact="canary", **common)
+
+
 def write_production_repository(s: Settings | None = None) -> str:
-    """(Re)write the production server's repository at production_repository_uri (idempotent):
-    the model following the production pointer and its canary twin following the canary slot."""
+    """(Re)write the production server's repository at production_repository_uri (idempotent)."""
     from genrec.stores.objects import upload_dir
 
     s = s or get_settings()
     uri = production_repository_uri(s)
-    name = s.model_server.model_name
-    common = {"top_k": s.model.top_k, "kind": s.model_server.instance_kind}
     with tempfile.TemporaryDirectory(prefix="genrec-repository-") as tmp:
-        write_repository(Path(tmp), name=name, artifact="current", **common)
-        write_repository(Path(tmp), name=canary_model_name(name), artifact="canary", **common)
+        write_production_models(Path(tmp), s)
         upload_dir(Path(tmp), uri, s)
     return uri
