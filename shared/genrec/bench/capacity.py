@@ -43,8 +43,8 @@ class Tier:
 
 TIERS = (
     Tier("recommend", ("recommend",), 1.0, "one uvicorn process: Python runs one core's worth per process"),
-    Tier("model server", ("model-server",), 2.0, "one Triton instance, its dynamic batcher filling one torch thread "
-                                                 "per core"),
+    Tier("model server", ("model-server",), 2.0, "one single-thread Triton model instance per core "
+                                                 "requested (model_server.instances), fed by the dynamic batcher"),
     Tier("Redis", ("redis",), 1.0, "a shard is single-threaded"),
     Tier("PostgreSQL", ("postgres",), 4.0, "catalogue rows (cached for seconds per recommend replica)"),
     Tier("served-list log", ("kafka", "s3", "kafka-retention", "bridge-bulk", "analytics-sink"), 2.0,
