@@ -32,7 +32,7 @@ from torch import nn
 from genrec.config import MAX_HISTORY, MAX_SEQUENCE, TOP_K
 from genrec.model.beam import Cache, constrained_beam_search, exclusion_keys, stable_top
 from genrec.model.code_table import CodeTable, slot_names
-from genrec.model.layers import DecoderLayer, EncoderLayer
+from genrec.model.layers import DecoderLayer, Dropout, EncoderLayer
 from genrec.model.rerank import RerankConfig, Reranker
 
 EVERY_ITEM_TRAINED = 2**62  # ``trained_items`` of a model that has not been told its catalogue
@@ -172,7 +172,7 @@ class TigerGenerator(nn.Module):
         )
         self.enc_ln, self.dec_ln = nn.LayerNorm(d), nn.LayerNorm(d)
         self.heads = nn.ModuleList(nn.Linear(d, v) for v in self.level_sizes)
-        self.drop = nn.Dropout(config.dropout)
+        self.drop = Dropout(config.dropout)
 
     def init_embeddings(self) -> None:
         """Small code and BOS embeddings. ``TigerModel`` calls this after building all its parts,

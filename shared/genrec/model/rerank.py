@@ -36,7 +36,7 @@ from pydantic import BaseModel, Field
 from torch import nn
 
 from genrec.config import MAX_HISTORY
-from genrec.model.layers import EncoderLayer
+from genrec.model.layers import Dropout, EncoderLayer
 
 
 class RerankConfig(BaseModel):
@@ -82,7 +82,7 @@ class HistoryTower(nn.Module):
         self.distance_bias = nn.Parameter(torch.zeros(heads, self.window))
         self.layers = nn.ModuleList(EncoderLayer(d_model, heads, 2 * d_model, dropout) for _ in range(layers))
         self.ln = nn.LayerNorm(d_model)
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
 
     def forward(self, items: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         """``items [B, L, d]``, ``valid [B, L]`` (False: padding) -> the state at each position ``[B, L, d]``."""

@@ -12,7 +12,7 @@ from pydantic import BaseModel
 from torch import nn
 
 from genrec.config import MAX_HISTORY, TOP_K
-from genrec.model.layers import EncoderLayer
+from genrec.model.layers import Dropout, EncoderLayer
 
 
 class SASRecConfig(BaseModel):
@@ -36,7 +36,7 @@ class SASRec(nn.Module):
             EncoderLayer(d, config.n_heads, config.d_ff, config.dropout) for _ in range(config.layers)
         )
         self.ln = nn.LayerNorm(d)
-        self.drop = nn.Dropout(config.dropout)
+        self.drop = Dropout(config.dropout)
         nn.init.normal_(self.item_emb.weight, std=0.02)
 
     def hidden(self, seq: torch.Tensor) -> torch.Tensor:
