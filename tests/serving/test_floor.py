@@ -57,7 +57,7 @@ def test_the_floor_is_the_flops_over_the_measured_throughput() -> None:
     graph, table = _graph(4)
     floor = compute_floor(graph, table, 8, batch=2, threads=2, seconds=0.05)
     assert floor.gemm == (8, CONFIG.d_model, CONFIG.d_ff) and set(floor.gflops) == {1, 2}
-    assert all(g > 0.01 for g in floor.gflops.values())
+    assert all(g > 0 for g in floor.gflops.values())  # measured (a busy box can make it tiny)
     assert floor.ms_per_user(1) == pytest.approx(floor.flops_per_user / floor.gflops[1] / 1e6)
     assert floor.as_dict()["floor"]["2"]["users_per_s"] == round(floor.users_per_s(2), 1)
 
@@ -69,7 +69,8 @@ def test_the_serving_report_sets_the_cpu_time_per_user_beside_the_floor() -> Non
     floor = compute_floor(graph, table, 8, batch=1, threads=2, seconds=0.05).as_dict()
     floor["gflops"]["1"], floor["floor"]["1"]["ms_per_user"] = 50.0, 2.5  # as if measured so
     results = {
-        "budget": "smoke", "config": {"history_length": 8, "concurrency": 2}, "concurrency": [],
+        "budget": "smoke", "config": {"history_length": 8, "concurrency": 2, "instances": 2, "torch_threads": 1},
+        "concurrency": [],
         "machine": {"cpu": "test", "cores": 2, "memory_gb": 1, "gpu": None, "torch": torch.__version__,
                     "load_average_at_start": [0, 0, 0]},
         "model": {"kind": "tiny", "level_sizes": LEVELS, "top_k": 50, "beam_width": 20},
@@ -78,6 +79,7 @@ def test_the_serving_report_sets_the_cpu_time_per_user_beside_the_floor() -> Non
         "floor": {"1": floor}, "graph": {"200": {"1": 5.0}},
     }
     report = markdown_report(results)
+    assert "Server: 2 model instances, 1 torch thread each." in report
     assert "## Compute floor" in report and "| 1 | [4, 16] x [16, 24] | 50.0 |" in report
     # server CPU, the graph alone, the floor, then server / floor and graph / floor
     assert "| 200 | 1 | 10.0 | 5.0 | 2.5 | 4.0x | 2.0x | 50 |" in report

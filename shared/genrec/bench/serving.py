@@ -55,7 +55,7 @@ class LocalServer:
     a model repository as it is (as KServe's Triton runtime serves one)."""
 
     def __init__(self, workdir: Path, *, artifact: Path | None = None, repository: Path | None = None,
-                 threads: int = 0) -> None:
+                 threads: int = 0, instances: int = 1) -> None:
         self.port = _free_port_triplet()
         self.url = f"127.0.0.1:{self.port}"
         self.log = workdir / "server.log"
@@ -66,7 +66,7 @@ class LocalServer:
             self.models: tuple[str, ...] = ("genrec",)
         else:
             argv += ["--artifact", str(artifact), "--no-feed", "--blocking-load", "--with-unbatched-twin",
-                     "--threads", str(threads)]
+                     "--threads", str(threads), "--instances", str(instances)]
             self.models = ("genrec", UNBATCHED_TWIN)
         workdir.mkdir(parents=True, exist_ok=True)
         with self.log.open("wb") as log:
@@ -228,17 +228,19 @@ def run_serving_bench(
     sizes: list[int] | None = None,
     batches: list[int] | None = None,
     length: int = 20,
-    threads: int = 0,
+    threads: int = 1,
+    instances: int = 0,
     workdir: Path | None = None,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     cfg = dict(BUDGETS[budget])
     cfg["sizes"] = sizes or cfg["sizes"]
     cfg["batches"] = batches or cfg["batches"]
+    instances = instances or os.cpu_count() or 1  # as the deployment runs a CPU replica: one per core
     work = workdir or Path(tempfile.mkdtemp(prefix="genrec-bench-serving-"))
     results: dict[str, Any] = {
         "benchmark": "serving", "budget": budget, "machine": machine_info(),
-        "config": {**cfg, "history_length": length, "torch_threads": threads or "all cores"},
+        "config": {**cfg, "history_length": length, "instances": instances, "torch_threads": threads or "all cores"},
         "model": production_model(),
         "sweep": [], "concurrency": [], "floor": {}, "graph": {},
     }
@@ -247,13 +249,13 @@ def run_serving_bench(
         log(f"catalogue {n:,} items: writing a synthetic artifact")
         art = make_artifact(work / f"artifact-{n}", n, level_sizes=PRODUCTION_LEVELS, seed=n % 9973)
         if not results["floor"]:  # FLOPs do not depend on the catalogue; measured before any server runs
-            results["floor"] = compute_floors(art, cfg["batches"], length, threads)
+            results["floor"] = compute_floors(art, cfg["batches"], length, threads and threads * instances)
             one = results["floor"][str(cfg["batches"][0])]
             log(f"compute floor: {one['flops_per_user'] / 1e6:.1f} MFLOP per user, "
                 f"{one['floor']['1']['ms_per_user']} ms per user on one thread")
         results["graph"][str(n)] = graph_alone(art, cfg["batches"], length)
         log(f"  the graph alone, one thread: {results['graph'][str(n)]} ms per user by batch size")
-        server = LocalServer(work / f"server-{n}", artifact=art, threads=threads)
+        server = LocalServer(work / f"server-{n}", artifact=art, threads=threads, instances=instances)
         try:
             t = time.perf_counter()
             server.wait_ready()
@@ -286,6 +288,12 @@ def result_stem(results: dict[str, Any]) -> str:
     return f"serving-{results['budget']}"
 
 
+def _instances(config: dict[str, Any]) -> str:
+    """How the server ran its model (reports from before ``instances`` ran one instance)."""
+    n, threads = config.get("instances", 1), config.get("torch_threads", "all cores")
+    return f"{n} model instance{'s' if n > 1 else ''}, {threads} torch thread{'s' if threads != 1 else ''} each"
+
+
 def markdown_report(results: dict[str, Any]) -> str:
     m = results["machine"]
     lines = [
@@ -294,7 +302,7 @@ def markdown_report(results: dict[str, Any]) -> str:
         f"torch {m['torch']}; load average {m['load_average_at_start']} at start, "
         f"{m.get('load_average_at_end')} at end. Client and server share the machine.", "",
         f"Model: {describe_model(results['model'])}; "
-        f"history length {results['config']['history_length']}.", "",
+        f"history length {results['config']['history_length']}. Server: {_instances(results['config'])}.", "",
         "## Latency by batch size (one client, sequential requests)", "",
         "| catalogue | batch | requests | p50 ms | p95 ms | p99 ms | users/s |",
         "|---:|---:|---:|---:|---:|---:|---:|",

@@ -94,13 +94,15 @@ def serving(
     out: Path = OUT,
     sizes: str | None = SIZES,
     batches: str | None = BATCHES,
-    threads: int = typer.Option(0, "--threads", help="torch threads in the server (0 = all cores)."),
+    threads: int = typer.Option(1, "--threads", help="torch threads per model instance (0 = all cores)."),
+    instances: int = typer.Option(0, "--instances", help="Model instances (0: one per core, as a CPU replica runs)."),
 ) -> None:
     """Model server alone: latency/throughput by batch size and catalogue size, dynamic batching on/off."""
     from genrec.bench.serving import BUDGETS, markdown_report, result_stem, run_serving_bench
 
     results = run_serving_bench(out, budget=_choice(budget, tuple(BUDGETS), "--budget"), sizes=_ints(sizes, "--sizes"),
-                                batches=_ints(batches, "--batches"), threads=threads, log=_say)
+                                batches=_ints(batches, "--batches"), threads=threads, instances=instances,
+                                log=_say)
     console.print(markdown_report(results))
     console.print(f"results in {out}/{result_stem(results)}.{{json,md,png}}")
 
