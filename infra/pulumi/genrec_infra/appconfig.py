@@ -92,6 +92,15 @@ def production_topics(cfg: StackConfig) -> dict[str, TopicSettings]:
     return topics
 
 
+def _model_instances(cfg: StackConfig) -> dict[str, Any]:
+    """Where the model server's instances run and how many: on a GPU one; on the CPU one (one thread
+    each) per requested core, since a pod's request does not reach torch's thread count, which
+    would otherwise follow the node's cores."""
+    if cfg.model.resources.gpu:
+        return {"instance_kind": "gpu", "instances": 1}
+    return {"instance_kind": "cpu", "instances": cfg.model.resources.whole_cores()}
+
+
 def production_settings(cfg: StackConfig) -> Settings:
     ep = endpoints(cfg)
     return PinnedSettings(
@@ -109,10 +118,7 @@ def production_settings(cfg: StackConfig) -> Settings:
         milvus={"uri": ep.milvus},
         clickhouse={"url": _PLACEHOLDER, "database": cfg.clickhouse.database, "cluster": analytics_cluster(cfg)},
         s3={"endpoint_url": ep.s3, "access_key_id": "genrec", "secret_access_key": _PLACEHOLDER},
-        # On CPU one model instance (one thread each) per requested core: a pod's limits do not
-        # reach torch's thread count, which would otherwise follow the node's cores.
-        model_server={"url": ep.model_server, "instance_kind": "gpu" if cfg.model.resources.gpu else "cpu",
-                      "instances": 1 if cfg.model.resources.gpu else cfg.model.resources.whole_cores()},
+        model_server={"url": ep.model_server, **_model_instances(cfg)},
         # Knative Services answer on port 80 of their cluster-local host.
         functions={"urls": {spec.name: f"http://{svc_host(spec.name, cfg.namespaces.app)}" for spec in WORKLOADS}},
         llm={"base_url": cfg.llm.base_url, "quality_model": cfg.llm.quality_model,
