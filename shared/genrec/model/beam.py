@@ -196,17 +196,23 @@ def stable_top(total: torch.Tensor, keep: int) -> tuple[torch.Tensor, torch.Tens
     """The first ``keep`` values and indices of a stable descending sort of ``total [B, N]`` (ties:
     the lower index first), without sorting all N.
 
-    ``topk`` breaks ties arbitrarily, so it only gives the keep-th largest value v. The picks are
-    the values above v, then the values equal to v, lowest index first, as many as are missing;
-    a second ``topk``, over a key unique among the picks, lists them by index, and a stable sort
-    of those ``keep`` values orders them.
+    ``topk`` breaks ties arbitrarily, so it only gives the keep-th largest value v and every value
+    above it. The picks are those, in a stable order (sorted by index, then stably by value), then
+    as many values equal to v as are missing, lowest index first: a second ``topk``, over a key that
+    is larger the lower a tied value's index. Four passes over N (two ``topk``, a compare, a product):
+    at a served head's catalogue of 100k items this selection cost as much as the scan itself.
     """
     n = total.shape[1]
-    kth = torch.topk(total, keep, dim=1).values[:, -1:]
-    above, tied = total > kth, total == kth
-    missing = keep - above.sum(dim=1, keepdim=True)
-    picked = above | (tied & (torch.cumsum(tied.long(), dim=1) <= missing))
+    values, first = torch.topk(total, keep, dim=1)
+    kth = values[:, -1:]
+    above = values > kth  # every value above the keep-th is among the first ``keep``
     by_index = torch.arange(n, 0, -1, device=total.device, dtype=total.dtype)  # exact below 2**24
-    idx = torch.topk(torch.where(picked, by_index, torch.zeros_like(by_index)), keep, dim=1).indices
-    values, order = torch.sort(total.gather(1, idx), dim=1, descending=True, stable=True)
-    return values, idx.gather(1, order)
+    _, tied = torch.topk((total == kth).to(total.dtype) * by_index, keep, dim=1)  # a product: cheaper than a select
+    slot = torch.arange(keep, device=total.device)[None]
+    n_above = above.sum(1, keepdim=True)
+    placed = slot < n_above  # the slots the ``above`` items take, once listed by index
+    by_position = first.gather(1, torch.sort(torch.where(above, first, torch.full_like(first, n)), dim=1).indices)
+    listed = torch.where(placed, total.gather(1, by_position), float("-inf"))
+    top, order = torch.sort(listed, dim=1, descending=True, stable=True)  # ``above`` ones stay first (they exceed v)
+    from_tied = tied.gather(1, (slot - n_above).clamp(min=0))  # the remaining slots: the tied ones in order
+    return torch.where(placed, top, kth), torch.where(placed, by_position.gather(1, order), from_tied)

@@ -119,8 +119,9 @@ class Reranker(nn.Module):
         if self.id_items:
             self.item_id_emb = nn.Embedding(self.id_items, d)
             nn.init.zeros_(self.item_id_emb.weight)  # a warm start begins from the code-only head
-        # The trained items' vectors, once frozen (``freeze_catalogue``); not saved with the weights.
-        self.register_buffer("frozen_vectors", torch.zeros(0, d), persistent=False)
+        # The trained items' vectors, once frozen (``freeze_catalogue``), one column per item ``[d, N0]``: a
+        # served call's product reads them as stored (and ONNX Runtime packs them once). Not saved with the weights.
+        self.register_buffer("frozen_columns", torch.zeros(d, 0), persistent=False)
 
     # ------------------------------------------------------------ the weight
     def set_weight(self, weight: float) -> None:
@@ -193,10 +194,11 @@ class Reranker(nn.Module):
         """Dense logits ``[B, N]`` of every item of the catalogue ``item_codes [N, levels]``, as
         ``scores`` gives them; ``level_codes``: each level's code vectors ``[V_l, d]``. The items
         whose vectors are frozen (the first ones, ``freeze_catalogue``) are read, the rest built."""
-        frozen = self.frozen_vectors.shape[0]  # static: a graph traced with it keeps it
+        frozen = self.frozen_columns.shape[1]  # static: a graph traced with it keeps it
         if not frozen:
             return self._scan(user, level_codes, item_codes, 0)
-        known = (user @ self.frozen_vectors[: item_codes.shape[0]].T).float()
+        # The logits are cut to a shorter table, not the frozen vectors: slicing those copied all of them per call.
+        known = (user @ self.frozen_columns).float()[:, : item_codes.shape[0]]
         return torch.cat([known, self._scan(user, level_codes, item_codes[frozen:], frozen)], 1)
 
     @torch.no_grad()
@@ -208,7 +210,7 @@ class Reranker(nn.Module):
         items = torch.arange(item_codes.shape[0], device=item_codes.device)
         parts = [self.catalogue_vectors(level_codes, codes, ids)
                  for codes, ids in zip(item_codes.split(chunk), items.split(chunk), strict=True)]
-        self.frozen_vectors = torch.cat(parts) if parts else self.frozen_vectors[:0]
+        self.frozen_columns = torch.cat(parts).T.contiguous() if parts else self.frozen_columns[:, :0]
 
     def _scan(
         self, user: torch.Tensor, level_codes: Sequence[torch.Tensor], item_codes: torch.Tensor, first: int

@@ -118,19 +118,24 @@ class ConvertedRunner:
     kind = "onnxruntime"
 
     def __init__(self, eager: EagerRunner) -> None:
-        from genrec.serving.onnx_ops import onnx_compatible_ops
-
-        levels = len(eager.art.level_sizes)
-        buffer = io.BytesIO()
-        with torch.no_grad(), onnx_compatible_ops(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the tracer's (see trace_graph) and the exporter's deprecation
-            torch.onnx.export(eager.graph, eager.example(), buffer, dynamo=False, input_names=list(input_names(levels)),
-                              output_names=list(OUTPUT_NAMES), dynamic_axes=dynamic_axes(levels), opset_version=17)
-        self.onnx = OnnxRunner(buffer.getvalue(), eager.device)
+        self.onnx = OnnxRunner(converted_graph(eager), eager.device)
         check_built_at_load(eager, self, "converted")
 
     def __call__(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.onnx(*inputs)
+
+
+def converted_graph(eager: EagerRunner) -> bytes:
+    """The eager graph as an ONNX model's bytes, by TorchScript's exporter (``ConvertedRunner``)."""
+    from genrec.serving.onnx_ops import onnx_compatible_ops
+
+    levels = len(eager.art.level_sizes)
+    buffer = io.BytesIO()
+    with torch.no_grad(), onnx_compatible_ops(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the tracer's (see trace_graph) and the exporter's deprecation
+        torch.onnx.export(eager.graph, eager.example(), buffer, dynamo=False, input_names=list(input_names(levels)),
+                          output_names=list(OUTPUT_NAMES), dynamic_axes=dynamic_axes(levels), opset_version=17)
+    return buffer.getvalue()
 
 
 class TorchScriptRunner:
