@@ -99,11 +99,11 @@ def constrained_beam_search(
         slots = child_slots[level]
         fanout = slots.shape[0]
         child = _children(trie, node, slots)  # [B, beams, fanout]
-        child_code = trie[TRIE_CODE][child].clamp(max=size - 1)  # the pad's code is past the level's
-        count = trie[TRIE_COUNT][child]
+        child_code = _trie_at(trie, TRIE_CODE, child).clamp(max=size - 1)  # the pad's code is past the level's
+        count = _trie_at(trie, TRIE_COUNT, child)
         logp = logp.gather(2, child_code)
         if trained_items is not None:  # fresh: the lowest item index under the branch is past training
-            all_fresh = trie[TRIE_FIRST_ITEM][child] >= trained_items
+            all_fresh = _trie_at(trie, TRIE_FIRST_ITEM, child) >= trained_items
             logp, only_fresh = _score_fresh_branches(logp, count, all_fresh, fresh_beam, fresh_weight)
         if exclude_keys is not None:
             span = base ** (n_levels - 1 - level)
@@ -128,12 +128,18 @@ def constrained_beam_search(
             rows = (beam + torch.arange(B, device=device)[:, None] * beams).reshape(-1)
             cache = tuple(c.index_select(0, rows) for c in cache)
     found = torch.isfinite(scores)  # then the beam ends on a leaf: one item
-    items = torch.where(found, trie[TRIE_FIRST_ITEM][node], torch.full_like(node, -1))
+    items = torch.where(found, _trie_at(trie, TRIE_FIRST_ITEM, node), torch.full_like(node, -1))
     if items.shape[1] < top_k:  # tiny code spaces: pad to the promised width
         pad = top_k - items.shape[1]
         items = torch.cat([items, items.new_full((B, pad), -1)], dim=1)
         scores = torch.cat([scores, scores.new_full((B, pad), float("-inf"))], dim=1)
     return items, scores
+
+
+def _trie_at(trie: torch.Tensor, row: int, nodes: torch.Tensor) -> torch.Tensor:
+    """``trie[row][nodes]``, read from the flat tree: an exported graph copied the whole row first
+    (the four rows of a 100k-item tree, 8 MB, on every served call)."""
+    return trie.reshape(-1)[nodes + row * trie.shape[1]]
 
 
 def _children(trie: torch.Tensor, node: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
@@ -142,9 +148,9 @@ def _children(trie: torch.Tensor, node: torch.Tensor, slots: torch.Tensor) -> to
     ``first + k``, or the pad node (no items, no children) past the node's last child."""
     # ``pad`` is traced as a CPU number: filled into tensors of the trie's device, not passed as a
     # tensor operand (a CUDA graph rejects a CPU one)
-    children, pad = trie[TRIE_CHILDREN], trie.shape[1] - 1
-    first = children[node]
-    end = children[torch.minimum(node + 1, torch.full_like(node, pad))]  # a dead beam is on the pad: none
+    pad = trie.shape[1] - 1
+    first = _trie_at(trie, TRIE_CHILDREN, node)
+    end = _trie_at(trie, TRIE_CHILDREN, torch.minimum(node + 1, torch.full_like(node, pad)))  # a dead beam: none
     slot = first[..., None] + slots
     return torch.where(slot < end[..., None], slot, torch.full_like(slot, pad))
 
