@@ -2,11 +2,12 @@
 
 What a replica's model costs without the server around it, where no model server is installed
 (a bare GPU machine): for each catalogue size a synthetic artifact of the production size
-(``genrec.serving.synthetic``, as `genrec bench serving` uses) is traced as the server traces
-it and called with batches of full histories. Measured per batch size: latency per call
+(``genrec.serving.synthetic``, as `genrec bench serving` uses) is built as the model server builds
+it without an exported graph (``make_runner``'s choice: on a CPU converted to ONNX Runtime, on a GPU
+traced) and called with batches of full histories. Measured per batch size: latency per call
 (p50, p99) and users per second. On CUDA the same graph is also captured once as a CUDA graph
 and replayed (one launch for its ~700 kernels: what launch overhead costs at small batches),
-after checking that the replay returns the traced graph's items and scores. On a CPU the graph
+after checking that the replay returns the served graph's items and scores. On a CPU the graph
 runs on one thread (its CPU time, as `genrec bench serving`'s Graph column).
 """
 
@@ -76,7 +77,8 @@ def _summary(times: list[float], batch: int) -> dict[str, Any]:
 
 def measure_artifact(artifact: Path, batches: list[int], length: int, device: torch.device, seconds: float
                      ) -> list[dict[str, Any]]:
-    """One row per batch size: the traced graph, and on CUDA its CUDA-graph replay."""
+    """One row per batch size: the graph the model server would run (``served``, with its ``runner``), and on
+    CUDA its CUDA-graph replay."""
     from genrec.serving.artifact import ServingArtifact
     from genrec.serving.floor import request_inputs, torch_threads
     from genrec.serving.graph import TableTensors, base_table
@@ -88,11 +90,11 @@ def measure_artifact(artifact: Path, batches: list[int], length: int, device: to
     sync = torch.cuda.synchronize if cuda else (lambda: None)
     rows = []
     with torch_threads(1):  # on a CPU: its CPU time; on a GPU: one host thread feeding it
-        runner = make_runner(art, kind="traced", device=device)
+        runner = make_runner(art, device=device)
         for b in batches:
             inputs = request_inputs(table, b, length)
-            traced = time_calls(functools.partial(runner, *inputs), seconds, sync)
-            row: dict[str, Any] = {"batch": b, "traced": _summary(traced, b)}
+            served = time_calls(functools.partial(runner, *inputs), seconds, sync)
+            row: dict[str, Any] = {"batch": b, "served": {**_summary(served, b), "runner": runner.kind}}
             if cuda:
                 row["cuda_graph"] = _cuda_graph_row(runner, inputs, b, seconds)
             rows.append(row)
@@ -101,7 +103,7 @@ def measure_artifact(artifact: Path, batches: list[int], length: int, device: to
 
 def _cuda_graph_row(runner: Callable[..., tuple[torch.Tensor, torch.Tensor]], inputs: tuple[torch.Tensor, ...],
                     batch: int, seconds: float) -> dict[str, Any]:
-    """The replay's timing, or why the graph could not be captured or differs from the traced run."""
+    """The replay's timing, or why the graph could not be captured or differs from the served run."""
     try:
         replay, _ = cuda_graph_call(runner, inputs)
     except Exception as exc:  # a graph with a host sync or a dynamic allocation cannot be captured
@@ -112,7 +114,7 @@ def _cuda_graph_row(runner: Callable[..., tuple[torch.Tensor, torch.Tensor]], in
     same = bool(torch.equal(items, ref_items) and torch.equal(finite, torch.isfinite(scores))
                 and torch.allclose(scores[finite], ref_scores[finite], atol=1e-4))
     if not same:
-        return {"error": "the replay's items or scores differ from the traced graph's"}
+        return {"error": "the replay's items or scores differ from the served graph's"}
     return _summary(time_calls(replay, seconds, torch.cuda.synchronize), batch)
 
 
@@ -149,7 +151,7 @@ def result_stem(results: dict[str, Any]) -> str:
     return f"graph-{torch.device(results['device']).type}"
 
 
-KINDS = {"traced": "traced graph", "cuda_graph": "CUDA-graph replay"}
+KINDS = {"served": "served graph", "cuda_graph": "CUDA-graph replay"}
 
 
 def markdown_report(results: dict[str, Any]) -> str:
@@ -184,7 +186,7 @@ def plot(results: dict[str, Any], path: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for n in sorted({r["catalog"] for r in results["rows"]}):
         rows = [r for r in results["rows"] if r["catalog"] == n]
-        for kind, style in (("traced", "-"), ("cuda_graph", "--")):
+        for kind, style in (("served", "-"), ("cuda_graph", "--")):
             ok = [r for r in rows if kind in r and "error" not in r[kind]]
             if ok:
                 b = [r["batch"] for r in ok]

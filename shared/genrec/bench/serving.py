@@ -177,7 +177,7 @@ def compute_floors(artifact: Path, batches: list[int], length: int, threads: int
 
 
 def graph_alone(artifact: Path, batches: list[int], length: int, seconds: float = 1.0) -> dict[str, float]:
-    """The served graph (traced, as the server runs it) called in this process on one thread: its
+    """The served graph (as the model server builds it) called in this process on one thread: its
     median milliseconds per user by batch size. One thread, so this is its CPU time, beside the
     server's CPU time per user (the rest is the server: Triton, IPC, batching) and the floor."""
     import torch
@@ -185,7 +185,7 @@ def graph_alone(artifact: Path, batches: list[int], length: int, seconds: float 
     from genrec.bench.graph import measure_artifact
 
     rows = measure_artifact(artifact, batches, length, torch.device("cpu"), seconds)
-    return {str(r["batch"]): round(r["traced"]["p50_ms"] / r["batch"], 3) for r in rows}
+    return {str(r["batch"]): round(r["served"]["p50_ms"] / r["batch"], 3) for r in rows}
 
 
 def concurrency_point(server: LocalServer, model: str, n_items: int, clients: int, length: int, point_s: float,
