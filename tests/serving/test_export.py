@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -267,15 +268,20 @@ def test_the_graph_traced_or_converted_at_load_answers_as_the_eager_one(
         torch.testing.assert_close(got_scores, want_scores, atol=1e-4, rtol=0)
 
 
+def _converted(artifact: Path) -> tuple[EagerRunner, Any]:
+    """The eager graph of ``artifact`` and the ONNX model ``ConvertedRunner`` serves from it."""
+    import onnx
+
+    eager = EagerRunner(ServingArtifact.open(artifact), 50, None, torch.device("cpu"))
+    return eager, onnx.load_from_string(converted_graph(eager))
+
+
 @pytest.mark.skipif(importlib.util.find_spec("onnx") is None, reason="needs the `export` extra")
 def test_the_converted_graph_reads_the_frozen_catalogue_as_stored(history_rerank_bundle_dir: Path) -> None:
     """The trained items' frozen vectors reach a matrix product and nothing else: a slice or transpose of them
     copied the whole catalogue's vectors on every call (at 100k items, 8 of a served call's 58 ms)."""
-    import onnx
-
-    eager = EagerRunner(ServingArtifact.open(history_rerank_bundle_dir), 50, None, torch.device("cpu"))
+    eager, model = _converted(history_rerank_bundle_dir)
     frozen = eager.graph.model.reranker.frozen_columns
-    model = onnx.load_from_string(converted_graph(eager))
     shape = list(frozen.shape)
     names = {i.name for i in model.graph.initializer if list(i.dims) == shape} | {
         node.output[0] for node in model.graph.node
@@ -289,10 +295,7 @@ def test_the_converted_graph_reads_the_frozen_catalogue_as_stored(history_rerank
 def test_the_converted_graph_reads_the_prefix_tree_in_place(bundle_dir: Path) -> None:
     """The prefix tree (an input the size of the catalogue) is only reshaped, which aliases it: taking its rows
     copied all four of them on every call (8 MB at 100k items, a millisecond per call)."""
-    import onnx
-
-    eager = EagerRunner(ServingArtifact.open(bundle_dir), 50, None, torch.device("cpu"))
-    model = onnx.load_from_string(converted_graph(eager))
+    _, model = _converted(bundle_dir)
     readers = {node.op_type for node in model.graph.node if "trie" in node.input}
     assert readers <= {"Reshape", "Shape"}, readers
 

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from genrec.bench.graph import run_graph_bench
+from genrec.serving.runners import converts_at_load
 
 
 def test_graph_bench_times_each_batch_and_writes_its_report(tmp_path: Path) -> None:
-    converts = all(importlib.util.find_spec(m) for m in ("onnxruntime", "onnx"))
+    converts = converts_at_load(torch.device("cpu"))
     results = run_graph_bench(tmp_path, budget="smoke", sizes=[300], batches=[1, 3], device="cpu", log=lambda _: None)
     rows = json.loads((tmp_path / "graph-cpu.json").read_text())["rows"]
     assert [(r["catalog"], r["batch"]) for r in rows] == [(300, 1), (300, 3)]

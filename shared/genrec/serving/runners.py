@@ -178,6 +178,12 @@ class OnnxRunner:
         return torch.from_numpy(np.asarray(items)), torch.from_numpy(np.asarray(scores))
 
 
+def converts_at_load(device: torch.device) -> bool:
+    """Whether ``make_runner`` serves a graph without a file by converting it to ONNX (on the CPU, with ONNX
+    Runtime and onnx installed) rather than tracing it."""
+    return device.type == "cpu" and all(importlib.util.find_spec(m) for m in ("onnxruntime", "onnx"))
+
+
 def make_runner(
     art: ServingArtifact, graph_dir: Path | None = None, kind: str = "auto", top_k: int = TOP_K,
     beam_width: int | None = None, device: torch.device | None = None,
@@ -190,8 +196,7 @@ def make_runner(
     if kind == "auto":
         order = (["tensorrt"] if device.type == "cuda" else []) + ["torchscript", "onnx"]
         found = [k for k in order if graph_dir is not None and (graph_dir / GRAPH_FILES[k]).exists()]
-        converts = device.type == "cpu" and all(importlib.util.find_spec(m) for m in ("onnxruntime", "onnx"))
-        kind = found[0] if found else "onnxruntime" if converts else "traced"
+        kind = found[0] if found else "onnxruntime" if converts_at_load(device) else "traced"
     if kind in ("eager", "traced", "onnxruntime"):
         eager = EagerRunner(art, top_k, beam_width, device)
         if kind == "onnxruntime":
