@@ -118,17 +118,19 @@ def test_rerank_head_orders_the_beam_by_generative_plus_dense_score(weight: floa
     table = _table()
     model = _model(seed=5, id_items=id_items, rerank=RerankConfig(weight=weight, item_ids=bool(id_items),
                                                                         user_state="encoder", catalogue_top=0))
-    reranker, vectors = model.reranker, model.generator.code_vectors(table.item_codes)
+    reranker, levels = model.reranker, model.generator.level_code_vectors()
     if id_items:  # trained ID vectors for the first 12 items; items 12.. were "added later"
         torch.nn.init.normal_(reranker.item_id_emb.weight)
         every = torch.arange(table.n_items)
-        with_ids, codes_only = reranker.item_vectors(vectors, every), reranker.item_vectors(vectors)
+        with_ids, codes_only = (reranker.item_vectors(levels, table.item_codes, every),
+                                reranker.item_vectors(levels, table.item_codes))
         assert torch.equal(with_ids[12:], codes_only[12:]) and not torch.allclose(with_ids[:12], codes_only[:12])
     hist = _histories(table.n_items)
     rec = GenerativeRecommender(model, table, top_k=8, beam_width=64, exclude_history=True).eval()
     items, scores = rec(hist)
     memory, _ = model.encode(hist, table.item_codes)
-    dense = reranker.user_vector(memory) @ reranker.item_vectors(vectors, torch.arange(table.n_items)).T
+    every = torch.arange(table.n_items)
+    dense = reranker.user_vector(memory) @ reranker.item_vectors(levels, table.item_codes, every).T
     want_scores = _exhaustive(model, table, hist) + weight * dense
     for r in range(hist.shape[0]):
         seen = list(set(hist[r][hist[r] >= 0].tolist()))

@@ -51,7 +51,7 @@ def test_one_pass_over_a_row_encodes_each_position_as_its_history_alone(user_sta
     served, _ = model.encode(alone_hist, codes, torch.tensor(alone_users))
     assert torch.allclose(states, served[:, -1], atol=1e-5)
     if user_state == "history":  # the tower's state at each position is the one serving computes
-        vectors = model.reranker.item_vectors(model.generator.code_vectors(codes), torch.arange(ITEMS))
+        vectors = model.reranker.item_vectors(model.generator.level_code_vectors(), codes, torch.arange(ITEMS))
         rows_t = torch.as_tensor(rows)
         tower = model.reranker.history(vectors[rows_t.clamp(min=0)], rows_t >= 0)[torch.as_tensor(targets) >= 0]
         assert torch.allclose(tower, model.dense_user(served, alone_hist, codes), atol=1e-5)
@@ -78,7 +78,7 @@ def test_a_position_sees_nothing_after_it_and_each_layer_at_most_max_history_ite
 @torch.no_grad()
 def test_the_history_tower_sees_nothing_after_a_position_and_each_layer_at_most_max_history_items_back() -> None:
     model, codes = _model("causal", max_history=3, user_state="history"), _codes()  # two layers
-    vectors = model.reranker.item_vectors(model.generator.code_vectors(codes), torch.arange(ITEMS))
+    vectors = model.reranker.item_vectors(model.generator.level_code_vectors(), codes, torch.arange(ITEMS))
 
     def states(history: torch.Tensor) -> torch.Tensor:
         return model.reranker.history(vectors[history], history >= 0)

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from genrec.model import GenerativeConfig, RerankConfig, TigerModel
+from genrec.model.generative import _best_unseen
 from genrec.training import TrainedBundle, load_config
 
 # Written by the code of commit dd0d3c2, when TigerModel was generator and re-ranker in one
@@ -96,8 +97,8 @@ def test_the_tuned_weight_is_saved_with_the_weights_not_in_the_config() -> None:
 
 def test_training_builds_the_catalogue_as_the_item_tower_builds_each_item() -> None:
     """Each training step builds every item's vector with the item tower's first layer applied per code
-    (``catalogue_vectors``: over half of a step's arithmetic when applied per item): the same vectors,
-    and so the same loss and gradients, as the tower applied to each item's code vectors."""
+    (``item_vectors``: over half of a step's arithmetic when applied per item): the same vectors, and so
+    the same loss and gradients, as the tower applied to each item's code vectors."""
     torch.manual_seed(0)
     levels = [4, 5, 6]
     cfg = GenerativeConfig(d_model=16, n_heads=2, encoder_layers=1, decoder_layers=1, d_ff=32)
@@ -105,8 +106,9 @@ def test_training_builds_the_catalogue_as_the_item_tower_builds_each_item() -> N
     torch.nn.init.normal_(model.reranker.item_id_emb.weight)  # zeros at construction
     codes = torch.stack([torch.randint(0, size, (40,)) for size in levels], 1)
     head, gen = model.reranker, model.generator
-    built = [head.catalogue_vectors(gen.level_code_vectors(), codes, torch.arange(40)),
-             head.item_vectors(gen.code_vectors(codes), torch.arange(40))]
+    ids = torch.where(torch.arange(40)[:, None] < 30, head.item_id_emb(torch.arange(40).clamp(max=29)), 0.0)
+    built = [head.item_vectors(gen.level_code_vectors(), codes, torch.arange(40)),
+             head.item_tower(gen.code_vectors(codes).flatten(-2)) + ids]
     torch.testing.assert_close(built[0], built[1], rtol=0, atol=1e-5)
     weights = [*head.item_tower.parameters(), head.item_id_emb.weight, gen.code_emb.weight]
     upstream = torch.randn_like(built[0])
@@ -211,3 +213,27 @@ def test_the_weight_moves_off_its_prior_only_on_validation_evidence() -> None:
     assert choose_weight(tied, prior=0) == 2
     assert choose_weight(tied, prior=0, evidence=0.0) == 3  # no tolerance: the plain maximum
     assert choose_weight(_hits(1, [0, 1, 0]), prior=0) == 0  # one user is no evidence
+
+
+def test_the_head_joins_its_best_items_by_exact_score_among_its_best_estimates() -> None:
+    """The head's own candidates are its best by exact score, neither excluded nor in the beam, ties to the
+    lower index (an empty history's zero user ties every item), though it scans the catalogue with estimates
+    (int8 in ONNX Runtime): the exact scores of its best estimates decide."""
+    torch.manual_seed(0)
+    users, n, top = 4, 400, 6
+    exact = torch.randn(users, n)
+    exact[3] = 0.0  # the zero user
+    estimates = exact + 0.3 * torch.randn(users, n) * (exact != 0)
+    beam = torch.randint(0, n, (users, 5))
+    excluded = torch.randint(0, n, (users, 7))
+    excluded[:, -2:] = -1
+    items, scores = _best_unseen(estimates, beam, excluded, top, lambda chosen: exact.gather(1, chosen))
+    for u in range(users):
+        allowed = exact[u].clone()
+        allowed[excluded[u][excluded[u] >= 0]] = float("-inf")
+        want = torch.sort(allowed, descending=True, stable=True).indices[:top]
+        want = torch.where(torch.isin(want, beam[u]), -1, want)
+        assert items[u].tolist() == want.tolist()
+        torch.testing.assert_close(scores[u], torch.where(want >= 0, exact[u][want.clamp(min=0)], 0.0))
+    by_estimate = torch.topk(estimates[:3], top).indices
+    assert not torch.equal(torch.sort(by_estimate).values, torch.sort(torch.topk(exact[:3], top).indices).values)

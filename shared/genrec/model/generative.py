@@ -21,7 +21,7 @@ then those candidates ordered by ``generative log-prob + weight * dense logit``.
 from __future__ import annotations
 
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Literal, NamedTuple
 
 import torch
@@ -33,7 +33,7 @@ from genrec.config import MAX_HISTORY, MAX_SEQUENCE, TOP_K
 from genrec.model.beam import Cache, constrained_beam_search, exclusion_keys, stable_top
 from genrec.model.code_table import CodeTable, slot_names
 from genrec.model.layers import DecoderLayer, Dropout, EncoderLayer
-from genrec.model.rerank import RerankConfig, Reranker
+from genrec.model.rerank import ESTIMATE_SHORTLIST, RerankConfig, Reranker
 
 EVERY_ITEM_TRAINED = 2**62  # ``trained_items`` of a model that has not been told its catalogue
 # The flat keys configs and artifacts used before the re-ranker had its own config.
@@ -383,11 +383,12 @@ class TigerModel(nn.Module):
         return self.generator.encode(history, item_codes, users)
 
     def freeze_catalogue(self, item_codes: torch.Tensor, chunk: int = 1 << 15) -> None:
-        """For serving: the re-ranker's vectors of the trained items ``item_codes [N0, levels]``
-        computed once (``Reranker.freeze_catalogue``, ``chunk`` items at a time), when it scores the
-        whole catalogue."""
-        if self.reranker is not None and self.reranker.config.catalogue_top:
-            self.reranker.freeze_catalogue(self.generator.level_code_vectors(), item_codes, chunk)
+        """For serving: the re-ranker's item tower of every code, and when it scores the whole catalogue
+        its vectors of the trained items ``item_codes [N0, levels]``, computed once
+        (``Reranker.freeze_catalogue``, ``chunk`` items at a time)."""
+        if self.reranker is not None:
+            trained = item_codes if self.reranker.config.catalogue_top else item_codes[:0]
+            self.reranker.freeze_catalogue(self.generator.level_code_vectors(), trained, chunk)
 
     def loss(
         self, history: torch.Tensor, targets: torch.Tensor, item_codes: torch.Tensor,
@@ -416,7 +417,7 @@ class TigerModel(nn.Module):
         if not self.reranker.reads_history:
             return self.reranker.user_vector(memory)
         idx = history.clamp(min=0)
-        vectors = self.reranker.item_vectors(self.generator.code_vectors(item_codes[idx]), idx)
+        vectors = self.reranker.item_vectors(self.generator.level_code_vectors(), item_codes[idx], idx)
         return self.reranker.user_vector(memory, vectors, history >= 0)
 
     def dense_scores(
@@ -427,7 +428,7 @@ class TigerModel(nn.Module):
 
     def _dense_scores_of(self, user: torch.Tensor, items: torch.Tensor, item_codes: torch.Tensor) -> torch.Tensor:
         idx = items.clamp(min=0)
-        return self.reranker.scores(user, self.generator.code_vectors(item_codes[idx]), idx)
+        return self.reranker.scores(user, self.generator.level_code_vectors(), item_codes[idx], idx)
 
     def scored_beam(
         self, memory: torch.Tensor, mask: torch.Tensor, history: torch.Tensor, exclude_keys: torch.Tensor | None,
@@ -456,8 +457,12 @@ class TigerModel(nn.Module):
         if excluded is None and exclude_keys is not None:
             raise ValueError("the head's own candidates need the excluded items (excluded), not only their keys")
         every = self.reranker.catalogue_scores(user, self.generator.level_code_vectors(), item_codes)  # [B, N]
-        dense = every.gather(1, items.clamp(min=0))
-        extra, extra_dense = _best_unseen(every, items, excluded, top)
+
+        def exact(chosen: torch.Tensor) -> torch.Tensor:
+            return self.reranker.exact_scores(user, chosen, every)
+
+        dense = exact(items.clamp(min=0))
+        extra, extra_dense = _best_unseen(every, items, excluded, top, exact)
         extra_generative = torch.where(extra >= 0, _lowest(generative), float("-inf"))
         return (torch.cat([items, extra], 1), torch.cat([generative, extra_generative], 1),
                 torch.cat([dense, extra_dense], 1))
@@ -484,19 +489,28 @@ def _lowest(scores: torch.Tensor) -> torch.Tensor:
 
 
 def _best_unseen(
-    scores: torch.Tensor, beam: torch.Tensor, excluded: torch.Tensor | None, top: int
+    estimates: torch.Tensor, beam: torch.Tensor, excluded: torch.Tensor | None, top: int,
+    exact: Callable[[torch.Tensor], torch.Tensor],
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The ``top`` best items ``[B, top]`` by ``scores [B, N]`` that are neither ``excluded`` nor in
-    ``beam``, and their scores; -1 and score 0 where there are none (a small catalogue). Shapes do
-    not depend on N (a padding block of -inf instead of ``min(top, N)``), so N stays dynamic in
-    exported graphs."""
-    b, n = scores.shape
-    pad = torch.full((b, top + 1), float("-inf"), dtype=scores.dtype, device=scores.device)
-    masked = torch.cat([scores, pad], 1)  # column N takes the pads of ``excluded``
+    """The ``top`` best items ``[B, top]`` by exact score that are neither ``excluded`` nor in ``beam``,
+    and their scores; -1 and score 0 where there are none (a small catalogue). ``estimates [B, N]``:
+    each item's score or an estimate of it (``Reranker.catalogue_scores``); ``exact(items [B, K])``: the
+    exact scores of valid items, taken for the best ``ESTIMATE_SHORTLIST * top`` estimates. Ties go to
+    the lower index, as in a stable order of the whole row. Shapes do not depend on N (a padding block
+    of -inf instead of ``min(width, N)``), so N stays dynamic in exported graphs."""
+    b, n = estimates.shape
+    width = ESTIMATE_SHORTLIST * top
+    pad = torch.full((b, width + 1), float("-inf"), dtype=estimates.dtype, device=estimates.device)
+    masked = torch.cat([estimates, pad], 1)  # column N takes the pads of ``excluded``
     if excluded is not None:
         gone = torch.where(excluded >= 0, excluded, torch.full_like(excluded, n))
         masked = masked.scatter(1, gone, pad[:, :1].expand_as(gone))
-    best, idx = stable_top(masked, top)  # ties (an empty history's zero user) broken alike on every runtime
+    _, shortlist = stable_top(masked, width)  # ties (an empty history's zero user) broken alike on every runtime
+    shortlist, _ = torch.sort(shortlist, dim=1)  # index order, so a stable top of exact scores breaks ties by index
+    estimate = masked.gather(1, shortlist)
+    scores = torch.where(torch.isfinite(estimate), exact(shortlist.clamp(max=n - 1)), estimate)
+    best, pick = stable_top(scores, top)
+    idx = shortlist.gather(1, pick)
     fresh = torch.isfinite(best) & ~(idx[:, :, None] == beam[:, None, :]).any(2)
     return torch.where(fresh, idx, torch.full_like(idx, -1)), torch.where(fresh, best, torch.zeros_like(best))
 

@@ -43,6 +43,7 @@ class Attention(nn.Module):
         self.kv = nn.Linear(d_model, 2 * d_model)
         self.out = nn.Linear(d_model, d_model)
         self.dropout = dropout
+        self.scale = (d_model // n_heads) ** -0.5  # SDPA's own, as a number: exported, not computed from a shape
 
     def keys_values(self, mem: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``mem [B, S, d]`` -> keys, values ``[B, heads, S, d / heads]`` (kept for reuse by a decoder)."""
@@ -55,7 +56,8 @@ class Attention(nn.Module):
         may attend) or an additive float bias, broadcast to ``[B, heads, T, S]``."""
         b, t, d = x.shape
         q = self.q(x).view(b, t, self.h, d // self.h).transpose(1, 2)
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0,
+                                           scale=self.scale)
         return self.out(y.transpose(1, 2).reshape(b, t, d))
 
     def forward(self, x: torch.Tensor, mem: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
