@@ -505,11 +505,7 @@ def _best_unseen(
     if excluded is not None:
         gone = torch.where(excluded >= 0, excluded, torch.full_like(excluded, n))
         masked = masked.scatter(1, gone, pad[:, :1].expand_as(gone))
-    # Among equal estimates (an empty history's zero user ties every item) the lower index ranks first, on
-    # every runtime: a term far below a nonzero estimate's precision (distinct for rows below 2**23 items)
-    # makes one ``topk`` the stable shortlist, where a stable top of the row took four passes over it.
-    lower_first = torch.arange(masked.shape[1], 0, -1, device=masked.device, dtype=masked.dtype) * 1e-30
-    _, shortlist = torch.topk(masked + lower_first, width, dim=1)
+    _, shortlist = stable_top(masked, width)  # ties (an empty history's zero user) broken alike on every runtime
     shortlist, _ = torch.sort(shortlist, dim=1)  # index order, so a stable top of exact scores breaks ties by index
     estimate = masked.gather(1, shortlist)
     scores = torch.where(torch.isfinite(estimate), exact(shortlist.clamp(max=n - 1)), estimate)

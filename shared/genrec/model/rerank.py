@@ -20,8 +20,9 @@ Training scores every item per call (``catalogue_scores``: the weights change ea
 model's weights do not, so the serving graph freezes the trained items' vectors once
 (``freeze_catalogue``) and per call builds only those of items fed since (one thread, batch 1: 10.9
 against 34.9 ms scanned on 10k items, 19.5 against 508 ms on 100k: bench/results/graph-head-frozen-cpu.md).
-The graph ONNX Runtime serves estimates the frozen items' logits in int8 (``frozen_estimates``) and
-scores a shortlist of the best estimates exactly (``exact_scores``, ``ESTIMATE_SHORTLIST``).
+Served, the frozen items' logits are first estimated in int8 (``frozen_estimates``: at 100k items
+1.2-1.3x less CPU per user at batch 1 under ONNX Runtime) and a shortlist of the best estimates is
+scored exactly (``exact_scores``, ``ESTIMATE_SHORTLIST``).
 
 The re-ranker owns no embeddings of its own for codes: callers pass the generator's code
 vectors ``[..., levels, d]``, so both heads train one shared code table.
@@ -40,17 +41,28 @@ from torch import nn
 from genrec.config import MAX_HISTORY
 from genrec.model.layers import Dropout, EncoderLayer
 
-# How many times its ``catalogue_top`` a head scores exactly of its best estimates: an int8 estimate's best
-# 100 held the exact best 50 for each of 2,000 users (a trained head of 400 items, an untrained one of 100k).
+# How many times its ``catalogue_top`` a head scores exactly of its best estimates (``frozen_estimates``): the
+# best 100 held the exact best 50 for each of 1,000 users of four heads (trained: Amazon Beauty's, 12k items,
+# and the demo's; untrained: 100k items), the best 50 for 0-77 % of them (bench/results/served-graph-int8-head-s38.md).
 ESTIMATE_SHORTLIST = 4
 
 
-def frozen_estimates(user: torch.Tensor, rows: torch.Tensor, int8_columns: torch.Tensor, scales: torch.Tensor
-                     ) -> torch.Tensor:
-    """The logits ``[B, N]`` of users ``user [B, d]`` against the frozen item vectors ``rows [N, d]``: exact
-    here. Exported to ONNX it is an int8 product of the user against ``int8_columns [d, N]`` times ``scales
-    [N]`` (``genrec.serving.onnx_ops``): 2.7-5.4x less time than fp32 at batch 8-1 on 100k items."""
-    return user @ rows.T
+def int8_product(quantised: torch.Tensor, int8_columns: torch.Tensor) -> torch.Tensor:
+    """``quantised [B, d]`` (integers -63..63, as floats) times ``int8_columns [d, N]``: exact integers
+    (|sums| below 2**24), so a float product gives them; exported to ONNX, ONNX Runtime's int8 kernel
+    (``genrec.serving.onnx_ops``), reading a quarter of the bytes."""
+    return quantised @ int8_columns.float()
+
+
+def frozen_estimates(user: torch.Tensor, int8_columns: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
+    """Estimates ``[B, N]`` of the logits of users ``user [B, d]`` against the frozen items, stored per item
+    as int8 columns ``[d, N]`` times ``scales [N]``: each user quantised to 7 bits on its own scale (x86's int8
+    kernel without VNNI sums pairs of products in 16 bits: 7 bits keep them exact), an exact integer product,
+    then two scalings. Every step is exact or one IEEE operation, so torch and ONNX Runtime
+    give the same estimates bit for bit, and so the same shortlist (``ESTIMATE_SHORTLIST``): the served
+    list is the reference graph's."""
+    step = user.abs().amax(1, keepdim=True).clamp(min=1e-30) / 63
+    return int8_product(torch.round(user / step), int8_columns) * scales * step
 
 
 class RerankConfig(BaseModel):
@@ -218,13 +230,12 @@ class Reranker(nn.Module):
         """Dense logits ``[B, N]`` of every item of the catalogue ``item_codes [N, levels]``, as
         ``scores`` gives them; ``level_codes``: each level's code vectors ``[V_l, d]``. The items
         whose vectors are frozen (the first ones, ``freeze_catalogue``) are read, the rest built;
-        in an exported graph the frozen ones are estimates (``frozen_estimates``): ``exact_scores``."""
+        the frozen ones are estimates (``frozen_estimates``), ``exact_scores`` exact."""
         frozen = self.frozen_rows.shape[0]  # static: a graph traced with it keeps it
         if not frozen:
             return self._scan(user, level_codes, item_codes, 0)
         # The logits are cut to a shorter table, not the frozen vectors: slicing those copied all of them per call.
-        known = frozen_estimates(user, self.frozen_rows, self.frozen_int8, self.frozen_scales)
-        known = known.float()[:, : item_codes.shape[0]]
+        known = frozen_estimates(user.float(), self.frozen_int8, self.frozen_scales)[:, : item_codes.shape[0]]
         return torch.cat([known, self._scan(user, level_codes, item_codes[frozen:], frozen)], 1)
 
     def exact_scores(self, user: torch.Tensor, items: torch.Tensor, estimates: torch.Tensor) -> torch.Tensor:
@@ -251,6 +262,8 @@ class Reranker(nn.Module):
         parts = [self.item_vectors(level_codes, codes, ids)
                  for codes, ids in zip(item_codes.split(chunk), items.split(chunk), strict=True)]
         self.frozen_rows = torch.cat(parts).contiguous() if parts else self.frozen_rows[:0]
+        if self.frozen_rows.shape[1] * 63 * 127 >= 2**24:
+            raise ValueError("int8 estimates need d_model <= 2096 (their integer sums exact in fp32)")
         self.frozen_scales = self.frozen_rows.abs().amax(1).clamp(min=1e-12) / 127  # symmetric, per item
         self.frozen_int8 = (self.frozen_rows / self.frozen_scales[:, None]).round().to(torch.int8).T.contiguous()
 

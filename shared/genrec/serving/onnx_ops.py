@@ -5,10 +5,9 @@ head's product over the frozen catalogue in int8.
 which is exactly the stable order beam search relies on. ``torch.gather`` on an empty
 tensor becomes an empty constant (ONNX Runtime rejects that GatherElements).
 
-The head's logits of the frozen items (``genrec.model.rerank.frozen_estimates``) become ONNX's
-int8 product: the users quantised together (``DynamicQuantizeLinear``, unsigned: ONNX Runtime's
-fast kernel), the items per item, ``MatMulInteger``, then the two scales. A quarter of the bytes
-read per call; the head scores its shortlist of them exactly (``Reranker.exact_scores``).
+The head's int8 product over the frozen items (``genrec.model.rerank.int8_product``) becomes
+``MatMulInteger``, the users shifted to unsigned bytes around a zero point of 64 (ONNX Runtime's
+fast kernel is unsigned by signed): the same integers as torch's float product, a quarter of the bytes.
 
 Used only while exporting (``onnx_compatible_ops``): beam search and the head call these through the
 ``torch`` module and ``genrec.model.rerank``, so the swap reaches them without a change to either.
@@ -43,31 +42,31 @@ def empty_safe_gather(input: torch.Tensor, dim: int, index: torch.Tensor, **kw: 
     return _torch_gather(input, dim, index, **kw)
 
 
-class Int8Estimates(torch.autograd.Function):
-    """``frozen_estimates``: exact in torch, an int8 product in the exported graph."""
+class Int8Product(torch.autograd.Function):
+    """``int8_product``: a float product in torch, ``MatMulInteger`` in the exported graph."""
 
     @staticmethod
-    def forward(ctx: object, user: torch.Tensor, rows: torch.Tensor, int8_columns: torch.Tensor,
-                scales: torch.Tensor) -> torch.Tensor:
-        return _frozen_estimates(user, rows, int8_columns, scales)
+    def forward(ctx: object, quantised: torch.Tensor, int8_columns: torch.Tensor) -> torch.Tensor:
+        return _int8_product(quantised, int8_columns)
 
     @staticmethod
-    def symbolic(g: object, user: object, rows: object, int8_columns: object, scales: object) -> object:
-        quantised, user_scale, zero_point = g.op("DynamicQuantizeLinear", user, outputs=3)
-        product = g.op("MatMulInteger", quantised, int8_columns, zero_point)
-        as_float = g.op("Cast", product, to_i=int(TensorProtoDataType.FLOAT))
-        return g.op("Mul", as_float, g.op("Mul", user_scale, scales))
+    def symbolic(g: object, quantised: object, int8_columns: object) -> object:
+        zero_point = g.op("Constant", value_t=torch.tensor(64, dtype=torch.uint8))
+        shifted = g.op("Add", quantised, g.op("Constant", value_t=torch.tensor(64.0)))
+        unsigned = g.op("Cast", shifted, to_i=int(TensorProtoDataType.UINT8))
+        product = g.op("MatMulInteger", unsigned, int8_columns, zero_point)
+        return g.op("Cast", product, to_i=int(TensorProtoDataType.FLOAT))
 
 
-_frozen_estimates = rerank.frozen_estimates
+_int8_product = rerank.int8_product
 
 
 @contextlib.contextmanager
 def onnx_compatible_ops() -> Iterator[None]:
-    saved = torch.sort, torch.gather, rerank.frozen_estimates
+    saved = torch.sort, torch.gather, rerank.int8_product
     torch.sort, torch.gather = topk_sort, empty_safe_gather  # type: ignore[assignment]
-    rerank.frozen_estimates = Int8Estimates.apply
+    rerank.int8_product = Int8Product.apply
     try:
         yield
     finally:
-        torch.sort, torch.gather, rerank.frozen_estimates = saved  # type: ignore[assignment]
+        torch.sort, torch.gather, rerank.int8_product = saved  # type: ignore[assignment]
