@@ -43,7 +43,8 @@ from genrec.model.layers import Dropout, EncoderLayer
 
 # How many times its ``catalogue_top`` a head scores exactly of its best estimates (``frozen_estimates``): the
 # best 100 held the exact best 50 for each of 1,000 users of four heads (trained: Amazon Beauty's, 12k items,
-# and the demo's; untrained: 100k items), the best 50 for 0-77 % of them (bench/results/served-graph-int8-head-s38.md).
+# and the demo's; untrained: 100k items), the best 200 for each of 400 at 1M items (the best 100 missed 2):
+# bench/results/served-graph-int8-head-s38.md.
 ESTIMATE_SHORTLIST = 4
 
 
