@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import io
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -327,7 +328,8 @@ def test_the_heads_int8_estimates_are_the_same_bit_for_bit_in_torch_and_onnx_run
     users = torch.randn(16, head.frozen_rows.shape[1]) * torch.logspace(-3, 2, 16)[:, None]
     users[0] = 0.0  # an empty history's
     buffer = io.BytesIO()
-    with torch.no_grad(), onnx_compatible_ops():
+    with torch.no_grad(), onnx_compatible_ops(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript exporter's, as converted_graph's
         torch.onnx.export(Estimates(), (users,), buffer, dynamo=False, input_names=["user"], opset_version=17)
     session = ort.InferenceSession(buffer.getvalue(), providers=["CPUExecutionProvider"])
     assert "MatMulInteger" in {node.op_type for node in onnx.load_from_string(buffer.getvalue()).graph.node}

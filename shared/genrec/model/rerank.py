@@ -20,8 +20,8 @@ Training scores every item per call (``catalogue_scores``: the weights change ea
 model's weights do not, so the serving graph freezes the trained items' vectors once
 (``freeze_catalogue``) and per call builds only those of items fed since (one thread, batch 1: 10.9
 against 34.9 ms scanned on 10k items, 19.5 against 508 ms on 100k: bench/results/graph-head-frozen-cpu.md).
-Served, the frozen items' logits are first estimated in int8 (``frozen_estimates``: at 100k items
-1.2-1.3x less CPU per user at batch 1 under ONNX Runtime) and a shortlist of the best estimates is
+Served, the frozen items' logits are first estimated in int8 (``frozen_estimates``: under ONNX Runtime
+1.33x less CPU per user at batch 1 on 100k items, 1.98x on 1M) and a shortlist of the best estimates is
 scored exactly (``exact_scores``, ``ESTIMATE_SHORTLIST``).
 
 The re-ranker owns no embeddings of its own for codes: callers pass the generator's code
@@ -254,17 +254,17 @@ class Reranker(nn.Module):
     def freeze_catalogue(self, level_codes: Sequence[torch.Tensor], item_codes: torch.Tensor, chunk: int) -> None:
         """Compute the item tower's first layer of every code (``code_layer``) and the vectors of items
         0..N0-1 with codes ``item_codes [N0, levels]`` once, for every later call: for a model whose
-        weights no longer change (serving). ``chunk`` items
-        at a time (a million items' hidden layer at once would take gigabytes). Tables passed later must
-        start with these items (the code feed only appends)."""
+        weights no longer change (serving). ``chunk`` items at a time (a million items' hidden layer at
+        once would take gigabytes). Tables passed later must start with these items (the code feed only
+        appends)."""
+        if level_codes[0].shape[1] * 63 * 127 >= 2**24:
+            raise ValueError("int8 estimates need d_model <= 2096 (their integer sums exact in fp32)")
         items = torch.arange(item_codes.shape[0], device=item_codes.device)
         self.frozen_code_layer = self.frozen_code_layer[:0]  # from this model's weights, not a previous freeze
         self.frozen_code_layer = self.code_layer(level_codes)
         parts = [self.item_vectors(level_codes, codes, ids)
                  for codes, ids in zip(item_codes.split(chunk), items.split(chunk), strict=True)]
         self.frozen_rows = torch.cat(parts).contiguous() if parts else self.frozen_rows[:0]
-        if self.frozen_rows.shape[1] * 63 * 127 >= 2**24:
-            raise ValueError("int8 estimates need d_model <= 2096 (their integer sums exact in fp32)")
         self.frozen_scales = self.frozen_rows.abs().amax(1).clamp(min=1e-12) / 127  # symmetric, per item
         self.frozen_int8 = (self.frozen_rows / self.frozen_scales[:, None]).round().to(torch.int8).T.contiguous()
 
