@@ -4,9 +4,7 @@ as input; parity with eager PyTorch; the Triton repository layout and contract."
 from __future__ import annotations
 
 import importlib.util
-import io
 import json
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +24,9 @@ from genrec.serving.graph import (
     example_inputs,
     extend_table,
 )
-from genrec.serving.onnx_ops import onnx_compatible_ops
 from genrec.serving.parity import synthetic_extra_items
 from genrec.serving.repository import config_pbtxt
-from genrec.serving.runners import EagerRunner, converted_graph, make_runner
+from genrec.serving.runners import EagerRunner, converted_graph, make_runner, onnx_bytes
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -327,12 +324,9 @@ def test_the_heads_int8_estimates_are_the_same_bit_for_bit_in_torch_and_onnx_run
 
     users = torch.randn(16, head.frozen_rows.shape[1]) * torch.logspace(-3, 2, 16)[:, None]
     users[0] = 0.0  # an empty history's
-    buffer = io.BytesIO()
-    with torch.no_grad(), onnx_compatible_ops(), warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript exporter's, as converted_graph's
-        torch.onnx.export(Estimates(), (users,), buffer, dynamo=False, input_names=["user"], opset_version=17)
-    session = ort.InferenceSession(buffer.getvalue(), providers=["CPUExecutionProvider"])
-    assert "MatMulInteger" in {node.op_type for node in onnx.load_from_string(buffer.getvalue()).graph.node}
+    exported = onnx_bytes(Estimates(), (users,), input_names=["user"])
+    session = ort.InferenceSession(exported, providers=["CPUExecutionProvider"])
+    assert "MatMulInteger" in {node.op_type for node in onnx.load_from_string(exported).graph.node}
     got = session.run(None, {"user": users.numpy()})[0]
     assert np.array_equal(got, Estimates()(users).numpy())
 

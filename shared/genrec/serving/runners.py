@@ -126,15 +126,21 @@ class ConvertedRunner:
 
 
 def converted_graph(eager: EagerRunner) -> bytes:
-    """The eager graph as an ONNX model's bytes, by TorchScript's exporter (``ConvertedRunner``)."""
+    """The eager graph as an ONNX model's bytes (``ConvertedRunner``)."""
+    levels = len(eager.art.level_sizes)
+    return onnx_bytes(eager.graph, eager.example(), input_names=list(input_names(levels)),
+                      output_names=list(OUTPUT_NAMES), dynamic_axes=dynamic_axes(levels))
+
+
+def onnx_bytes(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...], **names: object) -> bytes:
+    """``module`` called on ``inputs`` as an ONNX model's bytes, by TorchScript's exporter with the ops ONNX
+    lacks swapped in (``onnx_compatible_ops``); ``names``: ``torch.onnx.export``'s names and dynamic axes."""
     from genrec.serving.onnx_ops import onnx_compatible_ops
 
-    levels = len(eager.art.level_sizes)
     buffer = io.BytesIO()
     with torch.no_grad(), onnx_compatible_ops(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the tracer's (see trace_graph) and the exporter's deprecation
-        torch.onnx.export(eager.graph, eager.example(), buffer, dynamo=False, input_names=list(input_names(levels)),
-                          output_names=list(OUTPUT_NAMES), dynamic_axes=dynamic_axes(levels), opset_version=17)
+        torch.onnx.export(module, inputs, buffer, dynamo=False, opset_version=17, **names)
     return buffer.getvalue()
 
 
