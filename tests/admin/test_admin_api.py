@@ -134,6 +134,7 @@ def test_live_metrics_snapshot_and_stream(viewer: httpx.Client, stack: Settings)
     assert len(events) == 3
     assert events[-1]["source"] == "prometheus" and events[-1]["requests_per_s"] is not None
     _error(viewer.get("/api/v1/metrics/stream", params={"interval": 0.01}), 422, "interval")
+    _error(viewer.get("/api/v1/metrics/stream", params={"limit": 0}), 422, "limit")
 
 
 # -- catalogue ---------------------------------------------------------------------------------

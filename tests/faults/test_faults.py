@@ -17,7 +17,7 @@ from tests.helpers import catalogue_and_model
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow, pytest.mark.fault]
 
-SHORT = FaultConfig(before_s=2.0, outage_s=4.0, after_s=2.0, event_rate=100.0, event_batch=10, item_rate=1.0,
+SHORT = FaultConfig(before_s=1.0, outage_s=4.0, after_s=2.0, event_rate=100.0, event_batch=10, item_rate=1.0,
                     recommend_clients=2, users=20, settle_s=240.0)
 LEDGERS: list[Ledger] = []  # every fault's accepted events, counted in the analytics store at the end
 

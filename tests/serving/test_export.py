@@ -120,10 +120,11 @@ def test_torchscript_export_parity_and_repository(bundle_dir: Path, tmp_path: Pa
 
 @pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("onnxruntime") is None, reason="needs the `export` extra")
-@pytest.mark.parametrize("artifact", ["bundle_dir", "rerank_bundle_dir", "history_rerank_bundle_dir"])
+# The history-reading head's graph holds the other head's (the same scan, plus the history tower); each
+# export costs ~25 s of the suite on 2 cores.
+@pytest.mark.parametrize("artifact", ["bundle_dir", "history_rerank_bundle_dir"])
 def test_onnx_export_parity(artifact: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
-    """ONNX has no searchsorted: the export path swaps in an unrolled binary search."""
-    # A small capacity keeps the unrolled search (and the export) short; production uses 2**24.
+    """The production export (``genrec export --format onnx``) serves the eager graph's lists."""
     report = export_repository(request.getfixturevalue(artifact), "onnx", tmp_path / "repo", max_items=1024,
                                log=lambda _m: None)
     assert report.checked and report.ok(min_item_match=0.99, atol=1e-4), report.as_dict()
