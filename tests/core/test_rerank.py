@@ -237,3 +237,42 @@ def test_the_head_joins_its_best_items_by_exact_score_among_its_best_estimates()
         torch.testing.assert_close(scores[u], torch.where(want >= 0, exact[u][want.clamp(min=0)], 0.0))
     by_estimate = torch.topk(estimates[:3], top).indices
     assert not torch.equal(torch.sort(by_estimate).values, torch.sort(torch.topk(exact[:3], top).indices).values)
+
+
+def test_content_shapes_the_trained_items_id_vectors_and_folds_into_a_head_without_it() -> None:
+    """``id_content``: a trained item's ID vector is its own plus a learned projection of its content
+    vector, which training learns from every item; folded when training ends, the saved head is one
+    without it (the same keys: an artifact and the serving graph are unchanged) and scores alike."""
+    torch.manual_seed(0)
+    levels = [4, 5, 6]
+    cfg = GenerativeConfig(d_model=16, n_heads=2, encoder_layers=1, decoder_layers=1, d_ff=32,
+                           rerank=RerankConfig(id_content=True))
+    model = TigerModel(cfg, levels, id_items=30)  # items 30-39: added after training
+    plain_keys = set(model.state_dict())
+    with pytest.raises(ValueError, match="one row per trained item"):
+        model.reranker.attach_content(torch.randn(40, 12))
+    content = torch.randn(30, 12)
+    model.reranker.attach_content(content)
+    head, gen = model.reranker, model.generator
+    codes = torch.stack([torch.randint(0, size, (40,)) for size in levels], 1)
+    items = torch.arange(40)
+    code_only = head.item_vectors(gen.level_code_vectors(), codes)
+    # Zero at first: training starts from the head without it.
+    torch.testing.assert_close(head.item_vectors(gen.level_code_vectors(), codes, items), code_only)
+    # One step of the head's loss reaches the projection through every trained item's vector.
+    history = torch.randint(0, 40, (3, 5))
+    states = torch.randn(15, 16)
+    loss = head.loss(gen.level_code_vectors(), codes, torch.randint(0, 40, (15,)), states, history, torch.arange(15))
+    (grad,) = torch.autograd.grad(loss, [head.content_proj.weight])
+    assert grad.abs().sum() > 0
+    torch.nn.init.normal_(head.content_proj.weight)
+    trained = head.item_vectors(gen.level_code_vectors(), codes, items)
+    want = code_only + torch.cat([head.item_id_emb.weight + content @ head.content_proj.weight.T,
+                                  torch.zeros(10, 16)])
+    torch.testing.assert_close(trained, want, rtol=0, atol=1e-5)
+    head.fold_content()
+    assert head.content_proj is None and set(model.state_dict()) == plain_keys
+    torch.testing.assert_close(head.item_vectors(gen.level_code_vectors(), codes, items), trained, rtol=0, atol=1e-5)
+    reloaded = TigerModel.from_state_dict(cfg, levels, model.state_dict())
+    torch.testing.assert_close(reloaded.reranker.item_vectors(reloaded.generator.level_code_vectors(), codes, items),
+                               trained, rtol=0, atol=1e-5)

@@ -124,6 +124,34 @@ def test_training_resumes_from_checkpoint(planted, tmp_path: Path) -> None:
     assert (tmp_path / "ckpt" / "last.pt").is_file() and (tmp_path / "ckpt" / "best.pt").is_file()
 
 
+def test_a_head_trained_with_content_resumes_with_it_and_saves_without_it(planted, tmp_path: Path) -> None:
+    """``id_content``: the checkpoints hold the content projection (a resumed run goes on with it); the
+    bundle's head has it folded into its ID table, so it saves, loads and serves as any head does."""
+    from genrec.training import train_generative
+    from tests.core.conftest import PLANTED_CONFIG
+
+    _, ds = planted
+    small = {**PLANTED_CONFIG, "checkpoint_dir": str(tmp_path / "ckpt")}
+    small["model"] = {**PLANTED_CONFIG["model"], "rerank": {"id_content": True}}
+    small["optim"] = {**PLANTED_CONFIG["optim"], "epochs": 1, "max_steps_per_epoch": 5, "eval_users": 50}
+    small["tokenizer"] = {**PLANTED_CONFIG["tokenizer"], "steps": 20}
+    train_generative(ds, TrainConfig.model_validate(small), progress=False, evaluate_test=False)
+    checkpoint = torch.load(tmp_path / "ckpt" / "last.pt", map_location="cpu", weights_only=False)
+    assert "reranker.content_proj.weight" in checkpoint["model"]
+    small["optim"] = {**small["optim"], "epochs": 2}
+    bundle = train_generative(ds, TrainConfig.model_validate(small), progress=False, evaluate_test=False)
+    assert [h["epoch"] for h in bundle.report["history"]] == [1, 2]
+    assert bundle.model.reranker.content_proj is None
+    assert not any("content" in key for key in bundle.model.state_dict())
+    bundle.save(tmp_path / "bundle")
+    loaded = TrainedBundle.load(tmp_path / "bundle")
+    history = torch.tensor([[0, 1, 2, 3], [5, 6, 7, 8]])
+    users = torch.zeros(2, dtype=torch.long)
+    with torch.inference_mode():
+        want, got = (b.recommender(top_k=5)(history, users) for b in (bundle, loaded))
+    assert torch.equal(want[0], got[0])
+
+
 def test_no_epoch_starts_past_the_time_limit_counting_earlier_sittings(planted, tmp_path: Path) -> None:
     from genrec.training import train_generative
     from tests.core.conftest import PLANTED_CONFIG

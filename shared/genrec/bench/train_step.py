@@ -22,6 +22,7 @@ from genrec.bench.quality import budget_config
 from genrec.bench.report import machine_info, write_report
 from genrec.data.loaders import load_dataset
 from genrec.data.splits import leave_one_out
+from genrec.embeddings.text import DIM as TEXT_DIM
 from genrec.model.generative import TigerModel
 from genrec.semantic.tokenizer import SemanticIdTokenizer
 from genrec.training.generative import TrainingExamples, generative_loss, training_examples
@@ -54,7 +55,10 @@ def run_train_step_bench(
     rows, examples_per_epoch = [], 0
     for batch_size in batches or list(BATCHES):
         torch.manual_seed(0)
-        model = TigerModel(cfg.model, level_sizes, id_items=id_items).to(dev).train()
+        model = TigerModel(cfg.model, level_sizes, id_items=id_items)
+        if id_items and cfg.model.rerank.id_content:  # the text model's vectors, as training attaches them
+            model.reranker.attach_content(torch.randn(id_items, TEXT_DIM, generator=gen))
+        model = model.to(dev).train()
         opt = make_optimizer(model, cfg.optim, dev)
 
         cfg.optim.batch_size = batch_size

@@ -79,6 +79,11 @@ class RerankConfig(BaseModel):
     # step) trains for: the collaborative signal the codes alone miss (quality-*-rerank-item-ids.md).
     item_ids: bool = True
     id_dropout: float = 0.1
+    # In training, each trained item's ID vector is its own plus a learned projection of its content
+    # vector (the tokenizer's input, ``Reranker.attach_content``): an item seen a few times starts from
+    # what it is like, not from zero, and the projection learns from every item. Folded into the ID
+    # table when training ends (``fold_content``): a served model is unchanged. Off: not yet measured.
+    id_content: bool = False
     # Where the user's vector comes from (see the module docstring): "encoder" or "history". The
     # history beat the encoder's state by 0.007-0.013 NDCG@10 on Amazon Beauty and MovieLens-100K
     # (on the synthetic catalogue it lost 0.013: quality-*-history-tower*.md).
@@ -146,6 +151,7 @@ class Reranker(nn.Module):
         if self.id_items:
             self.item_id_emb = nn.Embedding(self.id_items, d)
             nn.init.zeros_(self.item_id_emb.weight)  # a warm start begins from the code-only head
+        self.content_proj: nn.Linear | None = None  # training only (``attach_content``)
         # The trained items' vectors, once frozen (``freeze_catalogue``) ``[N0, d]``, and for the int8 product
         # the same one column per item ``[d, N0]`` over each item's scale ``[N0]``. Not saved with the weights.
         self.register_buffer("frozen_rows", torch.zeros(0, d), persistent=False)
@@ -199,8 +205,35 @@ class Reranker(nn.Module):
     def _with_ids(self, vec: torch.Tensor, items: torch.Tensor | None) -> torch.Tensor:
         if self.id_items and items is not None:
             known = (items < self.id_items)[..., None]
-            vec = vec + torch.where(known, self.item_id_emb(items.clamp(max=self.id_items - 1)), torch.zeros_like(vec))
+            vec = vec + torch.where(known, self._id_vectors(items.clamp(max=self.id_items - 1)), torch.zeros_like(vec))
         return vec
+
+    def _id_vectors(self, items: torch.Tensor) -> torch.Tensor:
+        ids = self.item_id_emb(items)
+        if self.content_proj is not None:
+            ids = ids + self.content_proj(self.content[items])
+        return ids
+
+    def attach_content(self, vectors: torch.Tensor) -> None:
+        """Training with ``id_content``: the trained items' content vectors ``[id_items, E]`` (row i: item i),
+        projected (a new layer, zero at first: training starts from the head without it) and added to
+        their ID vectors. Attach before the optimiser is built."""
+        if not self.id_items or vectors.shape[0] != self.id_items:
+            raise ValueError(f"content vectors: one row per trained item ({self.id_items}), got {vectors.shape[0]}")
+        device = self.item_id_emb.weight.device
+        self.content_proj = nn.Linear(vectors.shape[1], self.item_id_emb.embedding_dim, bias=False, device=device)
+        nn.init.zeros_(self.content_proj.weight)
+        self.register_buffer("content", vectors.float().to(device), persistent=False)
+
+    @torch.no_grad()
+    def fold_content(self) -> None:
+        """Fold the content projection into the ID table (the same vectors, the weights of a head without
+        it), once training is over; nothing to do without one."""
+        if self.content_proj is None:
+            return
+        self.item_id_emb.weight += self.content_proj(self.content)
+        self.content_proj = None
+        del self.content
 
     @property
     def reads_history(self) -> bool:

@@ -219,6 +219,8 @@ def train_generative(
     # With item IDs, the re-ranker gets one ID row per item known now.
     id_items = table.n_items if cfg.model.rerank is not None and cfg.model.rerank.item_ids else 0
     model = TigerModel(cfg.model, table.level_sizes, id_items=id_items)
+    if id_items and cfg.model.rerank.id_content:
+        model.reranker.attach_content(torch.as_tensor(emb.vectors))
     warm = _warm_start(model, cfg.init_from) if cfg.init_from else None
     if warm and progress:
         print(f"warm start from {', '.join(warm['from'])}; new: {', '.join(warm['new_parameters']) or 'none'}")
@@ -250,6 +252,8 @@ def train_generative(
         progress=progress,
     )
     model = model.cpu().eval()
+    if model.reranker is not None:
+        model.reranker.fold_content()  # a saved head is one without it: the artifact and serving are unchanged
     model.generator.trained_items = table.n_items  # items added from now on are fresh to the decoder
     if model.reranker is not None and "rerank_weight" in result.best_metrics:
         model.reranker.set_weight(result.best_metrics["rerank_weight"])  # the best epoch's tuned weight
