@@ -56,7 +56,7 @@ def run_train_step_bench(
     for batch_size in batches or list(BATCHES):
         torch.manual_seed(0)
         model = TigerModel(cfg.model, level_sizes, id_items=id_items)
-        if id_items and cfg.model.rerank.id_content:  # the text model's vectors, as training attaches them
+        if id_items and cfg.model.rerank.id_content:  # as wide as the text model's vectors (training attaches its own)
             model.reranker.attach_content(torch.randn(id_items, TEXT_DIM, generator=gen))
         model = model.to(dev).train()
         opt = make_optimizer(model, cfg.optim, dev)
