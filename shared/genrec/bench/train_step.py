@@ -25,7 +25,7 @@ from genrec.data.splits import leave_one_out
 from genrec.embeddings.text import DIM as TEXT_DIM
 from genrec.model.generative import TigerModel
 from genrec.semantic.tokenizer import SemanticIdTokenizer
-from genrec.training.generative import TrainingExamples, generative_loss, training_examples
+from genrec.training.generative import TrainingExamples, generative_loss, new_model, training_examples
 from genrec.training.loop import make_optimizer, train_step
 
 BATCHES = (256, 1024, 4096)
@@ -51,14 +51,12 @@ def run_train_step_bench(
     gen = torch.Generator().manual_seed(0)
     item_codes = torch.stack([torch.randint(0, s, (split.n_items,), generator=gen) for s in level_sizes], 1).to(dev)
     loss_fn = generative_loss(item_codes, cfg.model.user_dropout)
-    id_items = split.n_items if cfg.model.rerank is not None and cfg.model.rerank.item_ids else 0
     rows, examples_per_epoch = [], 0
     for batch_size in batches or list(BATCHES):
         torch.manual_seed(0)
-        model = TigerModel(cfg.model, level_sizes, id_items=id_items)
-        if id_items and cfg.model.rerank.id_content:  # as wide as the text model's vectors (training attaches its own)
-            model.reranker.attach_content(torch.randn(id_items, TEXT_DIM, generator=gen))
-        model = model.to(dev).train()
+        # content vectors as wide as the text model's (training attaches the items' own)
+        model = new_model(cfg, level_sizes, split.n_items,
+                          lambda: torch.randn(split.n_items, TEXT_DIM, generator=gen)).to(dev).train()
         opt = make_optimizer(model, cfg.optim, dev)
 
         cfg.optim.batch_size = batch_size

@@ -4,7 +4,7 @@ benchmark shares): split -> item vectors -> Semantic IDs -> transformer -> bundl
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -180,6 +180,19 @@ def _warm_start(model: TigerModel, init_from: str | list[str]) -> dict[str, Any]
     }
 
 
+def new_model(
+    cfg: TrainConfig, level_sizes: Sequence[int], n_items: int, content: Callable[[], torch.Tensor]
+) -> TigerModel:
+    """The model to train on a catalogue of ``n_items``: with item IDs, one ID row per item known now;
+    with ``id_content``, their content vectors ``content() [n_items, E]`` attached (``Reranker.attach_content``)."""
+    head = cfg.model.rerank
+    id_items = n_items if head is not None and head.item_ids else 0
+    model = TigerModel(cfg.model, level_sizes, id_items=id_items)
+    if id_items and head.id_content:
+        model.reranker.attach_content(content())
+    return model
+
+
 def generative_loss(item_codes: torch.Tensor, user_dropout: float) -> LossFn:
     """The training loss of a batch ``(histories, target items, user buckets)``."""
 
@@ -216,11 +229,7 @@ def train_generative(
     t_tok = time.perf_counter()
     table = CodeTable(torch.as_tensor(codes), tokenizer.level_sizes)
     torch.manual_seed(cfg.seed)
-    # With item IDs, the re-ranker gets one ID row per item known now.
-    id_items = table.n_items if cfg.model.rerank is not None and cfg.model.rerank.item_ids else 0
-    model = TigerModel(cfg.model, table.level_sizes, id_items=id_items)
-    if id_items and cfg.model.rerank.id_content:
-        model.reranker.attach_content(torch.as_tensor(emb.vectors))
+    model = new_model(cfg, table.level_sizes, table.n_items, lambda: torch.as_tensor(emb.vectors))
     warm = _warm_start(model, cfg.init_from) if cfg.init_from else None
     if warm and progress:
         print(f"warm start from {', '.join(warm['from'])}; new: {', '.join(warm['new_parameters']) or 'none'}")
@@ -252,11 +261,11 @@ def train_generative(
         progress=progress,
     )
     model = model.cpu().eval()
+    model.generator.trained_items = table.n_items  # items added from now on are fresh to the decoder
     if model.reranker is not None:
         model.reranker.fold_content()  # a saved head is one without it: the artifact and serving are unchanged
-    model.generator.trained_items = table.n_items  # items added from now on are fresh to the decoder
-    if model.reranker is not None and "rerank_weight" in result.best_metrics:
-        model.reranker.set_weight(result.best_metrics["rerank_weight"])  # the best epoch's tuned weight
+        if "rerank_weight" in result.best_metrics:
+            model.reranker.set_weight(result.best_metrics["rerank_weight"])  # the best epoch's tuned weight
     bundle = TrainedBundle(
         config=cfg, tokenizer=tokenizer, model=model, item_index=split.item_index, code_table=table,
         embedding_source=emb.source, collab_from_text=emb.collab_from_text,
