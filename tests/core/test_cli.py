@@ -73,7 +73,7 @@ def test_train_and_bench_quality_smoke(tmp_path: Path, monkeypatch) -> None:
         assert 0 < cost["floor_seconds"] <= cost["train_seconds"] and cost["x_floor"] >= 1
     assert "| MostPopular |" in (tmp_path / "r" / "quality-d.md").read_text()
     assert (tmp_path / "r" / "quality-d.png").stat().st_size > 1000
-    ckpt = tmp_path / "artifacts" / "checkpoints" / "quality-d-smoke-seed0"
+    [ckpt] = (tmp_path / "artifacts" / "checkpoints").glob("quality-d-smoke-seed0-????????")
     assert (ckpt / "last.pt").is_file() and (ckpt / "tokenizer" / "tokenizer.pt").is_file()
 
     # A second sitting with a bigger budget resumes genrec: its epochs continue the history,
@@ -93,6 +93,15 @@ def test_train_and_bench_quality_smoke(tmp_path: Path, monkeypatch) -> None:
     assert again["cold_start"]["from_run"] == out["started"]
     assert again["models"]["genrec (generative retrieval)"]["resumed"] is True
     assert "resumed from a checkpoint" in (tmp_path / "r" / "quality-d.md").read_text()
+    # A config that changes the model is another run: it trains in its own folder, not from that checkpoint.
+    other = tmp_path / "other.toml"
+    other.write_text("[model]\nrerank = false\nd_ff = 64\n")
+    res = runner.invoke(bench.app, ["quality", "--dataset", str(tmp_path / "d"), "--budget", "smoke",
+                                    "--out", str(tmp_path / "r2"), "--models", "genrec", "--config", str(other)])
+    assert res.exit_code == 0, res.output
+    assert json.loads((tmp_path / "r2" / "quality-d.json").read_text())["models"][
+        "genrec (generative retrieval)"]["resumed"] is False
+    assert len(list(ckpt.parent.glob("quality-d-smoke-seed0-????????"))) == 2
 
     # A third sitting warm-starts a model with the re-ranking head (the default) from the averaged
     # best and last weights of that run: same Semantic IDs, its own checkpoints, the story kept.

@@ -14,14 +14,16 @@ Budgets (``--budget``):
   (SASRec: half an hour) if validation has not stopped it earlier.
 * ``smoke``: minutes-scale sanity run (CI, tiny synthetic data).
 
-Checkpoints go to ``<artifacts_dir>/checkpoints/quality-<dataset>-<budget>-seed<seed>``
-(and ``...-sasrec``): re-running an interrupted command resumes it. Delete that folder
-(or pass ``--fresh``) to start over.
+Checkpoints go to ``<artifacts_dir>/checkpoints/quality-<dataset>-<budget>-seed<seed>-<run key>``
+(and ``...-sasrec``): re-running an interrupted command resumes it, and so does a config that only
+changes the schedule (more epochs); a config that changes the data or the models (``run_key``) trains
+in its own folder. Delete that folder (or pass ``--fresh``) to start over.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import platform
 import time
@@ -117,6 +119,18 @@ def budget_config(
     return TrainConfig.model_validate(merged)
 
 
+# The sections that give a checkpoint's weights their meaning; the rest (schedule, validation,
+# threads, paths) may change between sittings of one run.
+RUN_SECTIONS = ("max_history", "embeddings", "tokenizer", "model", "sasrec", "init_from")
+
+
+def run_key(cfg: TrainConfig) -> str:
+    """A short hash of the config's ``RUN_SECTIONS``: one run's checkpoints, whatever its sittings."""
+    sections = cfg.model_dump(mode="json", include=set(RUN_SECTIONS))
+    sections["embeddings"].pop("cache_dir", None)  # where vectors are cached, not what they are
+    return hashlib.sha256(json.dumps(sections, sort_keys=True).encode()).hexdigest()[:8]
+
+
 def _deep_merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     out = dict(a)
     for k, v in b.items():
@@ -153,9 +167,8 @@ def run_quality(
         # Resumable: re-running the same command after an interruption continues training.
         from genrec.config import get_settings
 
-        cfg.checkpoint_dir = str(
-            Path(get_settings().model.artifacts_dir) / "checkpoints" / f"quality-{dataset.name}-{budget}-seed{seed}"
-        )
+        cfg.checkpoint_dir = str(Path(get_settings().model.artifacts_dir) / "checkpoints"
+                                 / f"quality-{dataset.name}-{budget}-seed{seed}-{run_key(cfg)}")
     if fresh:
         import shutil
 

@@ -170,7 +170,11 @@ def fit(
     history: list[dict[str, Any]] = []
     state = ckpt.load()
     if state is not None:
-        model.load_state_dict(state["model"])
+        try:
+            model.load_state_dict(state["model"])
+        except RuntimeError as e:
+            raise RuntimeError(f"the checkpoint in {checkpoint_dir} was written by a different model; delete it or "
+                               f"choose another checkpoint_dir to start over ({e})") from None
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         start_epoch, best, best_epoch = state["epoch"] + 1, state["best"], state["best_epoch"]
