@@ -216,6 +216,33 @@ def test_topk_sort_keeps_ties_in_index_order() -> None:
     assert topk_sort(x, dim=1, descending=True)[1].tolist() == [[0, 2, 3, 1]]  # ties keep index order
 
 
+def test_exported_selection_breaks_ties_as_stable_top() -> None:
+    """Exported graphs select with one ONNX TopK instead of ``stable_top``'s ~25 ops: ONNX Runtime must
+    give the same order on ties (even splits under fresh items, dead beams' -inf, a zero user's equal scores)."""
+    import onnx
+    import onnxruntime as ort
+
+    from genrec.model import beam
+
+    class Select(torch.nn.Module):
+        def forward(self, total: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            return beam.stable_top(total, 7)
+
+    g = torch.Generator().manual_seed(0)
+    total = torch.randint(0, 4, (5, 40), generator=g).float()
+    total[1] = float("-inf")
+    total[2, ::3] = float("-inf")
+    total[3] = 0.0
+    graph = onnx_bytes(Select(), (total,), input_names=["total"], output_names=["values", "index"],
+                       dynamic_axes={"total": {0: "batch", 1: "n"}})
+    session = ort.InferenceSession(graph, providers=["CPUExecutionProvider"])
+    assert len([n for n in onnx.load_from_string(graph).graph.node if n.op_type == "TopK"]) == 1
+    values, index = session.run(None, {"total": total.numpy()})
+    expected = beam.stable_top(total, 7)
+    assert index.tolist() == expected[1].tolist()
+    assert np.array_equal(values, expected[0].numpy())
+
+
 def test_parity_check_catches_a_wrong_graph(bundle_dir: Path) -> None:
     art = ServingArtifact.open(bundle_dir)
     graph = build_graph(art)

@@ -30,7 +30,8 @@ from pydantic import BaseModel, Field, model_validator
 from torch import nn
 
 from genrec.config import MAX_HISTORY, MAX_SEQUENCE, TOP_K
-from genrec.model.beam import Cache, constrained_beam_search, exclusion_keys, stable_top
+from genrec.model import beam as beam_search  # its stable_top, looked up per call: ONNX exports swap it
+from genrec.model.beam import Cache, constrained_beam_search, exclusion_keys
 from genrec.model.code_table import CodeTable, slot_names
 from genrec.model.layers import DecoderLayer, Dropout, EncoderLayer
 from genrec.model.rerank import ESTIMATE_SHORTLIST, RerankConfig, Reranker
@@ -505,11 +506,12 @@ def _best_unseen(
     if excluded is not None:
         gone = torch.where(excluded >= 0, excluded, torch.full_like(excluded, n))
         masked = masked.scatter(1, gone, pad[:, :1].expand_as(gone))
-    _, shortlist = stable_top(masked, width)  # ties (an empty history's zero user) broken alike on every runtime
+    # ties (an empty history's zero user) broken alike on every runtime
+    _, shortlist = beam_search.stable_top(masked, width)
     shortlist, _ = torch.sort(shortlist, dim=1)  # index order, so a stable top of exact scores breaks ties by index
     estimate = masked.gather(1, shortlist)
     scores = torch.where(torch.isfinite(estimate), exact(shortlist.clamp(max=n - 1)), estimate)
-    best, pick = stable_top(scores, top)
+    best, pick = beam_search.stable_top(scores, top)
     idx = shortlist.gather(1, pick)
     fresh = torch.isfinite(best) & ~(idx[:, :, None] == beam[:, None, :]).any(2)
     return torch.where(fresh, idx, torch.full_like(idx, -1)), torch.where(fresh, best, torch.zeros_like(best))
