@@ -183,6 +183,18 @@ def test_up_twice_is_harmless(stack: Settings) -> None:
     assert all("already running" in m for m in messages)
 
 
+def test_up_returns_once_the_model_server_serves_its_model(stack: Settings) -> None:
+    # Triton reports the model ready once its initialize returns, seconds before the engine has loaded
+    # torch and the graph (it answers "starting" meanwhile): a stack that is up is past that.
+    from genrec.serving.client import ModelClient
+    from genrec.serving.protocol import STARTING
+
+    devstack.down(stack, ["model-server"], on_progress=lambda _m: None)
+    devstack.up(stack, ["model-server"], on_progress=lambda _m: None)
+    answer = ModelClient(stack, timeout_s=30.0).status()
+    assert answer["live"] and STARTING not in str(answer.get("error")), answer
+
+
 def test_bulk_workloads_and_their_bridge_run_niced(stack: Settings) -> None:
     # On a shared machine requests first, then the freshness path, then the bulk consumers (and
     # the bridge that feeds them), their threads and children too.

@@ -500,10 +500,17 @@ class ModelServer(Service):
         return child_env(s)
 
     def healthy(self, s: Settings) -> bool:
-        # Server and model loaded; without a promoted artifact inference answers 503.
+        # Triton reports the model ready once its initialize returns; the engine (torch, the graph) loads
+        # after that, answering "starting" meanwhile: healthy once it answers otherwise (its artifact's
+        # lists, or without a promoted artifact a reasoned 503), so a stack that is up serves its model.
         import httpx
 
-        return httpx.get(f"{self.endpoint(s)}/v2/health/ready", timeout=2).status_code == 200
+        from genrec.serving.client import ModelClient
+        from genrec.serving.protocol import STARTING
+
+        if httpx.get(f"{self.endpoint(s)}/v2/health/ready", timeout=2).status_code != 200:
+            return False
+        return STARTING not in str(ModelClient(s, timeout_s=5.0).status().get("error"))
 
     def endpoint(self, s: Settings) -> str:
         return f"http://{s.stack.host}:{s.stack.port('model_server')}"

@@ -16,6 +16,10 @@ class NotReady(RuntimeError):
     """No model is loaded yet, or loading failed (HTTP 503)."""
 
 
+# What the model answers while its engine (torch, the graph) still loads, after Triton reports it ready.
+STARTING = "the model server is starting (loading torch and the model)"
+
+
 @dataclass
 class Request:
     user_sequence: np.ndarray  # int64 [B, L], pad -1

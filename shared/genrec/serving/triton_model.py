@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-from genrec.serving.protocol import InvalidRequest, NotReady, Request, Result
+from genrec.serving.protocol import STARTING, InvalidRequest, NotReady, Request, Result
 
 log = logging.getLogger("genrec.serving")
 
@@ -108,7 +108,7 @@ class TritonPythonModel:
         todo = [i for i, p in enumerate(parsed) if p is not None]
         try:
             if self.engine is None:
-                raise NotReady(self.start_error or "the model server is starting (loading torch and the model)")
+                raise NotReady(self.start_error or STARTING)
             results = self.engine.infer_many([parsed[i] for i in todo])  # type: ignore[misc]
         except NotReady as exc:
             results = [exc] * len(todo)
