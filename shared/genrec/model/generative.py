@@ -29,8 +29,8 @@ import torch.nn.functional as F
 from pydantic import BaseModel, Field, model_validator
 from torch import nn
 
+import genrec.model.beam as beam_search  # its stable_top, looked up per call: ONNX exports swap it
 from genrec.config import MAX_HISTORY, MAX_SEQUENCE, TOP_K
-from genrec.model import beam as beam_search  # its stable_top, looked up per call: ONNX exports swap it
 from genrec.model.beam import Cache, constrained_beam_search, exclusion_keys
 from genrec.model.code_table import CodeTable, slot_names
 from genrec.model.layers import DecoderLayer, Dropout, EncoderLayer
