@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from genrec.model import CodeTable, GenerativeConfig, RerankConfig, TigerModel, constrained_beam_search, exclusion_keys
+from genrec.model.layers import one_query_attention
 
 
 def _table(levels: list[int], n: int, seed: int) -> CodeTable:
@@ -99,3 +100,13 @@ def test_the_cache_holds_each_layers_keys_and_values_of_every_decoded_position()
         torch.testing.assert_close(h[:, :, 0], whole[:, :, t], rtol=0, atol=1e-5)
     for c, w in zip(cache, whole_cache, strict=True):
         torch.testing.assert_close(c, w, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("positions", [1, 2, 4, 9])
+def test_a_decoder_steps_attention_is_scaled_dot_product_attention(positions: int) -> None:
+    """A decoder step's one query is attended with products and sums (``one_query_attention``: ONNX Runtime
+    ran SDPA's two products of one row each several times slower); it computes what SDPA computes."""
+    torch.manual_seed(positions)
+    q, k, v = torch.randn(6, 4, 1, 8), torch.randn(6, 4, positions, 8) * 3, torch.randn(6, 4, positions, 8)
+    expected = torch.nn.functional.scaled_dot_product_attention(q, k, v, scale=0.3)
+    torch.testing.assert_close(one_query_attention(q, k, v, 0.3), expected, rtol=0, atol=1e-6)

@@ -34,8 +34,9 @@ def _expected_flops(beam_width: int, history: int) -> int:
     total += CONFIG.decoder_layers * 2 * s * 2 * d * d  # cross-attention keys, values of the memory: once
     beams = 1
     for t, size in enumerate(LEVELS):
-        # Position t of each beam: self-attention over t + 1 positions, cross-attention over s, the level's head.
-        layer = 2 * (6 * d * d + 2 * d * f) + 4 * (t + 1) * d + 4 * s * d
+        # Position t of each beam: cross-attention over s positions, the level's head (self-attention over its
+        # t + 1 positions is elementwise: not counted).
+        layer = 2 * (6 * d * d + 2 * d * f) + 4 * s * d
         # Plus the excluded items counted under each (beam, code): a [beams, E] x [E, size] product.
         total += beams * (CONFIG.decoder_layers * layer + 2 * d * size + 2 * excluded * size)
         beams = min(beam_width, beams * size)

@@ -8,6 +8,8 @@ recomputed), and so that the graph stays simple for torch.export / ONNX.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -33,6 +35,16 @@ class Dropout(nn.Dropout):
         return torch.where(_keep_mask(x, self.p), x * (1.0 / (1.0 - self.p)), 0.0)
 
 
+def one_query_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor:
+    """Attention of one query position ``q [N, heads, 1, dh]`` to keys / values ``[N, heads, S, dh]``, unmasked:
+    what SDPA computes, as products and sums. Exported, SDPA's two matrix products become N x heads products of
+    a single row each, which ONNX Runtime ran several times slower. The weighted sum is unrolled over the S
+    positions (a decoder's few, static), as a reduction over that middle axis was slow too."""
+    weights = torch.softmax((q * scale * k).sum(-1, keepdim=True), dim=2)  # [N, heads, S, 1]
+    terms = [w * x for w, x in zip(weights.unbind(2), v.unbind(2), strict=True)]  # S x [N, heads, dh]
+    return functools.reduce(torch.add, terms).unsqueeze(2)
+
+
 class Attention(nn.Module):
     def __init__(self, d_model: int, n_heads: int, dropout: float) -> None:
         super().__init__()
@@ -56,8 +68,11 @@ class Attention(nn.Module):
         may attend) or an additive float bias, broadcast to ``[B, heads, T, S]``."""
         b, t, d = x.shape
         q = self.q(x).view(b, t, self.h, d // self.h).transpose(1, 2)
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0,
-                                           scale=self.scale)
+        if t == 1 and mask is None and not self.training:  # static: a decoder step's self-attention
+            y = one_query_attention(q, k, v, self.scale)
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask,
+                                               dropout_p=self.dropout if self.training else 0.0, scale=self.scale)
         return self.out(y.transpose(1, 2).reshape(b, t, d))
 
     def forward(self, x: torch.Tensor, mem: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
