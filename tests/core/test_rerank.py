@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from genrec.model import GenerativeConfig, RerankConfig, TigerModel
-from genrec.model.generative import _best_unseen
+from genrec.model.generative import _best_unseen, shortlist_room
 from genrec.training import TrainedBundle, load_config
 
 # Written by the code of commit dd0d3c2, when TigerModel was generator and re-ranker in one
@@ -227,7 +227,9 @@ def test_the_head_joins_its_best_items_by_exact_score_among_its_best_estimates()
     beam = torch.randint(0, n, (users, 5))
     excluded = torch.randint(0, n, (users, 7))
     excluded[:, -2:] = -1
-    items, scores = _best_unseen(estimates, beam, excluded, top, lambda chosen: exact.gather(1, chosen))
+    room = torch.full((users, shortlist_room(top)), float("-inf"))
+    items, scores = _best_unseen(torch.cat([estimates, room], 1), n, beam, excluded, top,
+                                 lambda chosen: exact.gather(1, chosen))
     for u in range(users):
         allowed = exact[u].clone()
         allowed[excluded[u][excluded[u] >= 0]] = float("-inf")

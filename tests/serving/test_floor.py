@@ -33,9 +33,9 @@ def _expected_flops(beam_width: int, history: int) -> int:
     total = CONFIG.encoder_layers * (2 * s * (4 * d * d + 2 * d * f) + 4 * s * s * d)
     total += CONFIG.decoder_layers * 2 * s * 2 * d * d  # cross-attention keys, values of the memory: once
     beams = 1
-    for t, size in enumerate(LEVELS):
-        # Position t of each beam: cross-attention over s positions, the level's head (self-attention over its
-        # t + 1 positions is elementwise: not counted).
+    for size in LEVELS:
+        # Each beam's new position: cross-attention over s positions, the level's head (self-attention over the
+        # positions so far is elementwise: not counted).
         layer = 2 * (6 * d * d + 2 * d * f) + 4 * s * d
         # Plus the excluded items counted under each (beam, code): a [beams, E] x [E, size] product.
         total += beams * (CONFIG.decoder_layers * layer + 2 * d * size + 2 * excluded * size)

@@ -457,13 +457,14 @@ class TigerModel(nn.Module):
             return items, generative, self._dense_scores_of(user, items, item_codes)
         if excluded is None and exclude_keys is not None:
             raise ValueError("the head's own candidates need the excluded items (excluded), not only their keys")
-        every = self.reranker.catalogue_scores(user, self.generator.level_code_vectors(), item_codes)  # [B, N]
+        every = self.reranker.catalogue_scores(user, self.generator.level_code_vectors(), item_codes,
+                                               shortlist_room(top))  # [B, N + room]
 
         def exact(chosen: torch.Tensor) -> torch.Tensor:
             return self.reranker.exact_scores(user, chosen, every)
 
         dense = exact(items.clamp(min=0))
-        extra, extra_dense = _best_unseen(every, items, excluded, top, exact)
+        extra, extra_dense = _best_unseen(every, item_codes.shape[0], items, excluded, top, exact)
         extra_generative = torch.where(extra >= 0, _lowest(generative), float("-inf"))
         return (torch.cat([items, extra], 1), torch.cat([generative, extra_generative], 1),
                 torch.cat([dense, extra_dense], 1))
@@ -489,23 +490,28 @@ def _lowest(scores: torch.Tensor) -> torch.Tensor:
     return torch.where(torch.isfinite(lowest), lowest, float("-inf"))
 
 
+def shortlist_room(top: int) -> int:
+    """The -inf columns ``_best_unseen`` needs past the catalogue's: one for the pads of the excluded items,
+    and as many as its shortlist, so that a catalogue smaller than that still fills it."""
+    return ESTIMATE_SHORTLIST * top + 1
+
+
 def _best_unseen(
-    estimates: torch.Tensor, beam: torch.Tensor, excluded: torch.Tensor | None, top: int,
+    estimates: torch.Tensor, n: int, beam: torch.Tensor, excluded: torch.Tensor | None, top: int,
     exact: Callable[[torch.Tensor], torch.Tensor],
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The ``top`` best items ``[B, top]`` by exact score that are neither ``excluded`` nor in ``beam``,
-    and their scores; -1 and score 0 where there are none (a small catalogue). ``estimates [B, N]``:
-    each item's score or an estimate of it (``Reranker.catalogue_scores``); ``exact(items [B, K])``: the
-    exact scores of valid items, taken for the best ``ESTIMATE_SHORTLIST * top`` estimates. Ties go to
-    the lower index, as in a stable order of the whole row. Shapes do not depend on N (a padding block
-    of -inf instead of ``min(width, N)``), so N stays dynamic in exported graphs."""
-    b, n = estimates.shape
+    and their scores; -1 and score 0 where there are none (a small catalogue). ``estimates [B, n + room]``:
+    each of the ``n`` items' score or an estimate of it, then ``shortlist_room(top)`` columns of -inf
+    (``Reranker.catalogue_scores``); ``exact(items [B, K])``: the exact scores of valid items, taken for the
+    best ``ESTIMATE_SHORTLIST * top`` estimates. Ties go to the lower index, as in a stable order of the
+    whole row. Shapes do not depend on n (the room instead of ``min(width, n)``), so n stays dynamic in
+    exported graphs."""
     width = ESTIMATE_SHORTLIST * top
-    pad = torch.full((b, width + 1), float("-inf"), dtype=estimates.dtype, device=estimates.device)
-    masked = torch.cat([estimates, pad], 1)  # column N takes the pads of ``excluded``
-    if excluded is not None:
+    masked = estimates
+    if excluded is not None:  # the pads to column n, room
         gone = torch.where(excluded >= 0, excluded, torch.full_like(excluded, n))
-        masked = masked.scatter(1, gone, pad[:, :1].expand_as(gone))
+        masked = masked.scatter(1, gone, torch.full_like(gone, float("-inf"), dtype=masked.dtype))
     # ties (an empty history's zero user) broken alike on every runtime
     _, shortlist = beam_search.stable_top(masked, width)
     shortlist, _ = torch.sort(shortlist, dim=1)  # index order, so a stable top of exact scores breaks ties by index

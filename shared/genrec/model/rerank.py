@@ -260,18 +260,21 @@ class Reranker(nn.Module):
         return (cand @ user[:, :, None]).squeeze(-1).float()
 
     def catalogue_scores(
-        self, user: torch.Tensor, level_codes: Sequence[torch.Tensor], item_codes: torch.Tensor
+        self, user: torch.Tensor, level_codes: Sequence[torch.Tensor], item_codes: torch.Tensor, room: int = 0
     ) -> torch.Tensor:
-        """Dense logits ``[B, N]`` of every item of the catalogue ``item_codes [N, levels]``, as
-        ``scores`` gives them; ``level_codes``: each level's code vectors ``[V_l, d]``. The items
-        whose vectors are frozen (the first ones, ``freeze_catalogue``) are read, the rest built;
-        the frozen ones are estimates (``frozen_estimates``), ``exact_scores`` exact."""
+        """Dense logits ``[B, N + room]`` of every item of the catalogue ``item_codes [N, levels]``, as
+        ``scores`` gives them, then ``room`` columns of -inf (a caller's, made in the same copy: at 100k
+        items each copy of the row was ~1.5 % of a served call); ``level_codes``: each level's code vectors
+        ``[V_l, d]``. The items whose vectors are frozen (``freeze_catalogue``: the catalogue starts with
+        them) are read, the rest built; the frozen ones are estimates (``frozen_estimates``),
+        ``exact_scores`` exact."""
         frozen = self.frozen_rows.shape[0]  # static: a graph traced with it keeps it
-        if not frozen:
-            return self._scan(user, level_codes, item_codes, 0)
-        # The logits are cut to a shorter table, not the frozen vectors: slicing those copied all of them per call.
-        known = frozen_estimates(user.float(), self.frozen_int8, self.frozen_scales)[:, : item_codes.shape[0]]
-        return torch.cat([known, self._scan(user, level_codes, item_codes[frozen:], frozen)], 1)
+        parts = [self._scan(user, level_codes, item_codes[frozen:] if frozen else item_codes, frozen)]
+        if frozen:
+            parts.insert(0, frozen_estimates(user.float(), self.frozen_int8, self.frozen_scales))
+        if room:
+            parts.append(torch.full((user.shape[0], room), float("-inf"), device=user.device))
+        return torch.cat(parts, 1) if len(parts) > 1 else parts[0]
 
     def exact_scores(self, user: torch.Tensor, items: torch.Tensor, estimates: torch.Tensor) -> torch.Tensor:
         """The exact logits ``[B, K]`` of ``items [B, K]`` (valid indices), given ``catalogue_scores``'s
