@@ -193,11 +193,11 @@ def _score_fresh_branches(
     trained = (count > 0) & ~all_fresh
     n_trained = trained.sum(-1, keepdim=True)
     sibling_mean = torch.log(
-        torch.where(trained, logp.exp(), torch.zeros_like(logp)).sum(-1, keepdim=True) / n_trained.clamp(min=1)
+        torch.where(trained, logp.exp(), 0.0).sum(-1, keepdim=True) / n_trained.clamp(min=1)
     ) + math.log(weight)
     even_split = -torch.log((count > 0).sum(-1, keepdim=True).clamp(min=1).to(logp.dtype))
-    rescored = torch.where(fresh_beam[..., None], even_split.expand_as(logp),
-                           torch.where(only_fresh & (n_trained > 0), sibling_mean.expand_as(logp), logp))
+    rescored = torch.where(fresh_beam[..., None], even_split,
+                           torch.where(only_fresh & (n_trained > 0), sibling_mean, logp))
     return rescored, only_fresh
 
 

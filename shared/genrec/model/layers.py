@@ -39,7 +39,9 @@ def one_query_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale
     """Attention of one query position ``q [N, heads, 1, dh]`` to keys / values ``[N, heads, S, dh]``, unmasked:
     what SDPA computes, as products and sums. Exported, SDPA's two matrix products become N x heads products of
     a single row each, which ONNX Runtime ran several times slower. The weighted sum is unrolled over the S
-    positions (a decoder's few, static), as a reduction over that middle axis was slow too."""
+    positions (a decoder's few, static), as a sum across that middle axis was slow too."""
+    if k.shape[2] == 1:  # static (a decoder's first position): the softmax of one score is 1
+        return v
     weights = torch.softmax((q * scale * k).sum(-1, keepdim=True), dim=2)  # [N, heads, S, 1]
     terms = [w * x for w, x in zip(weights.unbind(2), v.unbind(2), strict=True)]  # S x [N, heads, dh]
     return functools.reduce(torch.add, terms).unsqueeze(2)
