@@ -39,14 +39,28 @@ def finish_figure(fig: Any, axes: Any, title: str, path: Path) -> None:
     plt.close(fig)
 
 
+# The vector extensions that change what a CPU result means (/proc/cpuinfo's flags -> how reports name them):
+# "AMD EPYC" alone named both 2-core machines these benchmarks ran on, one with AVX-512 and one without.
+CPU_FEATURES = {"avx2": "AVX2", "avx512f": "AVX-512", "avx512_vnni": "VNNI", "avx_vnni": "AVX-VNNI",
+                "avx512_bf16": "BF16", "amx_tile": "AMX"}
+
+
+def cpu_features(cpuinfo: str) -> list[str]:
+    """The ``CPU_FEATURES`` that the first ``flags`` line of ``cpuinfo`` (/proc/cpuinfo's text) lists."""
+    flags = next((line.split(":", 1)[1].split() for line in cpuinfo.splitlines() if line.startswith("flags")), [])
+    return [name for flag, name in CPU_FEATURES.items() if flag in flags]
+
+
 def machine_info() -> dict[str, Any]:
-    """The machine a result was measured on: CPU model, cores, memory, torch, GPU, load average."""
+    """The machine a result was measured on: CPU model and its vector extensions, cores, memory, torch, GPU,
+    load average."""
     import torch
 
     cpu = platform.processor()
     with contextlib.suppress(OSError, StopIteration):
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("model name"))
+        cpuinfo = Path("/proc/cpuinfo").read_text()
+        cpu = next(line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name"))
+        cpu = f"{cpu} ({', '.join(cpu_features(cpuinfo)) or 'no AVX2'})"
     try:
         import psutil
 
