@@ -509,7 +509,7 @@ def _best_unseen(
     exported graphs."""
     width = ESTIMATE_SHORTLIST * top
     masked = estimates
-    if excluded is not None:  # the pads to column n, room
+    if excluded is not None:  # their pads (-1) go to column n, the room's first
         gone = torch.where(excluded >= 0, excluded, torch.full_like(excluded, n))
         masked = masked.scatter(1, gone, torch.full_like(gone, float("-inf"), dtype=masked.dtype))
     # ties (an empty history's zero user) broken alike on every runtime
