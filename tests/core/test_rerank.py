@@ -228,7 +228,7 @@ def test_the_head_joins_its_best_items_by_exact_score_among_its_best_estimates()
     excluded = torch.randint(0, n, (users, 7))
     excluded[:, -2:] = -1
     room = torch.full((users, shortlist_room(top)), float("-inf"))
-    items, scores = _best_unseen(torch.cat([estimates, room], 1), n, beam, excluded, top,
+    items, scores = _best_unseen(torch.cat([estimates, room], 1), beam, excluded, top,
                                  lambda chosen: exact.gather(1, chosen))
     for u in range(users):
         allowed = exact[u].clone()

@@ -464,7 +464,7 @@ class TigerModel(nn.Module):
             return self.reranker.exact_scores(user, chosen, every)
 
         dense = exact(items.clamp(min=0))
-        extra, extra_dense = _best_unseen(every, item_codes.shape[0], items, excluded, top, exact)
+        extra, extra_dense = _best_unseen(every, items, excluded, top, exact)
         extra_generative = torch.where(extra >= 0, _lowest(generative), float("-inf"))
         return (torch.cat([items, extra], 1), torch.cat([generative, extra_generative], 1),
                 torch.cat([dense, extra_dense], 1))
@@ -497,7 +497,7 @@ def shortlist_room(top: int) -> int:
 
 
 def _best_unseen(
-    estimates: torch.Tensor, n: int, beam: torch.Tensor, excluded: torch.Tensor | None, top: int,
+    estimates: torch.Tensor, beam: torch.Tensor, excluded: torch.Tensor | None, top: int,
     exact: Callable[[torch.Tensor], torch.Tensor],
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The ``top`` best items ``[B, top]`` by exact score that are neither ``excluded`` nor in ``beam``,
@@ -508,6 +508,7 @@ def _best_unseen(
     whole row. Shapes do not depend on n (the room instead of ``min(width, n)``), so n stays dynamic in
     exported graphs."""
     width = ESTIMATE_SHORTLIST * top
+    n = estimates.shape[1] - shortlist_room(top)
     masked = estimates
     if excluded is not None:  # their pads (-1) go to column n, the room's first
         gone = torch.where(excluded >= 0, excluded, torch.full_like(excluded, n))
