@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from genrec.embeddings import EmbeddingConfig, build_item_embeddings, cooccurrence_embeddings, item_texts
 from genrec.embeddings.build import choose_mode
@@ -90,3 +92,41 @@ def test_bf16_vectors_match_fp32_ones() -> None:
     got = fast.encode(texts, progress=False)
     assert np.allclose(np.linalg.norm(got, axis=1), 1, atol=1e-5)
     assert float((got * fp32).sum(1).min()) > 0.9999
+
+
+def test_batches_encoded_at_once_give_the_vectors_of_one_at_a_time() -> None:
+    """cold-start-embedding encodes a delivered batch's texts a batch per CPU on threads of their
+    own: the vectors must be the serial ones, bf16 included (autocast is per thread)."""
+    from genrec.data import SynthConfig, generate_synthetic
+
+    texts = item_texts(generate_synthetic(SynthConfig(n_items=40, n_users=10, seed=3)).items)
+    for bf16 in (False, True):
+        serial, parallel = (TextEmbedder("cpu", batch_size=8, precision="auto", workers=w) for w in (1, 3))
+        serial.bf16 = parallel.bf16 = bf16
+        threads: set[int] = set()
+        encode_batch = parallel._encode_batch
+
+        def spy(batch: list[str], encode_batch=encode_batch, threads=threads) -> np.ndarray:
+            threads.add(threading.get_ident())
+            return encode_batch(batch)
+
+        parallel._encode_batch = spy
+        got, want = parallel.encode(texts, progress=False), serial.encode(texts, progress=False)
+        assert np.abs(got - want).max() < 1e-5
+        assert len(threads) > 1 and threading.get_ident() not in threads
+
+
+def test_cold_start_embeds_a_batch_per_cpu_on_one_torch_thread_each(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    import torch
+
+    from genrec.apps.cold_start import event_path_embedder
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    threads = torch.get_num_threads()
+    try:
+        embedder = event_path_embedder()
+        assert embedder.workers == len(os.sched_getaffinity(0)) and torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(threads)

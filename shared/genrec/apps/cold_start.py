@@ -124,14 +124,16 @@ class SemanticIds:
 
 
 def event_path_embedder() -> TextEmbedder:
-    """bf16 where the CPU has it natively, and one torch thread unless OMP_NUM_THREADS says
-    otherwise: the function scales out by pods, and on a busy 2-core machine two threads spent
-    two to three times the CPU per text waiting on each other (`genrec bench ingest`)."""
+    """bf16 where the CPU has it natively, and one torch thread per product unless OMP_NUM_THREADS
+    says otherwise: on a busy 2-core machine two intra-op threads spent two to three times the CPU
+    per text waiting on each other (`genrec bench ingest`). A delivered batch's texts are encoded a
+    batch per CPU at once instead (each on one thread, none waiting): the dev stack's batches use
+    every core; KafkaSource delivers one event per request, and the function scales out by pods."""
     if "OMP_NUM_THREADS" not in os.environ:
         import torch
 
         torch.set_num_threads(1)
-    return TextEmbedder("cpu", batch_size=64, precision="auto")
+    return TextEmbedder("cpu", batch_size=64, precision="auto", workers=len(os.sched_getaffinity(0)))
 
 
 class ColdStart:
