@@ -283,6 +283,9 @@ class LLMSettings(BaseModel):
     timeout_s: float = 20.0
     max_retries: int = 2
     daily_budget_requests: int = 10_000
+    # Questions in flight at once for a delivered batch of items (llm-enrichment): one at a time, a
+    # catalogue of 10,000 items takes hours at a few seconds an answer. The provider's rate limit bounds it.
+    concurrency: int = Field(default=8, ge=1, le=64)
 
 
 class ModelSettings(BaseModel):

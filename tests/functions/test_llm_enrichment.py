@@ -13,7 +13,14 @@ from fastapi.testclient import TestClient
 
 from genrec.apps.llm_enrichment import create_app
 from genrec.config import Settings
-from genrec.events.codec import new_event, to_http_binary
+from genrec.events.codec import (
+    BATCH_CONTENT_TYPE,
+    kafka_to_structured,
+    new_event,
+    structured_batch,
+    to_http_binary,
+    to_kafka,
+)
 from genrec.events.contracts import ITEM_UPSERTED
 from tests.helpers import ThreadedServer, read_topic
 
@@ -23,19 +30,26 @@ pytestmark = pytest.mark.stack
 class Provider:
     """Answers /v1/chat/completions with a scripted message content and records the calls."""
 
-    def __init__(self) -> None:
+    def __init__(self, answer_s: float = 0.0) -> None:
         self.calls: list[dict] = []
         self.content = json.dumps({"tags": ["Toner", "rose", "toner", " "], "summary": "A rose water toner.",
                                    "attributes": {"size": "200ml", "colour": None}})
+        self.refuse = ""  # a prompt holding this gets an answer that is not the schema
+        self.in_flight = self.most_in_flight = 0
         self.app = FastAPI()
 
         @self.app.post("/v1/chat/completions")
         async def complete(request: Request) -> dict:
             body = await request.json()
             self.calls.append(body)
+            self.in_flight += 1
+            self.most_in_flight = max(self.most_in_flight, self.in_flight)
+            await asyncio.sleep(answer_s)
+            self.in_flight -= 1
+            bad = self.refuse and self.refuse in body["messages"][-1]["content"]
             return {"id": "c1", "object": "chat.completion", "created": 0, "model": body["model"],
                     "choices": [{"index": 0, "finish_reason": "stop",
-                                 "message": {"role": "assistant", "content": self.content}}],
+                                 "message": {"role": "assistant", "content": "no JSON" if bad else self.content}}],
                     "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}
 
 
@@ -57,6 +71,13 @@ def _item_event(title: str):
 def _post(client: TestClient, ev):
     headers, body = to_http_binary(ev)
     return client.post("/", headers=headers, content=body)
+
+
+def _post_batch(client: TestClient, events: list, s: Settings):
+    """As the local bridge delivers a backlog: the Kafka records as one CloudEvents batch."""
+    records = [to_kafka(ev, s)[1] for ev in events]
+    body = structured_batch([kafka_to_structured(list(m.headers.items()), m.value) for m in records])
+    return client.post("/", headers={"content-type": BATCH_CONTENT_TYPE}, content=body)
 
 
 def test_enrichment_is_validated_cached_and_emitted(stack: Settings) -> None:
@@ -137,3 +158,34 @@ def test_without_llm_items_pass_through_and_status_says_so(stack: Settings) -> N
     assert resp.status_code == 200
     assert resp.json()["results"][0]["enriched"] is False
     assert status["llm"] == "disabled" and "GENREC_LLM__BASE_URL" in status["reason"]
+
+
+def test_a_delivered_batch_is_asked_at_once_and_published_together(stack: Settings) -> None:
+    provider = Provider(answer_s=0.3)
+    events = [_item_event(f"Toner {k} {uuid.uuid4().hex}") for k in range(6)]
+    with ThreadedServer(provider.app) as server:
+        s = _settings(stack, server.url + "/v1")
+        with TestClient(create_app(s)) as client:
+            resp = _post_batch(client, events, s)
+    assert resp.status_code == 200, resp.text
+    results = resp.json()["results"]
+    assert [r["id"] for r in results] == [ev.id for ev in events] and all(r["enriched"] for r in results)
+    assert len(provider.calls) == 6 and 1 < provider.most_in_flight <= s.llm.concurrency
+    ids = {f"enriched-{ev.source}-{ev.id}" for ev in events}
+    assert len(read_topic(stack, stack.kafka.topic("item_enriched"), until=6, match=lambda ev: ev.id in ids)) == 6
+
+
+def test_one_answer_that_never_validates_fails_its_batch_and_the_others_are_not_asked_again(stack: Settings) -> None:
+    provider = Provider()
+    provider.refuse = f"broken-{uuid.uuid4().hex}"
+    events = [_item_event(title) for title in (f"Mask {uuid.uuid4().hex}", provider.refuse, f"Oil {uuid.uuid4().hex}")]
+    with ThreadedServer(provider.app) as server:
+        s = _settings(stack, server.url + "/v1")
+        with TestClient(create_app(s)) as client:
+            batch = _post_batch(client, events, s)
+            asked = len(provider.calls)
+            alone = [_post(client, ev) for ev in events]  # what the bridge does with a refused batch
+    assert batch.status_code == 422 and asked == 3
+    assert [r.status_code for r in alone] == [200, 422, 200]
+    assert alone[0].json()["results"][0]["cached"] and alone[2].json()["results"][0]["cached"]
+    assert len(provider.calls) == 4  # only the broken one asked again

@@ -7,6 +7,8 @@ With no LLM configured the function still runs, says so on /status, and passes i
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, FastAPI, Request
@@ -30,27 +32,38 @@ class Enrichment:
     """Item upserts in, ``item.enriched`` events out; the enricher and publisher open on first use."""
 
     def __init__(self, s: Settings, enricher: ItemEnricher | None = None) -> None:
+        self.concurrency = s.llm.concurrency
         self.enricher = Lazy(lambda: enricher or ItemEnricher(s, redis_client(s)))
         self.publisher = Lazy(lambda: EventPublisher(s, timeout_s=s.kafka.publish_timeout_s),
                               close=EventPublisher.close)
 
-    def on_item(self, ev: ValidEvent[ItemUpsertedData]) -> dict:
+    def on_items(self, events: Sequence[ValidEvent[ItemUpsertedData]]) -> list[dict]:
+        """A delivered batch's items asked of the LLM at once (``llm.concurrency`` questions in flight), their
+        ``item.enriched`` events published in one produce. One answer that never validates fails the batch
+        (422): the bridge then delivers it record by record, and the answers already given come from the cache."""
+        with ThreadPoolExecutor(min(self.concurrency, len(events))) as pool:
+            outcomes = list(pool.map(self._enrich, events))
+        enriched = [event for _, event in outcomes if event is not None]
+        if enriched:
+            self.publisher.get().publish_sync(enriched)
+        return [result for result, _ in outcomes]
+
+    def _enrich(self, ev: ValidEvent[ItemUpsertedData]) -> tuple[dict, ValidEvent | None]:
         item = ev.data
         if item.status == "deleted":
-            return {"id": ev.id, "enriched": False, "reason": "item deleted"}
+            return {"id": ev.id, "enriched": False, "reason": "item deleted"}, None
         try:
             result = self.enricher.get().enrich(item)
         except LLMBadOutput as exc:
             raise EventError("data", f"enrichment failed: {exc}") from None
         if result.enrichment is None:
-            return {"id": ev.id, "enriched": False, "reason": result.skipped_reason}
+            return {"id": ev.id, "enriched": False, "reason": result.skipped_reason}, None
         # A deterministic id: redelivery of the same upsert re-emits the same event (deduplicated).
         enriched = new_event(ITEM_ENRICHED, {"item_id": item.item_id, "model": result.model,
                                              **result.enrichment.model_dump()},
                              source=SOURCE, event_id=f"enriched-{ev.source}-{ev.id}")
-        self.publisher.get().publish_sync([enriched])
         return {"id": ev.id, "enriched": True, "cached": result.cached, "model": result.model,
-                "tags": result.enrichment.tags}
+                "tags": result.enrichment.tags}, enriched
 
 
 async def _enrichment(request: Request) -> Enrichment:
@@ -71,8 +84,8 @@ def create_app(s: Settings | None = None, enricher: ItemEnricher | None = None) 
     # Without an LLM, items pass through untouched: neither the cache (Redis) nor Kafka is needed.
     # The LLM provider itself is not a readiness dependency: its outages answer 503 per delivery.
     needs = ("redis", "kafka") if s.llm.base_url or enricher is not None else ()
-    app = create_event_app("llm-enrichment", "genrec LLM enrichment", {ITEM_UPSERTED: enrichment.on_item},
-                           ready=Readiness(s, needs))
+    app = create_event_app("llm-enrichment", "genrec LLM enrichment",
+                           batch_handlers={ITEM_UPSERTED: enrichment.on_items}, ready=Readiness(s, needs))
     app.state.enrichment = enrichment
     app.state.on_start = enrichment.enricher.get
     app.state.on_stop = enrichment.publisher.close
