@@ -272,6 +272,10 @@ class FunctionSettings(BaseModel):
     # as the admin API. Production sets every one (the Knative Services' cluster-local
     # addresses); a name left out is the local stack's address (`genrec dev up`).
     urls: dict[str, str] = Field(default_factory=dict)
+    # How many text batches cold-start-embedding encodes at once, each on one torch thread (a delivered
+    # batch's texts: the local bridge's batches, an upstream replay). None: one per CPU the process may run
+    # on (the dev stack). Production sets its pods' requested cores, which a process cannot see.
+    cold_start_workers: int | None = Field(default=None, ge=1)
 
 
 class LLMSettings(BaseModel):

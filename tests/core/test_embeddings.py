@@ -126,7 +126,7 @@ def test_cold_start_embeds_a_batch_per_cpu_on_one_torch_thread_each(monkeypatch:
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     threads = torch.get_num_threads()
     try:
-        embedder = event_path_embedder()
-        assert embedder.workers == len(os.sched_getaffinity(0)) and torch.get_num_threads() == 1
+        assert event_path_embedder().workers == len(os.sched_getaffinity(0)) and torch.get_num_threads() == 1
+        assert event_path_embedder(workers=3).workers == 3  # production: its pods' requested cores
     finally:
         torch.set_num_threads(threads)

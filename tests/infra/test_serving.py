@@ -115,3 +115,10 @@ def test_recommend_revisions_are_tagged(run):
     assert tags["canary"]["revisionName"] == revision
     assert sum(t["percent"] for t in tags.values()) == 100
     assert recommend["metadata"]["labels"]["networking.knative.dev/visibility"] == "cluster-local"
+
+
+def test_cold_start_embeds_as_many_batches_at_once_as_its_pods_request_cores():
+    # A pod's request does not reach the process, which would otherwise start a thread per node core.
+    assert production_settings(StackConfig()).functions.cold_start_workers == 1
+    bigger = build(StackConfig, {"workloads": {"cold-start-embedding": {"resources": {"cpu": "3", "memory": "4Gi"}}}})
+    assert production_settings(bigger).functions.cold_start_workers == 3

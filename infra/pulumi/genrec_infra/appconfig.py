@@ -120,7 +120,8 @@ def production_settings(cfg: StackConfig) -> Settings:
         s3={"endpoint_url": ep.s3, "access_key_id": "genrec", "secret_access_key": _PLACEHOLDER},
         model_server={"url": ep.model_server, **_model_instances(cfg)},
         # Knative Services answer on port 80 of their cluster-local host.
-        functions={"urls": {spec.name: f"http://{svc_host(spec.name, cfg.namespaces.app)}" for spec in WORKLOADS}},
+        functions={"urls": {spec.name: f"http://{svc_host(spec.name, cfg.namespaces.app)}" for spec in WORKLOADS},
+                   "cold_start_workers": cfg.workloads["cold-start-embedding"].resources.whole_cores()},
         llm={"base_url": cfg.llm.base_url, "quality_model": cfg.llm.quality_model,
              "cheap_model": cfg.llm.cheap_model},
     )

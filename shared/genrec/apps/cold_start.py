@@ -123,17 +123,18 @@ class SemanticIds:
         return [None if codes is None else [int(c) for c in codes] for codes in known]
 
 
-def event_path_embedder() -> TextEmbedder:
+def event_path_embedder(workers: int | None = None) -> TextEmbedder:
     """bf16 where the CPU has it natively, and one torch thread per product unless OMP_NUM_THREADS
     says otherwise: on a busy 2-core machine two intra-op threads spent two to three times the CPU
-    per text waiting on each other (`genrec bench ingest`). A delivered batch's texts are encoded a
-    batch per CPU at once instead (each on one thread, none waiting): the dev stack's batches use
-    every core; KafkaSource delivers one event per request, and the function scales out by pods."""
+    per text waiting on each other (`genrec bench ingest`). A delivered batch's texts are encoded
+    ``workers`` batches at once instead, each on one thread, none waiting (None: one per CPU this
+    process may run on; ``functions.cold_start_workers``). KafkaSource delivers one event a request, and
+    the function scales out by pods; the dev stack's bridge delivers batches, which then use every core."""
     if "OMP_NUM_THREADS" not in os.environ:
         import torch
 
         torch.set_num_threads(1)
-    return TextEmbedder("cpu", batch_size=64, precision="auto", workers=len(os.sched_getaffinity(0)))
+    return TextEmbedder("cpu", batch_size=64, precision="auto", workers=workers or len(os.sched_getaffinity(0)))
 
 
 class ColdStart:
@@ -143,7 +144,7 @@ class ColdStart:
 
     def __init__(self, s: Settings, res: Resources) -> None:
         self.s, self.res = s, res
-        self.embedder = Lazy(event_path_embedder)
+        self.embedder = Lazy(lambda: event_path_embedder(s.functions.cold_start_workers))
         self.semantic = Lazy(lambda: SemanticIds(s, res.hot.r))
         # Upserts and enrichments come on different topics, at once: each reads an item, merges
         # and writes it back, seconds later for a batch, so they take turns (no lost tags).

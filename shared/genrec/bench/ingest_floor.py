@@ -18,8 +18,7 @@ def text_model_floor(texts: list[str], rounds: int = 3) -> dict[str, Any]:
     from genrec.apps.cold_start import event_path_embedder
     from genrec.embeddings.text import DIM
 
-    embedder = event_path_embedder()
-    embedder.workers = 1  # one core's time per text
+    embedder = event_path_embedder(workers=1)  # one core's time per text
     embedder.load()
     embedder.encode(texts[:8], progress=False)  # warm-up
     flops = count_flops(lambda: embedder.encode(texts, progress=False)) / len(texts)
