@@ -189,3 +189,25 @@ def test_one_answer_that_never_validates_fails_its_batch_and_the_others_are_not_
     assert [r.status_code for r in alone] == [200, 422, 200]
     assert alone[0].json()["results"][0]["cached"] and alone[2].json()["results"][0]["cached"]
     assert len(provider.calls) == 4  # only the broken one asked again
+
+
+def test_each_question_of_a_batch_keeps_the_requests_context() -> None:
+    """The questions run on threads of their own: log lines there (the openai client's retries) must
+    still carry the request's id."""
+    from genrec.apps.llm_enrichment import Enrichment
+    from genrec.enrichment.enricher import EnrichmentResult
+    from genrec.logs import REQUEST_ID
+
+    seen: list[str | None] = []
+
+    class Recorder:  # the enricher's interface; records where each question runs
+        def enrich(self, item) -> EnrichmentResult:
+            seen.append(REQUEST_ID.get())
+            return EnrichmentResult(None, "model", False, "no LLM configured")
+
+    token = REQUEST_ID.set("request-7")
+    try:
+        results = Enrichment(Settings(), Recorder()).on_items([_item_event(f"Gel {k}") for k in range(3)])
+    finally:
+        REQUEST_ID.reset(token)
+    assert seen == ["request-7"] * 3 and [r["enriched"] for r in results] == [False] * 3

@@ -7,6 +7,7 @@ With no LLM configured the function still runs, says so on /status, and passes i
 
 from __future__ import annotations
 
+import contextvars
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Annotated
@@ -42,7 +43,9 @@ class Enrichment:
         ``item.enriched`` events published in one produce. One answer that never validates fails the batch
         (422): the bridge then delivers it record by record, and the answers already given come from the cache."""
         with ThreadPoolExecutor(min(self.concurrency, len(events))) as pool:
-            outcomes = list(pool.map(self._enrich, events))
+            # Each question in a copy of this request's context: its log lines keep the request id and trace.
+            asked = [pool.submit(contextvars.copy_context().run, self._enrich, ev) for ev in events]
+            outcomes = [question.result() for question in asked]
         enriched = [event for _, event in outcomes if event is not None]
         if enriched:
             self.publisher.get().publish_sync(enriched)
