@@ -160,7 +160,7 @@ class TextEmbedder:
             batches = [uniq[s : s + self.batch_size] for s in range(0, len(uniq), self.batch_size)]
             bar = tqdm(total=len(uniq), desc="text embeddings", unit="item", disable=not progress)
             with ThreadPoolExecutor(min(self.workers, len(batches))) as pool:  # threads start on first use
-                # One at a time on the caller's thread, where its torch modes (a FLOP counter) apply.
+                # One worker or one batch: on the caller's thread, where its torch modes (a FLOP counter) apply.
                 encoded = pool.map(self._encode_batch, batches) if self.workers > 1 and len(batches) > 1 \
                     else map(self._encode_batch, batches)
                 for s, batch_vecs in zip(range(0, len(uniq), self.batch_size), encoded, strict=True):
