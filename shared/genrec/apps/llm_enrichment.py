@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextvars
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, FastAPI, Request
@@ -33,23 +33,29 @@ class Enrichment:
     """Item upserts in, ``item.enriched`` events out; the enricher and publisher open on first use."""
 
     def __init__(self, s: Settings, enricher: ItemEnricher | None = None) -> None:
-        self.concurrency = s.llm.concurrency
         self.enricher = Lazy(lambda: enricher or ItemEnricher(s, redis_client(s)))
         self.publisher = Lazy(lambda: EventPublisher(s, timeout_s=s.kafka.publish_timeout_s),
                               close=EventPublisher.close)
+        # One pool for every request: at most llm.concurrency questions in flight per process, and no threads
+        # started per request (they start on first use).
+        self.questions = ThreadPoolExecutor(s.llm.concurrency, thread_name_prefix="llm-question")
 
     def on_items(self, events: Sequence[ValidEvent[ItemUpsertedData]]) -> list[dict]:
         """A delivered batch's items asked of the LLM at once (``llm.concurrency`` questions in flight), their
         ``item.enriched`` events published in one produce. One answer that never validates fails the batch
         (422): the bridge then delivers it record by record, and the answers already given come from the cache."""
-        with ThreadPoolExecutor(min(self.concurrency, len(events))) as pool:
-            # Each question in a copy of this request's context: its log lines keep the request id and trace.
-            asked = [pool.submit(contextvars.copy_context().run, self._enrich, ev) for ev in events]
-            outcomes = [question.result() for question in asked]
+        # Each question in a copy of this request's context: its log lines keep the request id and trace.
+        asked = [self.questions.submit(contextvars.copy_context().run, self._enrich, ev) for ev in events]
+        wait(asked)  # every answer in the cache before a failure answers the batch
+        outcomes = [question.result() for question in asked]
         enriched = [event for _, event in outcomes if event is not None]
         if enriched:
             self.publisher.get().publish_sync(enriched)
         return [result for result, _ in outcomes]
+
+    def close(self) -> None:
+        self.questions.shutdown(cancel_futures=True)
+        self.publisher.close()
 
     def _enrich(self, ev: ValidEvent[ItemUpsertedData]) -> tuple[dict, ValidEvent | None]:
         item = ev.data
@@ -91,6 +97,6 @@ def create_app(s: Settings | None = None, enricher: ItemEnricher | None = None) 
                            batch_handlers={ITEM_UPSERTED: enrichment.on_items}, ready=Readiness(s, needs))
     app.state.enrichment = enrichment
     app.state.on_start = enrichment.enricher.get
-    app.state.on_stop = enrichment.publisher.close
+    app.state.on_stop = enrichment.close
     app.include_router(router)
     return app

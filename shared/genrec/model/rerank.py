@@ -269,9 +269,8 @@ class Reranker(nn.Module):
         them) are read, the rest built; the frozen ones are estimates (``frozen_estimates``),
         ``exact_scores`` exact."""
         frozen = self.frozen_rows.shape[0]  # static: a graph traced with it keeps it
-        parts = [self._scan(user, level_codes, item_codes[frozen:] if frozen else item_codes, frozen)]
-        if frozen:
-            parts.insert(0, frozen_estimates(user.float(), self.frozen_int8, self.frozen_scales))
+        parts = [frozen_estimates(user.float(), self.frozen_int8, self.frozen_scales)] if frozen else []
+        parts.append(self._scan(user, level_codes, item_codes[frozen:] if frozen else item_codes, frozen))
         if room:
             parts.append(torch.full((user.shape[0], room), float("-inf"), device=user.device))
         return torch.cat(parts, 1) if len(parts) > 1 else parts[0]
