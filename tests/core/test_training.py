@@ -189,6 +189,24 @@ def test_training_counts_the_flops_of_a_step() -> None:
     assert (result.flops_per_step, result.steps_per_epoch) == (2 * 2 * 5 * 12 * 7, 2)
 
 
+def test_the_flops_of_a_step_are_the_epochs_mean_when_its_batches_differ() -> None:
+    """Batches grouped by history length differ in size: the floor the quality report states must come
+    from the epoch's mix of them, not from whichever batch came first."""
+    from genrec.training.config import OptimConfig
+    from genrec.training.loop import fit
+
+    model = torch.nn.Linear(12, 7)
+    sizes = [5] * 8 + [15] * 8  # the epoch's first half small batches, its second large ones
+
+    def batches(epoch: int):
+        for n in sizes:
+            yield torch.randn(n, 12), torch.randn(n, 7)
+
+    result = fit(model, batches, len(sizes), lambda m, b: ((m(b[0]) - b[1]) ** 2).mean(), lambda: {"ndcg@10": 0.0},
+                 OptimConfig(epochs=1, warmup_steps=1), torch.device("cpu"), progress=False)
+    assert result.flops_per_step == 2 * 2 * 10 * 12 * 7  # the mean batch: 10 rows
+
+
 def test_patience_reads_a_running_mean_so_one_lucky_epoch_does_not_stop_a_rising_run() -> None:
     from genrec.training.config import OptimConfig
     from genrec.training.loop import epochs_without_gain, fit
@@ -339,3 +357,37 @@ def test_a_config_that_states_its_epochs_trains_those_epochs() -> None:
     assert TrainConfig.model_validate({"optim": {"eval_users": 10}}).optim.min_steps == 4000
     again = TrainConfig().optim.with_epochs(3)
     assert (again.epochs, again.min_steps, again.lr) == (3, 0, TrainConfig().optim.lr)
+
+
+def _skewed_examples(batch_size: int):
+    """Training rows of sequences of 3 items or more, most of them short (as real
+    catalogues' histories are), for the causal encoder and for the bidirectional one."""
+    from genrec.data.splits import leave_one_out
+    from genrec.data.synth import SynthConfig, generate_synthetic
+    from genrec.training.generative import training_examples
+
+    ds = generate_synthetic(SynthConfig(n_items=300, n_users=400, min_sequence_length=3, seed=5))
+    split = leave_one_out(ds, 20)
+    return {encoder: training_examples(split, TrainConfig.model_validate(
+        {"max_history": 20, "model": {"encoder": encoder}, "optim": {"batch_size": batch_size}}))
+        for encoder in ("causal", "bidirectional")}
+
+
+@pytest.mark.parametrize("encoder", ["causal", "bidirectional"])
+def test_an_epoch_trains_every_target_once_in_batches_of_about_the_batch_size_padded_little(encoder: str) -> None:
+    """Batches group rows of about one history length: a batch pads its rows to its longest, and a batch
+    drawn at random from histories mostly short pads most of its cells. Every row still comes once an
+    epoch, each batch about ``batch_size`` targets, in an order that changes with the epoch."""
+    examples = _skewed_examples(batch_size=64)[encoder]
+    batches = list(examples.batches(seed=0, device=torch.device("cpu"))(0))
+    assert len(batches) == examples.steps_per_epoch()
+    rows = np.concatenate(examples.epoch_batches(0, 0))
+    assert sorted(rows.tolist()) == list(range(len(examples.targets)))
+    most = int(examples.row_targets.max())
+    trained = [int((t != -1).sum()) for _, t, _ in batches]
+    assert sum(trained) == examples.n_targets
+    assert all(abs(n - 64) <= most for n in trained), trained
+    cells = sum(h.numel() for h, _, _ in batches)
+    assert sum(int((h != -1).sum()) for h, _, _ in batches) >= 0.9 * cells  # padding under a tenth
+    assert np.array_equal(rows, np.concatenate(examples.epoch_batches(0, 0)))  # a resumed epoch: the same
+    assert not np.array_equal(rows, np.concatenate(examples.epoch_batches(0, 1)))

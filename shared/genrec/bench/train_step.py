@@ -11,11 +11,13 @@ launches, not by the GPU's arithmetic.
 
 from __future__ import annotations
 
+import itertools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from genrec.bench.quality import budget_config
@@ -63,9 +65,9 @@ def run_train_step_bench(
         examples = training_examples(split, cfg)
         examples_per_epoch = examples.n_targets  # the same items at every batch size
 
-        def step(model: TigerModel = model, opt: torch.optim.Optimizer = opt,
-                 examples: TrainingExamples = examples) -> torch.Tensor:
-            batch = examples.batch(torch.randint(0, len(examples.targets), (examples.rows_per_step,)), dev)
+        def step(model: TigerModel = model, opt: torch.optim.Optimizer = opt, examples: TrainingExamples = examples,
+                 rows: Iterator[np.ndarray] = itertools.cycle(examples.epoch_batches(0, 0))) -> torch.Tensor:
+            batch = examples.batch(next(rows), dev)  # the training's batches: their mix of history lengths
             return train_step(model, opt, loss_fn, batch, cfg.optim.grad_clip, dev)
 
         per_step = _seconds_per_call(step, seconds, dev)

@@ -4,7 +4,7 @@ benchmark shares): split -> item vectors -> Semantic IDs -> transformer -> bundl
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,51 +52,61 @@ def user_buckets(split: LeaveOneOutSplit, buckets: int) -> np.ndarray:
     return np.asarray([user_bucket(u, buckets) for u in split.user_ids], dtype=np.int64)
 
 
-def epoch_rows(n: int, batch_size: int, seed: int, epoch: int) -> Iterator[torch.Tensor]:
-    """The row indices of each batch of an epoch over ``n`` rows: shuffled, the same for a seed and epoch
-    (a resumed run sees the same order)."""
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1000 + epoch))
-    return iter(perm.split(batch_size))
-
-
-def _batches(tensors: tuple[torch.Tensor, ...], batch_size: int, seed: int, device: torch.device) -> Any:
-    """``batches(epoch)`` over rows of ``tensors``: each batch on ``device``."""
-    return lambda epoch: (tuple(t[rows].to(device, non_blocking=True) for t in tensors)
-                          for rows in epoch_rows(tensors[0].shape[0], batch_size, seed, epoch))
-
-
 @dataclass
 class TrainingExamples:
     """What the model trains on: ``histories [M, L]`` (left-padded) and their ``targets`` (``[M]``,
     the next item of a window; or, for the causal encoder, ``[M, L]``, the next item of each
-    position, pad where that row does not train it), the row's user bucket, and how many rows
-    a step takes so that it trains about ``batch_size`` targets either way."""
+    position, pad where that row does not train it), the row's user bucket, and about how many
+    targets a step trains (``batch_size``), whichever encoder."""
 
     histories: np.ndarray
     targets: np.ndarray
     users: np.ndarray
-    rows_per_step: int
+    batch_size: int
+
+    def __post_init__(self) -> None:
+        self.lengths = (self.histories != PAD_ITEM).sum(1)
+        trained = self.targets != PAD_ITEM
+        self.row_targets = trained.sum(1) if trained.ndim == 2 else trained.astype(np.int64)
 
     @property
     def n_targets(self) -> int:
-        return int((self.targets != PAD_ITEM).sum())
+        return int(self.row_targets.sum())
 
     def steps_per_epoch(self) -> int:
-        return -(-len(self.targets) // self.rows_per_step)
+        return -(-self.n_targets // self.batch_size)
 
-    def batch(self, rows: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, ...]:
-        """``rows`` as a batch (histories, targets, users) on ``device``; a batch of sequences drops
-        the columns where every row is padding (short sequences share a long row length)."""
-        h, t, u = (torch.as_tensor(a)[rows] for a in (self.histories, self.targets, self.users))
+    def epoch_batches(self, seed: int, epoch: int) -> list[np.ndarray]:
+        """The row indices of each batch of an epoch, the same for a seed and epoch (a resumed run sees
+        the same order). A batch holds rows of about one history length (rows are cut into batches in
+        order of length), so it is padded little: most histories are short (on Amazon Beauty a row
+        holds 6 of its 20 items in the mean) and a batch drawn at random pads every row to its longest.
+        Rows of a length come in a fresh random order each epoch, each batch trains about ``batch_size``
+        targets, and the batches come in random order."""
+        steps = self.steps_per_epoch()
+        if not steps:
+            return []
+        rng = np.random.default_rng([seed, epoch])
+        rows = rng.permutation(len(self.lengths))
+        rows = rows[np.argsort(self.lengths[rows], kind="stable")]
+        done = np.cumsum(self.row_targets[rows])
+        cuts = np.searchsorted(done, np.arange(1, steps) * (done[-1] / steps), side="right")
+        batches = [b for b in np.split(rows, cuts) if len(b)]
+        return [batches[i] for i in rng.permutation(len(batches))]
+
+    def batch(self, rows: np.ndarray, device: torch.device) -> tuple[torch.Tensor, ...]:
+        """``rows`` as a batch (histories, targets, users) on ``device``, without the columns where
+        every row is padding (both encoders place an item by its distance from the row's end)."""
+        h, t, u = (torch.as_tensor(a[rows]) for a in (self.histories, self.targets, self.users))
+        first = int((h != PAD_ITEM).any(0).int().argmax())
+        h = h[:, first:]
         if t.dim() == 2:
-            first = int((h != PAD_ITEM).any(0).int().argmax())
-            h, t = h[:, first:], t[:, first:]
+            t = t[:, first:]
         return tuple(x.to(device, non_blocking=True) for x in (h, t, u))
 
     def batches(self, seed: int, device: torch.device) -> Any:
-        """``batches(epoch)``: the epoch's batches, shuffled by ``seed`` and the epoch."""
-        return lambda epoch: (self.batch(rows, device)
-                              for rows in epoch_rows(len(self.targets), self.rows_per_step, seed, epoch))
+        """``batches(epoch)``: the epoch's batches (``epoch_batches``) on ``device``."""
+        return lambda epoch: (self.batch(rows, device) for rows in self.epoch_batches(seed, epoch))
 
 
 # The share of a causal row that a long sequence's next row re-reads as context: each trained
@@ -112,9 +122,7 @@ def training_examples(split: LeaveOneOutSplit, cfg: TrainConfig) -> TrainingExam
     else:
         hist, targets, owner = sliding_window_examples(split.train, cfg.max_history)
     users = user_buckets(split, cfg.model.user_buckets)[owner]
-    trained = max(int((targets != PAD_ITEM).sum()), 1)
-    rows_per_step = max(1, round(cfg.optim.batch_size * len(targets) / trained))
-    return TrainingExamples(hist, targets, users, rows_per_step)
+    return TrainingExamples(hist, targets, users, cfg.optim.batch_size)
 
 
 def _fit_or_resume_tokenizer(

@@ -24,6 +24,9 @@ from genrec.model.flops import flop_counter
 from genrec.training.config import OptimConfig
 
 MONITOR = "ndcg@10"
+# Every how-many steps of a sitting's first epoch the FLOP counter runs (its dispatch slows a step): a
+# sample of the epoch's mix of batches, of which the counted steps are a few percent of its time.
+FLOP_STRIDE = 8
 LossFn = Callable[[nn.Module, tuple[torch.Tensor, ...]], torch.Tensor]
 
 
@@ -36,8 +39,8 @@ class FitResult:
     resumed_after_epoch: int = 0  # epochs a checkpoint already held (trained in an earlier sitting)
     stopped_by: str = "epochs"  # epochs | patience | time (OptimConfig.max_minutes)
     steps_per_epoch: int = 0
-    # FLOPs of one step's forward and backward (genrec.model.flops), counted on this sitting's first
-    # step; None when it trained none
+    # FLOPs of a step's forward and backward (genrec.model.flops): the mean of every FLOP_STRIDE-th step
+    # of this sitting's first epoch (steps differ: batches group histories by length); None: it trained none
     flops_per_step: int | None = None
 
 
@@ -187,7 +190,7 @@ def fit(
     metrics_file = Path(metrics_path) if metrics_path else None
     if metrics_file:
         metrics_file.parent.mkdir(parents=True, exist_ok=True)
-    stopped_by, flops_per_step = "epochs", None
+    stopped_by, counted = "epochs", []  # FLOPs of the steps counted (FitResult.flops_per_step)
     for epoch in range(start_epoch, epochs):
         if bad >= cfg.patience:
             stopped_by = "patience"
@@ -204,11 +207,12 @@ def fit(
         for step, batch in enumerate(batches(epoch)):
             if step >= steps_per_epoch:
                 break
-            counter = flop_counter() if flops_per_step is None else contextlib.nullcontext()
+            count = epoch == start_epoch and step % FLOP_STRIDE == 0
+            counter = flop_counter() if count else contextlib.nullcontext()
             with counter:
                 loss = train_step(model, opt, loss_fn, batch, cfg.grad_clip, device)
-            if flops_per_step is None:
-                flops_per_step = counter.get_total_flops()
+            if count:
+                counted.append(counter.get_total_flops())
             sched.step()
             total += loss.float()
             n += 1
@@ -252,4 +256,5 @@ def fit(
         model.load_state_dict(best_state)
     model.eval()
     return FitResult(best_epoch + 1, best_metrics, history, time.perf_counter() - t0, resumed_after_epoch=start_epoch,
-                     stopped_by=stopped_by, steps_per_epoch=steps_per_epoch, flops_per_step=flops_per_step)
+                     stopped_by=stopped_by, steps_per_epoch=steps_per_epoch,
+                     flops_per_step=round(sum(counted) / len(counted)) if counted else None)

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from genrec.data.splits import LeaveOneOutSplit, pad_histories
 from genrec.evaluation.evaluate import evaluate_recommender
 from genrec.model.sasrec import SASRec
 from genrec.training.config import TrainConfig
-from genrec.training.generative import _batches, eval_subset, setup_torch
+from genrec.training.generative import TrainingExamples, eval_subset, setup_torch
 from genrec.training.loop import FitResult, fit
 
 
@@ -26,9 +25,12 @@ def train_sasrec(
     device = setup_torch(cfg)
     model = SASRec(split.n_items, cfg.sasrec).to(device)
     seq_in, seq_out = sasrec_training_pairs(split.train, cfg.max_history)
-    tensors = (torch.as_tensor(seq_in), torch.as_tensor(seq_out))
     ocfg = cfg.sasrec_optim
-    steps = -(-len(seq_in) // ocfg.batch_size)
+    # Its batch_size counts sequences: as many targets a step on the mean, in batches grouped by
+    # history length as the generative model's are.
+    per_sequence = (seq_out >= 0).sum() / max(len(seq_out), 1)
+    examples = TrainingExamples(seq_in, seq_out, np.zeros(len(seq_in), dtype=np.int64),
+                                batch_size=max(1, round(ocfg.batch_size * per_sequence)))
     sub = eval_subset(len(split.user_ids), ocfg.eval_users, cfg.seed)
     val_hist = pad_histories([split.valid_histories[i] for i in sub], cfg.max_history)
     val_tgt = split.valid_targets[sub]
@@ -39,7 +41,7 @@ def train_sasrec(
         )
 
     result = fit(
-        model, _batches(tensors, ocfg.batch_size, cfg.seed, device), steps,
+        model, examples.batches(cfg.seed, device), examples.steps_per_epoch(),
         lambda m, b: m.loss(b[0], b[1]), validate, ocfg, device, checkpoint_dir=checkpoint_dir,
         metrics_path=cfg.metrics_path, name="sasrec", progress=progress,
     )
