@@ -359,35 +359,34 @@ def test_a_config_that_states_its_epochs_trains_those_epochs() -> None:
     assert (again.epochs, again.min_steps, again.lr) == (3, 0, TrainConfig().optim.lr)
 
 
-def _skewed_examples(batch_size: int):
-    """Training rows of sequences of 3 items or more, most of them short (as real
-    catalogues' histories are), for the causal encoder and for the bidirectional one."""
+def _skewed_examples(encoder: str, batches: str):
+    """Training rows of sequences of 3 items or more, most of them short (as real catalogues' histories
+    are), batched ``batches`` for ``encoder``, about 64 targets a batch."""
     from genrec.data.splits import leave_one_out
     from genrec.data.synth import SynthConfig, generate_synthetic
     from genrec.training.generative import training_examples
 
     ds = generate_synthetic(SynthConfig(n_items=300, n_users=400, min_sequence_length=3, seed=5))
-    split = leave_one_out(ds, 20)
-    return {encoder: training_examples(split, TrainConfig.model_validate(
-        {"max_history": 20, "model": {"encoder": encoder}, "optim": {"batch_size": batch_size}}))
-        for encoder in ("causal", "bidirectional")}
+    cfg = {"max_history": 20, "model": {"encoder": encoder}, "optim": {"batch_size": 64, "batches": batches}}
+    return training_examples(leave_one_out(ds, 20), TrainConfig.model_validate(cfg))
 
 
 @pytest.mark.parametrize("encoder", ["causal", "bidirectional"])
-def test_an_epoch_trains_every_target_once_in_batches_of_about_the_batch_size_padded_little(encoder: str) -> None:
-    """Batches group rows of about one history length: a batch pads its rows to its longest, and a batch
-    drawn at random from histories mostly short pads most of its cells. Every row still comes once an
-    epoch, each batch about ``batch_size`` targets, in an order that changes with the epoch."""
-    examples = _skewed_examples(batch_size=64)[encoder]
-    batches = list(examples.batches(seed=0, device=torch.device("cpu"))(0))
-    assert len(batches) == examples.steps_per_epoch()
+@pytest.mark.parametrize("batches", ["random", "by_length"])
+def test_an_epoch_trains_every_target_once_in_batches_of_about_the_batch_size(encoder: str, batches: str) -> None:
+    """Every row comes once an epoch, each batch about ``batch_size`` targets, in an order that changes
+    with the epoch and is the same for a resumed one; ``by_length`` batches are padded little."""
+    examples = _skewed_examples(encoder, batches)
+    epoch = list(examples.batches(seed=0, device=torch.device("cpu"))(0))
+    assert len(epoch) == examples.steps_per_epoch()
     rows = np.concatenate(examples.epoch_batches(0, 0))
     assert sorted(rows.tolist()) == list(range(len(examples.targets)))
     most = int(examples.row_targets.max())
-    trained = [int((t != -1).sum()) for _, t, _ in batches]
+    trained = [int((t != -1).sum()) for _, t, _ in epoch]
     assert sum(trained) == examples.n_targets
     assert all(abs(n - 64) <= most for n in trained), trained
-    cells = sum(h.numel() for h, _, _ in batches)
-    assert sum(int((h != -1).sum()) for h, _, _ in batches) >= 0.9 * cells  # padding under a tenth
     assert np.array_equal(rows, np.concatenate(examples.epoch_batches(0, 0)))  # a resumed epoch: the same
     assert not np.array_equal(rows, np.concatenate(examples.epoch_batches(0, 1)))
+    # A random batch pads its rows to its longest, a by-length one to about their own length.
+    filled = sum(int((h != -1).sum()) for h, _, _ in epoch) / sum(h.numel() for h, _, _ in epoch)
+    assert filled >= 0.9 if batches == "by_length" else filled < 0.6, filled

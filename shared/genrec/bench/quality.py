@@ -469,7 +469,7 @@ def training_cost_lines(results: dict[str, Any]) -> list[str]:
         return []
     floor = any("floor_seconds" in c for c in costs.values())
     lines = ["", "Training steps against the compute floor (FLOPs of matrix products and attention, forward and "
-             "backward, counted on one step; validation time left out"
+             "backward, a step's mean over a sample of the first epoch's steps; validation time left out"
              + ("; floor = FLOPs / this CPU's best fp32 matrix-product rate on the threads used):" if floor
                 else "; no floor on a GPU yet):"), "",
              "| model | steps | train s | GFLOP per step | GFLOP/s achieved |"

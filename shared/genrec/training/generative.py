@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +63,9 @@ class TrainingExamples:
     targets: np.ndarray
     users: np.ndarray
     batch_size: int
+    by_length: bool = False  # OptimConfig.batches == "by_length" (epoch_batches)
+    lengths: np.ndarray = field(init=False)  # each row's real items
+    row_targets: np.ndarray = field(init=False)  # each row's trained targets
 
     def __post_init__(self) -> None:
         self.lengths = (self.histories != PAD_ITEM).sum(1)
@@ -78,17 +81,18 @@ class TrainingExamples:
 
     def epoch_batches(self, seed: int, epoch: int) -> list[np.ndarray]:
         """The row indices of each batch of an epoch, the same for a seed and epoch (a resumed run sees
-        the same order). A batch holds rows of about one history length (rows are cut into batches in
-        order of length), so it is padded little: most histories are short (on Amazon Beauty a row
-        holds 6 of its 20 items in the mean) and a batch drawn at random pads every row to its longest.
-        Rows of a length come in a fresh random order each epoch, each batch trains about ``batch_size``
-        targets, and the batches come in random order."""
+        the same order): rows in a fresh random order each epoch, cut into batches of about ``batch_size``
+        targets each. ``by_length``: rows of about one history length together
+        (the random order within a length), so a batch is padded little: most histories are short (on
+        Amazon Beauty a row holds 6 of its 20 items in the mean) and a random batch pads every row to its
+        longest. The batches come in random order either way."""
         steps = self.steps_per_epoch()
         if not steps:
             return []
         rng = np.random.default_rng([seed, epoch])
         rows = rng.permutation(len(self.lengths))
-        rows = rows[np.argsort(self.lengths[rows], kind="stable")]
+        if self.by_length:
+            rows = rows[np.argsort(self.lengths[rows], kind="stable")]
         done = np.cumsum(self.row_targets[rows])
         cuts = np.searchsorted(done, np.arange(1, steps) * (done[-1] / steps), side="right")
         batches = [b for b in np.split(rows, cuts) if len(b)]
@@ -122,7 +126,7 @@ def training_examples(split: LeaveOneOutSplit, cfg: TrainConfig) -> TrainingExam
     else:
         hist, targets, owner = sliding_window_examples(split.train, cfg.max_history)
     users = user_buckets(split, cfg.model.user_buckets)[owner]
-    return TrainingExamples(hist, targets, users, cfg.optim.batch_size)
+    return TrainingExamples(hist, targets, users, cfg.optim.batch_size, cfg.optim.batches == "by_length")
 
 
 def _fit_or_resume_tokenizer(

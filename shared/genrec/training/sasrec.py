@@ -26,11 +26,10 @@ def train_sasrec(
     model = SASRec(split.n_items, cfg.sasrec).to(device)
     seq_in, seq_out = sasrec_training_pairs(split.train, cfg.max_history)
     ocfg = cfg.sasrec_optim
-    # Its batch_size counts sequences: as many targets a step on the mean, in batches grouped by
-    # history length as the generative model's are.
+    # Its batch_size counts sequences: as many targets a step on the mean.
     per_sequence = (seq_out >= 0).sum() / max(len(seq_out), 1)
     examples = TrainingExamples(seq_in, seq_out, np.zeros(len(seq_in), dtype=np.int64),
-                                batch_size=max(1, round(ocfg.batch_size * per_sequence)))
+                                max(1, round(ocfg.batch_size * per_sequence)), ocfg.batches == "by_length")
     sub = eval_subset(len(split.user_ids), ocfg.eval_users, cfg.seed)
     val_hist = pad_histories([split.valid_histories[i] for i in sub], cfg.max_history)
     val_tgt = split.valid_targets[sub]
