@@ -39,7 +39,7 @@ class OptimConfig(BaseModel):
     # How an epoch's rows make batches (``TrainingExamples.epoch_batches``): "random", or "by_length", rows
     # of about one history length together (less padding: a step 0.8x the time for genrec on Amazon Beauty,
     # 0.67x for SASRec; but in session 43's two seeds each model's test NDCG@10 was level or lower, and
-    # genrec stopped early in one: quality-amazon-beauty-s43-by-length-*).
+    # genrec stopped early in one: quality-amazon-beauty-s43-by-length-*.md).
     batches: Literal["random", "by_length"] = "random"
     eval_users: int | None = None  # evaluate validation on a fixed random subset (speed)
     eval_batch_size: int = 256
