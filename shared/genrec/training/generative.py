@@ -82,10 +82,10 @@ class TrainingExamples:
     def epoch_batches(self, seed: int, epoch: int) -> list[np.ndarray]:
         """The row indices of each batch of an epoch, the same for a seed and epoch (a resumed run sees
         the same order): rows in a fresh random order each epoch, cut into batches of about ``batch_size``
-        targets each. ``by_length``: rows of about one history length together
-        (the random order within a length), so a batch is padded little: most histories are short (on
-        Amazon Beauty a row holds 6 of its 20 items in the mean) and a random batch pads every row to its
-        longest. The batches come in random order either way."""
+        targets each. ``by_length``: rows of about one history length together (in random order within
+        a length), so a batch is padded little: most histories are short (on Amazon Beauty a row holds 6 of
+        its 20 items in the mean) and a random batch pads every row to its longest. The batches come in
+        random order either way."""
         steps = self.steps_per_epoch()
         if not steps:
             return []

@@ -40,7 +40,7 @@ class FitResult:
     stopped_by: str = "epochs"  # epochs | patience | time (OptimConfig.max_minutes)
     steps_per_epoch: int = 0
     # FLOPs of a step's forward and backward (genrec.model.flops): the mean of every FLOP_STRIDE-th step
-    # of this sitting's first epoch (steps differ: batches group histories by length); None: it trained none
+    # of this sitting's first epoch (a step's FLOPs depend on its batch's rows); None: it trained none
     flops_per_step: int | None = None
 
 
