@@ -197,18 +197,17 @@ class Reranker(nn.Module):
 
     def _first_layer(self, level_codes: Sequence[torch.Tensor], item_codes: torch.Tensor) -> torch.Tensor:
         """The item tower's first layer ``[..., 2d]`` of items with codes ``item_codes [..., levels]``."""
-        rows, start, total = self.code_layer(level_codes), 0, self.item_tower[0].bias
+        rows, total = self.code_layer(level_codes), self.item_tower[0].bias
+        starts = [0, *itertools.accumulate(c.shape[0] for c in level_codes[:-1])]  # each level's first row
+        shape = (*item_codes.shape[:-1], rows.shape[1])
         if self.training:
             # One gather-and-sum, whose gradient costs a third of the index_adds below (a training step
             # builds the whole catalogue's vectors). Served graphs keep the plain gathers, which ONNX has.
-            starts = torch.tensor([0, *itertools.accumulate(c.shape[0] for c in level_codes[:-1])],
-                                  device=item_codes.device)
-            flat = (item_codes + starts).reshape(-1, len(level_codes))
-            return F.embedding_bag(flat, rows, mode="sum").view(*item_codes.shape[:-1], rows.shape[1]) + total
-        for level, codes in enumerate(level_codes):
+            flat = (item_codes + torch.tensor(starts, device=item_codes.device)).reshape(-1, len(starts))
+            return F.embedding_bag(flat, rows, mode="sum").view(shape) + total
+        for level, start in enumerate(starts):
             # index_select, not indexing: its gradient is an index_add, several times cheaper on CPU
-            picked = rows.index_select(0, item_codes[..., level].flatten() + start)
-            total, start = total + picked.view(*item_codes.shape[:-1], rows.shape[1]), start + codes.shape[0]
+            total = total + rows.index_select(0, item_codes[..., level].flatten() + start).view(shape)
         return total
 
     def _with_ids(self, vec: torch.Tensor, items: torch.Tensor | None) -> torch.Tensor:
