@@ -23,7 +23,7 @@ def export(
              "when the head adds top-k or more candidates of its own."),
     instances: int = typer.Option(1, "--instances", help="instance_group count."),
     check: bool = typer.Option(True, "--check/--no-check", help="Parity with eager PyTorch."),
-    max_items: int = typer.Option(2**24, "--max-items", help="ONNX/TensorRT: largest catalogue (trained + fed)."),
+    max_items: int = typer.Option(2**24, "--max-items", help="TensorRT: largest catalogue (trained + fed)."),
 ) -> None:
     """Export encoder + decoder + constrained beam search as ONE graph taking the code table as input."""
     from genrec.serving.export import export_repository

@@ -36,7 +36,7 @@ from genrec.serving.graph import (
 )
 from genrec.serving.parity import ParityCase, check_parity
 from genrec.serving.repository import MAX_BATCH_SIZE, write_repository
-from genrec.serving.runners import GRAPH_FILES, make_runner, trace_graph
+from genrec.serving.runners import GRAPH_FILES, graph_onnx, make_runner, trace_graph
 
 FORMATS = ("torchscript", "onnx", "tensorrt")
 
@@ -75,11 +75,13 @@ def trace_torchscript(graph: ServingGraph, example: tuple[torch.Tensor, ...], pa
     return path
 
 
-def export_onnx(
+def export_tensorrt_onnx(
     graph: ServingGraph, example: tuple[torch.Tensor, ...], path: Path, *, max_items: int = 2**24,
     max_excluded: int = 8192,
 ) -> Path:
-    """``torch.onnx.export(dynamo=True)`` with dynamic batch, length, exclusions and table size.
+    """The ONNX graph TensorRT builds its engine from: ``torch.onnx.export(dynamo=True)`` with dynamic
+    batch, length, exclusions and table size, each bounded. (ONNX Runtime serves ``graph_onnx``'s instead:
+    its int8 catalogue product is ``MatMulInteger``, which TensorRT does not parse.)
 
     ``max_items`` / ``max_excluded`` (history + exclude columns) are the graph's capacity, the
     bounds of its dynamic dimensions (TensorRT's optimisation profile takes them too). Written to
@@ -137,7 +139,8 @@ def export_repository(
 ) -> ExportReport:
     """Write ``out/genrec/{config.pbtxt, 1/model.py, 1/graph.*, 1/artifact/}``.
 
-    ``max_items`` bounds the catalogue (trained + fed) an ONNX / TensorRT graph can serve.
+    ``max_items`` bounds the catalogue (trained + fed) a TensorRT engine can serve (its optimisation
+    profile's); ONNX Runtime and TorchScript take a table of any size.
     """
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}")
@@ -158,13 +161,14 @@ def export_repository(
     onnx_path = version_dir / GRAPH_FILES["onnx"]
     if fmt == "torchscript":
         trace_torchscript(graph, example, version_dir / GRAPH_FILES["torchscript"])
+    elif fmt == "onnx":
+        onnx_path.write_bytes(graph_onnx(graph, example))
     else:
-        if table.n_items > max_items:
-            raise ValueError(f"the catalogue has {table.n_items} items, more than --max-items {max_items}")
-        export_onnx(graph, example, onnx_path, max_items=max_items)
-    if fmt == "tensorrt":
         from genrec.serving.tensorrt import build_engine
 
+        if table.n_items > max_items:
+            raise ValueError(f"the catalogue has {table.n_items} items, more than --max-items {max_items}")
+        export_tensorrt_onnx(graph, example, onnx_path, max_items=max_items)
         plan = version_dir / GRAPH_FILES["tensorrt"]
         build_engine(onnx_path, plan, art.level_sizes, fp16=True, max_items=max_items, log=log)
         write_capacity(plan, max_items=max_items, max_excluded=8192)

@@ -127,9 +127,15 @@ class ConvertedRunner:
 
 def converted_graph(eager: EagerRunner) -> bytes:
     """The eager graph as an ONNX model's bytes (``ConvertedRunner``)."""
-    levels = len(eager.art.level_sizes)
-    return onnx_bytes(eager.graph, eager.example(), input_names=list(input_names(levels)),
-                      output_names=list(OUTPUT_NAMES), dynamic_axes=dynamic_axes(levels))
+    return graph_onnx(eager.graph, eager.example())
+
+
+def graph_onnx(graph: torch.nn.Module, example: tuple[torch.Tensor, ...]) -> bytes:
+    """A serving graph as the ONNX model ONNX Runtime serves on the CPU (converted at load, or written by
+    ``genrec export --format onnx``): every size symbolic, the head's int8 catalogue product ``MatMulInteger``."""
+    levels = len(graph.level_sizes)
+    return onnx_bytes(graph, example, input_names=list(input_names(levels)), output_names=list(OUTPUT_NAMES),
+                      dynamic_axes=dynamic_axes(levels))
 
 
 def onnx_bytes(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...], **names: object) -> bytes:
