@@ -127,6 +127,19 @@ def test_train_and_bench_quality_smoke(tmp_path: Path, monkeypatch) -> None:
         "genrec, beams in generative order (head off)"]
     assert 0 <= beams["test"]["ndcg@10"] <= beams["test"]["recall@10"] <= 1
     assert (tmp_path / "warm-ckpt" / "tokenizer" / "tokenizer.pt").is_file()
+
+    # The cold-start table alone (it trains both models again without a tenth of the items): a fresh table,
+    # every model's row kept as it was.
+    before = json.loads((tmp_path / "r" / "quality-d.json").read_text())
+    res = runner.invoke(bench.app, ["quality", "--dataset", str(tmp_path / "d"), "--budget", "smoke",
+                                    "--out", str(tmp_path / "r"), "--models", "cold-start", "--config", str(headless)])
+    assert res.exit_code == 0, res.output
+    after = json.loads((tmp_path / "r" / "quality-d.json").read_text())
+    assert after["cold_start"]["hidden_items"] == 8 and "from_run" not in after["cold_start"]
+    assert {k: r["test"] for k, r in after["models"].items()} == {k: r["test"] for k, r in before["models"].items()}
+    res = runner.invoke(bench.app, ["quality", "--dataset", str(tmp_path / "d"), "--budget", "smoke",
+                                    "--out", str(tmp_path / "r"), "--models", "genrek"])
+    assert res.exit_code != 0 and "genrek" in res.output and "cold-start" in res.output
     get_settings.cache_clear()
 
 

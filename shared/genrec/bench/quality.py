@@ -153,8 +153,15 @@ def run_quality(
 ) -> dict[str, Any]:
     """Train and evaluate the models on one split; write json/md/png; return the results.
 
-    With ``cold_share`` > 0 (and every model run), the cold-start benchmark follows
-    (``genrec.bench.cold_start``): that share of the items hidden from a second training."""
+    With ``cold_share`` > 0 and every model run, or ``COLD_START`` among ``models``, the cold-start
+    benchmark follows (``genrec.bench.cold_start``): that share of the items hidden from a second
+    training. ``models`` of ``MODEL_KEYS`` and ``COLD_START``; rows of models not run are kept from the
+    last report."""
+    unknown = sorted(set(models) - {*MODEL_KEYS, COLD_START})
+    if unknown:
+        raise ValueError(f"unknown models {unknown}: choose from {[*MODEL_KEYS, COLD_START]}")
+    if models == (COLD_START,) and cold_share <= 0:
+        raise ValueError(f"models {COLD_START!r} alone needs a cold-start share above 0")
     t_start = time.perf_counter()
     cfg = budget_config(budget, config_path, seed, threads)
     if cfg.embeddings.cache_dir is None:
@@ -257,7 +264,7 @@ def run_quality(
             "validation_curve": validation_curve(fit_res.history),
             "training_cost": training_cost(fit_res.history, fit_res.steps_per_epoch, fit_res.flops_per_step, device),
         }
-    if cold_share > 0 and set(MODEL_KEYS) <= set(models):
+    if cold_share > 0 and (set(MODEL_KEYS) <= set(models) or COLD_START in models):
         _write(results, out, t_start, final=False)
         results["cold_start"] = run_cold_start(dataset, cfg, cold_share, device=device, progress=progress)
     _write(results, out, t_start, final=True)
@@ -345,6 +352,7 @@ def result_stem(dataset: str, seed: int = 0) -> str:
 
 
 MODEL_KEYS = {"mostpop": "MostPopular", "genrec": "genrec (generative retrieval)", "sasrec": "SASRec (full CE)"}
+COLD_START = "cold-start"  # in ``models``: the cold-start table, also without re-running the models above
 BEAM_ORDER_KEY = "genrec, beams in generative order (head off)"
 
 

@@ -58,7 +58,9 @@ def quality(
     seed: int = typer.Option(0, "--seed"),
     seeds: str | None = typer.Option(None, "--seeds", help="Several seeds, e.g. 0,1,2: a run each (resumable), "
                                                            "then their mean ± std (quality-<dataset>-seeds.*)."),
-    models: str = typer.Option("genrec,sasrec,mostpop", "--models", help="Comma-separated subset."),
+    models: str = typer.Option("genrec,sasrec,mostpop", "--models",
+                               help="Comma-separated subset; cold-start alone re-runs only the cold-start table "
+                                    "(the others' rows are kept)."),
     artifacts: Path | None = typer.Option(None, "--artifacts", help="Also save the genrec bundle here."),
     threads: int | None = typer.Option(None, "--threads", help="torch CPU threads (1 is faster on a busy box)."),
     fresh: bool = typer.Option(False, "--fresh", help="Ignore checkpoints of an earlier interrupted run."),
@@ -76,9 +78,12 @@ def quality(
     except ValueError:
         raise typer.BadParameter(f"not a comma-separated list of integers: {seeds!r}", param_hint="--seeds") from None
     for run_seed in runs:
-        results = run_quality(dataset, budget=budget, out_dir=out, config_path=config, seed=run_seed, models=chosen,
-                              artifacts_dir=artifacts, threads=threads, fresh=fresh,
-                              **({} if cold_start is None else {"cold_share": cold_start}))
+        try:
+            results = run_quality(dataset, budget=budget, out_dir=out, config_path=config, seed=run_seed,
+                                  models=chosen, artifacts_dir=artifacts, threads=threads, fresh=fresh,
+                                  **({} if cold_start is None else {"cold_share": cold_start}))
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--models") from None
         console.print(markdown_report(results))
         console.print(f"results in {out}/{result_stem(results['dataset'], run_seed)}.{{json,md,png}}")
     if seeds:
