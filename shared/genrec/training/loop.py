@@ -118,13 +118,15 @@ class _Checkpoints:
 
 def make_optimizer(model: nn.Module, cfg: OptimConfig, device: torch.device) -> torch.optim.AdamW:
     """AdamW, no weight decay on biases, norms and embeddings; fused on CUDA (one kernel for the
-    whole update: the unfused one was half of a GPU step's time, its launches)."""
+    whole update: the unfused one was half of a GPU step's time, its launches) and on the CPU (one
+    pass over each parameter instead of a dozen: a third of the unfused update's time, the same
+    values to rounding)."""
     decay, no_decay = [], []
     for pname, p in model.named_parameters():
         (no_decay if p.ndim < 2 or "emb" in pname or "bos" in pname else decay).append(p)
     return torch.optim.AdamW(
         [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=cfg.lr, fused=device.type == "cuda" or None,
+        lr=cfg.lr, fused=device.type in ("cuda", "cpu") or None,
     )
 
 
