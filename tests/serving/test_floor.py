@@ -89,7 +89,9 @@ def test_the_serving_report_sets_the_cpu_time_per_user_beside_the_floor() -> Non
     floor["gflops"]["1"], floor["floor"]["1"]["ms_per_user"] = 50.0, 2.5  # as if measured so
     results = {
         "budget": "smoke", "config": {"history_length": 8, "concurrency": 2, "instances": 2, "torch_threads": 1},
-        "concurrency": [],
+        "concurrency": [{"catalog": 200, "dynamic_batching": "on", "requests": 40, "p50_ms": 9, "p95_ms": 9,
+                         "p99_ms": 9, "users_per_s": 80, "mean_executed_batch": 2.0, "server_cpu_ms_per_user": 4.0,
+                         "client_cpu_ms_per_user": 0.5}],
         "machine": {"cpu": "test", "cores": 2, "memory_gb": 1, "gpu": None, "torch": torch.__version__,
                     "load_average_at_start": [0, 0, 0]},
         "model": {"kind": "tiny", "level_sizes": LEVELS, "top_k": 50, "beam_width": 20},
@@ -102,6 +104,8 @@ def test_the_serving_report_sets_the_cpu_time_per_user_beside_the_floor() -> Non
     assert "## Compute floor" in report and "| 1 | [4, 16] x [16, 24] | 50.0 |" in report
     # server CPU, the graph alone, the floor, then server / floor and graph / floor
     assert "| 200 | 1 | 10.0 | 5.0 | 2.5 | 4.0x | 2.0x | 50 |" in report
+    # under concurrent clients, the server's own CPU per user (and what one core of it serves) beside the clients'
+    assert "| 200 | on | 40 | 9 | 9 | 9 | 80 | 2.0 | 4.0 | 250.0 | 0.5 |" in report
 
 
 def test_the_graph_alone_is_timed_per_user_by_batch_size(tmp_path) -> None:

@@ -206,6 +206,7 @@ def concurrency_point(server: LocalServer, model: str, n_items: int, clients: in
             done += 1
 
     before = server.stats(model)
+    server_cpu, client_cpu = server.cpu_seconds(), _own_cpu_seconds()
     t0 = time.perf_counter()
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(clients)]
     for th in threads:
@@ -216,8 +217,20 @@ def concurrency_point(server: LocalServer, model: str, n_items: int, clients: in
     after = server.stats(model)
     out = _summary(lat, len(lat), seconds)
     executions = max(after[1] - before[1], 1)
-    out.update(clients=clients, mean_executed_batch=round((after[0] - before[0]) / executions, 2))
+    # The clients share the machine: the server's own CPU per user is what a replica with its cores
+    # to itself would spend (the capacity plan's input), the clients' what this benchmark adds.
+    out.update(clients=clients, mean_executed_batch=round((after[0] - before[0]) / executions, 2),
+               server_cpu_ms_per_user=round((server.cpu_seconds() - server_cpu) * 1000 / len(lat), 3),
+               client_cpu_ms_per_user=round((_own_cpu_seconds() - client_cpu) * 1000 / len(lat), 3))
     return out
+
+
+def _own_cpu_seconds() -> float:
+    """CPU time (user + system) so far of this process, whose threads are the load's clients."""
+    import psutil
+
+    times = psutil.Process().cpu_times()
+    return times.user + times.system
 
 
 # ------------------------------------------------------------------ driver
@@ -312,12 +325,16 @@ def markdown_report(results: dict[str, Any]) -> str:
                      f"{r['p99_ms']} | {r['users_per_s']} |")
     lines += [
         "", f"## {results['config']['concurrency']} concurrent clients, single-user requests", "",
-        "| catalogue | dynamic batching | requests | p50 ms | p95 ms | p99 ms | users/s | executed batch |",
-        "|---:|:---:|---:|---:|---:|---:|---:|---:|",
+        "| catalogue | dynamic batching | requests | p50 ms | p95 ms | p99 ms | users/s | executed batch | "
+        "server CPU ms/user | users/s per server core | clients' CPU ms/user |",
+        "|---:|:---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results["concurrency"]:
+        server_ms = r.get("server_cpu_ms_per_user")  # reports before session 44 lack it
+        per_core = round(1000 / server_ms, 1) if server_ms else "-"
         lines.append(f"| {r['catalog']:,} | {r['dynamic_batching']} | {r['requests']} | {r['p50_ms']} | "
-                     f"{r['p95_ms']} | {r['p99_ms']} | {r['users_per_s']} | {r['mean_executed_batch']} |")
+                     f"{r['p95_ms']} | {r['p99_ms']} | {r['users_per_s']} | {r['mean_executed_batch']} | "
+                     f"{server_ms or '-'} | {per_core} | {r.get('client_cpu_ms_per_user', '-')} |")
     return "\n".join(lines + floor_report(results)) + "\n"
 
 
