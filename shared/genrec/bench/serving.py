@@ -206,7 +206,7 @@ def concurrency_point(server: LocalServer, model: str, n_items: int, clients: in
             done += 1
 
     before = server.stats(model)
-    server_cpu, client_cpu = server.cpu_seconds(), _own_cpu_seconds()
+    server_cpu, client_cpu = server.cpu_seconds(), time.process_time()
     t0 = time.perf_counter()
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(clients)]
     for th in threads:
@@ -218,19 +218,12 @@ def concurrency_point(server: LocalServer, model: str, n_items: int, clients: in
     out = _summary(lat, len(lat), seconds)
     executions = max(after[1] - before[1], 1)
     # The clients share the machine: the server's own CPU per user is what a replica with its cores
-    # to itself would spend (the capacity plan's input), the clients' what this benchmark adds.
+    # to itself would spend (the capacity plan's input), the clients' (this process's threads) what this
+    # benchmark adds.
     out.update(clients=clients, mean_executed_batch=round((after[0] - before[0]) / executions, 2),
                server_cpu_ms_per_user=round((server.cpu_seconds() - server_cpu) * 1000 / len(lat), 3),
-               client_cpu_ms_per_user=round((_own_cpu_seconds() - client_cpu) * 1000 / len(lat), 3))
+               client_cpu_ms_per_user=round((time.process_time() - client_cpu) * 1000 / len(lat), 3))
     return out
-
-
-def _own_cpu_seconds() -> float:
-    """CPU time (user + system) so far of this process, whose threads are the load's clients."""
-    import psutil
-
-    times = psutil.Process().cpu_times()
-    return times.user + times.system
 
 
 # ------------------------------------------------------------------ driver

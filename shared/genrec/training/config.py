@@ -15,6 +15,8 @@ from genrec.model.generative import GenerativeConfig
 from genrec.model.sasrec import SASRecConfig
 from genrec.semantic.tokenizer import TokenizerConfig
 
+Batching = Literal["random", "by_length"]  # OptimConfig.batches
+
 
 class OptimConfig(BaseModel):
     epochs: int = 20
@@ -40,7 +42,7 @@ class OptimConfig(BaseModel):
     # of about one history length together (less padding: a step 0.8x the time for genrec on Amazon Beauty,
     # 0.67x for SASRec; but in session 43's two seeds each model's test NDCG@10 was level or lower, and
     # genrec stopped early in one: quality-amazon-beauty-s43-by-length-*.md).
-    batches: Literal["random", "by_length"] = "random"
+    batches: Batching = "random"
     eval_users: int | None = None  # evaluate validation on a fixed random subset (speed)
     eval_batch_size: int = 256
 

@@ -30,7 +30,7 @@ from genrec.model.generative import GenerativeRecommender, TigerModel, user_buck
 from genrec.model.rerank import rerank
 from genrec.semantic.tokenizer import SemanticIdTokenizer
 from genrec.training.bundle import TrainedBundle
-from genrec.training.config import TrainConfig
+from genrec.training.config import Batching, TrainConfig
 from genrec.training.loop import MONITOR, LossFn, fit, history_seconds, seed_everything
 
 
@@ -63,7 +63,7 @@ class TrainingExamples:
     targets: np.ndarray
     users: np.ndarray
     batch_size: int
-    by_length: bool = False  # OptimConfig.batches == "by_length" (epoch_batches)
+    batching: Batching = "random"  # how an epoch's rows make batches (OptimConfig.batches, epoch_batches)
     lengths: np.ndarray = field(init=False)  # each row's real items
     row_targets: np.ndarray = field(init=False)  # each row's trained targets
 
@@ -82,7 +82,7 @@ class TrainingExamples:
     def epoch_batches(self, seed: int, epoch: int) -> list[np.ndarray]:
         """The row indices of each batch of an epoch, the same for a seed and epoch (a resumed run sees
         the same order): rows in a fresh random order each epoch, cut into batches of about ``batch_size``
-        targets each. ``by_length``: rows of about one history length together (in random order within
+        targets each. ``batching="by_length"``: rows of about one history length together (in random order within
         a length), so a batch is padded little: most histories are short (on Amazon Beauty a row holds 6 of
         its 20 items in the mean) and a random batch pads every row to its longest. The batches come in
         random order either way."""
@@ -91,7 +91,7 @@ class TrainingExamples:
             return []
         rng = np.random.default_rng([seed, epoch])
         rows = rng.permutation(len(self.lengths))
-        if self.by_length:
+        if self.batching == "by_length":
             rows = rows[np.argsort(self.lengths[rows], kind="stable")]
         done = np.cumsum(self.row_targets[rows])
         cuts = np.searchsorted(done, np.arange(1, steps) * (done[-1] / steps), side="right")
@@ -126,7 +126,7 @@ def training_examples(split: LeaveOneOutSplit, cfg: TrainConfig) -> TrainingExam
     else:
         hist, targets, owner = sliding_window_examples(split.train, cfg.max_history)
     users = user_buckets(split, cfg.model.user_buckets)[owner]
-    return TrainingExamples(hist, targets, users, cfg.optim.batch_size, cfg.optim.batches == "by_length")
+    return TrainingExamples(hist, targets, users, cfg.optim.batch_size, cfg.optim.batches)
 
 
 def _fit_or_resume_tokenizer(

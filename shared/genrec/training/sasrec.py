@@ -29,7 +29,7 @@ def train_sasrec(
     # Its batch_size counts sequences: as many targets a step on the mean.
     per_sequence = (seq_out >= 0).sum() / max(len(seq_out), 1)
     examples = TrainingExamples(seq_in, seq_out, np.zeros(len(seq_in), dtype=np.int64),
-                                max(1, round(ocfg.batch_size * per_sequence)), ocfg.batches == "by_length")
+                                max(1, round(ocfg.batch_size * per_sequence)), ocfg.batches)
     sub = eval_subset(len(split.user_ids), ocfg.eval_users, cfg.seed)
     val_hist = pad_histories([split.valid_histories[i] for i in sub], cfg.max_history)
     val_tgt = split.valid_targets[sub]
