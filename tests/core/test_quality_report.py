@@ -50,3 +50,17 @@ def test_the_plot_shows_the_new_item_weight_trade(tmp_path) -> None:
                               "models": {CONTENT: scores(0.06, 0.03), GENREC: sweep[1]}}}
     plot_results(results, tmp_path / "q.png")
     assert (tmp_path / "q.png").stat().st_size > 1000
+
+
+def test_the_report_sets_each_models_validation_beside_its_test() -> None:
+    """A validation lead that shrinks at test is visible in the report (validation picks the epoch)."""
+    from genrec.bench.quality import validation_against_test_lines
+
+    results = {"models": {MODEL_KEYS["genrec"]: {"validation": {"ndcg@10": 0.072}, "test": {"ndcg@10": 0.052}},
+                          MODEL_KEYS["sasrec"]: {"validation": {"ndcg@10": 0.0675}, "test": {"ndcg@10": 0.0535}},
+                          MODEL_KEYS["mostpop"]: {"test": {"ndcg@10": 0.0055}}}}
+    (line,) = [x for x in validation_against_test_lines(results) if x]
+    assert f"{MODEL_KEYS['genrec']} 0.0720 -> 0.0520 (0.72x)" in line
+    assert f"{MODEL_KEYS['sasrec']} 0.0675 -> 0.0535 (0.79x)" in line
+    assert MODEL_KEYS["mostpop"] not in line  # no validation: nothing to set beside
+    assert validation_against_test_lines({"models": {MODEL_KEYS["mostpop"]: {"test": {"ndcg@10": 0.0055}}}}) == []

@@ -458,6 +458,7 @@ def markdown_report(results: dict[str, Any]) -> str:
                          f"{gen['rerank_weight']} x dense logit (the configured weight unless validation showed "
                          f"another better: `choose_weight`); "
                          f"the row `{BEAM_ORDER_KEY}` is the same candidates in generative order.")
+    lines += validation_against_test_lines(results)
     lines += training_cost_lines(results)
     cost = time_to_quality(results)
     if cost:
@@ -469,6 +470,20 @@ def markdown_report(results: dict[str, Any]) -> str:
     if results.get("cold_start"):
         lines += markdown_section(results["cold_start"])
     return "\n".join(lines) + "\n"
+
+
+def validation_against_test_lines(results: dict[str, Any], metric: str = "ndcg@10") -> list[str]:
+    """Each model's best validation score beside its test score: validation picks the epoch (and genrec's
+    head weight) on the second-last item of each history, test scores the last, so a model whose validation
+    lead does not carry over to test was fitted to the training period more than its rival."""
+    pairs = [(name, r["validation"][metric], r["test"][metric]) for name, r in results["models"].items()
+             if metric in (r.get("validation") or {}) and metric in r.get("test", {})]
+    if not pairs:
+        return []
+    return ["", f"Validation against test ({metric} at the best epoch; validation scores the second-last item, "
+                "on `eval_users` users where set): "
+            + "; ".join(f"{name} {val:.4f} -> {test:.4f} ({test / val:.2f}x)" if val else f"{name} 0 -> {test:.4f}"
+                        for name, val, test in pairs) + "."]
 
 
 def training_cost_lines(results: dict[str, Any]) -> list[str]:
