@@ -26,7 +26,7 @@ from genrec.serving.graph import (
 )
 from genrec.serving.parity import synthetic_extra_items
 from genrec.serving.repository import config_pbtxt
-from genrec.serving.runners import EagerRunner, converted_graph, make_runner, onnx_bytes
+from genrec.serving.runners import EagerRunner, graph_onnx, make_runner, onnx_bytes
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -303,7 +303,7 @@ def _converted(artifact: Path) -> tuple[EagerRunner, Any]:
     import onnx
 
     eager = EagerRunner(ServingArtifact.open(artifact), 50, None, torch.device("cpu"))
-    return eager, onnx.load_from_string(converted_graph(eager))
+    return eager, onnx.load_from_string(graph_onnx(eager.graph, eager.example()))
 
 
 def _readers(model: Any, constant: torch.Tensor) -> list[str]:

@@ -118,16 +118,11 @@ class ConvertedRunner:
     kind = "onnxruntime"
 
     def __init__(self, eager: EagerRunner) -> None:
-        self.onnx = OnnxRunner(converted_graph(eager), eager.device)
+        self.onnx = OnnxRunner(graph_onnx(eager.graph, eager.example()), eager.device)
         check_built_at_load(eager, self, "converted")
 
     def __call__(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.onnx(*inputs)
-
-
-def converted_graph(eager: EagerRunner) -> bytes:
-    """The eager graph as an ONNX model's bytes (``ConvertedRunner``)."""
-    return graph_onnx(eager.graph, eager.example())
 
 
 def graph_onnx(graph: torch.nn.Module, example: tuple[torch.Tensor, ...]) -> bytes:
