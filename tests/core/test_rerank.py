@@ -278,3 +278,55 @@ def test_content_shapes_the_trained_items_id_vectors_and_folds_into_a_head_witho
     reloaded = TigerModel.from_state_dict(cfg, levels, model.state_dict())
     torch.testing.assert_close(reloaded.reranker.item_vectors(reloaded.generator.level_code_vectors(), codes, items),
                                trained, rtol=0, atol=1e-5)
+
+
+def test_the_id_tower_adds_a_logit_of_ids_alone_trained_by_its_own_softmax() -> None:
+    """``id_tower``: a second user and item pair from item IDs alone (its own causal tower over the history's
+    ID vectors). A candidate's dense logit is the head's plus this pair's (an item added after training is there the
+    trained items' mean item, served or not); the loss is the head's cross-entropy plus this pair's own; saved weights
+    reload with it."""
+    torch.manual_seed(0)
+    levels, width = [4, 5, 6], 8
+    base = GenerativeConfig(d_model=16, n_heads=2, encoder_layers=1, decoder_layers=1, d_ff=32, max_history=5)
+    cfg = base.model_copy(update={"rerank": RerankConfig(id_tower=width)})
+    model = TigerModel(cfg, levels, id_items=30).eval()  # items 30-39: added after training
+    plain = TigerModel(base, levels, id_items=30).eval()  # the same head without the tower
+    plain.load_state_dict(model.state_dict(), strict=False)
+    head = model.reranker
+    codes = torch.stack([torch.randint(0, size, (40,)) for size in levels], 1)
+    history = torch.randint(0, 40, (3, 5))
+    history[0, :2] = -1
+    items = torch.arange(40).expand(3, -1)
+
+    ids, valid = head.id_tower_emb.weight, history >= 0
+    tower_items = torch.cat([ids, ids.mean(0).expand(10, -1)])  # as the tower sees items 0-39
+    tower_users = head.id_history(tower_items[history.clamp(min=0)] * width**0.5, valid)  # [3, 5, width]
+    tower = tower_users[:, -1] @ tower_items.T
+    with torch.no_grad():
+        got = model.dense_scores(None, history, items, codes)
+        torch.testing.assert_close(got, plain.dense_scores(None, history, items, codes) + tower, rtol=0, atol=1e-5)
+        # The whole catalogue, scanned as serving's catalogue scores are: the same logits.
+        user = model.dense_user(None, history, codes)
+        torch.testing.assert_close(head.catalogue_scores(user, model.generator.level_code_vectors(), codes), got,
+                                   rtol=0, atol=1e-5)
+        # Served: items 0-29 frozen, 30-39 built per call (fed since), their tower vector the frozen mean.
+        model.freeze_catalogue(codes[:30])
+        estimates = head.catalogue_scores(user, model.generator.level_code_vectors(), codes)
+        torch.testing.assert_close(head.exact_scores(user, items, estimates), got, rtol=0, atol=1e-5)
+        torch.testing.assert_close(model.dense_scores(None, history, items, codes), got, rtol=0, atol=1e-5)
+
+    targets, rows = torch.randint(0, 30, (6,)), torch.tensor([2, 3, 4, 7, 12, 14])
+    states = torch.randn(6, 16)
+    loss = head.loss(model.generator.level_code_vectors(), codes[:30], targets, states, history.clamp(max=29), rows)
+    own = plain.reranker.loss(plain.generator.level_code_vectors(), codes[:30], targets, states,
+                              history.clamp(max=29), rows)
+    clamped = history.clamp(max=29)
+    tower_all = head.id_history(ids[clamped.clamp(min=0)] * width**0.5, clamped >= 0).flatten(0, 1)[rows]
+    torch.testing.assert_close(loss, own + torch.nn.functional.cross_entropy(tower_all @ ids.T, targets))
+
+    reloaded = TigerModel.from_state_dict(base, levels, model.state_dict()).eval()
+    assert reloaded.reranker.id_width == width
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded.dense_scores(None, history, items, codes), got, rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match="id_tower needs"):
+        RerankConfig(id_tower=width, user_state="encoder")

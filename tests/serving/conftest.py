@@ -80,6 +80,16 @@ def history_rerank_bundle_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def id_tower_bundle_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """As ``history_rerank_bundle_dir``, with an ID tower beside the head (``id_tower``): user and item
+    vectors wider than the model, the tower's columns 0 for the items past the ID table."""
+    out = tmp_path_factory.mktemp("serving-artifacts") / "id-tower"
+    make_bundle(out, seed=4, id_items=140, rerank={"weight": 0.5, "item_ids": True, "user_state": "history",
+                                                         "catalogue_top": 20, "id_tower": 8})
+    return out
+
+
+@pytest.fixture(scope="session")
 def bundle_dir_v2(bundle_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("serving-artifacts") / "v2"
     make_bundle(out, seed=1)

@@ -122,7 +122,7 @@ def test_torchscript_export_parity_and_repository(bundle_dir: Path, tmp_path: Pa
 @pytest.mark.skipif(importlib.util.find_spec("onnxruntime") is None, reason="needs the `export` extra")
 # The history-reading head's graph holds the other head's (the same scan, plus the history tower); each
 # export costs ~25 s of the suite on 2 cores.
-@pytest.mark.parametrize("artifact", ["bundle_dir", "history_rerank_bundle_dir"])
+@pytest.mark.parametrize("artifact", ["bundle_dir", "history_rerank_bundle_dir", "id_tower_bundle_dir"])
 def test_onnx_export_parity(artifact: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
     """The production export (``genrec export --format onnx``) serves the eager graph's lists."""
     report = export_repository(request.getfixturevalue(artifact), "onnx", tmp_path / "repo", max_items=1024,
@@ -280,7 +280,7 @@ def test_auto_runner_prefers_the_exported_graph(bundle_dir: Path, tmp_path: Path
 
 
 @pytest.mark.parametrize("kind", ["traced", "onnxruntime"])
-@pytest.mark.parametrize("artifact", ["bundle_dir", "history_rerank_bundle_dir"])
+@pytest.mark.parametrize("artifact", ["bundle_dir", "history_rerank_bundle_dir", "id_tower_bundle_dir"])
 def test_the_graph_traced_or_converted_at_load_answers_as_the_eager_one(
     artifact: str, kind: str, request: pytest.FixtureRequest
 ) -> None:

@@ -348,8 +348,8 @@ class TigerModel(nn.Module):
     ) -> TigerModel:
         """A model holding saved weights (an artifact's ``model.pt``, a checkpoint's ``model``);
         whether it has a re-ranker (weights saved before the head was the default have none and a
-        config without the key), the size of its ID table, where its user vector comes from and the
-        kind of encoder are read from them."""
+        config without the key), the size of its ID table, where its user vector comes from, the width of
+        its ID tower and the kind of encoder are read from them."""
         renamed = dict(state)
         _rename_flat_keys(renamed, "")
         update: dict[str, Any] = {"encoder": "causal" if "generator.distance_bias" in renamed else "bidirectional"}
@@ -357,7 +357,9 @@ class TigerModel(nn.Module):
             update["rerank"] = None
         elif config.rerank is not None:
             reads = any(k.startswith("reranker.history.") for k in renamed)
-            update["rerank"] = config.rerank.model_copy(update={"user_state": "history" if reads else "encoder"})
+            tower = renamed.get("reranker.id_tower_emb.weight")
+            update["rerank"] = config.rerank.model_copy(update={"user_state": "history" if reads else "encoder",
+                                                                "id_tower": 0 if tower is None else tower.shape[1]})
         config = config.model_copy(update=update)
         ids = renamed.get("reranker.item_id_emb.weight")
         model = cls(config, level_sizes, id_items=0 if ids is None else int(ids.shape[0]))

@@ -36,7 +36,7 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 from torch import nn
 
 from genrec.config import MAX_HISTORY
@@ -103,6 +103,21 @@ class RerankConfig(BaseModel):
     # 20 serves beside the head's 50 held the target as often as a beam of 50's, at about half
     # the decode (quality-served-beam-s33.md).
     beam_width: int = Field(default=20, ge=1)
+    # A second pair of user and item vectors of this width (0: none), from item IDs alone: the items'
+    # own ID vectors, and a causal tower of its own (as the history tower, its input scaled by
+    # sqrt(width) as SASRec's) over the history's. Trained with its own softmax over the catalogue;
+    # its logit is added to the head's. The two rank differently: the head of an Amazon Beauty model and
+    # a separately trained SASRec shared 20 % of their top 10, and their summed log-probabilities scored
+    # test NDCG@10 0.0568 against 0.0459 and 0.0509 apart (bench/results/quality-id-tower-s46.md).
+    # An item added after training has no ID: here it is the trained items' mean (an average item), and its
+    # codes decide. Needs ``item_ids`` and the history.
+    id_tower: int = Field(default=0, ge=0)
+
+    @model_validator(mode="after")
+    def _id_tower_reads_history(self) -> RerankConfig:
+        if self.id_tower and (self.user_state != "history" or not self.item_ids):
+            raise ValueError("id_tower needs item_ids = true and user_state = 'history' (it reads the history's IDs)")
+        return self
 
 
 class HistoryTower(nn.Module):
@@ -142,7 +157,10 @@ class Reranker(nn.Module):
         self.config = config
         self.id_items = int(id_items)
         self.weight = float(config.weight)
-        d = d_model
+        self.d_model = d = d_model
+        # The ID tower's width (``RerankConfig.id_tower``; none without an ID table): user and item vectors
+        # are the head's d columns, then these.
+        self.id_width = int(config.id_tower) if self.id_items else 0
         # Concatenated (not summed) code embeddings through an MLP, so levels interact.
         self.item_tower = nn.Sequential(nn.Linear(n_levels * d, 2 * d), nn.GELU(), nn.Linear(2 * d, d))
         if config.user_state == "history":
@@ -154,13 +172,21 @@ class Reranker(nn.Module):
             self.item_id_emb = nn.Embedding(self.id_items, d)
             nn.init.zeros_(self.item_id_emb.weight)  # a warm start begins from the code-only head
         self.content_proj: nn.Linear | None = None  # training only (``attach_content``)
-        # The trained items' vectors, once frozen (``freeze_catalogue``) ``[N0, d]``, and for the int8 product
-        # the same one column per item ``[d, N0]`` over each item's scale ``[N0]``. Not saved with the weights.
-        self.register_buffer("frozen_rows", torch.zeros(0, d), persistent=False)
-        self.register_buffer("frozen_int8", torch.zeros(d, 0, dtype=torch.int8), persistent=False)
+        if self.id_width:
+            self.id_tower_emb = nn.Embedding(self.id_items, self.id_width)
+            nn.init.normal_(self.id_tower_emb.weight, std=0.02)
+            self.id_history = HistoryTower(self.id_width, config.history_layers, config.history_heads,
+                                           config.history_dropout, window)
+        width = d + self.id_width
+        # The trained items' vectors, once frozen (``freeze_catalogue``) ``[N0, width]``, and for the int8 product
+        # the same one column per item ``[width, N0]`` over each item's scale ``[N0]``. Not saved with the weights.
+        self.register_buffer("frozen_rows", torch.zeros(0, width), persistent=False)
+        self.register_buffer("frozen_int8", torch.zeros(width, 0, dtype=torch.int8), persistent=False)
         self.register_buffer("frozen_scales", torch.zeros(0), persistent=False)
-        # And its item tower's first layer of every code (``code_layer``), frozen with them.
+        # And its item tower's first layer of every code (``code_layer``) and the ID tower's mean item, frozen with
+        # them.
         self.register_buffer("frozen_code_layer", torch.zeros(0, 2 * d), persistent=False)
+        self.register_buffer("frozen_tower_mean", torch.zeros(0), persistent=False)
 
     # ------------------------------------------------------------ the weight
     def set_weight(self, weight: float) -> None:
@@ -178,11 +204,12 @@ class Reranker(nn.Module):
     def item_vectors(
         self, level_codes: Sequence[torch.Tensor], item_codes: torch.Tensor, items: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """Item vectors ``[..., d]`` of items with codes ``item_codes [..., levels]`` (item indices ``items``)
-        from each level's code vectors ``level_codes`` (``[V_l, d]``). The item tower's first layer is linear
+        """Item vectors ``[..., d (+ id_width)]`` of items with codes ``item_codes [..., levels]`` (item indices
+        ``items``) from each level's code vectors ``level_codes`` (``[V_l, d]``). The item tower's first layer is linear
         in each code's vector, so it is applied to each code (``code_layer``) and gathered per item: applied
         per item it was over half of a training step's arithmetic (12k items against a few hundred codes).
-        Items the ID table does not know (added after training, or no ``items``) get their codes' vector."""
+        Items the ID table does not know (added after training, or no ``items``) get their codes' vector (and in
+        the ID tower's columns the trained items' mean)."""
         _, act, last = self.item_tower
         return self._with_ids(last(act(self._first_layer(level_codes, item_codes))), items)
 
@@ -211,9 +238,18 @@ class Reranker(nn.Module):
         return total
 
     def _with_ids(self, vec: torch.Tensor, items: torch.Tensor | None) -> torch.Tensor:
+        """Code vectors ``vec [..., d]`` plus the ID vectors of ``items`` the ID table knows; with an ID tower, its
+        vectors beside them ``[..., width]``, the trained items' mean for an item it does not know (new items
+        score as an average trained item there, and their codes decide)."""
+        known = None
         if self.id_items and items is not None:
-            known = (items < self.id_items)[..., None]
-            vec = vec + torch.where(known, self._id_vectors(items.clamp(max=self.id_items - 1)), torch.zeros_like(vec))
+            known, seen = (items < self.id_items)[..., None], items.clamp(max=self.id_items - 1)
+            vec = vec + torch.where(known, self._id_vectors(seen), torch.zeros_like(vec))
+        if self.id_width:
+            mean = self.tower_mean()
+            tower = mean.expand(*vec.shape[:-1], -1) if known is None else torch.where(
+                known, self.id_tower_emb(seen), mean)
+            vec = torch.cat([vec, tower], -1)
         return vec
 
     def _id_vectors(self, items: torch.Tensor) -> torch.Tensor:
@@ -221,6 +257,11 @@ class Reranker(nn.Module):
         if self.content_proj is not None:
             ids = ids + self.content_proj(self.content[items])
         return ids
+
+    def tower_mean(self) -> torch.Tensor:
+        """The ID tower's vector ``[id_width]`` of an item it does not know: its trained items' mean (frozen
+        with the catalogue for serving, where the table can hold a million items)."""
+        return self.frozen_tower_mean if self.frozen_tower_mean.shape[0] else self.id_tower_emb.weight.mean(0)
 
     def attach_content(self, vectors: torch.Tensor) -> None:
         """Training with ``id_content``: the trained items' content vectors ``[id_items, E]`` (row i: item i),
@@ -252,10 +293,19 @@ class Reranker(nn.Module):
                     valid: torch.Tensor | None = None) -> torch.Tensor:
         """The user's vector ``[B, d]``: from the encoder state at the most recent item (``memory``,
         histories left-padded) or, with a history tower, from ``history_vectors [B, L, d]`` of the
-        items where ``valid``. An empty history gives the zero vector: every dense logit 0."""
+        items where ``valid`` (with an ID tower, its columns read by that tower). An empty history gives the zero
+        vector: every dense logit 0."""
         if self.history is None:
             return self.user_tower(memory[:, -1])
-        return self.history(history_vectors, valid)[:, -1] * valid.any(1, keepdim=True)
+        return self._user_states(history_vectors, valid)[:, -1] * valid.any(1, keepdim=True)
+
+    def _user_states(self, history_vectors: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """The history tower's state (and the ID tower's beside it) at each position ``[B, L, width]``."""
+        d = self.d_model
+        states = self.history(history_vectors[..., :d], valid)
+        if self.id_width:
+            states = torch.cat([states, self.id_history(history_vectors[..., d:] * self.id_width**0.5, valid)], -1)
+        return states
 
     def scores(
         self, user: torch.Tensor, level_codes: Sequence[torch.Tensor], item_codes: torch.Tensor, items: torch.Tensor
@@ -300,11 +350,13 @@ class Reranker(nn.Module):
         weights no longer change (serving). ``chunk`` items at a time (a million items' hidden layer at
         once would take gigabytes). Tables passed later must start with these items (the code feed only
         appends)."""
-        if level_codes[0].shape[1] * 63 * 127 >= 2**24:
-            raise ValueError("int8 estimates need d_model <= 2096 (their integer sums exact in fp32)")
+        if (self.d_model + self.id_width) * 63 * 127 >= 2**24:
+            raise ValueError("int8 estimates need d_model + id_tower <= 2096 (their integer sums exact in fp32)")
         items = torch.arange(item_codes.shape[0], device=item_codes.device)
         self.frozen_code_layer = self.frozen_code_layer[:0]  # from this model's weights, not a previous freeze
         self.frozen_code_layer = self.code_layer(level_codes)
+        if self.id_width:
+            self.frozen_tower_mean = self.id_tower_emb.weight.mean(0)
         parts = [self.item_vectors(level_codes, codes, ids)
                  for codes, ids in zip(item_codes.split(chunk), items.split(chunk), strict=True)]
         self.frozen_rows = torch.cat(parts).contiguous() if parts else self.frozen_rows[:0]
@@ -320,13 +372,12 @@ class Reranker(nn.Module):
         2·levels·d adds and a 2d-long dot product per item and user."""
         _, act, last = self.item_tower
         hidden = self._first_layer(level_codes, item_codes)
-        scores = (user @ last.weight) @ act(hidden).T + (user @ last.bias)[:, None]
+        head = user[:, :self.d_model]
+        scores = (head @ last.weight) @ act(hidden).T + (head @ last.bias)[:, None]
         if self.id_items:
             # the items' indices, n traced as a shape (not a constant)
             items = torch.cumsum(torch.ones_like(item_codes[:, 0]), 0) - 1 + first
-            known = (items < self.id_items)[:, None]
-            ids = torch.where(known, self.item_id_emb(items.clamp(max=self.id_items - 1)), torch.zeros_like(user[:1]))
-            scores = scores + user @ ids.T
+            scores = scores + user @ self._with_ids(torch.zeros_like(head[:1]), items).T
         return scores.float()
 
     # ------------------------------------------------------------ training
@@ -337,20 +388,30 @@ class Reranker(nn.Module):
         """Softmax cross-entropy of ``targets [T]`` against the whole catalogue ``item_codes [N, levels]``
         (row i = item i; ``level_codes``: each level's code vectors ``[V_l, d]``). The users are the flat
         positions ``rows`` of ``history [B, L]`` (row ``b * L + t``: after the t-th item of history b),
-        whose encoder states are ``states [T, d]``."""
+        whose encoder states are ``states [T, d]``. With an ID tower, the sum of each part's own cross-entropy:
+        trained as one softmax, each part would learn what the other misses, and they would rank alike."""
         n = item_codes.shape[0]
         items = torch.arange(n, device=item_codes.device)
+        shown = items
         if self.training and self.id_items and self.config.id_dropout > 0:
             # Hide some items' IDs each step, so the code-only vector of a new item is trained too.
             hidden = torch.rand(n, device=items.device) < self.config.id_dropout
-            items = torch.where(hidden, torch.full_like(items, self.id_items), items)
-        vectors = self.item_vectors(level_codes, item_codes, items)  # [N, d]
+            shown = torch.where(hidden, torch.full_like(items, self.id_items), items)
+        vectors = self.item_vectors(level_codes, item_codes, shown)  # [N, width]
+        if self.id_width:  # the head's IDs hidden, never the ID tower's own
+            vectors = torch.cat([vectors[:, :self.d_model], self.id_tower_emb(items)], 1)
         if self.history is None:
             users = self.user_tower(states)
         else:
             seq = vectors.index_select(0, history.clamp(min=0).flatten()).view(*history.shape, -1)
-            users = self.history(seq, history >= 0).flatten(0, 1).index_select(0, rows)
-        return F.cross_entropy((users @ vectors.T).float(), targets)
+            users = self._user_states(seq, history >= 0).flatten(0, 1).index_select(0, rows)
+        return sum(F.cross_entropy((u @ v.T).float(), targets)
+                   for u, v in zip(users.split(self.part_widths, 1), vectors.split(self.part_widths, 1), strict=True))
+
+    @property
+    def part_widths(self) -> list[int]:
+        """The columns of each part of a user or item vector: the head's, then the ID tower's."""
+        return [self.d_model, self.id_width] if self.id_width else [self.d_model]
 
     # ------------------------------------------------------------ inference
     def rerank(
