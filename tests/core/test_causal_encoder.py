@@ -53,7 +53,7 @@ def test_one_pass_over_a_row_encodes_each_position_as_its_history_alone(user_sta
     if user_state == "history":  # the tower's state at each position is the one serving computes
         vectors = model.reranker.item_vectors(model.generator.level_code_vectors(), codes, torch.arange(ITEMS))
         rows_t = torch.as_tensor(rows)
-        tower = model.reranker.history(vectors[rows_t.clamp(min=0)], rows_t >= 0)[torch.as_tensor(targets) >= 0]
+        tower = model.reranker.user_states(vectors[rows_t.clamp(min=0)], rows_t >= 0)[torch.as_tensor(targets) >= 0]
         assert torch.allclose(tower, model.dense_user(served, alone_hist, codes), atol=1e-5)
     # so the loss of every position from one pass is the loss of each history on its own
     per_row = model.loss(torch.as_tensor(rows), torch.as_tensor(targets), codes, users)
@@ -81,7 +81,7 @@ def test_the_history_tower_sees_nothing_after_a_position_and_each_layer_at_most_
     vectors = model.reranker.item_vectors(model.generator.level_code_vectors(), codes, torch.arange(ITEMS))
 
     def states(history: torch.Tensor) -> torch.Tensor:
-        return model.reranker.history(vectors[history], history >= 0)
+        return model.reranker.user_states(vectors[history], history >= 0)  # the ID tower's beside
 
     history = torch.tensor([[1, 2, 3, 4, 5, 6]])
     base = states(history)

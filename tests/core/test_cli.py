@@ -116,7 +116,7 @@ def test_train_and_bench_quality_smoke(tmp_path: Path, monkeypatch) -> None:
     assert [x["epoch"] for x in lines if x["model"] == "genrec-warm"] == [1]
     gen = json.loads((tmp_path / "r" / "quality-d.json").read_text())["models"]["genrec (generative retrieval)"]
     assert gen["warm_start"]["source_epochs"] == 3 and gen["warm_start"]["new_parameters"] == [
-        "history", "item_id_emb", "item_tower"]
+        "history", "id_history", "id_tower_emb", "item_id_emb", "item_tower"]
     assert gen["train_seconds"] >= gen["warm_start"]["source_train_seconds"] > 0
     report = (tmp_path / "r" / "quality-d.md").read_text()
     assert "Warm start: 1 epochs from the 3-epoch run" in report and "weights averaged" in report

@@ -101,7 +101,8 @@ def test_training_builds_the_catalogue_as_the_item_tower_builds_each_item() -> N
     the same loss and gradients, as the tower applied to each item's code vectors."""
     torch.manual_seed(0)
     levels = [4, 5, 6]
-    cfg = GenerativeConfig(d_model=16, n_heads=2, encoder_layers=1, decoder_layers=1, d_ff=32)
+    cfg = GenerativeConfig(d_model=16, n_heads=2, encoder_layers=1, decoder_layers=1, d_ff=32,
+                           rerank=RerankConfig(id_tower=0))  # the head alone (the ID tower: its own test)
     model = TigerModel(cfg, levels, id_items=30)  # items 30-39: added after training, codes alone
     torch.nn.init.normal_(model.reranker.item_id_emb.weight)  # zeros at construction
     codes = torch.stack([torch.randint(0, size, (40,)) for size in levels], 1)
@@ -248,7 +249,7 @@ def test_content_shapes_the_trained_items_id_vectors_and_folds_into_a_head_witho
     torch.manual_seed(0)
     levels = [4, 5, 6]
     cfg = GenerativeConfig(d_model=16, n_heads=2, encoder_layers=1, decoder_layers=1, d_ff=32,
-                           rerank=RerankConfig(id_content=True))
+                           rerank=RerankConfig(id_content=True, id_tower=0))
     model = TigerModel(cfg, levels, id_items=30)  # items 30-39: added after training
     plain_keys = set(model.state_dict())
     with pytest.raises(ValueError, match="one row per trained item"):
@@ -290,7 +291,8 @@ def test_the_id_tower_adds_a_logit_of_ids_alone_trained_by_its_own_softmax() -> 
     base = GenerativeConfig(d_model=16, n_heads=2, encoder_layers=1, decoder_layers=1, d_ff=32, max_history=5)
     cfg = base.model_copy(update={"rerank": RerankConfig(id_tower=width)})
     model = TigerModel(cfg, levels, id_items=30).eval()  # items 30-39: added after training
-    plain = TigerModel(base, levels, id_items=30).eval()  # the same head without the tower
+    plain = TigerModel(base.model_copy(update={"rerank": RerankConfig(id_tower=0)}), levels, id_items=30).eval()
+    # ^ the same head without the tower
     plain.load_state_dict(model.state_dict(), strict=False)
     head = model.reranker
     codes = torch.stack([torch.randint(0, size, (40,)) for size in levels], 1)

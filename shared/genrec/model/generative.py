@@ -343,6 +343,12 @@ class TigerModel(nn.Module):
         self.register_load_state_dict_pre_hook(_upgrade_older_weights)
 
     @classmethod
+    def for_catalogue(cls, config: GenerativeConfig, level_sizes: Sequence[int], n_items: int) -> TigerModel:
+        """A new model for a catalogue of ``n_items``: with the head's item IDs (``item_ids``), a row for each."""
+        head = config.rerank
+        return cls(config, level_sizes, id_items=n_items if head is not None and head.item_ids else 0)
+
+    @classmethod
     def from_state_dict(
         cls, config: GenerativeConfig, level_sizes: Sequence[int], state: dict[str, Any]
     ) -> TigerModel:

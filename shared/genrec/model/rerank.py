@@ -14,6 +14,10 @@ a small causal transformer of its own (SASRec-like, more dropout than the genera
 history's item vectors, tied to the items it scores. The two retrievers then share only the code
 table, and their errors differ more. ``user_state = "encoder"`` takes the encoder's state instead.
 
+Beside the head's vectors, an ID tower (``id_tower``, on by default) adds a user and item pair of its own from
+item IDs alone, trained with its own softmax; its logit is added to the head's (user and item vectors are the
+head's columns, then the tower's), so everything that scores a vector product serves it unchanged.
+
 With ``catalogue_top`` M the head is a retriever too: its own best M items of the whole catalogue
 join the final beam (``TigerModel.scored_beam``), so an item the beam missed can still be ranked.
 Training scores every item per call (``catalogue_scores``: the weights change each step); a served
@@ -108,15 +112,18 @@ class RerankConfig(BaseModel):
     # sqrt(width) as SASRec's) over the history's. Trained with its own softmax over the catalogue;
     # its logit is added to the head's. The two rank differently: the head of an Amazon Beauty model and
     # a separately trained SASRec shared 20 % of their top 10, and their summed log-probabilities scored
-    # test NDCG@10 0.0568 against 0.0459 and 0.0509 apart (bench/results/quality-id-tower-s46.md).
-    # An item added after training has no ID: here it is the trained items' mean (an average item), and its
-    # codes decide. Needs ``item_ids`` and the history.
-    id_tower: int = Field(default=0, ge=0)
+    # test NDCG@10 0.0568 against 0.0459 and 0.0509 apart; trained in, Beauty's test NDCG@10 went from
+    # 0.0520 to 0.0600 (bench/results/quality-id-tower-s46.md). An item added after training has no ID:
+    # here it is the trained items' mean (an average item), and its codes decide. It reads the history's
+    # IDs, so a head without either has none (set explicitly there, an error).
+    id_tower: int = Field(default=64, ge=0)
 
     @model_validator(mode="after")
     def _id_tower_reads_history(self) -> RerankConfig:
         if self.id_tower and (self.user_state != "history" or not self.item_ids):
-            raise ValueError("id_tower needs item_ids = true and user_state = 'history' (it reads the history's IDs)")
+            if "id_tower" in self.model_fields_set:
+                raise ValueError("id_tower needs item_ids = true and user_state = 'history' (it reads their IDs)")
+            self.id_tower = 0
         return self
 
 
@@ -297,9 +304,9 @@ class Reranker(nn.Module):
         vector: every dense logit 0."""
         if self.history is None:
             return self.user_tower(memory[:, -1])
-        return self._user_states(history_vectors, valid)[:, -1] * valid.any(1, keepdim=True)
+        return self.user_states(history_vectors, valid)[:, -1] * valid.any(1, keepdim=True)
 
-    def _user_states(self, history_vectors: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    def user_states(self, history_vectors: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         """The history tower's state (and the ID tower's beside it) at each position ``[B, L, width]``."""
         d = self.d_model
         states = self.history(history_vectors[..., :d], valid)
@@ -404,7 +411,7 @@ class Reranker(nn.Module):
             users = self.user_tower(states)
         else:
             seq = vectors.index_select(0, history.clamp(min=0).flatten()).view(*history.shape, -1)
-            users = self._user_states(seq, history >= 0).flatten(0, 1).index_select(0, rows)
+            users = self.user_states(seq, history >= 0).flatten(0, 1).index_select(0, rows)
         return sum(F.cross_entropy((u @ v.T).float(), targets)
                    for u, v in zip(users.split(self.part_widths, 1), vectors.split(self.part_widths, 1), strict=True))
 

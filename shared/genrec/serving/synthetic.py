@@ -59,7 +59,7 @@ def make_artifact(
     out.mkdir(parents=True, exist_ok=True)
     cfg = GenerativeConfig.model_validate({"max_history": max_history, "dropout": 0.0, **(model or {})})
     torch.manual_seed(seed)
-    tiger = TigerModel(cfg, list(level_sizes)).eval()
+    tiger = TigerModel.for_catalogue(cfg, list(level_sizes), n_items).eval()  # as training builds it
     torch.save(tiger.state_dict(), out / "model.pt")
     np.save(out / "item_codes.npy", random_unique_codes(n_items, level_sizes, seed))
     (out / "item_ids.json").write_text(json.dumps([f"item-{i}" for i in range(n_items)]))

@@ -197,10 +197,8 @@ def new_model(
 ) -> TigerModel:
     """The model to train on a catalogue of ``n_items``: with item IDs, one ID row per item known now;
     with ``id_content``, their content vectors ``content() [n_items, E]`` attached (``Reranker.attach_content``)."""
-    head = cfg.model.rerank
-    id_items = n_items if head is not None and head.item_ids else 0
-    model = TigerModel(cfg.model, level_sizes, id_items=id_items)
-    if id_items and head.id_content:
+    model = TigerModel.for_catalogue(cfg.model, level_sizes, n_items)
+    if model.reranker is not None and model.reranker.id_items and cfg.model.rerank.id_content:
         model.reranker.attach_content(content())
     return model
 
