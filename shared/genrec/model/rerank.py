@@ -217,6 +217,12 @@ class Reranker(nn.Module):
         per item it was over half of a training step's arithmetic (12k items against a few hundred codes).
         Items the ID table does not know (added after training, or no ``items``) get their codes' vector (and in
         the ID tower's columns the trained items' mean)."""
+        return self._beside_tower(self._head_vectors(level_codes, item_codes, items), items)
+
+    def _head_vectors(
+        self, level_codes: Sequence[torch.Tensor], item_codes: torch.Tensor, items: torch.Tensor | None
+    ) -> torch.Tensor:
+        """The head's columns ``[..., d]`` of ``item_vectors``: the item tower's vector plus known items' IDs."""
         _, act, last = self.item_tower
         return self._with_ids(last(act(self._first_layer(level_codes, item_codes))), items)
 
@@ -245,19 +251,23 @@ class Reranker(nn.Module):
         return total
 
     def _with_ids(self, vec: torch.Tensor, items: torch.Tensor | None) -> torch.Tensor:
-        """Code vectors ``vec [..., d]`` plus the ID vectors of ``items`` the ID table knows; with an ID tower, its
-        vectors beside them ``[..., width]``, the trained items' mean for an item it does not know (new items
-        score as an average trained item there, and their codes decide)."""
-        known = None
+        """Code vectors ``vec [..., d]`` plus the ID vectors of ``items`` the ID table knows."""
         if self.id_items and items is not None:
-            known, seen = (items < self.id_items)[..., None], items.clamp(max=self.id_items - 1)
-            vec = vec + torch.where(known, self._id_vectors(seen), torch.zeros_like(vec))
-        if self.id_width:
-            mean = self.tower_mean()
-            tower = mean.expand(*vec.shape[:-1], -1) if known is None else torch.where(
-                known, self.id_tower_emb(seen), mean)
-            vec = torch.cat([vec, tower], -1)
+            known = (items < self.id_items)[..., None]
+            vec = vec + torch.where(known, self._id_vectors(items.clamp(max=self.id_items - 1)), torch.zeros_like(vec))
         return vec
+
+    def _beside_tower(self, vec: torch.Tensor, items: torch.Tensor | None) -> torch.Tensor:
+        """The head's columns ``vec [..., d]`` and, with an ID tower, its vectors of ``items`` beside them
+        ``[..., width]``: the trained items' mean for an item it does not know (a new item scores as an average
+        trained item there, and its codes decide)."""
+        if not self.id_width:
+            return vec
+        mean = self.tower_mean()
+        if items is None:
+            return torch.cat([vec, mean.expand(*vec.shape[:-1], -1)], -1)
+        known = (items < self.id_items)[..., None]
+        return torch.cat([vec, torch.where(known, self.id_tower_emb(items.clamp(max=self.id_items - 1)), mean)], -1)
 
     def _id_vectors(self, items: torch.Tensor) -> torch.Tensor:
         ids = self.item_id_emb(items)
@@ -384,7 +394,7 @@ class Reranker(nn.Module):
         if self.id_items:
             # the items' indices, n traced as a shape (not a constant)
             items = torch.cumsum(torch.ones_like(item_codes[:, 0]), 0) - 1 + first
-            scores = scores + user @ self._with_ids(torch.zeros_like(head[:1]), items).T
+            scores = scores + user @ self._beside_tower(self._with_ids(torch.zeros_like(head[:1]), items), items).T
         return scores.float()
 
     # ------------------------------------------------------------ training
@@ -404,9 +414,9 @@ class Reranker(nn.Module):
             # Hide some items' IDs each step, so the code-only vector of a new item is trained too.
             hidden = torch.rand(n, device=items.device) < self.config.id_dropout
             shown = torch.where(hidden, torch.full_like(items, self.id_items), items)
-        vectors = self.item_vectors(level_codes, item_codes, shown)  # [N, width]
+        vectors = self._head_vectors(level_codes, item_codes, shown)  # [N, d]
         if self.id_width:  # the head's IDs hidden, never the ID tower's own
-            vectors = torch.cat([vectors[:, :self.d_model], self.id_tower_emb(items)], 1)
+            vectors = torch.cat([vectors, self.id_tower_emb(items)], 1)
         if self.history is None:
             users = self.user_tower(states)
         else:
