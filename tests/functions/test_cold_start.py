@@ -9,10 +9,12 @@ import uuid
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 
-from genrec.apps.cold_start import upserted_items
+from genrec.apps.cold_start import items_frame, stored_vectors, upserted_items
 from genrec.config import Settings
+from genrec.embeddings.text import item_texts
 from genrec.events.codec import BATCH_CONTENT_TYPE, new_event, to_http_binary
 from genrec.events.contracts import ITEM_ENRICHED, ITEM_UPSERTED, USER_UPSERTED, ItemUpsertedData
 from genrec.stores.catalog_repo import CatalogRepo, Item
@@ -63,6 +65,22 @@ def test_a_run_of_upserts_leaves_each_item_as_applied_in_order() -> None:
     assert by_id["B"].title == "second" and by_id["B"].status == "active" and by_id["B"].semantic_ids is None
     assert by_id["B"].attributes == {"color": "red", "brand": "Acme", "size": "L", "price": 3.5}
     assert active == {"B"}  # upserted active at least once: it gets a code; A and C get none
+
+
+def test_only_an_item_whose_text_is_unchanged_keeps_its_stored_vector() -> None:
+    vector = np.ones(384, dtype=np.float32)
+    stored = {"status": Item("status", title="Mug", attributes={"brand": "Acme", "price": 3.5}, embedding=vector),
+              "renamed": Item("renamed", title="Mug", embedding=vector),
+              "no-vector": Item("no-vector", title="Mug")}
+    items, _ = upserted_items([
+        ItemUpsertedData(item_id="status", title="Mug", brand="Acme", price=3.5, status="inactive",
+                         attributes={"size": "M"}),  # outside the text
+        ItemUpsertedData(item_id="renamed", title="Big mug"),
+        ItemUpsertedData(item_id="no-vector", title="Mug"),
+        ItemUpsertedData(item_id="new", title="Mug"),
+    ], stored)
+    kept = stored_vectors(items, item_texts(items_frame(items)), stored)
+    assert kept[0] is vector and kept[1:] == [None, None, None]
 
 
 @pytest.mark.stack
@@ -172,9 +190,13 @@ def test_a_delivered_batch_is_stored_once_each_with_vectors_and_unique_semantic_
     known, late, twice, inactive = ids[0], f"{tag}-late", ids[1], ids[2]
     # Before the batch: one item stored and enriched, and an enrichment that overtook its upsert.
     assert _deliver(stack, [batch[0]]).status_code == 200
-    resp = _deliver(stack, [_event(ITEM_ENRICHED, {"item_id": known, "tags": ["gift"], "summary": "A gift."}),
-                            _event(ITEM_ENRICHED, {"item_id": late, "tags": ["early"]})])
-    assert [r["applied"] for r in resp.json()["results"]] == [True, False]
+    enrichments = [_event(ITEM_ENRICHED, {"item_id": known, "tags": ["gift"], "summary": "A gift."}),
+                   _event(ITEM_ENRICHED, {"item_id": late, "tags": ["early"]})]
+    resp = _deliver(stack, enrichments)
+    assert [(r["applied"], r["embedded"]) for r in resp.json()["results"]] == [(True, True), (False, False)]
+    # The same enrichment again: the item's text is what its stored vector was embedded from, so it is kept.
+    resp = _deliver(stack, enrichments[:1])
+    assert [(r["applied"], r["embedded"]) for r in resp.json()["results"]] == [(True, False)]
     pool = make_pool(stack)
     catalog = CatalogRepo(pool)
     known_codes = catalog.get(known).semantic_ids
@@ -189,6 +211,7 @@ def test_a_delivered_batch_is_stored_once_each_with_vectors_and_unique_semantic_
     results = resp.json()["results"]
     assert resp.json()["processed"] == len(batch) == len(results)
     assert [r["item_id"] for r in results] == [ev["data"]["item_id"] for ev in batch]
+    assert all(r["embedded"] for r in results)  # new items, and one renamed
 
     all_ids = [*ids, late]
     try:
@@ -216,10 +239,12 @@ def test_a_delivered_batch_is_stored_once_each_with_vectors_and_unique_semantic_
     assert sorted(vectors) == sorted(all_ids)
     assert all(vectors[i].semantic_ids == c for i, c in coded.items())
 
-    # Redelivered whole (the contract after any failure): nothing changes, nothing is fed twice.
+    # Redelivered whole (the contract after any failure): nothing changes, nothing is fed twice, and no text
+    # is embedded again (each item's stored vector is of the same text).
     n_fed = feed.length()
     again = _deliver(stack, batch)
-    assert again.status_code == 200 and again.json()["results"] == results
+    assert again.status_code == 200
+    assert again.json()["results"] == [{**r, "embedded": False} for r in results]
     assert feed.length() == n_fed
 
 
