@@ -284,8 +284,9 @@ def test_content_shapes_the_trained_items_id_vectors_and_folds_into_a_head_witho
 def test_the_id_tower_adds_a_logit_of_ids_alone_trained_by_its_own_softmax() -> None:
     """``id_tower``: a second user and item pair from item IDs alone (its own causal tower over the history's
     ID vectors). A candidate's dense logit is the head's plus this pair's (an item added after training is there the
-    trained items' mean item, served or not); the loss is the head's cross-entropy plus this pair's own; saved weights
-    reload with it."""
+    mean of the trained items sharing its first code, or of all where none does; served or not); the loss is the head's
+    cross-entropy plus this pair's own; saved weights reload with it, and weights saved before those regions give
+    every new item the trained items' mean."""
     torch.manual_seed(0)
     levels, width = [4, 5, 6], 8
     base = GenerativeConfig(d_model=16, n_heads=2, encoder_layers=1, decoder_layers=1, d_ff=32, max_history=5)
@@ -296,12 +297,16 @@ def test_the_id_tower_adds_a_logit_of_ids_alone_trained_by_its_own_softmax() -> 
     plain.load_state_dict(model.state_dict(), strict=False)
     head = model.reranker
     codes = torch.stack([torch.randint(0, size, (40,)) for size in levels], 1)
+    codes[:30, 0] %= 3  # no trained item has first code 3, which two new items have
+    codes[38:, 0] = 3
+    head.set_tower_regions(codes[:30], levels[0])
     history = torch.randint(0, 40, (3, 5))
     history[0, :2] = -1
     items = torch.arange(40).expand(3, -1)
 
     ids, valid = head.id_tower_emb.weight, history >= 0
-    tower_items = torch.cat([ids, ids.mean(0).expand(10, -1)])  # as the tower sees items 0-39
+    regions = torch.stack([*(ids[:30][codes[:30, 0] == c].mean(0) for c in range(3)), ids.mean(0)])
+    tower_items = torch.cat([ids, regions[codes[30:, 0]]])  # as the tower sees items 0-39
     tower_users = head.id_history(tower_items[history.clamp(min=0)] * width**0.5, valid)  # [3, 5, width]
     tower = tower_users[:, -1] @ tower_items.T
     with torch.no_grad():
@@ -330,5 +335,8 @@ def test_the_id_tower_adds_a_logit_of_ids_alone_trained_by_its_own_softmax() -> 
     assert reloaded.reranker.id_width == width
     with torch.no_grad():
         torch.testing.assert_close(reloaded.dense_scores(None, history, items, codes), got, rtol=0, atol=1e-6)
+    saved_before = {k: v for k, v in model.state_dict().items() if k != "reranker.id_tower_regions"}
+    legacy = TigerModel.from_state_dict(base, levels, saved_before).reranker
+    torch.testing.assert_close(legacy.unknown_tower(codes[30:]), ids.mean(0).expand(10, -1), rtol=0, atol=0)
     with pytest.raises(ValueError, match="id_tower needs"):
         RerankConfig(id_tower=width, user_state="encoder")

@@ -184,6 +184,9 @@ class Reranker(nn.Module):
             nn.init.normal_(self.id_tower_emb.weight, std=0.02)
             self.id_history = HistoryTower(self.id_width, config.history_layers, config.history_heads,
                                            config.history_dropout, window)
+            # Its vector of an item it does not know, by the item's first code (``set_tower_regions``, after
+            # training; saved with the weights). Empty (weights saved before it): the trained items' mean.
+            self.register_buffer("id_tower_regions", torch.zeros(0, self.id_width))
         width = d + self.id_width
         # The trained items' vectors, once frozen (``freeze_catalogue``) ``[N0, width]``, and for the int8 product
         # the same one column per item ``[width, N0]`` over each item's scale ``[N0]``. Not saved with the weights.
@@ -217,7 +220,7 @@ class Reranker(nn.Module):
         per item it was over half of a training step's arithmetic (12k items against a few hundred codes).
         Items the ID table does not know (added after training, or no ``items``) get their codes' vector (and in
         the ID tower's columns the trained items' mean)."""
-        return self._beside_tower(self._head_vectors(level_codes, item_codes, items), items)
+        return self._beside_tower(self._head_vectors(level_codes, item_codes, items), items, item_codes)
 
     def _head_vectors(
         self, level_codes: Sequence[torch.Tensor], item_codes: torch.Tensor, items: torch.Tensor | None
@@ -257,17 +260,48 @@ class Reranker(nn.Module):
             vec = vec + torch.where(known, self._id_vectors(items.clamp(max=self.id_items - 1)), torch.zeros_like(vec))
         return vec
 
-    def _beside_tower(self, vec: torch.Tensor, items: torch.Tensor | None) -> torch.Tensor:
-        """The head's columns ``vec [..., d]`` and, with an ID tower, its vectors of ``items`` beside them
-        ``[..., width]``: the trained items' mean for an item it does not know (a new item scores as an average
-        trained item there, and its codes decide)."""
+    def _beside_tower(self, vec: torch.Tensor, items: torch.Tensor | None, item_codes: torch.Tensor) -> torch.Tensor:
+        """The head's columns ``vec [..., d]`` and, with an ID tower, its vectors of ``items`` (codes ``item_codes
+        [..., levels]``) beside them ``[..., width]``; for an item it does not know, ``unknown_tower``'s."""
         if not self.id_width:
             return vec
-        mean = self.tower_mean()
+        unknown = self.unknown_tower(item_codes).expand(*vec.shape[:-1], -1)
         if items is None:
-            return torch.cat([vec, mean.expand(*vec.shape[:-1], -1)], -1)
+            return torch.cat([vec, unknown], -1)
         known = (items < self.id_items)[..., None]
-        return torch.cat([vec, torch.where(known, self.id_tower_emb(items.clamp(max=self.id_items - 1)), mean)], -1)
+        return torch.cat([vec, torch.where(known, self.id_tower_emb(items.clamp(max=self.id_items - 1)), unknown)], -1)
+
+    def unknown_tower(self, item_codes: torch.Tensor) -> torch.Tensor:
+        """The ID tower's vectors ``[..., width]`` of items it does not know (added after training), with codes
+        ``item_codes [..., levels]``: the mean of the trained items that share their first code
+        (``set_tower_regions``). The trained items' mean instead scored no hidden item of the synthetic catalogue's
+        cold-start benchmark into a top 10 (bench/results/quality-id-tower-s47.md); weights saved without
+        regions still get it."""
+        if self.id_tower_regions.shape[0]:  # static: a graph traced with it keeps it
+            return F.embedding(item_codes[..., 0], self.id_tower_regions)
+        return self.tower_mean().expand(*item_codes.shape[:-1], -1)
+
+    @torch.no_grad()
+    def set_tower_regions(self, item_codes: torch.Tensor, first_codes: int) -> None:
+        """``unknown_tower``'s table from the trained items' codes ``item_codes [id_items, levels]`` (the first
+        level has ``first_codes`` codes): per first code, the mean ID tower vector of the trained items with it,
+        or all trained items' mean where none has it. Called once training is over; nothing to do without a tower."""
+        if not self.id_width:
+            return
+        weight = self.id_tower_emb.weight
+        region = item_codes[:, 0].to(weight.device)
+        sums = weight.new_zeros(first_codes, self.id_width).index_add_(0, region, weight)
+        counts = weight.new_zeros(first_codes).index_add_(0, region, torch.ones_like(weight[:, 0]))
+        self.id_tower_regions = torch.where(counts[:, None] > 0, sums / counts.clamp(min=1)[:, None], weight.mean(0))
+
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: object) -> None:
+        # The regions' size is the saved one (none before training ends, or in weights saved before them).
+        key = prefix + "id_tower_regions"
+        if self.id_width:
+            if key not in state_dict:
+                state_dict[key] = self.id_tower_regions[:0]
+            self.id_tower_regions = torch.empty_like(state_dict[key], device=self.id_tower_regions.device)
+        super()._load_from_state_dict(state_dict, prefix, *args)
 
     def _id_vectors(self, items: torch.Tensor) -> torch.Tensor:
         ids = self.item_id_emb(items)
@@ -394,7 +428,8 @@ class Reranker(nn.Module):
         if self.id_items:
             # the items' indices, n traced as a shape (not a constant)
             items = torch.cumsum(torch.ones_like(item_codes[:, 0]), 0) - 1 + first
-            scores = scores + user @ self._beside_tower(self._with_ids(torch.zeros_like(head[:1]), items), items).T
+            ids = self._with_ids(torch.zeros_like(head[:1]), items)
+            scores = scores + user @ self._beside_tower(ids, items, item_codes).T
         return scores.float()
 
     # ------------------------------------------------------------ training
