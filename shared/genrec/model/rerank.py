@@ -219,7 +219,7 @@ class Reranker(nn.Module):
         in each code's vector, so it is applied to each code (``code_layer``) and gathered per item: applied
         per item it was over half of a training step's arithmetic (12k items against a few hundred codes).
         Items the ID table does not know (added after training, or no ``items``) get their codes' vector (and in
-        the ID tower's columns the trained items' mean)."""
+        the ID tower's columns ``unknown_tower``'s)."""
         return self._beside_tower(self._head_vectors(level_codes, item_codes, items), items, item_codes)
 
     def _head_vectors(
@@ -310,8 +310,8 @@ class Reranker(nn.Module):
         return ids
 
     def tower_mean(self) -> torch.Tensor:
-        """The ID tower's vector ``[id_width]`` of an item it does not know: its trained items' mean (frozen
-        with the catalogue for serving, where the table can hold a million items)."""
+        """The ID tower's trained items' mean vector ``[id_width]``, an unknown item's in weights saved without
+        regions (frozen with the catalogue for serving, where the table can hold a million items)."""
         return self.frozen_tower_mean if self.frozen_tower_mean.shape[0] else self.id_tower_emb.weight.mean(0)
 
     def attach_content(self, vectors: torch.Tensor) -> None:
