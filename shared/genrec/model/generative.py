@@ -549,10 +549,13 @@ def _rename_flat_keys(state: dict[str, Any], prefix: str) -> bool:
 
 def _upgrade_older_weights(model: TigerModel, state: dict[str, Any], prefix: str, *_: Any) -> None:
     """Load-state-dict pre-hook for weights saved by older versions. Those saved before
-    ``trained_items`` existed count every item as trained. Those saved before the split (flat
+    ``trained_items`` existed count every item as trained; those saved before the ID tower's regions
+    have none (its unknown items get the trained items' mean). Those saved before the split (flat
     keys) carry no re-ranking weight (it was in the config, from which this model's came), so
     the model keeps its own."""
     state.setdefault(prefix + "generator._extra_state", torch.tensor(EVERY_ITEM_TRAINED))
+    if model.reranker is not None and model.reranker.id_width:
+        state.setdefault(prefix + "reranker.id_tower_regions", model.reranker.id_tower_regions[:0])
     if _rename_flat_keys(state, prefix) and model.reranker is not None:
         state.setdefault(prefix + "reranker._extra_state", model.reranker.get_extra_state())
 

@@ -114,8 +114,8 @@ class RerankConfig(BaseModel):
     # a separately trained SASRec shared 20 % of their top 10, and their summed log-probabilities scored
     # test NDCG@10 0.0568 against 0.0459 and 0.0509 apart; trained in, Beauty's test NDCG@10 went from
     # 0.0520 to 0.0600 (bench/results/quality-id-tower-s46.md). An item added after training has no ID:
-    # here it is the trained items' mean (an average item), and its codes decide. It reads the history's
-    # IDs, so a head without either has none (set explicitly there, an error).
+    # here it is the mean of the trained items sharing its first code (``Reranker.unknown_tower``). It reads
+    # the history's IDs, so a head without either has none (set explicitly there, an error).
     id_tower: int = Field(default=64, ge=0)
 
     @model_validator(mode="after")
@@ -295,11 +295,10 @@ class Reranker(nn.Module):
         self.id_tower_regions = torch.where(counts[:, None] > 0, sums / counts.clamp(min=1)[:, None], weight.mean(0))
 
     def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: object) -> None:
-        # The regions' size is the saved one (none before training ends, or in weights saved before them).
+        # The regions' size is the saved one: none before training ends (weights saved before regions existed get
+        # none from ``genrec.model.generative``'s upgrade of older weights).
         key = prefix + "id_tower_regions"
-        if self.id_width:
-            if key not in state_dict:
-                state_dict[key] = self.id_tower_regions[:0]
+        if self.id_width and key in state_dict:
             self.id_tower_regions = torch.empty_like(state_dict[key], device=self.id_tower_regions.device)
         super()._load_from_state_dict(state_dict, prefix, *args)
 

@@ -274,7 +274,7 @@ def train_generative(
     model.generator.trained_items = table.n_items  # items added from now on are fresh to the decoder
     if model.reranker is not None:
         model.reranker.fold_content()  # a saved head is one without it: the artifact and serving are unchanged
-        model.reranker.set_tower_regions(table.item_codes[: model.reranker.id_items].cpu(), table.level_sizes[0])
+        model.reranker.set_tower_regions(table.item_codes[: model.reranker.id_items], table.level_sizes[0])
         if "rerank_weight" in result.best_metrics:
             model.reranker.set_weight(result.best_metrics["rerank_weight"])  # the best epoch's tuned weight
     bundle = TrainedBundle(
